@@ -1,0 +1,491 @@
+"""``compile`` and the ``Model``: a network with its loss, optimizer, device and history.
+
+Example:
+    >>> import exburn_nb as xb
+    >>> spec = xb.input("input", shape=(None, 4)).dense(3, name="out")
+    >>> m = xb.compile(spec, loss="cross_entropy", optimizer="adam", learning_rate=1e-3)
+    >>> sorted(m.parameters())
+    ['out.bias', 'out.weight']
+    >>> m.freeze(["out"]).is_frozen("out")
+    True
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import persist
+from .data import as_features
+from .history import BATCH_COLUMNS, History
+from .losses import Loss
+from .optim import check_number, check_optimizer, fused_supported, make_optimizer
+from .spec import Spec, init_weights
+from .summary import SummaryRow, format_shape, render_html, render_text
+
+DEVICES = ("cpu", "gpu", "auto")
+
+
+def gpu_device() -> torch.device | None:
+    """The accelerator torch can use here (CUDA, else Apple MPS), or None."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return None
+
+
+def available_devices() -> list[str]:
+    """The device names usable here: ``["cpu"]``, plus ``"gpu"`` when one exists."""
+    return ["cpu", "gpu"] if gpu_device() is not None else ["cpu"]
+
+
+def resolve_device(device: str) -> tuple[str, torch.device]:
+    """``("cpu" | "gpu", torch.device)`` for ``"cpu"``, ``"gpu"`` or ``"auto"``."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}; got {device!r}")
+    gpu = gpu_device()
+    if device == "gpu" and gpu is None:
+        raise ValueError("device='gpu' was asked for, but torch finds no CUDA or Apple MPS GPU on "
+                         "this machine; use device='cpu' or device='auto'")
+    if device == "cpu" or gpu is None:
+        return "cpu", torch.device("cpu")
+    return "gpu", gpu
+
+
+class Model:
+    """A compiled network. Build one with :func:`compile` or :func:`exburn_nb.load`.
+
+    ``fit``, ``train_step``, ``freeze``, ``unfreeze`` and ``to_device`` change the model in
+    place and return it. ``history`` is a pandas DataFrame, one row per epoch.
+    """
+
+    def __init__(self, module: nn.Module, *, spec: Spec | None, loss: str, optimizer: str,
+                 learning_rate: float, weight_decay: float, device: str,
+                 input_shape: tuple | None):
+        self.spec = spec
+        self.module = module
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.loss_function = loss
+        self.optimizer = check_optimizer(optimizer)
+        self.learning_rate = check_number("learning_rate", learning_rate, positive=True)
+        self.weight_decay = check_number("weight_decay", weight_decay)
+        self.device, self.torch_device = resolve_device(device)
+        self.module.to(self.torch_device)
+        self._shapes = self._infer_shapes()
+        self.loss = Loss(loss, self._output_activation())
+        self.torch_optimizer = make_optimizer(optimizer, module.parameters(), learning_rate,
+                                              weight_decay, self.torch_device)
+        self._frozen: set[str] = set()
+        self._history = History()
+        self.lock = threading.RLock()  # held by the loop for each batch; forward/predict take it too
+
+    # ---------------------------------------------------------------- structure
+    @property
+    def layers(self) -> dict[str, nn.Module]:
+        """The layers by name (the module's named children)."""
+        return dict(self.module.named_children())
+
+    @property
+    def output_shape(self) -> tuple | None:
+        """The output shape ``(None, ...)``, or None when unknown."""
+        return self._shapes[-1] if self._shapes else self.input_shape
+
+    def _infer_shapes(self) -> list[tuple | None]:
+        if self.spec is not None:
+            return [shape for _, shape in self.spec.layer_shapes]
+        names = list(self.layers)
+        if self.input_shape is None:
+            return [None] * len(names)
+        shapes: dict[str, tuple] = {}
+        hooks = [child.register_forward_hook(
+            lambda _m, _i, out, n=n: shapes.setdefault(n, (None, *out.shape[1:])))
+            for n, child in self.module.named_children()]
+        was_training = self.module.training
+        try:
+            self.module.eval()
+            with torch.no_grad():
+                self.module(torch.zeros((2, *self.input_shape[1:]), device=self.torch_device))
+        except Exception as exc:
+            raise ValueError(f"input_shape {self.input_shape} does not fit the module: {exc}") from None
+        finally:
+            for h in hooks:
+                h.remove()
+            self.module.train(was_training)
+        return [shapes.get(n) for n in names]
+
+    def _output_activation(self) -> str | None:
+        if self.spec is not None:
+            return self.spec.output_activation
+        last = list(self.module.children())[-1:] or [self.module]
+        return {nn.Softmax: "softmax", nn.Sigmoid: "sigmoid"}.get(type(last[0]))
+
+    def _layer_names(self, names: Iterable[str] | str, argname: str = "names") -> list[str]:
+        if isinstance(names, str):
+            names = [names]
+        names, known = list(names), list(self.layers)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"{argname}: unknown layer {unknown[0]!r}; the layers are {known}")
+        return names
+
+    # ---------------------------------------------------------------- inspection
+    def parameters(self) -> dict[str, torch.Tensor]:
+        """The parameters by name (``<layer>.weight``, ``<layer>.bias``)."""
+        return dict(self.module.named_parameters())
+
+    def count_params(self, trainable_only: bool = False) -> int:
+        """The number of parameters (only unfrozen ones with ``trainable_only``)."""
+        return sum(p.numel() for p in self.module.parameters()
+                   if p.requires_grad or not trainable_only)
+
+    def _summary_rows(self) -> list[SummaryRow]:
+        types = ({la.name: la.type_name for la in self.spec.layers} if self.spec is not None else
+                 {n: type(m).__name__ for n, m in self.layers.items()})
+        return [SummaryRow(name, types[name], format_shape(shape),
+                           sum(p.numel() for p in child.parameters()), name in self._frozen)
+                for (name, child), shape in zip(self.layers.items(), self._shapes, strict=True)]
+
+    def summary(self) -> str:
+        """The guide's boxed summary: layer, type, output shape, params; total and trainable.
+
+        Example:
+            >>> print(model.summary())  # doctest: +SKIP
+        """
+        return render_text(self._summary_rows())
+
+    def _repr_html_(self) -> str:
+        return render_html(self._summary_rows())
+
+    def __repr__(self) -> str:
+        return (f"<Model {len(self.layers)} layers, {self.count_params():,} params, "
+                f"loss={self.loss_function!r}, optimizer={self.optimizer!r}, "
+                f"lr={self.learning_rate:g}, device={self.device!r}, "
+                f"epochs trained={self.epochs_trained}>")
+
+    # ---------------------------------------------------------------- history
+    @property
+    def history(self) -> pd.DataFrame:
+        """One row per epoch: epoch, loss, val_loss, accuracy, val_accuracy, lr, seconds,
+        samples_per_s (optional columns only where computed), then callbacks' extras."""
+        return self._history.epochs_frame()
+
+    @property
+    def batch_history(self) -> pd.DataFrame:
+        """One row per batch: epoch, batch, step, loss, lr."""
+        return self._history.batches_frame()
+
+    @property
+    def epochs_trained(self) -> int:
+        """Epochs recorded so far; the next ``fit`` numbers its first epoch one higher."""
+        return self._history.last_epoch
+
+    # ---------------------------------------------------------------- inference
+    def forward(self, x: Any) -> torch.Tensor:
+        """The output for ``x`` on the model's device, in inference mode (no dropout, no grad)."""
+        x = as_features(x, self.input_shape, "x").to(self.torch_device)
+        with self.lock, torch.inference_mode():
+            was_training = self.module.training
+            self.module.eval()
+            try:
+                return self.module(x)
+            finally:
+                self.module.train(was_training)
+
+    def predict(self, x: Any, batch_size: int = 1024) -> torch.Tensor:
+        """The output for ``x`` on the CPU, computed in batches of ``batch_size``.
+
+        Example:
+            >>> probs = model.predict(test_x).softmax(dim=1)  # doctest: +SKIP
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+        x = as_features(x, self.input_shape, "x")
+        with self.lock, torch.inference_mode():
+            was_training = self.module.training
+            self.module.eval()
+            try:
+                outs = [self.module(x[i:i + batch_size].to(self.torch_device, non_blocking=True))
+                        for i in range(0, x.shape[0], batch_size)]
+            finally:
+                self.module.train(was_training)
+        return torch.cat(outs).cpu()
+
+    # ---------------------------------------------------------------- freezing
+    def freeze(self, names: Iterable[str] | str) -> Model:
+        """Stop these layers from training (no gradient, no momentum or weight-decay moves).
+
+        Frozen layers also run in inference mode while training (batch-norm statistics
+        stay put, dropout is off), as in Keras.
+        """
+        for name in self._layer_names(names):
+            self._frozen.add(name)
+            for p in self.layers[name].parameters():
+                p.requires_grad_(False)
+                p.grad = None
+        self._apply_train_mode()
+        return self
+
+    def unfreeze(self, names: Iterable[str] | str) -> Model:
+        """Let these layers train again."""
+        for name in self._layer_names(names):
+            self._frozen.discard(name)
+            for p in self.layers[name].parameters():
+                p.requires_grad_(True)
+        self._apply_train_mode()
+        return self
+
+    def is_frozen(self, name: str) -> bool:
+        """Whether the layer ``name`` is frozen."""
+        return self._layer_names([name], "name")[0] in self._frozen
+
+    @property
+    def frozen_layers(self) -> set[str]:
+        """The names of the frozen layers (a copy)."""
+        return set(self._frozen)
+
+    def _apply_train_mode(self) -> None:
+        """While training: train mode, but frozen layers in eval mode."""
+        if self.module.training:
+            for name in self._frozen:
+                self.layers[name].eval()
+
+    def train_mode(self) -> None:
+        """Switch to training mode (frozen layers stay in inference mode)."""
+        self.module.train()
+        self._apply_train_mode()
+
+    # ---------------------------------------------------------------- device
+    def to_device(self, device: str) -> Model:
+        """Move the model and its optimizer state to ``"cpu"``, ``"gpu"`` or ``"auto"``.
+
+        A no-op when already there.
+        """
+        name, target = resolve_device(device)
+        if target == self.torch_device:
+            return self
+        with self.lock:
+            state = self.torch_optimizer.state_dict()
+            self.module.to(target)
+            for group in self.torch_optimizer.param_groups:
+                if "fused" in group:
+                    group["fused"] = fused_supported(target) or None
+            self.torch_optimizer.load_state_dict(state)  # casts the state onto the new device
+            self.device, self.torch_device = name, target
+        return self
+
+    # ---------------------------------------------------------------- reset
+    def reset_weights(self, seed: int | None = None) -> Model:
+        """Fresh weights (the compile-time init), fresh optimizer state and an empty history."""
+        if seed is not None:
+            torch.manual_seed(seed)
+        with self.lock:
+            if self.spec is not None:
+                init_weights(self.module)
+            else:
+                for child in self.module.modules():
+                    if hasattr(child, "reset_parameters"):
+                        child.reset_parameters()
+            self.torch_optimizer.state.clear()
+            self._history.clear()
+        return self
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the whole model to one file (atomic): parameters, spec, compile settings,
+        frozen layers, optimizer state and history. Safetensors + JSON, never pickle.
+
+        Example:
+            >>> model.save("digits.exburn")  # doctest: +SKIP
+            >>> again = xb.load("digits.exburn")  # doctest: +SKIP
+        """
+        with self.lock:
+            tensors = {f"param.{k}": v for k, v in self.module.state_dict().items()}
+            opt = self.torch_optimizer.state_dict()
+            scalars: dict[str, dict] = {}
+            for idx, state in opt["state"].items():
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor):
+                        tensors[f"optim.{idx}.{key}"] = value
+                    else:
+                        scalars.setdefault(str(idx), {})[key] = value
+            history = self._history.to_state()
+        for column, values in history.pop("batches").items():
+            tensors[f"batch.{column}"] = torch.tensor(values, dtype=torch.float64)
+        meta = {
+            "spec": self.spec.to_dict() if self.spec is not None else None,
+            "module_class": type(self.module).__name__,
+            "compile": {"loss": self.loss_function, "optimizer": self.optimizer,
+                        "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                        "device": self.device,
+                        "input_shape": list(self.input_shape) if self.input_shape else None},
+            "frozen": sorted(self._frozen),
+            "optimizer_groups": opt["param_groups"],
+            "optimizer_scalars": scalars,
+            "history": history["epochs"],
+        }
+        persist.write_file(path, tensors, meta)
+        return Path(path)
+
+    def load(self, path: str | Path) -> Model:
+        """Load a saved file into this model (same layer names and shapes).
+
+        Parameters, history and frozen layers are loaded; so is the optimizer state when
+        the file's optimizer is this model's. A mismatch names the layer and both shapes.
+        """
+        tensors, meta = persist.read_file(path)
+        self.load_state(tensors, meta, source=f"file {str(path)!r}")
+        return self
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict, source: str) -> None:
+        """Load what :meth:`save` wrote (already read from ``source``) into this model."""
+        params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
+        self.check_params(params, source)
+        with self.lock, torch.no_grad():
+            self.module.load_state_dict(params)
+            if meta.get("compile", {}).get("optimizer") == self.optimizer:
+                self._load_optimizer(tensors, meta, source)
+            batches = {c: tensors[f"batch.{c}"].tolist() if f"batch.{c}" in tensors else []
+                       for c in BATCH_COLUMNS}
+            for c in ("epoch", "batch", "step"):
+                batches[c] = [int(v) for v in batches[c]]
+            self._history = History.from_state({"epochs": meta.get("history", []),
+                                                "batches": batches})
+            frozen = [n for n in meta.get("frozen", []) if n in self.layers]
+            self.unfreeze(list(self._frozen))
+            self.freeze(frozen)
+
+    def check_params(self, params: dict[str, torch.Tensor], source: str) -> None:
+        """Raise a ``ValueError`` naming the layer and both shapes on any mismatch."""
+        own = self.module.state_dict()
+        missing = sorted(set(own) - set(params))
+        extra = sorted(set(params) - set(own))
+        if missing or extra:
+            raise ValueError(f"{source} does not fit this model: "
+                             + (f"missing {missing[:5]}" if missing else "")
+                             + ("; " if missing and extra else "")
+                             + (f"unexpected {extra[:5]}" if extra else ""))
+        for name, value in params.items():
+            if tuple(value.shape) != tuple(own[name].shape):
+                raise ValueError(f"{source} does not fit this model: layer {name.split('.')[0]!r} "
+                                 f"has {name} of shape {tuple(value.shape)} in the file but "
+                                 f"{tuple(own[name].shape)} in this model")
+
+    def _load_optimizer(self, tensors: dict, meta: dict, source: str) -> None:
+        state: dict[int, dict] = {}
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                _, idx, name = key.split(".", 2)
+                state.setdefault(int(idx), {})[name] = value
+        for idx, values in meta.get("optimizer_scalars", {}).items():
+            state.setdefault(int(idx), {}).update(values)
+        groups = meta.get("optimizer_groups") or []
+        current = self.torch_optimizer.param_groups
+        if len(groups) != len(current):
+            warnings.warn(f"{source}: optimizer groups differ; optimizer state not loaded",
+                          stacklevel=3)
+            return
+        keep = ("fused", "foreach", "capturable", "differentiable")
+        groups = [{**saved, **{k: cur[k] for k in keep if k in cur}}
+                  for saved, cur in zip(groups, current, strict=True)]
+        try:
+            self.torch_optimizer.load_state_dict({"state": state, "param_groups": groups})
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise ValueError(f"{source}: its optimizer state does not fit this model ({exc})") from None
+        self.learning_rate = float(groups[0]["lr"]) if groups else self.learning_rate
+
+    def load_params(self, params: dict[str, torch.Tensor]) -> Model:
+        """Load a parameter dict (from :func:`deserialize_params`) into this model."""
+        self.check_params(params, "params")
+        with self.lock, torch.no_grad():
+            self.module.load_state_dict(params)
+        return self
+
+    def serialize_params(self) -> bytes:
+        """The parameters (and buffers) as safetensors bytes, e.g. to send over a network."""
+        with self.lock:
+            return persist.to_bytes(self.module.state_dict(), {"kind": "params"})
+
+
+def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # noqa: A001
+            optimizer: str = "adam", learning_rate: float = 1e-3, device: str = "cpu",
+            weight_decay: float = 0.0, input_shape: tuple | None = None,
+            seed: int | None = None) -> Model:
+    """Build, initialise and place a model, and set up its optimizer.
+
+    Args:
+        spec_or_module: a :class:`Spec` (Glorot-uniform weights, zero biases) or a
+            ``torch.nn.Module`` whose named children become the layers (weights kept).
+        loss: ``"cross_entropy"``, ``"mse"`` or ``"binary_cross_entropy"``.
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``.
+        learning_rate: the optimizer's learning rate.
+        device: ``"cpu"``, ``"gpu"`` (CUDA, else Apple MPS) or ``"auto"``.
+        weight_decay: L2 coefficient (decoupled for adamw).
+        input_shape: for a module: ``(None, ...)``, used to check inputs and infer shapes.
+        seed: seeds torch before initialising, for reproducible weights.
+
+    Example:
+        >>> spec = xb.input("input", shape=(None, 784)).dense(10, name="output")
+        >>> model = xb.compile(spec, loss="cross_entropy", optimizer="adam")  # doctest: +SKIP
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+    if isinstance(spec_or_module, Spec):
+        if input_shape is not None and tuple(input_shape) != spec_or_module.input_shape:
+            raise ValueError(f"input_shape {tuple(input_shape)} differs from the spec's "
+                             f"{spec_or_module.input_shape}; leave it out for specs")
+        spec, module, shape = spec_or_module, spec_or_module.build(), spec_or_module.input_shape
+    elif isinstance(spec_or_module, nn.Module):
+        if not list(spec_or_module.named_children()):
+            raise ValueError("spec_or_module: a torch.nn.Module needs named children (its "
+                             "layers), e.g. nn.Sequential(OrderedDict(hidden=nn.Linear(4, 8), ...))")
+        spec, module, shape = None, spec_or_module, input_shape
+    else:
+        raise ValueError("spec_or_module must be an exburn_nb spec (xb.input(...)...) or a "
+                         f"torch.nn.Module; got {type(spec_or_module).__name__}")
+    return Model(module, spec=spec, loss=loss, optimizer=optimizer, learning_rate=learning_rate,
+                 weight_decay=weight_decay, device=device, input_shape=shape)
+
+
+def load(path: str | Path, device: str | None = None) -> Model:
+    """Rebuild a saved model: spec, compile settings, parameters, optimizer state, history.
+
+    ``device`` defaults to the saved one when it exists here, else the CPU.
+    Models compiled from a plain ``torch.nn.Module`` hold no code in their file: rebuild
+    the module yourself, compile it, and call ``model.load(path)``.
+    """
+    tensors, meta = persist.read_file(path)
+    source = f"file {str(path)!r}"
+    if meta.get("kind") == "params":
+        raise ValueError(f"{source} holds parameters only: load them into a compiled model "
+                         "with model.load_params(xb.deserialize_params(data))")
+    if not meta.get("spec"):
+        raise ValueError(f"{source} holds a model built from a torch.nn.Module "
+                         f"({meta.get('module_class')}); files never hold code, so rebuild "
+                         "the module, compile it, and call model.load(path)")
+    settings = dict(meta["compile"])
+    settings.pop("input_shape", None)
+    saved_device = settings.pop("device")
+    if device is None:
+        device = saved_device if saved_device in available_devices() else "cpu"
+    try:
+        spec = Spec.from_dict(meta["spec"])
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    model = compile(spec, device=device, **settings)
+    model.load_state(tensors, meta, source)
+    return model
+
+
+def deserialize_params(data: bytes) -> dict[str, torch.Tensor]:
+    """The parameter dict from :meth:`Model.serialize_params` bytes."""
+    tensors, _ = persist.from_bytes(data, source="params bytes")
+    return tensors

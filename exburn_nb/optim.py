@@ -1,0 +1,125 @@
+"""Optimizers with the guide's constants, and learning-rate schedules.
+
+Example:
+    >>> sched = make_schedule(("step", 1e-3, 10, 0.5), epochs=30)
+    >>> [sched(e) for e in (0, 9, 10, 25)]
+    [0.001, 0.001, 0.0005, 0.00025]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from numbers import Real
+
+import torch
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = {"step": ("base_lr", "step_size", "gamma"), "exponential": ("base_lr", "gamma"),
+             "cosine": ("base_lr", "min_lr")}
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+SGD_MOMENTUM = 0.9
+RMSPROP_DECAY, RMSPROP_EPS = 0.9, 1e-8
+
+
+def fused_supported(device: torch.device) -> bool:
+    """Whether torch has fused optimizer kernels for this device type."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    return device.type in _get_fused_kernels_supported_devices()
+
+
+def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], learning_rate: float,
+                   weight_decay: float = 0.0, device: torch.device | None = None,
+                   nesterov: bool = False) -> torch.optim.Optimizer:
+    """A ``torch.optim`` optimizer with the guide's constants.
+
+    adam: betas (0.9, 0.999), eps 1e-8, ``weight_decay`` as L2 (added to the gradient);
+    adamw: the same with decoupled weight decay; sgd: momentum 0.9, optional Nesterov;
+    rmsprop: decay (alpha) 0.9, eps 1e-8. Fused kernels are used where torch has them
+    for the device (same math, fewer kernel launches).
+    """
+    check_optimizer(name)
+    check_number("learning_rate", learning_rate, positive=True)
+    check_number("weight_decay", weight_decay)
+    fused = {"fused": True} if device is not None and fused_supported(device) else {}
+    params = list(params)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
+                                weight_decay=weight_decay, **fused)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=learning_rate, betas=ADAM_BETAS, eps=ADAM_EPS,
+                                 weight_decay=weight_decay, **fused)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=learning_rate, momentum=SGD_MOMENTUM,
+                               nesterov=nesterov, weight_decay=weight_decay, **fused)
+    return torch.optim.RMSprop(params, lr=learning_rate, alpha=RMSPROP_DECAY, eps=RMSPROP_EPS,
+                               weight_decay=weight_decay)
+
+
+def check_optimizer(name: str) -> str:
+    """Raise a clear error for an unknown optimizer name."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
+    return name
+
+
+def check_number(argname: str, value: object, positive: bool = False) -> float:
+    """``value`` as a float; raise naming ``argname`` unless it is a finite real >= 0 (> 0)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or (
+            value <= 0 if positive else value < 0):
+        raise ValueError(f"{argname} must be a finite number {'> 0' if positive else '>= 0'}; "
+                         f"got {value!r}")
+    return float(value)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Write ``lr`` into every param group (takes effect at the next step)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def make_schedule(schedule: object, epochs: int) -> Callable[[int], float] | None:
+    """A function ``epoch -> lr`` (epochs counted from 0 within the run), or None.
+
+    ``schedule`` is one of the guide's tuples, or any callable ``epoch -> lr``:
+
+    - ``("step", base_lr, step_size, gamma)``: ``base_lr * gamma ** (epoch // step_size)``
+      (``torch.optim.lr_scheduler.StepLR``);
+    - ``("exponential", base_lr, gamma)``: ``base_lr * gamma ** epoch`` (``ExponentialLR``);
+    - ``("cosine", base_lr, min_lr)``: cosine annealing from ``base_lr`` towards ``min_lr``
+      over the run's epochs (``CosineAnnealingLR(T_max=epochs, eta_min=min_lr)``).
+    """
+    if schedule is None:
+        return None
+    if callable(schedule):
+        return _checked_callable(schedule)
+    if not isinstance(schedule, (tuple, list)) or not schedule or schedule[0] not in SCHEDULES:
+        raise ValueError("lr_schedule must be None, a callable epoch -> lr, or one of "
+                         "('step', base_lr, step_size, gamma), ('exponential', base_lr, gamma), "
+                         f"('cosine', base_lr, min_lr); got {schedule!r}")
+    kind, args = schedule[0], tuple(schedule[1:])
+    names = SCHEDULES[kind]
+    if len(args) != len(names):
+        raise ValueError(f"lr_schedule {kind!r} takes ({kind!r}, {', '.join(names)}): "
+                         f"{len(names)} values after the name; got {schedule!r}")
+    base = check_number("lr_schedule base_lr", args[0], positive=True)
+    if kind == "step":
+        step_size, gamma = args[1], check_number("lr_schedule gamma", args[2], positive=True)
+        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"lr_schedule step_size must be an integer >= 1; got {step_size!r}")
+        return lambda e: base * gamma ** (e // step_size)
+    if kind == "exponential":
+        gamma = check_number("lr_schedule gamma", args[1], positive=True)
+        return lambda e: base * gamma ** e
+    min_lr = check_number("lr_schedule min_lr", args[1])
+    t_max = max(epochs, 1)
+    return lambda e: min_lr + (base - min_lr) * (1 + math.cos(math.pi * e / t_max)) / 2
+
+
+def _checked_callable(fn: Callable[[int], float]) -> Callable[[int], float]:
+    def schedule(epoch: int) -> float:
+        lr = fn(epoch)
+        return check_number(f"lr_schedule({epoch})", lr, positive=True)
+
+    return schedule

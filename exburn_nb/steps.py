@@ -1,0 +1,201 @@
+"""Single steps for custom loops: ``evaluate``, ``train_step``, ``compute_gradients``.
+
+Also the data preparation that ``fit`` shares with them: inputs checked against the
+model and moved to its device once.
+
+Example:
+    >>> loss, model = xb.train_step(model, (bx, by), clip_norm=1.0)  # doctest: +SKIP
+    >>> grads = xb.compute_gradients(model, (bx, by), grad_method="numerical")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch.func import functional_call, vmap
+
+from .data import as_features, check_same_length, split_pair, to_tensor
+from .model import Model
+
+GRAD_METHODS = ("autograd", "numerical", "numerical_batch")
+NUMERICAL_WARN_PARAMS = 10_000
+NUMERICAL_STEP = 1e-6
+
+
+def prepare_pair(model: Model, data: Any, argname: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` checked against the model (shapes, labels, lengths) and on its device."""
+    x, y = split_pair(data, argname)
+    x = as_features(x, model.input_shape, f"{argname} x")
+    y = model.loss.prepare_targets(to_tensor(y, f"{argname} y"), model.output_shape,
+                                   f"{argname} y")
+    check_same_length(x, y, f"{argname} x", f"{argname} y")
+    return x.to(model.torch_device), y.to(model.torch_device)
+
+
+def check_clip(clip_norm: float | None, clip_value: float | None) -> None:
+    """Raise naming the argument when a clip threshold is not a number > 0."""
+    for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or value <= 0):
+            raise ValueError(f"{name} must be None or a finite number > 0; got {value!r}")
+
+
+def clip_gradients(params: list[torch.Tensor], clip_norm: float | None,
+                   clip_value: float | None) -> None:
+    """Clip by value first (each element into ``[-clip_value, clip_value]``), then rescale
+    so the global L2 norm is at most ``clip_norm`` (``torch.nn.utils`` semantics)."""
+    if clip_value is not None:
+        torch.nn.utils.clip_grad_value_(params, clip_value)
+    if clip_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, clip_norm)
+
+
+def evaluate_tensors(model: Model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
+                     accuracy: bool = False) -> tuple[float, float | None]:
+    """Mean loss (and accuracy) over prepared tensors, in inference mode; one host sync."""
+    total = torch.zeros((), device=model.torch_device, dtype=torch.float64)
+    correct = torch.zeros((), device=model.torch_device, dtype=torch.float64)
+    with model.lock, torch.inference_mode():
+        was_training = model.module.training
+        model.module.eval()
+        try:
+            for i in range(0, x.shape[0], batch_size):
+                out = model.module(x[i:i + batch_size])
+                yb = y[i:i + batch_size]
+                total += model.loss(out, yb).double() * yb.shape[0]
+                if accuracy:
+                    correct += model.loss.correct(out, yb)
+        finally:
+            model.module.train(was_training)
+    n = x.shape[0]
+    values = torch.stack([total / n, correct / n]).tolist()
+    return values[0], values[1] if accuracy else None
+
+
+def check_accuracy(model: Model, accuracy: bool) -> None:
+    """Accuracy is defined for the classification losses only."""
+    if accuracy and not model.loss.is_classification:
+        raise ValueError(f"accuracy=True needs a classification loss (cross_entropy or "
+                         f"binary_cross_entropy); this model uses {model.loss_function!r}")
+
+
+def evaluate(model: Model, data: Any, accuracy: bool = False,
+             batch_size: int = 1024) -> float | tuple[float, float]:
+    """The mean loss on ``data = (x, y)``; ``(loss, accuracy)`` with ``accuracy=True``.
+
+    Example:
+        >>> loss, acc = xb.evaluate(model, (test_x, test_y), accuracy=True)  # doctest: +SKIP
+    """
+    check_accuracy(model, accuracy)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    x, y = prepare_pair(model, data)
+    loss, acc = evaluate_tensors(model, x, y, batch_size, accuracy)
+    return (loss, acc) if accuracy else loss
+
+
+def train_step(model: Model, batch: Any, clip_norm: float | None = None,
+               clip_value: float | None = None, grad_method: str = "autograd") -> tuple[float, Model]:
+    """One optimizer step on one batch; returns ``(loss before the step, model)``.
+
+    Gradients come from :func:`compute_gradients` with ``grad_method``; clipping is by
+    value first, then by global norm.
+    """
+    check_clip(clip_norm, clip_value)
+    x, y = prepare_pair(model, batch, "batch")
+    with model.lock:
+        grads, loss = _gradients(model, x, y, grad_method)
+        params = [p for p in model.module.parameters() if p.requires_grad]
+        for p, g in zip(params, grads.values(), strict=True):
+            p.grad = g
+        clip_gradients(params, clip_norm, clip_value)
+        model.torch_optimizer.step()
+        model.torch_optimizer.zero_grad(set_to_none=True)
+    return loss, model
+
+
+def compute_gradients(model: Model, batch: Any,
+                      grad_method: str = "autograd") -> dict[str, torch.Tensor]:
+    """The loss gradient for each trainable parameter, by name.
+
+    ``"autograd"`` is backpropagation. ``"numerical"`` and ``"numerical_batch"`` are central
+    finite differences in float64, one parameter at a time or vectorised across
+    parameters (``torch.func.vmap``), for teaching and gradient checks. Dropout draws
+    the same mask for every evaluation, so the numbers are consistent. The numerical
+    methods warn above 10,000 parameters (two forward passes per parameter).
+    """
+    x, y = prepare_pair(model, batch, "batch")
+    with model.lock:
+        return _gradients(model, x, y, grad_method)[0]
+
+
+def _gradients(model: Model, x: torch.Tensor, y: torch.Tensor,
+               grad_method: str) -> tuple[dict[str, torch.Tensor], float]:
+    if grad_method not in GRAD_METHODS:
+        raise ValueError(f"grad_method must be one of {', '.join(GRAD_METHODS)}; "
+                         f"got {grad_method!r}")
+    named = [(n, p) for n, p in model.module.named_parameters() if p.requires_grad]
+    if grad_method == "autograd":
+        model.train_mode()
+        loss = model.loss(model.module(x), y)
+        grads = torch.autograd.grad(loss, [p for _, p in named])
+        return dict(zip([n for n, _ in named], grads, strict=True)), float(loss)
+    count = sum(p.numel() for _, p in named)
+    if count > NUMERICAL_WARN_PARAMS:
+        warnings.warn(f"grad_method={grad_method!r} on {count:,} parameters takes "
+                      f"{2 * count:,} forward passes; use 'autograd' for real training",
+                      stacklevel=3)
+    net = copy.deepcopy(model.module).double()
+    torch.func.replace_all_batch_norm_modules_(net)  # no running-stat updates while probing
+    net.train()
+    for name in model.frozen_layers:
+        getattr(net, name).eval()
+    x64 = x.double() if x.is_floating_point() else x
+    y64 = y.double() if y.is_floating_point() else y
+    names = [n for n, _ in named]
+    base = {n: p.detach().double() for n, p in net.named_parameters()}
+    seed = int(torch.randint(0, 2**31 - 1, ()))
+
+    def loss_at(flat: torch.Tensor) -> torch.Tensor:
+        params, offset = dict(base), 0
+        for n in names:
+            numel = base[n].numel()
+            params[n] = flat[offset:offset + numel].view_as(base[n])
+            offset += numel
+        return model.loss(functional_call(net, params, (x64,)), y64)
+
+    flat0 = torch.cat([base[n].reshape(-1) for n in names])
+    h = NUMERICAL_STEP
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loss0 = float(loss_at(flat0))
+        grad = torch.empty_like(flat0)
+        if grad_method == "numerical":
+            for i in range(flat0.numel()):
+                probe = flat0.clone()
+                probe[i] += h
+                torch.manual_seed(seed)
+                plus = loss_at(probe)
+                probe[i] -= 2 * h
+                torch.manual_seed(seed)
+                grad[i] = (plus - loss_at(probe)) / (2 * h)
+        else:
+            chunk = max(1, min(1024, 2**22 // max(flat0.numel(), 1)))
+            batched = vmap(loss_at, randomness="same")
+            for start in range(0, flat0.numel(), chunk):
+                k = min(chunk, flat0.numel() - start)
+                delta = torch.zeros(k, flat0.numel(), dtype=flat0.dtype, device=flat0.device)
+                delta[torch.arange(k), start + torch.arange(k)] = h
+                torch.manual_seed(seed)
+                plus = batched(flat0 + delta)
+                torch.manual_seed(seed)
+                grad[start:start + k] = (plus - batched(flat0 - delta)) / (2 * h)
+    out, offset = {}, 0
+    for n, p in named:
+        out[n] = grad[offset:offset + p.numel()].view_as(p).to(p.dtype)
+        offset += p.numel()
+    return out, loss0
