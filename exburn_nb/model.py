@@ -106,9 +106,14 @@ class Model:
         if self.input_shape is None:
             return [None] * len(names)
         shapes: dict[str, tuple] = {}
-        hooks = [child.register_forward_hook(
-            lambda _m, _i, out, n=n: shapes.setdefault(n, (None, *out.shape[1:])))
-            for n, child in self.module.named_children()]
+
+        def record(name: str) -> Any:
+            def hook(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+                shapes.setdefault(name, (None, *out.shape[1:]))  # returns None: output kept
+            return hook
+
+        hooks = [child.register_forward_hook(record(n))
+                 for n, child in self.module.named_children()]
         was_training = self.module.training
         try:
             self.module.eval()
@@ -280,6 +285,16 @@ class Model:
                     group["fused"] = fused_supported(target) or None
             self.torch_optimizer.load_state_dict(state)  # casts the state onto the new device
             self.device, self.torch_device = name, target
+        return self
+
+    def set_optimizer(self, name: str, learning_rate: float | None = None) -> Model:
+        """Switch to another optimizer (fresh state), e.g. from a dashboard's dropdown."""
+        check_optimizer(name)
+        lr = self.learning_rate if learning_rate is None else learning_rate
+        with self.lock:
+            self.torch_optimizer = make_optimizer(name, self.module.parameters(), lr,
+                                                  self.weight_decay, self.torch_device)
+            self.optimizer, self.learning_rate = name, float(lr)
         return self
 
     # ---------------------------------------------------------------- reset

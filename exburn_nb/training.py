@@ -85,6 +85,8 @@ class Trainer:
         self._running = threading.Event()
         self._running.set()
         self._pending: deque[Callable[[], None]] = deque()
+        self._pending_lock = threading.Lock()
+        self._closed = False
         self.stop_reason: str | None = None
         self.step = 0
 
@@ -108,14 +110,28 @@ class Trainer:
         """Whether a pause has been requested and not resumed."""
         return not self._running.is_set()
 
-    def call_at_next_batch(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` in the training thread at the next batch boundary (e.g. a freeze)."""
-        self._pending.append(fn)
+    def call_at_next_batch(self, fn: Callable[[], None]) -> bool:
+        """Run ``fn`` in the training thread at the next batch boundary (e.g. a freeze).
 
-    def set_learning_rate(self, lr: float) -> None:
-        """Use ``lr`` from the next batch on (replaces any schedule for the rest of the run)."""
+        Returns False, without queueing, once the run has ended: then call ``fn`` yourself.
+        """
+        with self._pending_lock:
+            if self._closed:
+                return False
+            self._pending.append(fn)
+            return True
+
+    def _run_pending(self) -> None:
+        while self._pending:
+            self._pending.popleft()()
+
+    def set_learning_rate(self, lr: float) -> bool:
+        """Use ``lr`` from the next batch on (replaces any schedule for the rest of the run).
+
+        Returns False once the run has ended (nothing changed).
+        """
         lr = check_number("learning_rate", lr, positive=True)
-        self.call_at_next_batch(lambda: self._apply_lr(lr, manual=True))
+        return self.call_at_next_batch(lambda: self._apply_lr(lr, manual=True))
 
     def _apply_lr(self, lr: float, manual: bool = False) -> None:
         set_learning_rate(self.model.torch_optimizer, lr)
@@ -154,6 +170,9 @@ class Trainer:
                 if nesterov is not None:
                     g["nesterov"] = nesterov
             opt.zero_grad(set_to_none=True)
+            with self._pending_lock:
+                self._closed = True
+            self._run_pending()  # changes asked for during the last batch still happen
             for cb in self.callbacks:
                 cb.on_train_end(logs)
         return model
@@ -237,8 +256,7 @@ class Trainer:
                     idx = order[lo:hi]
                     xb, yb = self.x[idx], self.y[idx]
                 with model.lock:
-                    while self._pending:
-                        self._pending.popleft()()
+                    self._run_pending()
                     out = module(xb)
                     loss = lossfn(out, yb)
                     weight = (hi - lo) / (group_hi - group_lo)

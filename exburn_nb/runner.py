@@ -1,0 +1,145 @@
+"""Run ``fit`` in a background thread: start, stop, pause, resume, and events.
+
+The runner is UI-free: the dashboard is one listener among any others. It runs the very
+loop that ``xb.fit`` runs (:class:`~exburn_nb.training.Trainer`), with the runner's
+callbacks added. Options are checked in the calling thread, so bad input raises at
+``start()``, before any thread exists.
+
+Example:
+    >>> runner = Runner(model, (x, y), epochs=20, accuracy=True)  # doctest: +SKIP
+    >>> runner.add_listener(lambda event, r: print(event, r.state))  # doctest: +SKIP
+    >>> runner.start(); runner.wait()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from .callbacks import Callback
+from .model import Model
+from .optim import check_number, set_learning_rate
+from .training import Trainer
+
+Listener = Callable[[str, "Runner"], None]
+STATES = ("idle", "running", "paused", "stopped", "finished", "error")
+
+
+class Runner:
+    """Trains ``model`` on ``data`` in a background thread, one run at a time.
+
+    Events sent to listeners (``fn(event, runner)``, called in the thread that caused
+    them): ``"start"``, ``"pause"``, ``"resume"``, ``"end"`` (the run ended: see
+    :attr:`state` — ``"finished"``, ``"stopped"`` or ``"error"``). Per-batch and
+    per-epoch hooks come from :meth:`add_callback`.
+    """
+
+    def __init__(self, model: Model, data: Any, **fit_options: Any):
+        if not isinstance(model, Model):
+            raise ValueError(f"model must be a compiled exburn_nb Model; got {type(model).__name__}")
+        fit_options.setdefault("verbose", False)
+        self.model, self.data, self.fit_options = model, data, fit_options
+        self.state = "idle"
+        self.error: BaseException | None = None
+        self.error_traceback: str | None = None
+        self._listeners: list[Listener] = []
+        self._callbacks: list[Callback] = []
+        self._trainer: Trainer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- listeners
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(event, runner)`` on each state event."""
+        self._listeners.append(fn)
+
+    def add_callback(self, callback: Callback) -> None:
+        """Add a training hook (e.g. a live plot) to every run."""
+        self._callbacks.append(callback)
+
+    def _emit(self, event: str) -> None:
+        for fn in list(self._listeners):
+            fn(event, self)
+
+    # ---------------------------------------------------------------- controls
+    @property
+    def running(self) -> bool:
+        """Whether a run is in progress (paused counts as running)."""
+        return self.state in ("running", "paused")
+
+    @property
+    def trainer(self) -> Trainer | None:
+        """The current (or last) run's trainer."""
+        return self._trainer
+
+    def start(self, **overrides: Any) -> bool:
+        """Start a run with the fit options, ``overrides`` applied; False if one is running.
+
+        Raises ``ValueError`` for bad options or data, before any thread starts.
+        """
+        with self._lock:
+            if self.running:
+                return False
+            options = {**self.fit_options, **overrides}
+            options["callbacks"] = list(options.get("callbacks", ())) + self._callbacks
+            self._trainer = Trainer(self.model, self.data, **options)
+            self.error = self.error_traceback = None
+            self.state = "running"
+            self._thread = threading.Thread(target=self._run, name="exburn-fit", daemon=True)
+            self._thread.start()
+        self._emit("start")
+        return True
+
+    def _run(self) -> None:
+        trainer = self._trainer
+        try:
+            trainer.run()
+            self.state = "finished" if trainer.stop_reason in (None, "stop_training") else "stopped"
+        except BaseException as exc:  # shown by listeners, never lost in the thread
+            self.error, self.error_traceback = exc, traceback.format_exc()
+            self.state = "error"
+        self._emit("end")
+
+    def stop(self) -> None:
+        """Stop after the batch in progress; the model and history stay consistent."""
+        if self._trainer is not None and self.running:
+            self._trainer.request_stop()
+
+    def pause(self) -> None:
+        """Hold the run after the batch in progress."""
+        if self._trainer is not None and self.running and self.state == "running":
+            self._trainer.pause()
+            self.state = "paused"
+            self._emit("pause")
+
+    def resume(self) -> None:
+        """Continue a paused run."""
+        if self._trainer is not None and self.state == "paused":
+            self.state = "running"
+            self._trainer.resume()
+            self._emit("resume")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the run to end; True when no run is in progress afterwards."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    # ---------------------------------------------------------------- live changes
+    def at_next_batch(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` at the next batch boundary in the training thread, or now when idle."""
+        trainer = self._trainer
+        if trainer is None or not self.running or not trainer.call_at_next_batch(fn):
+            fn()
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Change the learning rate: at the next batch of a run (recorded in the history's
+        ``lr`` column), or right away when idle."""
+        lr = check_number("learning_rate", lr, positive=True)
+        trainer = self._trainer
+        if trainer is None or not self.running or not trainer.set_learning_rate(lr):
+            set_learning_rate(self.model.torch_optimizer, lr)
+            self.model.learning_rate = lr

@@ -1,0 +1,347 @@
+"""``TrainingDashboard``: watch and steer a run from the notebook.
+
+Training runs in a background thread (:class:`~exburn_nb.runner.Runner`), so the
+notebook stays usable; the thread only sets widget traits and figure data, never prints.
+Every button has a Python twin (``start()``, ``stop()``, ...) for scripts and tests.
+
+Example:
+    >>> dash = xb.widgets.TrainingDashboard(model, (x, y), validation_data=(vx, vy),
+    ...                                     epochs=20, accuracy=True)  # doctest: +SKIP
+    >>> dash  # the cell's last expression shows it  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+import pandas as pd
+
+from ..callbacks import Callback
+from ..model import Model, available_devices
+from ..optim import OPTIMIZERS
+from ..runner import Runner
+from .plot import LivePlot, make_figure
+
+SCHEDULES = ("none", "step", "exponential", "cosine")
+PROGRESS_UPDATES_PER_S = 8
+HISTORY_ROWS = 8
+
+
+def _schedule(kind: str, lr: float, epochs: int) -> tuple | None:
+    """A guide-style schedule tuple built from the dropdown and the current lr."""
+    if kind == "step":
+        return ("step", lr, max(1, epochs // 3), 0.5)
+    if kind == "exponential":
+        return ("exponential", lr, 0.9)
+    if kind == "cosine":
+        return ("cosine", lr, lr / 100)
+    return None
+
+
+class _Progress(Callback):
+    """Feeds the progress bar and its label (epoch, batch, samples/s, ETA), throttled."""
+
+    def __init__(self, dash: TrainingDashboard):
+        self.dash, self._last = dash, 0.0
+
+    def on_train_begin(self, logs: dict) -> None:
+        self.batches, self.first = logs["batches"], logs["first_epoch"]
+        self.last = logs["first_epoch"] + logs["epochs"] - 1
+        self.total = logs["batches"] * logs["epochs"]
+        self.t0, self.samples, self.done = time.perf_counter(), 0, 0
+        self.dash.progress.max = max(1, self.total)
+        self.dash.progress.value = 0
+
+    def on_batch_end(self, batch: int, logs: dict) -> None:
+        self.samples += logs["size"]
+        self.done += 1
+        now = time.perf_counter()
+        if now - self._last >= 1 / PROGRESS_UPDATES_PER_S or self.done == self.total:
+            self._last = now
+            self.show(logs["epoch"], batch)
+
+    def show(self, epoch: int, batch: int) -> None:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        rate = self.samples / elapsed
+        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        self.dash.progress.value = min(self.done, self.dash.progress.max)
+        self.dash.progress_label.value = (
+            f"epoch {epoch}/{self.last} · batch {batch}/{self.batches} · "
+            f"{rate:,.0f} samples/s · ETA {eta:.1f}s")
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        self.dash._refresh_table()
+
+
+class TrainingDashboard(W.VBox):
+    """Buttons, live curves, hyperparameter controls, freeze toggles and a device switch
+    around one model; shown as a cell's last expression.
+
+    Args:
+        model: a compiled model.
+        data: ``(x, y)`` training data.
+        validation_data: optional ``(x, y)``.
+        **fit_options: any ``xb.fit`` option; they seed the controls (epochs, batch_size,
+            clip_norm, weight_decay, accumulate_gradients, lr_schedule) and the rest pass
+            through (accuracy, callbacks, shuffle, clip_value, nesterov, ...).
+    """
+
+    def __init__(self, model: Model, data: Any, validation_data: Any = None, **fit_options: Any):
+        fit_options.pop("verbose", None)
+        self.runner = Runner(model, data, validation_data=validation_data, verbose=False,
+                             **fit_options)
+        self.plot = LivePlot(make_figure(), display=False)
+        self.runner.add_callback(self.plot)
+        self.runner.add_callback(_Progress(self))
+        self.runner.add_listener(self._on_event)
+        self._build_controls(model, fit_options)
+        super().__init__([self.buttons_row, self.progress_row, self.plot.figure,
+                          self.controls_box, self.freeze_box, self.io_row, self.table,
+                          self.error_box])
+        self.add_class("xb-dashboard")
+        self.plot.model = model
+        self.plot.draw(force=True)
+        self._refresh_table()
+        self._sync_buttons()
+
+    # ---------------------------------------------------------------- layout
+    def _build_controls(self, model: Model, opts: dict) -> None:
+        def button(label: str, style: str, icon: str, css: str) -> W.Button:
+            b = W.Button(description=label, button_style=style, icon=icon,
+                         layout=W.Layout(width="auto"))
+            b.add_class(css)
+            return b
+
+        self.start_button = button("Start", "success", "play", "xb-start")
+        self.stop_button = button("Stop", "danger", "stop", "xb-stop")
+        self.pause_button = button("Pause", "warning", "pause", "xb-pause")
+        self.step_button = button("Step", "info", "step-forward", "xb-step")
+        self.reset_button = button("Reset weights", "", "refresh", "xb-reset")
+        self.status = W.HTML("idle")
+        self.status.add_class("xb-status")
+        self.start_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.pause_button.on_click(lambda _: self.resume() if self.runner.state == "paused"
+                                   else self.pause())
+        self.step_button.on_click(lambda _: self.step())
+        self.reset_button.on_click(lambda _: self.reset_weights())
+        self.buttons_row = W.HBox([self.start_button, self.stop_button, self.pause_button,
+                                   self.step_button, self.reset_button, self.status])
+
+        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="40%"))
+        self.progress.add_class("xb-progress")
+        self.progress_label = W.Label("")
+        self.progress_label.add_class("xb-progress-label")
+        self.log_scale = W.Checkbox(description="log scale", indent=False,
+                                    layout=W.Layout(width="auto"))
+        self.log_scale.observe(lambda c: self.plot.set_log_scale(c["new"]), names="value")
+        self.progress_row = W.HBox([self.progress, self.progress_label, self.log_scale])
+        self.plot.figure.add_class("xb-figure")
+
+        style = {"description_width": "initial"}
+        epochs = opts.get("epochs", 10)
+        self.optimizer = W.Dropdown(options=OPTIMIZERS, value=model.optimizer,
+                                    description="optimizer", style=style)
+        self.learning_rate = W.FloatLogSlider(value=model.learning_rate, base=10, min=-5, max=0,
+                                              step=0.1, description="learning rate",
+                                              readout_format=".1e", style=style)
+        self.batch_size = W.BoundedIntText(value=opts.get("batch_size", 32), min=1,
+                                           max=1_000_000, description="batch size", style=style)
+        self.epochs = W.BoundedIntText(value=epochs, min=1, max=100_000, description="epochs",
+                                       style=style)
+        self.schedule = W.Dropdown(options=SCHEDULES, value="none", description="lr schedule",
+                                   style=style)
+        self.clip_norm = W.BoundedFloatText(value=opts.get("clip_norm") or 0.0, min=0.0,
+                                            max=1e6, description="clip norm (0 = off)",
+                                            style=style)
+        self.weight_decay = W.BoundedFloatText(
+            value=opts.get("weight_decay") if opts.get("weight_decay") is not None
+            else model.weight_decay, min=0.0, max=1.0, step=1e-4, description="weight decay",
+            style=style)
+        self.accumulate = W.BoundedIntText(value=opts.get("accumulate_gradients", 1), min=1,
+                                           max=1024, description="accumulate", style=style)
+        self.device = W.Dropdown(options=available_devices(), value=model.device,
+                                 description="device", style=style)
+        self.optimizer.observe(self._on_optimizer, names="value")
+        self.learning_rate.observe(lambda c: self.runner.set_learning_rate(c["new"]),
+                                   names="value")
+        self.device.observe(self._on_device, names="value")
+        for w, css in [(self.optimizer, "xb-optimizer"), (self.learning_rate, "xb-lr"),
+                       (self.batch_size, "xb-batch-size"), (self.epochs, "xb-epochs"),
+                       (self.device, "xb-device")]:
+            w.add_class(css)
+        self.controls_box = W.GridBox(
+            [self.optimizer, self.learning_rate, self.batch_size, self.epochs, self.schedule,
+             self.clip_norm, self.weight_decay, self.accumulate, self.device],
+            layout=W.Layout(grid_template_columns="repeat(3, 1fr)"))
+
+        self.freeze_toggles: dict[str, W.ToggleButton] = {}
+        for name, layer in model.layers.items():
+            if any(True for _ in layer.parameters()):
+                t = W.ToggleButton(value=model.is_frozen(name), description=name,
+                                   icon="snowflake-o", tooltip=f"freeze {name}",
+                                   layout=W.Layout(width="auto"))
+                t.add_class("xb-freeze")
+                t.observe(lambda c, n=name: self._on_freeze(n, c["new"]), names="value")
+                self.freeze_toggles[name] = t
+        self.freeze_box = W.HBox([W.Label("freeze:"), *self.freeze_toggles.values()])
+
+        self.save_path = W.Text(value="model.exburn", description="file", style=style)
+        self.csv_path = W.Text(value="history.csv", description="csv", style=style)
+        self.save_button = button("Save model", "", "save", "xb-save")
+        self.csv_button = button("Export CSV", "", "download", "xb-csv")
+        self.save_button.on_click(lambda _: self.save(self.save_path.value))
+        self.csv_button.on_click(lambda _: self.export_csv(self.csv_path.value))
+        self.io_row = W.HBox([self.save_path, self.save_button, self.csv_path, self.csv_button])
+        self.table = W.HTML()
+        self.table.add_class("xb-history")
+        self.error_box = W.HTML()
+        self.error_box.add_class("xb-error")
+
+    # ---------------------------------------------------------------- Python API
+    @property
+    def model(self) -> Model:
+        """The model being trained."""
+        return self.runner.model
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """The model's history (one row per epoch)."""
+        return self.model.history
+
+    @property
+    def running(self) -> bool:
+        """Whether a run is in progress (paused counts)."""
+        return self.runner.running
+
+    def fit_overrides(self) -> dict[str, Any]:
+        """The fit options the controls currently say."""
+        return {"epochs": self.epochs.value, "batch_size": self.batch_size.value,
+                "lr_schedule": _schedule(self.schedule.value, self.learning_rate.value,
+                                         self.epochs.value),
+                "clip_norm": self.clip_norm.value or None,
+                "weight_decay": self.weight_decay.value,
+                "accumulate_gradients": self.accumulate.value}
+
+    def start(self, **overrides: Any) -> bool:
+        """Start training with the controls' settings; False if a run is in progress."""
+        try:
+            return self.runner.start(**{**self.fit_overrides(), **overrides})
+        except Exception as exc:
+            self._show_error(exc, None)
+            return False
+
+    def step(self) -> bool:
+        """Train exactly one epoch (for teaching)."""
+        return self.start(epochs=1, lr_schedule=None)
+
+    def stop(self) -> None:
+        """Stop after the batch in progress."""
+        self.runner.stop()
+
+    def pause(self) -> None:
+        """Hold training after the batch in progress."""
+        self.runner.pause()
+
+    def resume(self) -> None:
+        """Continue a paused run."""
+        self.runner.resume()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run ends; True when nothing is running afterwards."""
+        return self.runner.wait(timeout)
+
+    def reset_weights(self) -> None:
+        """Fresh weights, optimizer state and history (only when no run is in progress)."""
+        if self.running:
+            self.status.value = "stop the run before resetting the weights"
+            return
+        self.model.reset_weights()
+        self.plot.reset()
+        self._refresh_table()
+        self.progress.value = 0
+        self.status.value = "weights reset"
+
+    def save(self, path: str | Path) -> None:
+        """Save the model (atomic; safe during a run)."""
+        try:
+            saved = self.model.save(path)
+            self.status.value = f"saved {html.escape(str(saved))}"
+        except Exception as exc:
+            self._show_error(exc, None)
+
+    def export_csv(self, path: str | Path) -> None:
+        """Write the history as CSV."""
+        try:
+            self.history.to_csv(path, index=False)
+            self.status.value = f"history written to {html.escape(str(path))}"
+        except Exception as exc:
+            self._show_error(exc, None)
+
+    # ---------------------------------------------------------------- reactions
+    def _on_event(self, event: str, runner: Runner) -> None:
+        if event == "start":
+            self.error_box.value = ""
+        if event == "end":
+            if runner.state == "error":
+                self._show_error(runner.error, runner.error_traceback)
+            elif runner.trainer is not None and runner.trainer.stop_reason == "non-finite":
+                self._show_error("the loss became NaN or infinite; training stopped and the "
+                                 "model kept its last finite weights (lower the learning rate "
+                                 "or set a clip norm)", None)
+            self._refresh_table()
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        state, busy = self.runner.state, self.runner.running
+        self.start_button.disabled = self.step_button.disabled = busy
+        self.reset_button.disabled = self.optimizer.disabled = busy
+        self.stop_button.disabled = self.pause_button.disabled = not busy
+        paused = state == "paused"
+        self.pause_button.description = "Resume" if paused else "Pause"
+        self.pause_button.icon = "play" if paused else "pause"
+        epochs = self.model.epochs_trained
+        self.status.value = {"running": "training…", "paused": "paused"}.get(
+            state, f"{state} · {epochs} epoch{'s' if epochs != 1 else ''} trained")
+
+    def _on_optimizer(self, change: dict) -> None:
+        if self.running:
+            self.optimizer.value = change["old"]
+            return
+        self.model.set_optimizer(change["new"], self.learning_rate.value)
+
+    def _on_freeze(self, name: str, frozen: bool) -> None:
+        self.runner.at_next_batch(lambda: (self.model.freeze if frozen else self.model.unfreeze)(
+            [name]))
+
+    def _on_device(self, change: dict) -> None:
+        if self.runner.state == "running":
+            self.status.value = "pause or stop the run to switch device"
+            self.device.value = change["old"]
+            return
+        if self.runner.state == "paused":  # end the paused run at its batch boundary
+            self.runner.stop()
+            self.runner.wait()
+        try:
+            self.model.to_device(change["new"])
+            self.status.value = f"model on {self.model.device}"
+        except Exception as exc:
+            self.device.value = change["old"]
+            self._show_error(exc, None)
+
+    def _refresh_table(self) -> None:
+        frame = self.history.tail(HISTORY_ROWS)
+        self.table.value = (frame.to_html(index=False, float_format=lambda v: f"{v:.4g}",
+                                          border=0, classes="xb-history-table")
+                            if len(frame) else "<i>no epochs trained yet</i>")
+
+    def _show_error(self, error: BaseException | str, tb: str | None) -> None:
+        message = html.escape(f"{type(error).__name__}: {error}" if isinstance(error, BaseException)
+                              else str(error))
+        details = (f"<details><summary>traceback</summary><pre>{html.escape(tb)}</pre></details>"
+                   if tb else "")
+        self.error_box.value = f"<div style='color:#c00'><b>{message}</b>{details}</div>"
