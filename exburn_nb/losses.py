@@ -84,10 +84,9 @@ class Loss:
         if self.name == "cross_entropy":
             classes = out[0] if out else None
             if y.dim() == 1:
-                if y.is_floating_point():
-                    if not torch.equal(y, y.round()):
-                        raise ValueError(f"{argname} holds class indices for cross_entropy, "
-                                         "but some values are not whole numbers")
+                if y.is_floating_point() and not torch.equal(y, y.round()):
+                    raise ValueError(f"{argname} holds class indices for cross_entropy, "
+                                     "but some values are not whole numbers")
                 y = y.long()
                 bad = (y < 0) | (y >= classes) if classes is not None else y < 0
                 if bool(bad.any()):

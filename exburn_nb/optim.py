@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from numbers import Real
@@ -118,6 +119,14 @@ def make_schedule(schedule: object, epochs: int) -> Callable[[int], float] | Non
 
 
 def _checked_callable(fn: Callable[[int], float]) -> Callable[[int], float]:
+    try:
+        inspect.signature(fn).bind(0)
+    except TypeError:
+        raise ValueError(f"lr_schedule must be callable with one argument, the epoch (from 0 "
+                         f"within the run); {fn!r} cannot be called as lr_schedule(0)") from None
+    except ValueError:  # no introspectable signature (some builtins): checked on first call
+        pass
+
     def schedule(epoch: int) -> float:
         lr = fn(epoch)
         return check_number(f"lr_schedule({epoch})", lr, positive=True)

@@ -308,10 +308,7 @@ def _output_shape(layer: Layer, shape: Shape) -> Shape:
         _require_rank(layer, shape, (4,), "(None, channels, height, width)")
         k, s = o["kernel_size"], o["stride"]
         pad = _conv_padding(k, s, o["padding"])
-        if pad == "same":
-            hw = shape[2:]
-        else:
-            hw = tuple((d + 2 * pad - k) // s + 1 for d in shape[2:])
+        hw = shape[2:] if pad == "same" else tuple((d + 2 * pad - k) // s + 1 for d in shape[2:])
         if min(hw) < 1:
             raise ValueError(f"layer {layer.name!r} (Conv2D): kernel_size {k} is larger than "
                              f"its padded input {shape[2:]}")

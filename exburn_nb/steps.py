@@ -143,7 +143,7 @@ def _gradients(model: Model, x: torch.Tensor, y: torch.Tensor,
         model.train_mode()
         loss = model.loss(model.module(x), y)
         grads = torch.autograd.grad(loss, [p for _, p in named])
-        return dict(zip([n for n, _ in named], grads, strict=True)), float(loss)
+        return dict(zip([n for n, _ in named], grads, strict=True)), loss.item()
     count = sum(p.numel() for _, p in named)
     if count > NUMERICAL_WARN_PARAMS:
         warnings.warn(f"grad_method={grad_method!r} on {count:,} parameters takes "

@@ -1,0 +1,207 @@
+"""The dashboard driven in-process: buttons clicked, traits set, figure data read back."""
+
+import threading
+
+import pandas as pd
+import pytest
+import torch
+
+import exburn_nb as xb
+from exburn_nb.widgets import TrainingDashboard
+
+
+@pytest.fixture
+def dash(mlp, digits):
+    (x, y), (tx, ty) = digits
+    d = TrainingDashboard(mlp(), (x, y), validation_data=(tx, ty), epochs=3, batch_size=64,
+                          accuracy=True)
+    yield d
+    d.stop()
+    d.wait(30)
+
+
+def test_start_trains_and_the_figure_holds_the_history(dash):
+    dash.start_button.click()
+    assert dash.wait(60)
+    h = dash.history
+    fig = dash.plot.figure
+    assert list(fig.data[0].x) == h["epoch"].tolist() == [1, 2, 3]
+    assert list(fig.data[0].y) == pytest.approx(h["loss"].tolist())
+    assert list(fig.data[1].y) == pytest.approx(h["val_loss"].tolist())
+    assert list(fig.data[3].y) == pytest.approx(h["accuracy"].tolist())
+    assert list(fig.data[4].y) == pytest.approx(h["val_accuracy"].tolist())
+    assert len(fig.data[2].x) == len(dash.model.batch_history)  # smoothed batch loss
+    assert dash.progress.value == dash.progress.max == 3 * 23
+    assert "samples/s" in dash.progress_label.value
+    assert "finished" in dash.status.value and "3 epochs" in dash.status.value
+    assert "<table" in dash.table.value and "val_accuracy" in dash.table.value
+    assert not dash.start_button.disabled and dash.stop_button.disabled
+
+
+def test_double_click_starts_one_run(dash):
+    dash.epochs.value = 30
+    dash.start_button.click()
+    dash.start_button.click()
+    assert dash.start_button.disabled
+    dash.stop_button.click()
+    assert dash.wait(30)
+    assert len([t for t in threading.enumerate() if t.name == "exburn-fit"]) == 0
+    assert dash.model.epochs_trained < 30
+
+
+def test_stop_acts_within_one_batch(dash):
+    class StopAt(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (2, 5):
+                dash.stop_button.click()
+
+    dash.runner.add_callback(StopAt())
+    dash.start()
+    assert dash.wait(30)
+    b = dash.model.batch_history
+    assert len(b) == 23 + 5
+    assert dash.runner.state == "stopped"
+    dash.start()  # Start again continues, epochs numbered on
+    assert dash.wait(60)
+    assert dash.history["epoch"].tolist() == [1, 2, 3, 4, 5]
+
+
+def test_pause_button_toggles_to_resume(dash):
+    paused = threading.Event()
+
+    class PauseAt(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (1, 2):
+                dash.pause_button.click()
+                paused.set()
+
+    dash.runner.add_callback(PauseAt())
+    dash.start()
+    assert paused.wait(30)
+    assert dash.pause_button.description == "Resume" and dash.status.value == "paused"
+    dash.pause_button.click()
+    assert dash.wait(60)
+    assert dash.pause_button.description == "Pause" and dash.model.epochs_trained == 3
+
+
+def test_step_trains_exactly_one_epoch(dash):
+    dash.step_button.click()
+    assert dash.wait(30)
+    dash.step_button.click()
+    assert dash.wait(30)
+    assert dash.history["epoch"].tolist() == [1, 2]
+
+
+def test_freeze_toggle_freezes_the_layer(dash):
+    assert set(dash.freeze_toggles) == {"hidden", "output"}
+    before = dash.model.parameters()["hidden.weight"].detach().clone()
+    dash.freeze_toggles["hidden"].value = True
+    assert dash.model.frozen_layers == {"hidden"}
+    dash.start()
+    assert dash.wait(60)
+    assert torch.equal(dash.model.parameters()["hidden.weight"], before)
+    dash.freeze_toggles["hidden"].value = False
+    assert dash.model.frozen_layers == set()
+
+
+def test_learning_rate_slider_feeds_the_optimizer_and_history(dash):
+    dash.learning_rate.value = 0.01
+    assert dash.model.torch_optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
+    dash.start(epochs=1)
+    assert dash.wait(30)
+    assert dash.history["lr"].tolist() == [pytest.approx(0.01)]
+
+
+def test_lr_change_mid_run_is_marked_on_the_curve(dash):
+    class Bump(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (1, 10):
+                dash.learning_rate.value = 0.02
+
+    dash.runner.add_callback(Bump())
+    dash.start(epochs=2)
+    assert dash.wait(60)
+    marks = dash.plot.figure.data[5]
+    assert len(marks.x) == 1 and marks.text[0] == "lr 0.02"
+    assert 0 < marks.x[0] < 1
+
+
+def test_controls_feed_fit(dash):
+    dash.batch_size.value = 100
+    dash.epochs.value = 2
+    dash.clip_norm.value = 1.0
+    dash.schedule.value = "exponential"
+    dash.accumulate.value = 2
+    opts = dash.fit_overrides()
+    assert opts["clip_norm"] == 1.0 and opts["accumulate_gradients"] == 2
+    assert opts["lr_schedule"] == ("exponential", pytest.approx(1e-3), 0.9)
+    dash.start()
+    assert dash.wait(60)
+    assert len(dash.model.batch_history) == 2 * 15
+    assert dash.history["lr"].tolist() == pytest.approx([1e-3, 0.9e-3])
+
+
+def test_optimizer_dropdown_switches_the_optimizer(dash):
+    dash.optimizer.value = "sgd"
+    assert dash.model.optimizer == "sgd"
+    assert isinstance(dash.model.torch_optimizer, torch.optim.SGD)
+
+
+def test_raising_callback_shows_its_error_in_red(mlp, digits):
+    (x, y), _ = digits
+
+    def broken(metrics):
+        raise RuntimeError("boom from a callback")
+
+    d = TrainingDashboard(mlp(), (x, y), epochs=2, callbacks=[broken])
+    d.start()
+    assert d.wait(30)
+    assert "color:#c00" in d.error_box.value
+    assert "RuntimeError: boom from a callback" in d.error_box.value
+    assert "<details><summary>traceback</summary>" in d.error_box.value
+    assert d.runner.state == "error" and not d.start_button.disabled
+
+
+def test_bad_option_shows_an_error_and_starts_nothing(dash):
+    dash.start(batch_size=0)
+    assert "batch_size must be an integer &gt;= 1" in dash.error_box.value
+    assert not dash.running
+
+
+def test_nan_loss_is_reported(mlp, digits):
+    (x, y), _ = digits
+    d = TrainingDashboard(mlp(optimizer="sgd", learning_rate=1e6), (x * 1e3, y), epochs=3)
+    with pytest.warns(UserWarning, match="not finite|nan|inf"):
+        d.start()
+        d.wait(30)
+    assert "NaN or infinite" in d.error_box.value
+    assert all(torch.isfinite(p).all() for p in d.model.parameters().values())
+
+
+def test_reset_weights_clears_history_and_figure(dash):
+    dash.start(epochs=1)
+    assert dash.wait(30)
+    before = dash.model.parameters()["hidden.weight"].detach().clone()
+    dash.reset_button.click()
+    assert dash.history.empty and len(dash.plot.figure.data[0].x) == 0
+    assert len(dash.plot.figure.data[2].x) == 0
+    assert not torch.equal(dash.model.parameters()["hidden.weight"], before)
+
+
+def test_save_and_export(dash, tmp_path):
+    dash.start(epochs=1)
+    assert dash.wait(30)
+    dash.save_path.value = str(tmp_path / "m.exburn")
+    dash.save_button.click()
+    dash.csv_path.value = str(tmp_path / "h.csv")
+    dash.csv_button.click()
+    again = xb.load(tmp_path / "m.exburn")
+    assert again.history["loss"].tolist() == dash.history["loss"].tolist()
+    csv = pd.read_csv(tmp_path / "h.csv")
+    assert csv["epoch"].tolist() == [1]
+    assert "h.csv" in dash.status.value
+
+
+def test_device_selector_offers_what_exists(dash):
+    assert list(dash.device.options) == xb.available_devices()
+    assert dash.device.value == "cpu"
