@@ -86,6 +86,7 @@ class Model:
                                               weight_decay, self.torch_device)
         self._frozen: set[str] = set()
         self._history = History()
+        self._compiled: nn.Module | None = None
         self.lock = threading.RLock()  # held by the loop for each batch; forward/predict take it too
 
     # ---------------------------------------------------------------- structure
@@ -126,6 +127,12 @@ class Model:
                 h.remove()
             self.module.train(was_training)
         return [shapes.get(n) for n in names]
+
+    def compiled_module(self) -> nn.Module:
+        """``torch.compile(self.module)``, built once and reused (shares the parameters)."""
+        if self._compiled is None:
+            self._compiled = torch.compile(self.module)
+        return self._compiled
 
     def _output_activation(self) -> str | None:
         if self.spec is not None:

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -27,6 +28,7 @@ from .model import Model
 from .optim import check_number, make_schedule, set_learning_rate
 from .steps import check_accuracy, check_clip, clip_gradients, evaluate_tensors, prepare_pair
 
+PRECISIONS = ("fp32", "bf16")
 BASE_METRICS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "lr", "model",
                 "stop_training", "seconds", "samples_per_s")
 
@@ -51,7 +53,8 @@ class Trainer:
                  lr_schedule: Any = None, clip_norm: float | None = None,
                  clip_value: float | None = None, weight_decay: float | None = None,
                  accumulate_gradients: int = 1, accuracy: bool = False, nesterov: bool = False,
-                 terminate_on_nan: bool = True):
+                 terminate_on_nan: bool = True, compile: bool = False,  # noqa: A002
+                 precision: str = "fp32"):
         if not isinstance(model, Model):
             raise ValueError(f"model must be a compiled exburn_nb Model (xb.compile(...)); "
                              f"got {type(model).__name__}")
@@ -69,6 +72,9 @@ class Trainer:
         check_accuracy(model, accuracy)
         self.accuracy, self.nesterov, self.shuffle = bool(accuracy), bool(nesterov), bool(shuffle)
         self.terminate_on_nan = bool(terminate_on_nan)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+        self.precision, self.compile = precision, bool(compile)
         self.schedule = make_schedule(lr_schedule, self.epochs)
         if self.schedule is not None and self.epochs > 0:
             self.schedule(0)  # a bad callable fails here, before any step
@@ -238,6 +244,7 @@ class Trainer:
         """The batches of one epoch; returns (samples done, loss sum, correct count)."""
         model, opt, lossfn = self.model, self.model.torch_optimizer, self.model.loss
         module, n, bs, acc = model.module, self.x.shape[0], self.batch_size, self.accumulate
+        forward = model.compiled_module() if self.compile else module
         order = torch.randperm(n, device=self.x.device) if self.shuffle else None
         batch_cbs = [cb for cb in self.callbacks if listens_to_batches(cb)]
         read_loss = self.terminate_on_nan or bool(batch_cbs)
@@ -257,8 +264,9 @@ class Trainer:
                     xb, yb = self.x[idx], self.y[idx]
                 with model.lock:
                     self._run_pending()
-                    out = module(xb)
-                    loss = lossfn(out, yb)
+                    with self._autocast():
+                        out = forward(xb)
+                        loss = lossfn(out, yb)
                     weight = (hi - lo) / (group_hi - group_lo)
                     (loss * weight if weight != 1.0 else loss).backward()
                     value = loss.item() if read_loss else None
@@ -296,6 +304,11 @@ class Trainer:
             self._stop.set()
         return self._record_batches(epoch, losses, sizes, lrs, steps, correct)
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.x.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def _record_batches(self, epoch: int, losses: list, sizes: list[int], lrs: list[float],
                         steps: list[int], correct: torch.Tensor) -> tuple[int, float, float]:
         if losses and isinstance(losses[0], torch.Tensor):
@@ -314,7 +327,8 @@ def fit(model: Model, data: Any, *, epochs: int = 10, batch_size: int = 32,
         lr_schedule: Any = None, clip_norm: float | None = None,
         clip_value: float | None = None, weight_decay: float | None = None,
         accumulate_gradients: int = 1, accuracy: bool = False, nesterov: bool = False,
-        terminate_on_nan: bool = True) -> Model:
+        terminate_on_nan: bool = True, compile: bool = False,  # noqa: A002
+        precision: str = "fp32") -> Model:
     """Train ``model`` on ``data = (x, y)``; returns the same, trained, model.
 
     Calling ``fit`` again continues: epochs are numbered on, the history grows and the
@@ -344,6 +358,10 @@ def fit(model: Model, data: Any, *, epochs: int = 10, batch_size: int = 32,
         nesterov: Nesterov momentum (optimizer ``"sgd"`` only).
         terminate_on_nan: stop at the first non-finite loss, before that step, keeping
             the last finite weights (reads the loss each batch).
+        compile: run the forward pass through ``torch.compile`` (compiled once per model;
+            the first epoch pays the compile time).
+        precision: ``"fp32"`` or ``"bf16"`` (forward and loss under ``torch.autocast``
+            with bfloat16; weights and optimizer stay float32).
 
     Returns:
         The model, trained in place. A ``KeyboardInterrupt`` also returns it, with a
@@ -353,4 +371,5 @@ def fit(model: Model, data: Any, *, epochs: int = 10, batch_size: int = 32,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
                    lr_schedule=lr_schedule, clip_norm=clip_norm, clip_value=clip_value,
                    weight_decay=weight_decay, accumulate_gradients=accumulate_gradients,
-                   accuracy=accuracy, nesterov=nesterov, terminate_on_nan=terminate_on_nan).run()
+                   accuracy=accuracy, nesterov=nesterov, terminate_on_nan=terminate_on_nan,
+                   compile=compile, precision=precision).run()
