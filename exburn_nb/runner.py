@@ -85,6 +85,7 @@ class Runner:
             options = {**self.fit_options, **overrides}
             options["callbacks"] = list(options.get("callbacks", ())) + self._callbacks
             self._trainer = Trainer(self.model, self.data, **options)
+            self._trainer.emit_warnings = False  # kept in trainer.messages instead
             self.error = self.error_traceback = None
             self.state = "running"
             self._thread = threading.Thread(target=self._run, name="exburn-fit", daemon=True)

@@ -94,6 +94,8 @@ class Trainer:
         self._pending_lock = threading.Lock()
         self._closed = False
         self.stop_reason: str | None = None
+        self.messages: list[str] = []  # what the run warned about, for front ends
+        self.emit_warnings = True  # False in background threads, which must not print
         self.step = 0
 
     # ---------------------------------------------------------------- controls (any thread)
@@ -168,9 +170,8 @@ class Trainer:
             self.stop_reason = "interrupted"
         finally:
             if self.stop_reason == "interrupted":
-                warnings.warn(f"training interrupted; the model and history hold everything up to "
-                          f"the last completed batch (epoch {model.epochs_trained})",
-                              stacklevel=2)
+                self._warn(f"training interrupted; the model and history hold everything up "
+                           f"to the last completed batch (epoch {model.epochs_trained})")
             for g, (wd, nesterov) in zip(opt.param_groups, saved, strict=True):
                 g["weight_decay"] = wd
                 if nesterov is not None:
@@ -210,8 +211,7 @@ class Trainer:
                "samples_per_s": done / max(train_seconds, 1e-9)}
         if not all(math.isfinite(v) for k, v in metrics.items() if k != "epoch"):
             self.stop_reason = "non-finite"
-            warnings.warn(f"epoch {epoch}: validation gave a non-finite value {metrics}; "
-                          "stopping", stacklevel=3)
+            self._warn(f"epoch {epoch}: validation gave a non-finite value {metrics}; stopping")
             return False
         model._history.add_epoch(row)
         if not complete:
@@ -273,9 +273,9 @@ class Trainer:
                     if value is not None and not math.isfinite(value) and self.terminate_on_nan:
                         opt.zero_grad(set_to_none=True)
                         self.stop_reason = "non-finite"
-                        warnings.warn(f"epoch {epoch}, batch {b + 1}: the loss is {value}; training "
-                                      "stopped and the model keeps its last finite weights "
-                                      "(try a lower learning_rate or clip_norm)", stacklevel=4)
+                        self._warn(f"epoch {epoch}, batch {b + 1}: the loss is {value}; training "
+                                   "stopped and the model keeps its last finite weights "
+                                   "(try a lower learning_rate or clip_norm)")
                         break
                     if hi == group_hi:  # last batch of an accumulation group: step
                         if self.clip_norm is not None or self.clip_value is not None:
@@ -303,6 +303,11 @@ class Trainer:
             self.stop_reason = "interrupted"
             self._stop.set()
         return self._record_batches(epoch, losses, sizes, lrs, steps, correct)
+
+    def _warn(self, message: str) -> None:
+        self.messages.append(message)
+        if self.emit_warnings:
+            warnings.warn(message, stacklevel=4)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.precision == "bf16":

@@ -289,10 +289,8 @@ class TrainingDashboard(W.VBox):
         if event == "end":
             if runner.state == "error":
                 self._show_error(runner.error, runner.error_traceback)
-            elif runner.trainer is not None and runner.trainer.stop_reason == "non-finite":
-                self._show_error("the loss became NaN or infinite; training stopped and the "
-                                 "model kept its last finite weights (lower the learning rate "
-                                 "or set a clip norm)", None)
+            elif runner.trainer is not None and runner.trainer.messages:
+                self._show_error("; ".join(runner.trainer.messages), None)
             self._refresh_table()
         self._sync_buttons()
 
