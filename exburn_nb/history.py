@@ -64,6 +64,13 @@ class History:
             return self._epochs[-1]["epoch"] if self._epochs else 0
 
     @property
+    def last_step(self) -> int:
+        """The optimizer step count at the latest recorded batch (0 before any)."""
+        with self._lock:
+            steps = self._batches["step"]
+            return steps[-1] if steps else 0
+
+    @property
     def epoch_rows(self) -> list[dict]:
         """A copy of the epoch rows."""
         with self._lock:

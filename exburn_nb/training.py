@@ -96,7 +96,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.messages: list[str] = []  # what the run warned about, for front ends
         self.emit_warnings = True  # False in background threads, which must not print
-        self.step = 0
+        self.step = model._history.last_step  # optimizer steps count on across runs
 
     # ---------------------------------------------------------------- controls (any thread)
     def request_stop(self) -> None:

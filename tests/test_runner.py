@@ -65,7 +65,7 @@ def test_pause_holds_and_resume_continues(mlp, digits):
     time.sleep(0.3)
     assert runner.state == "paused" and runner.running
     assert len(runner.model.batch_history) == 0  # rows land at the epoch's end; no progress
-    assert runner.trainer.step == 3
+    assert runner.trainer.step == 3  # steps so far
     runner.resume()
     assert runner.wait(30)
     assert runner.state == "finished" and runner.model.epochs_trained == 2
