@@ -34,10 +34,13 @@ browser-deps:
 	  || echo "WARNING: could not install chromium; the browser tests will skip"; \
 	else echo "WARNING: not root and no sudo: cannot install chromium; the browser tests will skip"; fi
 
+# Opens a browser where there is a display (X11, Wayland, or macOS), else only prints the URL.
 demo: $(VENV)/.installed-dev
 	@echo "Opening JupyterLab on notebooks/01_quickstart.ipynb (the URL with its token is printed below)"
 	$(PY) -m jupyterlab notebooks/01_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) \
-	  $$( [ -n "$$DISPLAY" ] || echo --no-browser ) $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	  --LabApp.default_url=/lab/tree/notebooks/01_quickstart.ipynb \
+	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser ) \
+	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test: $(VENV)/.installed-dev browser-deps
 	$(PY) -m ruff check exburn_nb tests bench

@@ -31,7 +31,7 @@ def to_tensor(value: Any, argname: str) -> torch.Tensor:
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise ValueError(f"{argname} must hold numbers; got dtype {array.dtype} "
                          f"(from {type(value).__name__})")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(np.require(array, requirements=["C", "W"]))  # read-only: copied
 
 
 def as_features(x: Any, input_shape: tuple | None, argname: str = "x",

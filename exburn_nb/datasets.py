@@ -7,7 +7,7 @@ scikit-learn provides the real data (``pip install scikit-learn``).
 Example:
     >>> (x, y), (tx, ty) = digits()
     >>> x.shape, y.dtype
-    (torch.Size([1437, 64]), torch.int64)
+    (torch.Size([1438, 64]), torch.int64)
 """
 
 from __future__ import annotations

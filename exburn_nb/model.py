@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -364,7 +365,9 @@ class Model:
         the file's optimizer is this model's. A mismatch names the layer and both shapes.
         """
         tensors, meta = persist.read_file(path)
-        self.load_state(tensors, meta, source=f"file {str(path)!r}")
+        source = f"file {str(path)!r}"
+        with damaged_file_errors(source):
+            self.load_state(tensors, meta, source)
         return self
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict, source: str) -> None:
@@ -493,18 +496,34 @@ def load(path: str | Path, device: str | None = None) -> Model:
         raise ValueError(f"{source} holds a model built from a torch.nn.Module "
                          f"({meta.get('module_class')}); files never hold code, so rebuild "
                          "the module, compile it, and call model.load(path)")
-    settings = dict(meta["compile"])
-    settings.pop("input_shape", None)
-    saved_device = settings.pop("device")
-    if device is None:
-        device = saved_device if saved_device in available_devices() else "cpu"
-    try:
-        spec = Spec.from_dict(meta["spec"])
-    except ValueError as exc:
-        raise ValueError(f"{source}: {exc}") from None
-    model = compile(spec, device=device, **settings)
-    model.load_state(tensors, meta, source)
+    if device is not None:
+        resolve_device(device)  # the caller's mistake, not the file's
+    with damaged_file_errors(source):
+        settings = dict(meta["compile"])
+        settings.pop("input_shape", None)
+        saved_device = settings.pop("device")
+        if device is None:
+            device = saved_device if saved_device in available_devices() else "cpu"
+        model = compile(Spec.from_dict(meta["spec"]), device=device, **settings)
+        model.load_state(tensors, meta, source)
     return model
+
+
+@contextmanager
+def damaged_file_errors(source: str) -> Iterator[None]:
+    """Turn any error from interpreting a file's contents into a ``ValueError`` naming it.
+
+    The file's format was checked already (:func:`persist.read_file`), so a missing key or
+    a value of the wrong kind means its metadata is damaged.
+    """
+    try:
+        yield
+    except ValueError as exc:
+        if source in str(exc):
+            raise
+        raise ValueError(f"{source} is damaged: {exc}") from None
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
+        raise ValueError(f"{source} is damaged: {type(exc).__name__}: {exc}") from None
 
 
 def deserialize_params(data: bytes) -> dict[str, torch.Tensor]:

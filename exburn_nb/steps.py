@@ -54,6 +54,14 @@ def clip_gradients(params: list[torch.Tensor], clip_norm: float | None,
         torch.nn.utils.clip_grad_norm_(params, clip_norm)
 
 
+def gradients_finite(params: list[torch.Tensor]) -> bool:
+    """Whether every gradient element is finite (a max-abs per tensor, one host sync)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.stack([torch.linalg.vector_norm(g, math.inf) for g in grads]).isfinite().all())
+
+
 def evaluate_tensors(model: Model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
                      accuracy: bool = False) -> tuple[float, float | None]:
     """Mean loss (and accuracy) over prepared tensors, in inference mode; one host sync."""

@@ -26,7 +26,14 @@ import torch
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
 from .model import Model
 from .optim import check_number, make_schedule, set_learning_rate
-from .steps import check_accuracy, check_clip, clip_gradients, evaluate_tensors, prepare_pair
+from .steps import (
+    check_accuracy,
+    check_clip,
+    clip_gradients,
+    evaluate_tensors,
+    gradients_finite,
+    prepare_pair,
+)
 
 PRECISIONS = ("fp32", "bf16")
 BASE_METRICS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "lr", "model",
@@ -271,16 +278,15 @@ class Trainer:
                     (loss * weight if weight != 1.0 else loss).backward()
                     value = loss.item() if read_loss else None
                     if value is not None and not math.isfinite(value) and self.terminate_on_nan:
-                        opt.zero_grad(set_to_none=True)
-                        self.stop_reason = "non-finite"
-                        self._warn(f"epoch {epoch}, batch {b + 1}: the loss is {value}; training "
-                                   "stopped and the model keeps its last finite weights "
-                                   "(try a lower learning_rate or clip_norm)")
+                        self._stop_non_finite(epoch, b + 1, f"the loss is {value}")
                         break
                     if hi == group_hi:  # last batch of an accumulation group: step
                         if self.clip_norm is not None or self.clip_value is not None:
                             clip_gradients([p for p in params if p.grad is not None],
                                            self.clip_norm, self.clip_value)
+                        if self.terminate_on_nan and not gradients_finite(params):
+                            self._stop_non_finite(epoch, b + 1, "the gradients are not finite")
+                            break
                         opt.step()
                         opt.zero_grad(set_to_none=True)
                         self.step += 1
@@ -303,6 +309,13 @@ class Trainer:
             self.stop_reason = "interrupted"
             self._stop.set()
         return self._record_batches(epoch, losses, sizes, lrs, steps, correct)
+
+    def _stop_non_finite(self, epoch: int, batch: int, what: str) -> None:
+        """End the run before a step that would leave the weights non-finite."""
+        self.model.torch_optimizer.zero_grad(set_to_none=True)
+        self.stop_reason = "non-finite"
+        self._warn(f"epoch {epoch}, batch {batch}: {what}; training stopped and the model "
+                   "keeps its last finite weights (try a lower learning_rate or clip_norm)")
 
     def _warn(self, message: str) -> None:
         self.messages.append(message)
@@ -361,8 +374,9 @@ def fit(model: Model, data: Any, *, epochs: int = 10, batch_size: int = 32,
             weighted as one batch of those samples.
         accuracy: also compute classification accuracy (and ``val_accuracy``).
         nesterov: Nesterov momentum (optimizer ``"sgd"`` only).
-        terminate_on_nan: stop at the first non-finite loss, before that step, keeping
-            the last finite weights (reads the loss each batch).
+        terminate_on_nan: stop at the first non-finite loss or gradient, before that
+            step, keeping the last finite weights (reads the loss each batch and checks
+            the gradients before each step).
         compile: run the forward pass through ``torch.compile`` (compiled once per model;
             the first epoch pays the compile time).
         precision: ``"fp32"`` or ``"bf16"`` (forward and loss under ``torch.autocast``

@@ -1,0 +1,77 @@
+"""The shipped data sets, and a real-data check: an MLP learns scikit-learn's digits."""
+
+import pytest
+import torch
+
+import exburn_nb as xb
+from exburn_nb import datasets
+
+
+def test_digits_shapes_types_and_split():
+    (x, y), (tx, ty) = datasets.digits()
+    assert x.shape == (1438, 64) and tx.shape == (359, 64)  # round(1797 * 0.2) = 359
+    assert x.dtype == torch.float32 and y.dtype == torch.int64
+    assert set(y.tolist()) == set(range(10)) and set(ty.tolist()) <= set(range(10))
+    # standardised with the training split's statistics
+    assert x.mean(dim=0).abs().max() < 1e-4
+    std = x.std(dim=0, unbiased=False)
+    constant = std == 0  # pixels that are 0 in every training image stay 0
+    assert ((std - 1).abs() < 1e-3).sum() + constant.sum() == 64
+    assert torch.isfinite(x).all() and torch.isfinite(tx).all()
+
+
+def test_digits_split_is_seeded_and_disjoint():
+    (x1, y1), (tx1, _) = datasets.digits(seed=0)
+    (x2, y2), _ = datasets.digits(seed=0)
+    (x3, _), _ = datasets.digits(seed=1)
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert not torch.equal(x1, x3)
+    train_rows = {tuple(r) for r in x1.round(decimals=4).tolist()}
+    overlap = sum(tuple(r) in train_rows for r in tx1.round(decimals=4).tolist())
+    assert overlap < 10  # a few duplicate images exist in the raw data; rows are not shared
+
+
+def test_digits_images_and_test_fraction():
+    (x, _), (tx, _) = datasets.digits(images=True, test_fraction=0.5)
+    assert x.shape[1:] == (1, 8, 8) and tx.shape[1:] == (1, 8, 8)
+    assert x.shape[0] + tx.shape[0] == 1797 and tx.shape[0] == round(1797 * 0.5)
+    for bad in (0, 1, -0.1, 1.5):
+        with pytest.raises(ValueError, match="test_fraction"):
+            datasets.digits(test_fraction=bad)
+
+
+def test_breast_cancer_and_diabetes():
+    (x, y), (tx, ty) = datasets.breast_cancer()
+    assert x.shape[1] == 30 and x.shape[0] + tx.shape[0] == 569
+    assert y.dtype == torch.float32 and set(y.unique().tolist()) == {0.0, 1.0}
+    (x, y), (tx, ty) = datasets.diabetes()
+    assert x.shape[1] == 10 and y.shape[1:] == (1,) and x.shape[0] + tx.shape[0] == 442
+    both = torch.cat([y, ty])
+    assert float(both.mean()) == pytest.approx(0.0, abs=1e-5)
+    assert float(both.std(unbiased=False)) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_spirals():
+    (x, y), (tx, ty) = datasets.spirals(n=300, classes=3, seed=2)
+    assert x.shape[1] == 2 and x.shape[0] + tx.shape[0] == 300
+    assert set(torch.cat([y, ty]).tolist()) == {0, 1, 2}
+    assert (torch.cat([y, ty]).bincount() == 100).all()
+    (x2, _), _ = datasets.spirals(n=300, classes=3, seed=2)
+    assert torch.equal(x, x2)
+
+
+def test_an_mlp_learns_digits_to_97_percent(digits):
+    (x, y), (tx, ty) = digits
+    spec = (xb.input("input", shape=(None, 64)).dense(128, activation="relu", name="hidden")
+            .dense(10, name="output"))
+    model = xb.compile(spec, loss="cross_entropy", optimizer="adam", learning_rate=1e-3,
+                       seed=0)
+    xb.fit(model, (x, y), epochs=30, batch_size=32, validation_data=(tx, ty), accuracy=True,
+           verbose=False)
+    loss, accuracy = xb.evaluate(model, (tx, ty), accuracy=True)
+    assert accuracy >= 0.97, f"test accuracy {accuracy:.4f}"
+    assert model.history["val_accuracy"].iloc[-1] == pytest.approx(accuracy)
+    assert model.history["loss"].iloc[-1] < model.history["loss"].iloc[0] / 5
+    assert model.history["accuracy"].iloc[-1] > 0.99
+    assert loss < 0.15
+    assert (model.predict(tx).argmax(dim=1) == ty).float().mean().item() == pytest.approx(accuracy)

@@ -1,0 +1,143 @@
+"""History: the epoch and batch frames, their stable schema, and their plain-data state."""
+
+import json
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from torch_reference import classification_data, fit, mlp_spec
+
+import exburn_nb as xb
+from exburn_nb.history import BATCH_COLUMNS, EPOCH_COLUMNS, History
+
+
+def row(epoch, **extra):
+    return {"epoch": epoch, "loss": 1.0 / epoch, "lr": 0.01, "seconds": 0.5,
+            "samples_per_s": 100.0, **extra}
+
+
+def test_an_empty_history_has_the_schema_and_no_rows():
+    h = History()
+    assert h.last_epoch == 0 and h.last_step == 0
+    assert h.epochs_frame().empty
+    batches = h.batches_frame()
+    assert batches.empty and batches.columns.tolist() == list(BATCH_COLUMNS)
+    assert batches.dtypes.tolist() == [np.int64, np.int64, np.int64, np.float64, np.float64]
+
+
+def test_optional_columns_appear_in_order_once_some_epoch_has_them():
+    h = History()
+    h.add_epoch(row(1))
+    assert h.epochs_frame().columns.tolist() == ["epoch", "loss", "lr", "seconds",
+                                                 "samples_per_s"]
+    h.add_epoch(row(2, val_accuracy=0.5, accuracy=0.4, val_loss=0.3))
+    frame = h.epochs_frame()
+    assert frame.columns.tolist() == list(EPOCH_COLUMNS)
+    assert frame["val_loss"].isna().tolist() == [True, False]  # missing in epoch 1
+    assert frame["epoch"].dtype == np.int64
+
+
+def test_extra_columns_come_after_the_base_ones_sorted():
+    h = History()
+    h.add_epoch(row(1, zeta=1.0))
+    h.add_epoch(row(2))
+    h.update_last_epoch({"alpha": 2.0, "zeta": 3.0})
+    frame = h.epochs_frame()
+    assert frame.columns.tolist()[-2:] == ["alpha", "zeta"]
+    assert frame["zeta"].tolist() == [1.0, 3.0]
+
+
+def test_rows_are_copies():
+    h = History()
+    original = row(1)
+    h.add_epoch(original)
+    original["loss"] = 99.0
+    h.epoch_rows[0]["loss"] = 42.0
+    assert h.epoch_rows[0]["loss"] == 1.0
+
+
+def test_batches_and_last_step():
+    h = History()
+    h.add_batches({"epoch": [1, 1], "batch": [1, 2], "step": [1, 2], "loss": [0.5, 0.4],
+                   "lr": [0.1, 0.1]})
+    h.add_batches({"epoch": [2], "batch": [1], "step": [3], "loss": [0.3], "lr": [0.05]})
+    frame = h.batches_frame()
+    assert frame.to_dict("list") == {"epoch": [1, 1, 2], "batch": [1, 2, 1], "step": [1, 2, 3],
+                                     "loss": [0.5, 0.4, 0.3], "lr": [0.1, 0.1, 0.05]}
+    assert h.last_step == 3
+
+
+def test_state_round_trips_through_json():
+    h = History()
+    h.add_epoch(row(1, val_loss=0.2))
+    h.add_epoch(row(2, val_loss=0.1, extra=3))
+    h.add_batches({"epoch": [1, 2], "batch": [1, 1], "step": [1, 2], "loss": [0.5, 0.4],
+                   "lr": [0.1, 0.1]})
+    state = json.loads(json.dumps(h.to_state(), allow_nan=False))
+    again = History.from_state(state)
+    pd.testing.assert_frame_equal(again.epochs_frame(), h.epochs_frame())
+    pd.testing.assert_frame_equal(again.batches_frame(), h.batches_frame())
+    assert again.last_epoch == 2
+    assert History.from_state({}).epochs_frame().empty
+
+
+def test_clear_forgets_everything():
+    h = History()
+    h.add_epoch(row(1))
+    h.add_batches({"epoch": [1], "batch": [1], "step": [1], "loss": [0.5], "lr": [0.1]})
+    h.clear()
+    assert h.last_epoch == 0 and h.epochs_frame().empty and h.batches_frame().empty
+
+
+def test_concurrent_writers_and_readers_see_whole_rows():
+    h = History()
+    errors = []
+
+    def write(start):
+        for i in range(200):
+            h.add_batches({"epoch": [start], "batch": [i], "step": [i], "loss": [1.0],
+                           "lr": [0.1]})
+
+    def read():
+        for _ in range(50):
+            try:
+                frame = h.batches_frame()
+                assert frame.notna().all().all()
+            except Exception as exc:  # collected for the main thread
+                errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(3)]
+    threads.append(threading.Thread(target=read))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(h.batches_frame()) == 600
+
+
+def test_model_history_is_a_fresh_frame_each_time():
+    model = xb.compile(mlp_spec(), seed=0)
+    fit(model, classification_data(), epochs=2)
+    frame = model.history
+    frame.loc[0, "loss"] = -1.0
+    assert model.history.loc[0, "loss"] != -1.0
+    assert model.history["loss"].notna().all()
+    assert (model.history["loss"] > 0).all()
+
+
+@pytest.mark.parametrize("accuracy, validation", [(False, False), (True, True)])
+def test_fit_history_holds_plain_finite_numbers(accuracy, validation):
+    x, y = classification_data()
+    model = xb.compile(mlp_spec(), seed=0)
+    fit(model, (x, y), epochs=2, accuracy=accuracy,
+        validation_data=(x, y) if validation else None)
+    state = model._history.to_state()
+    json.dumps(state, allow_nan=False)  # no NaN, no tensors, no NumPy scalars
+    for r in state["epochs"]:
+        assert all(type(v) in (int, float) for v in r.values())
+    for column, values in state["batches"].items():
+        assert all(type(v) is (int if column in ("epoch", "batch", "step") else float)
+                   for v in values), column
+    assert model.history.notna().all().all()

@@ -1,0 +1,423 @@
+"""Saving and loading: full round trips, loading into a model, parameter bytes, damaged and
+hostile files (never unpickled), and atomic writes."""
+
+import functools
+import os
+import pickle
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch_reference import assert_state_equal, classification_data, fit, mlp_spec, snapshot
+
+import exburn_nb as xb
+from exburn_nb import persist
+
+TIMING = ["seconds", "samples_per_s"]
+
+
+def trained_model(optimizer: str = "adam", **fit_kwargs) -> xb.Model:
+    spec = (xb.input("input", shape=(None, 6)).dense(8, activation="tanh", name="hidden")
+            .batch_norm(name="bn").dense(3, name="output"))
+    model = xb.compile(spec, optimizer=optimizer, learning_rate=0.01, weight_decay=1e-3, seed=0)
+    x, y = classification_data()
+    fit(model, (x, y), epochs=2, batch_size=16, shuffle=False, validation_data=(x, y),
+        accuracy=True, **fit_kwargs)
+    return model
+
+
+def optimizer_state(model: xb.Model) -> list[dict]:
+    return [model.torch_optimizer.state[p] for p in model.module.parameters()]
+
+
+# ----------------------------------------------------------------- round trips
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
+def test_save_and_load_round_trip_everything(tmp_path, optimizer):
+    model = trained_model(optimizer)
+    model.freeze(["hidden"])
+    path = model.save(tmp_path / "model.exburn")
+    assert path == tmp_path / "model.exburn"
+    again = xb.load(path)
+    assert again.spec == model.spec
+    assert (again.loss_function, again.optimizer, again.learning_rate, again.weight_decay,
+            again.device) == (model.loss_function, optimizer, 0.01, 1e-3, "cpu")
+    assert again.frozen_layers == {"hidden"}
+    assert not again.module.hidden.weight.requires_grad
+    assert_state_equal(again, snapshot(model))  # parameters and batch-norm statistics
+    pd.testing.assert_frame_equal(again.history, model.history)
+    pd.testing.assert_frame_equal(again.batch_history, model.batch_history)
+    assert again.epochs_trained == 2
+    for ours, theirs in zip(optimizer_state(model), optimizer_state(again), strict=True):
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert torch.equal(torch.as_tensor(ours[key]), torch.as_tensor(theirs[key])), key
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_training_on_after_load_follows_the_same_trajectory(tmp_path, optimizer):
+    model = trained_model(optimizer)
+    model.save(tmp_path / "m.exburn")
+    again = xb.load(tmp_path / "m.exburn")
+    x, y = classification_data(seed=1)
+    for m in (model, again):
+        fit(m, (x, y), epochs=2, batch_size=16, shuffle=False, validation_data=(x, y),
+            accuracy=True)
+    assert_state_equal(again, snapshot(model))
+    pd.testing.assert_frame_equal(again.history.drop(columns=TIMING),
+                                  model.history.drop(columns=TIMING))
+    pd.testing.assert_frame_equal(again.batch_history, model.batch_history)
+    assert again.history["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_optimizer_state_matters_for_the_continued_trajectory(tmp_path):
+    """The round-trip test above would pass vacuously if state did not matter: it does."""
+    model = trained_model("adam")
+    model.save(tmp_path / "m.exburn")
+    fresh = xb.load(tmp_path / "m.exburn")
+    fresh.torch_optimizer.state.clear()
+    data = classification_data(seed=1)
+    fit(model, data, epochs=1, shuffle=False)
+    fit(fresh, data, epochs=1, shuffle=False)
+    assert not torch.equal(model.parameters()["output.weight"], fresh.parameters()["output.weight"])
+
+
+def test_load_into_a_compatible_model(tmp_path):
+    model = trained_model()
+    model.freeze("bn")
+    model.save(tmp_path / "m.exburn")
+    other = xb.compile(model.spec, optimizer="adam", learning_rate=0.01, seed=99)
+    assert other.load(tmp_path / "m.exburn") is other
+    assert_state_equal(other, snapshot(model))
+    assert other.frozen_layers == {"bn"}
+    pd.testing.assert_frame_equal(other.history, model.history)
+    x = torch.randn(7, 6)
+    torch.testing.assert_close(other.forward(x), model.forward(x))
+
+
+def test_load_into_a_model_with_another_optimizer_keeps_its_own_optimizer(tmp_path):
+    model = trained_model("adam")
+    model.save(tmp_path / "m.exburn")
+    other = xb.compile(model.spec, optimizer="sgd", learning_rate=0.5)
+    other.load(tmp_path / "m.exburn")
+    assert_state_equal(other, snapshot(model))
+    assert other.optimizer == "sgd" and other.learning_rate == 0.5
+    assert not other.torch_optimizer.state
+
+
+def test_load_mismatch_names_the_layer_and_both_shapes(tmp_path):
+    model = xb.compile(mlp_spec(n_out=3))
+    model.save(tmp_path / "m.exburn")
+    wider = xb.compile(mlp_spec(n_out=4))  # only the output layer differs
+    before = snapshot(wider)
+    with pytest.raises(ValueError, match="m.exburn") as info:
+        wider.load(tmp_path / "m.exburn")
+    message = str(info.value)
+    assert "layer 'output'" in message
+    assert ("(3, 8)" in message and "(4, 8)" in message) or (
+        "(3,)" in message and "(4,)" in message)
+    assert_state_equal(wider, before)
+
+
+def test_load_into_a_model_with_other_layers_names_them(tmp_path):
+    xb.compile(mlp_spec()).save(tmp_path / "m.exburn")
+    other = xb.compile(xb.input("input", shape=(None, 6)).dense(3, name="only"))
+    with pytest.raises(ValueError, match="does not fit") as info:
+        other.load(tmp_path / "m.exburn")
+    assert "only.weight" in str(info.value) and "hidden.weight" in str(info.value)
+
+
+def test_module_models_load_into_a_rebuilt_module_but_not_with_xb_load(tmp_path):
+    def build():
+        return nn.Sequential(OrderedDict(hidden=nn.Linear(6, 8), act=nn.Tanh(),
+                                         output=nn.Linear(8, 3)))
+
+    model = xb.compile(build(), input_shape=(None, 6))
+    fit(model, classification_data(), epochs=1)
+    model.save(tmp_path / "m.exburn")
+    with pytest.raises(ValueError, match="rebuild the module"):
+        xb.load(tmp_path / "m.exburn")
+    again = xb.compile(build(), input_shape=(None, 6)).load(tmp_path / "m.exburn")
+    assert_state_equal(again, snapshot(model))
+    assert again.epochs_trained == 1
+
+
+def test_saving_twice_overwrites(tmp_path):
+    model = xb.compile(mlp_spec(), seed=0)
+    model.save(tmp_path / "m.exburn")
+    fit(model, classification_data(), epochs=1)
+    model.save(tmp_path / "m.exburn")
+    assert_state_equal(xb.load(tmp_path / "m.exburn"), snapshot(model))
+    assert os.listdir(tmp_path) == ["m.exburn"]
+
+
+def test_load_device_defaults_to_the_cpu_here(tmp_path):
+    model = xb.compile(mlp_spec())
+    model.save(tmp_path / "m.exburn")
+    assert xb.load(tmp_path / "m.exburn").device == "cpu"
+    assert xb.load(tmp_path / "m.exburn", device="cpu").device == "cpu"
+
+
+# ----------------------------------------------------------------- parameter bytes
+def test_serialize_and_deserialize_params():
+    model = trained_model()
+    data = model.serialize_params()
+    assert isinstance(data, bytes)
+    params = xb.deserialize_params(data)
+    assert params.keys() == model.module.state_dict().keys()
+    for name, value in model.module.state_dict().items():
+        assert torch.equal(params[name], value)
+    fresh = xb.compile(model.spec, seed=5)
+    assert fresh.load_params(params) is fresh
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(fresh.forward(x), model.forward(x))
+
+
+def test_load_params_mismatch_is_an_error():
+    params = xb.deserialize_params(xb.compile(mlp_spec(n_out=3)).serialize_params())
+    with pytest.raises(ValueError, match="'output'"):
+        xb.compile(mlp_spec(n_out=4)).load_params(params)
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00" * 7, b"garbage" * 10, "not bytes", None])
+def test_deserialize_params_rejects_garbage(data):
+    with pytest.raises(ValueError, match="params bytes"):
+        xb.deserialize_params(data)
+
+
+def test_a_params_file_is_not_a_model_file(tmp_path):
+    path = tmp_path / "params.bin"
+    path.write_bytes(xb.compile(mlp_spec()).serialize_params())
+    with pytest.raises(ValueError, match="parameters only"):
+        xb.load(path)
+
+
+# ----------------------------------------------------------------- damaged and hostile files
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "model.exburn"
+    trained_model().save(path)
+    return path
+
+
+def assert_unreadable(path):
+    with pytest.raises(ValueError) as info:
+        xb.load(path)
+    assert str(path) in str(info.value)
+    model = xb.compile(mlp_spec())
+    before = snapshot(model)
+    with pytest.raises(ValueError) as info:
+        model.load(path)
+    assert str(path) in str(info.value)
+    assert_state_equal(model, before)
+
+
+@pytest.mark.parametrize("keep", [0, 4, 8, 100, -1])
+def test_truncated_and_empty_files(saved, keep):
+    data = saved.read_bytes()
+    saved.write_bytes(data[:keep] if keep >= 0 else data[:-1])
+    assert_unreadable(saved)
+
+
+def test_corrupted_header_bytes(saved):
+    data = bytearray(saved.read_bytes())
+    data[10:40] = b"\xff" * 30
+    saved.write_bytes(bytes(data))
+    assert_unreadable(saved)
+
+
+def test_corrupted_length_prefix(saved):
+    data = bytearray(saved.read_bytes())
+    data[0:8] = (2**40).to_bytes(8, "little")
+    saved.write_bytes(bytes(data))
+    assert_unreadable(saved)
+
+
+@settings(max_examples=25, deadline=None)
+@given(junk=st.binary(min_size=0, max_size=300))
+def test_random_garbage_is_a_value_error(tmp_path_factory, junk):
+    path = tmp_path_factory.mktemp("junk") / "junk.exburn"
+    path.write_bytes(junk)
+    with pytest.raises(ValueError, match="junk.exburn"):
+        xb.load(path)
+
+
+@functools.cache
+def saved_blob() -> bytes:
+    """One saved file's bytes (with optimizer state and history), made once."""
+    model = xb.compile(mlp_spec(), seed=0)
+    fit(model, classification_data(n=8), epochs=1)
+    with tempfile.TemporaryDirectory() as folder:
+        return model.save(Path(folder) / "m.exburn").read_bytes()
+
+
+@pytest.mark.filterwarnings("ignore:.*optimizer groups differ")  # a damaged group list may warn
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_a_flipped_byte_never_crashes_with_anything_but_a_value_error(tmp_path_factory, data):
+    """Anywhere in the file: either a clear ValueError naming it, or a loadable model (the
+    tensor bytes carry no checksum, so a flip there changes a value silently)."""
+    path = tmp_path_factory.mktemp("flip") / "m.exburn"
+    blob = bytearray(saved_blob())
+    header_end = 8 + int.from_bytes(blob[:8], "little")
+    index = data.draw(st.one_of(st.integers(0, header_end - 1), st.integers(0, len(blob) - 1)))
+    blob[index] ^= data.draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128, 255]))
+    path.write_bytes(bytes(blob))
+    for load in (xb.load, xb.compile(mlp_spec()).load):
+        try:
+            loaded = load(path)
+        except ValueError as exc:
+            assert str(path) in str(exc)
+        else:
+            assert isinstance(loaded, xb.Model)
+
+
+def resave(path, change):
+    """Rewrite a saved file after ``change(tensors, meta)``: well-formed, but damaged."""
+    tensors, meta = persist.read_file(path)
+    change(tensors, meta)
+    meta.pop("format")
+    persist.write_file(path, tensors, meta)
+
+
+@pytest.mark.parametrize("change", [
+    lambda t, m: m["compile"].update(optimizer="bogus"),
+    lambda t, m: m["compile"].update(learning_rate=-1),
+    lambda t, m: m["compile"].update(surprise=1),
+    lambda t, m: m["compile"].pop("device"),
+    lambda t, m: m.pop("compile"),
+    lambda t, m: m["spec"]["layers"][0].update(units="eight"),
+    lambda t, m: m.update(optimizer_groups=[{}]),
+    lambda t, m: m.update(history=[1, 2]),
+    lambda t, m: m.update(frozen=5),
+    lambda t, m: t.update({"optim.x": torch.zeros(1)}),
+    lambda t, m: t.update({"batch.step": torch.tensor([float("inf")])}),
+], ids=["optimizer", "lr", "extra key", "no device", "no compile", "spec", "groups",
+        "history", "frozen", "optim key", "batch step"])
+def test_damaged_metadata_is_a_value_error_naming_the_file(saved, change):
+    resave(saved, change)
+    with pytest.raises(ValueError, match="is damaged|does not fit") as info:
+        xb.load(saved)
+    assert str(saved) in str(info.value)
+
+
+def test_a_bad_device_argument_is_not_blamed_on_the_file(saved):
+    with pytest.raises(ValueError, match="device must be one of") as info:
+        xb.load(saved, device="tpu")
+    assert "damaged" not in str(info.value)
+
+
+class CreatesAFile:
+    """Unpickling this opens (creates) a file: the classic pickle attack."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_a_pickle_payload_is_never_unpickled(tmp_path):
+    target = tmp_path / "pwned.txt"
+    path = tmp_path / "model.exburn"
+    path.write_bytes(pickle.dumps(CreatesAFile(target)))
+    # the payload is live: plain pickle.loads would create the file
+    with pytest.raises(ValueError) as info:
+        xb.load(path)
+    assert str(path) in str(info.value) and "pickle" in str(info.value)
+    with pytest.raises(ValueError):
+        xb.compile(mlp_spec()).load(path)
+    with pytest.raises(ValueError):
+        xb.deserialize_params(path.read_bytes())
+    assert not target.exists()
+
+
+def test_a_pickle_payload_inside_a_zip_is_never_unpickled(tmp_path):
+    target = tmp_path / "pwned.txt"
+    path = tmp_path / "model.pt"
+    torch.save({"weights": CreatesAFile(target)}, path)
+    assert_unreadable(path)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("zipfile", [True, False])
+def test_a_torch_save_file_is_a_clear_error(tmp_path, zipfile):
+    model = xb.compile(mlp_spec())
+    path = tmp_path / "weights.pt"
+    torch.save(model.module.state_dict(), path, _use_new_zipfile_serialization=zipfile)
+    assert_unreadable(path)
+
+
+def test_missing_file_and_bad_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.exburn"):
+        xb.load(tmp_path / "nope.exburn")
+    with pytest.raises(ValueError, match="not a file"):
+        xb.load(tmp_path)
+    model = xb.compile(mlp_spec())
+    with pytest.raises(ValueError, match="is a directory"):
+        model.save(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        model.save(tmp_path / "missing" / "m.exburn")
+
+
+def test_wrong_format_tag_is_refused():
+    blob = persist.to_bytes({"w": torch.ones(2)}, {"format": "someone_else/9"})
+    with pytest.raises(ValueError, match="unknown format"):
+        persist.from_bytes(blob)
+
+
+# ----------------------------------------------------------------- atomic writes
+@pytest.mark.parametrize("fail_at", ["os.replace", "os.fsync", "write"])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, monkeypatch,
+                                                                   fail_at):
+    model = xb.compile(mlp_spec(), seed=0)
+    path = tmp_path / "m.exburn"
+    model.save(path)
+    old = path.read_bytes()
+    fit(model, classification_data(), epochs=1)
+
+    def boom(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    if fail_at == "write":
+        real_fdopen = os.fdopen
+
+        class HalfWriter:
+            def __init__(self, f):
+                self.f = f
+
+            def write(self, blob):
+                self.f.write(blob[: len(blob) // 2])
+                raise OSError("disk full")
+
+            def __getattr__(self, name):
+                return getattr(self.f, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self.f.close()
+
+        monkeypatch.setattr(persist.os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+    else:
+        monkeypatch.setattr(persist.os, fail_at.split(".")[1], boom)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["m.exburn"]
+    assert_state_equal(xb.load(path), snapshot(xb.compile(mlp_spec(), seed=0)))
+
+
+def test_meta_round_trips_through_bytes():
+    meta = {"kind": "demo", "nested": {"a": [1, 2.5, None, "x"]}, "flag": True}
+    tensors, back = persist.from_bytes(persist.to_bytes({"w": torch.arange(6.0).view(2, 3)},
+                                                        meta))
+    assert {k: back[k] for k in meta} == meta
+    assert torch.equal(tensors["w"], torch.arange(6.0).view(2, 3))
