@@ -25,14 +25,18 @@ $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
-# Debian's Chromium for the real-browser tests (never `playwright install`: it downloads a browser).
+# Debian's Chromium and fonts for the real-browser tests (never `playwright install`: it
+# downloads a browser). Without root or sudo they can't be installed and the browser tests
+# skip loudly, unless XB_REQUIRE_BROWSER=1 (set by .ci/run) makes that a failure.
+APT_PACKAGES := chromium fonts-dejavu-core
 browser-deps:
-	@if [ -x "$(CHROMIUM)" ]; then :; \
-	elif [ "$$(id -u)" = 0 ]; then (apt-get update -q && apt-get install -y -q chromium fonts-dejavu-core) >/dev/null \
-	  || echo "WARNING: could not install chromium; the browser tests will skip"; \
-	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then (sudo apt-get update -q && sudo apt-get install -y -q chromium fonts-dejavu-core) >/dev/null \
-	  || echo "WARNING: could not install chromium; the browser tests will skip"; \
-	else echo "WARNING: not root and no sudo: cannot install chromium; the browser tests will skip"; fi
+	@if [ -x "$(CHROMIUM)" ] && [ -d /usr/share/fonts/truetype/dejavu ]; then :; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "WARNING: not root and no sudo: cannot install $(APT_PACKAGES); the browser tests will skip"; exit 0; fi; \
+	  ($$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES)) >/dev/null \
+	    || echo "WARNING: could not install $(APT_PACKAGES); the browser tests will skip"; \
+	fi
 
 # Opens a browser where there is a display (X11, Wayland, or macOS), else only prints the URL.
 demo: $(VENV)/.installed-dev
@@ -54,7 +58,6 @@ bench: $(VENV)/.installed-bench
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check exburn_nb tests bench
-	$(PY) -m ruff format --check exburn_nb tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -97,7 +97,13 @@ class Loss:
             if out is not None and tuple(y.shape[1:]) != out:
                 raise ValueError(f"{argname} has shape {tuple(y.shape)}; cross_entropy expects "
                                  f"class indices (N,) or one-hot rows (N, {classes})")
-            return y.float()
+            y = y.float()
+            if y.dim() == 2 and (bool((y < 0).any()) or
+                                 not torch.allclose(y.sum(dim=1), torch.ones(()), atol=1e-3)):
+                raise ValueError(f"{argname} rows must be one-hot or class probabilities (each "
+                                 "row >= 0, summing to 1) for cross_entropy; for regression "
+                                 "targets use loss='mse'")
+            return y
         if out is not None and tuple(y.shape[1:]) != out:
             if y.dim() == 1 and out == (1,):
                 y = y.unsqueeze(1)

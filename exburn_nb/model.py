@@ -28,7 +28,7 @@ from .data import as_features
 from .history import BATCH_COLUMNS, History
 from .losses import Loss
 from .optim import check_number, check_optimizer, fused_supported, make_optimizer
-from .spec import Spec, init_weights
+from .spec import Spec
 from .summary import SummaryRow, format_shape, render_html, render_text
 
 DEVICES = ("cpu", "gpu", "auto")
@@ -307,12 +307,16 @@ class Model:
 
     # ---------------------------------------------------------------- reset
     def reset_weights(self, seed: int | None = None) -> Model:
-        """Fresh weights (the compile-time init), fresh optimizer state and an empty history."""
+        """Fresh weights, fresh optimizer state and an empty history.
+
+        For a spec, ``reset_weights(seed=s)`` gives exactly the weights of
+        ``compile(spec, seed=s)``; a plain module gets its layers' ``reset_parameters()``.
+        """
         if seed is not None:
             torch.manual_seed(seed)
-        with self.lock:
+        with self.lock, torch.no_grad():
             if self.spec is not None:
-                init_weights(self.module)
+                self.module.load_state_dict(self.spec.build().state_dict())
             else:
                 for child in self.module.modules():
                     if hasattr(child, "reset_parameters"):
@@ -371,20 +375,27 @@ class Model:
         return self
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict, source: str) -> None:
-        """Load what :meth:`save` wrote (already read from ``source``) into this model."""
+        """Load what :meth:`save` wrote (already read from ``source``) into this model.
+
+        All or nothing: everything is checked and staged first, so a damaged file leaves
+        the model as it was.
+        """
         params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
         self.check_params(params, source)
+        optimizer_state = (self._optimizer_state(tensors, meta, source)
+                           if meta.get("compile", {}).get("optimizer") == self.optimizer else None)
+        batches = {c: tensors[f"batch.{c}"].tolist() if f"batch.{c}" in tensors else []
+                   for c in BATCH_COLUMNS}
+        for c in ("epoch", "batch", "step"):
+            batches[c] = [int(v) for v in batches[c]]
+        history = History.from_state({"epochs": meta.get("history", []), "batches": batches})
+        frozen = [n for n in meta.get("frozen", []) if n in self.layers]
         with self.lock, torch.no_grad():
             self.module.load_state_dict(params)
-            if meta.get("compile", {}).get("optimizer") == self.optimizer:
-                self._load_optimizer(tensors, meta, source)
-            batches = {c: tensors[f"batch.{c}"].tolist() if f"batch.{c}" in tensors else []
-                       for c in BATCH_COLUMNS}
-            for c in ("epoch", "batch", "step"):
-                batches[c] = [int(v) for v in batches[c]]
-            self._history = History.from_state({"epochs": meta.get("history", []),
-                                                "batches": batches})
-            frozen = [n for n in meta.get("frozen", []) if n in self.layers]
+            if optimizer_state is not None:
+                self.torch_optimizer.load_state_dict(optimizer_state)
+                self.learning_rate = float(self.torch_optimizer.param_groups[0]["lr"])
+            self._history = history
             self.unfreeze(list(self._frozen))
             self.freeze(frozen)
 
@@ -404,7 +415,8 @@ class Model:
                                  f"has {name} of shape {tuple(value.shape)} in the file but "
                                  f"{tuple(own[name].shape)} in this model")
 
-    def _load_optimizer(self, tensors: dict, meta: dict, source: str) -> None:
+    def _optimizer_state(self, tensors: dict, meta: dict, source: str) -> dict | None:
+        """The file's optimizer state as a ``state_dict``, checked on a throwaway optimizer."""
         state: dict[int, dict] = {}
         for key, value in tensors.items():
             if key.startswith("optim."):
@@ -416,16 +428,18 @@ class Model:
         current = self.torch_optimizer.param_groups
         if len(groups) != len(current):
             warnings.warn(f"{source}: optimizer groups differ; optimizer state not loaded",
-                          stacklevel=3)
-            return
+                          stacklevel=4)
+            return None
         keep = ("fused", "foreach", "capturable", "differentiable")
         groups = [{**saved, **{k: cur[k] for k in keep if k in cur}}
                   for saved, cur in zip(groups, current, strict=True)]
+        candidate = {"state": state, "param_groups": groups}
         try:
-            self.torch_optimizer.load_state_dict({"state": state, "param_groups": groups})
-        except (ValueError, KeyError, RuntimeError) as exc:
+            make_optimizer(self.optimizer, self.module.parameters(), self.learning_rate,
+                           self.weight_decay, self.torch_device).load_state_dict(candidate)
+        except (ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise ValueError(f"{source}: its optimizer state does not fit this model ({exc})") from None
-        self.learning_rate = float(groups[0]["lr"]) if groups else self.learning_rate
+        return candidate
 
     def load_params(self, params: dict[str, torch.Tensor]) -> Model:
         """Load a parameter dict (from :func:`deserialize_params`) into this model."""

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -32,10 +33,21 @@ _META_KEY = "exburn_nb"
 _MAX_HEADER = 100_000_000  # safetensors' own limit
 
 
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes (catches flipped bits)."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key]
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def to_bytes(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
-    """Serialise tensors and JSON-ready metadata into one safetensors blob."""
+    """Serialise tensors and JSON-ready metadata (with a checksum) into one safetensors blob."""
     payload = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    header = {_META_KEY: json.dumps({"format": FORMAT, **meta}, allow_nan=False)}
+    header = {_META_KEY: json.dumps({"format": FORMAT, **meta, "sha256": _digest(payload)},
+                                    allow_nan=False)}
     return _save_tensors(payload, metadata=header)
 
 
@@ -66,6 +78,8 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
         tensors = _load_tensors(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise bad(f"its tensor data is damaged ({exc})") from None
+    if meta.get("sha256") != _digest(tensors):
+        raise bad("its tensor data does not match its checksum (corrupted)")
     return tensors, meta
 
 

@@ -89,8 +89,8 @@ class Runner:
             self.error = self.error_traceback = None
             self.state = "running"
             self._thread = threading.Thread(target=self._run, name="exburn-fit", daemon=True)
+            self._emit("start")  # before the thread: a run that fails at once ends after it
             self._thread.start()
-        self._emit("start")
         return True
 
     def _run(self) -> None:

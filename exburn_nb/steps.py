@@ -138,7 +138,13 @@ def compute_gradients(model: Model, batch: Any,
     """
     x, y = prepare_pair(model, batch, "batch")
     with model.lock:
-        return _gradients(model, x, y, grad_method)[0]
+        buffers = {n: b.clone() for n, b in model.module.named_buffers()}
+        try:
+            return _gradients(model, x, y, grad_method)[0]
+        finally:  # looking at gradients must not move batch-norm statistics
+            with torch.no_grad():
+                for n, b in model.module.named_buffers():
+                    b.copy_(buffers[n])
 
 
 def _gradients(model: Model, x: torch.Tensor, y: torch.Tensor,

@@ -218,3 +218,11 @@ def test_targets_are_checked_and_converted():
     bce = Loss("binary_cross_entropy")
     with pytest.raises(ValueError, match="0.0/1.0 targets"):
         bce.prepare_targets(torch.tensor([[0.0], [2.0]]), (None, 1))
+
+
+def test_cross_entropy_rows_must_be_probabilities():
+    loss = Loss("cross_entropy")
+    with pytest.raises(ValueError, match="one-hot or class probabilities.*use loss='mse'"):
+        loss.prepare_targets(torch.randn(4, 3), (None, 3))
+    soft = torch.tensor([[0.9, 0.05, 0.05], [0.0, 1.0, 0.0]])
+    assert torch.equal(loss.prepare_targets(soft, (None, 3)), soft)

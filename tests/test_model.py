@@ -342,3 +342,15 @@ def test_reset_weights_reinitialises_and_clears_history():
     assert not model.torch_optimizer.state
     model.reset_weights(seed=5)
     assert_state_equal(model, fresh)  # the seed makes it reproducible
+
+
+def test_reset_weights_with_a_seed_gives_the_compile_weights():
+    spec = xb.input("input", shape=(None, 6)).dense(8, activation="relu", name="hidden") \
+        .batch_norm().dense(3, name="output")
+    model = xb.compile(spec, seed=7)
+    fresh = {k: v.clone() for k, v in model.module.state_dict().items()}
+    xb.fit(model, (torch.randn(32, 6), torch.randint(0, 3, (32,))), epochs=2, verbose=False)
+    model.reset_weights(seed=7)
+    for name, value in model.module.state_dict().items():
+        assert torch.equal(value, fresh[name]), name
+    assert model.history.empty and not model.torch_optimizer.state

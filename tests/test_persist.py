@@ -421,3 +421,27 @@ def test_meta_round_trips_through_bytes():
                                                         meta))
     assert {k: back[k] for k in meta} == meta
     assert torch.equal(tensors["w"], torch.arange(6.0).view(2, 3))
+
+
+def test_a_flipped_bit_in_the_tensor_data_is_caught_by_the_checksum(tmp_path):
+    model = trained_model()
+    path = model.save(tmp_path / "m.exburn")
+    blob = bytearray(path.read_bytes())
+    blob[-3] ^= 0x01  # inside the last tensor's bytes, which safetensors cannot check
+    path.write_bytes(bytes(blob))
+    with pytest.raises(ValueError, match="checksum"):
+        xb.load(path)
+
+
+def test_a_failed_load_leaves_the_model_as_it_was(tmp_path):
+    source = trained_model()
+    path = source.save(tmp_path / "m.exburn")
+    tensors, meta = persist.read_file(path)
+    meta["optimizer_groups"][0]["params"] = [0]  # damaged: fewer params than the model has
+    persist.write_file(tmp_path / "bad.exburn", tensors, meta)
+    target = xb.compile(mlp_spec(), seed=5)
+    before = snapshot(target)
+    with pytest.raises(ValueError, match="bad.exburn"):
+        target.load(tmp_path / "bad.exburn")
+    assert_state_equal(target, before)
+    assert target.history.empty

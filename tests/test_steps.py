@@ -218,3 +218,17 @@ def test_numerical_methods_warn_above_the_threshold(monkeypatch, method):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         xb.compute_gradients(model, (x, y), grad_method="autograd")  # autograd never warns
+
+
+def test_compute_gradients_leaves_batch_norm_statistics_alone():
+    spec = xb.input("input", shape=(None, 4)).dense(5, name="hidden").batch_norm(name="bn") \
+        .dense(2, name="output")
+    model = xb.compile(spec, seed=0)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    batch = (torch.randn(16, 4) * 3 + 1, torch.randint(0, 2, (16,)))
+    for method in ("autograd", "numerical_batch"):
+        xb.compute_gradients(model, batch, grad_method=method)
+    for name, value in model.module.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    xb.train_step(model, batch)  # a real step does update them
+    assert not torch.equal(model.module.state_dict()["bn.running_mean"], before["bn.running_mean"])

@@ -29,6 +29,9 @@ from .plot import LivePlot, make_figure
 SCHEDULES = ("none", "step", "exponential", "cosine")
 PROGRESS_UPDATES_PER_S = 8
 HISTORY_ROWS = 8
+# Spaced, right-aligned columns (bare pandas HTML runs the headers together in the browser).
+TABLE_STYLE = ("<style>.xb-history-table th, .xb-history-table td "
+               "{padding: 1px 10px; text-align: right}</style>")
 
 
 def _schedule(kind: str, lr: float, epochs: int) -> tuple | None:
@@ -75,6 +78,13 @@ class _Progress(Callback):
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
         self.dash._refresh_table()
+
+    def on_train_end(self, logs: dict) -> None:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.dash.progress.value = min(self.done, self.dash.progress.max)
+        self.dash.progress_label.value = (
+            f"{self.done:,} of {self.total:,} batches in {elapsed:.1f}s · "
+            f"{self.samples / elapsed:,.0f} samples/s")
 
 
 class TrainingDashboard(W.VBox):
@@ -333,9 +343,9 @@ class TrainingDashboard(W.VBox):
 
     def _refresh_table(self) -> None:
         frame = self.history.tail(HISTORY_ROWS)
-        self.table.value = (frame.to_html(index=False, float_format=lambda v: f"{v:.4g}",
-                                          border=0, classes="xb-history-table")
-                            if len(frame) else "<i>no epochs trained yet</i>")
+        self.table.value = (TABLE_STYLE + frame.to_html(
+            index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="–",
+            classes="xb-history-table") if len(frame) else "<i>no epochs trained yet</i>")
 
     def _show_error(self, error: BaseException | str, tb: str | None) -> None:
         message = html.escape(f"{type(error).__name__}: {error}" if isinstance(error, BaseException)

@@ -26,7 +26,10 @@ TRACES = ("loss", "val_loss", "batch_loss", "accuracy", "val_accuracy", "lr_chan
 
 def make_figure(height: int = 360) -> go.FigureWidget:
     """The empty figure: epoch losses, smoothed batch loss, accuracies, lr-change marks."""
-    fig = go.FigureWidget(layout=dict(
+    # Built as a plain Figure, then wrapped: a FigureWidget only syncs the traces it was
+    # constructed with as widget state (add_scatter on a widget just sends messages), and
+    # front ends that load the state later (Voila, a reloaded page) would show no traces.
+    fig = go.Figure(layout=dict(
         height=height, margin=dict(l=50, r=50, t=30, b=40), template="plotly_white",
         xaxis=dict(title="epoch"), yaxis=dict(title="loss"),
         yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1.02],
@@ -44,7 +47,7 @@ def make_figure(height: int = 360) -> go.FigureWidget:
                     marker=dict(symbol="triangle-down", size=11, color="#9467bd"))
     for trace in fig.data:
         trace.x, trace.y = [], []
-    return fig
+    return go.FigureWidget(fig)
 
 
 class LivePlot(Callback):
@@ -108,7 +111,10 @@ class LivePlot(Callback):
             self.draw()
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        self.draw(force=True)
+        # Throttled too: with short epochs, forced draws here flooded the browser (about
+        # 10 full-figure updates/s) until it lagged seconds behind and Stop answered late.
+        # The next batch's draw or on_train_end's forced one shows this epoch.
+        self.draw()
 
     def on_train_end(self, logs: dict) -> None:
         self.draw(force=True)

@@ -1,0 +1,325 @@
+"""Fixtures for the real-browser tests: JupyterLab / Voilà servers and headless Chromium.
+
+The tests drive Debian's Chromium (``/usr/bin/chromium``, or ``$CHROMIUM``) through the
+``playwright`` package; ``playwright install`` is never needed. They skip, saying why, only
+when that browser or the playwright package is missing (a failure with XB_REQUIRE_BROWSER=1);
+anything else that goes wrong fails. Screenshots go to ``tests/artifacts/``.
+Servers run on free local ports with every Jupyter directory in a temporary folder, and are
+shut down (only the process each fixture started) when the fixture ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+NOTEBOOK = HERE / "dashboard.ipynb"
+ARTIFACTS = REPO / "tests" / "artifacts"
+DOCS = REPO / "docs"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+TOKEN = "exburn-browser-test"
+SERVER_START_TIMEOUT_S = 120  # generous: the machine may be busy with other test runs
+
+
+# --------------------------------------------------------------------------- availability
+def browser_unavailable() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        return (f"BROWSER TESTS SKIPPED: no Chromium executable at {CHROMIUM} "
+                "(run `make browser-deps` or `apt-get install chromium`, or set $CHROMIUM)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        return (f"BROWSER TESTS SKIPPED: the playwright package is not importable ({exc}); "
+                "install the dev extras: pip install -e '.[dev]'")
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser_available() -> None:
+    """Skip (saying why) when the browser tests cannot run; with XB_REQUIRE_BROWSER=1
+    (for CI) that is a failure instead."""
+    reason = browser_unavailable()
+    if reason and os.environ.get("XB_REQUIRE_BROWSER") == "1":
+        pytest.fail(reason.replace("SKIPPED", "REQUIRED (XB_REQUIRE_BROWSER=1)"), pytrace=False)
+    if reason:
+        pytest.skip(reason)
+
+
+# --------------------------------------------------------------------------- servers
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_ready(probe: str, proc: subprocess.Popen, timeout: float) -> float:
+    """Wait until ``probe`` answers: ``tcp:PORT`` (a connect) or an HTTP URL (status 200)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with status {proc.returncode} while starting")
+        try:
+            if probe.startswith("tcp:"):  # a GET / on Voilà would execute the notebook
+                socket.create_connection(("127.0.0.1", int(probe[4:])), timeout=2).close()
+                return time.monotonic() - t0
+            with urllib.request.urlopen(probe, timeout=5) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the server did not answer {probe} within {timeout:.0f}s")
+
+
+class Server:
+    """A Jupyter server process with isolated config/data/runtime dirs under ``root``."""
+
+    def __init__(self, cmd: list[str], root: Path, probe: str, name: str,
+                 shutdown_url: str | None = None):
+        self.root, self.name, self.shutdown_url = root, name, shutdown_url
+        self.log_path = root / f"{name}.log"
+        env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / "cfg"),
+                   JUPYTER_RUNTIME_DIR=str(root / "rt"), JUPYTER_DATA_DIR=str(root / "data"),
+                   JUPYTERLAB_WORKSPACES_DIR=str(root / "ws"), IPYTHONDIR=str(root / "ipy"),
+                   JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1")
+        # The "get notified about Jupyter news?" toast can cover widgets: disable it.
+        labconfig = root / "cfg" / "labconfig"
+        labconfig.mkdir(parents=True, exist_ok=True)
+        (labconfig / "page_config.json").write_text(json.dumps(
+            {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, cwd=root / "nb", env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        try:
+            self.startup_s = _wait_ready(probe, self.proc, SERVER_START_TIMEOUT_S)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"{name} did not start: {exc}\n--- {self.log_path} ---\n"
+                               f"{self.log_tail()}") from None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> None:
+        """Ask the server to shut down (it stops its kernels), then end only its PID."""
+        proc = self.proc
+        if proc.poll() is None and self.shutdown_url:
+            with contextlib.suppress(OSError):  # then the signals below
+                urllib.request.urlopen(urllib.request.Request(self.shutdown_url, method="POST"),
+                                       timeout=10).close()
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None and proc.poll() is None:
+                proc.send_signal(sig)
+            try:
+                proc.wait(20)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        self._log.close()
+
+
+def _copy_notebook(root: Path) -> Path:
+    (root / "nb").mkdir(parents=True)
+    return Path(shutil.copy(NOTEBOOK, root / "nb" / NOTEBOOK.name))
+
+
+@pytest.fixture(scope="session")
+def lab_server(browser_available, tmp_path_factory) -> Iterator[dict]:
+    """One JupyterLab for the session (a test opens its own notebook copy and workspace)."""
+    root = tmp_path_factory.mktemp("lab")
+    _copy_notebook(root)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+           "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={TOKEN}",
+           f"--ServerApp.root_dir={root / 'nb'}", "--LabApp.expose_app_in_browser=True",
+           "--LabApp.news_url=None",
+           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    server = Server(cmd, root, f"{base}/api/status?token={TOKEN}", "jupyterlab",
+                    shutdown_url=f"{base}/api/shutdown?token={TOKEN}")
+    print(f"\n[browser] JupyterLab ready in {server.startup_s:.1f}s on port {port}")
+    yield {"base": base, "token": TOKEN, "dir": root / "nb", "server": server}
+    t0 = time.monotonic()
+    server.stop()
+    print(f"\n[browser] JupyterLab shut down in {time.monotonic() - t0:.1f}s "
+          f"(exit status {server.proc.returncode})")
+
+
+@pytest.fixture
+def voila_server(browser_available, tmp_path) -> Iterator[dict]:
+    """Voilà serving a fresh copy of the dashboard notebook (one per test)."""
+    nb = _copy_notebook(tmp_path)
+    port = free_port()
+    cmd = [sys.executable, "-m", "voila", nb.name, "--no-browser", f"--port={port}",
+           "--Voila.ip=127.0.0.1"]
+    server = Server(cmd, tmp_path, f"tcp:{port}", "voila")
+    print(f"\n[browser] Voila listening after {server.startup_s:.1f}s on port {port}")
+    yield {"base": f"http://127.0.0.1:{port}", "server": server}
+    server.stop()
+
+
+# --------------------------------------------------------------------------- browser
+@pytest.fixture(scope="session")
+def browser(browser_available):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser context and page; ``page.errors`` collects uncaught page errors.
+
+    When the test fails, a screenshot goes to ``tests/artifacts/fail_<test>.png``.
+    """
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1400})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    yield pg
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / f"fail_{request.node.name}.png"
+        try:
+            pg.screenshot(path=str(shot))
+            print(f"\n[browser] failure screenshot: {shot}")
+        except Exception as exc:  # the page may be gone; the failure itself is what matters
+            print(f"\n[browser] no failure screenshot: {exc}")
+        if pg.errors:
+            print("[browser] page errors:\n  " + "\n  ".join(pg.errors))
+        for name in ("lab_server", "voila_server"):
+            if name in request.fixturenames:
+                server = request.getfixturevalue(name)["server"]
+                print(f"--- {server.log_path} (tail) ---\n{server.log_tail()}")
+    ctx.close()
+
+
+# --------------------------------------------------------------------------- the dashboard
+FIGURE = "document.querySelector('.js-plotly-plot.xb-figure')"  # plotly 7 draws into the widget's own div
+TRAIN_LOSS, BATCH_LOSS = 0, 2  # trace indices in exburn_nb.widgets.plot.make_figure
+
+
+class Dashboard:
+    """The TrainingDashboard as the browser shows it, found by its ``xb-*`` CSS classes."""
+
+    def __init__(self, page):
+        self.page = page
+        self.stop_s = None  # seconds from the Stop click to the "stopped" status
+
+    def screenshot(self, path: Path) -> None:
+        """A screenshot with the dashboard in view and the mouse off the plot (no modebar)."""
+        self.page.mouse.move(0, 0)
+        self.page.locator(".xb-dashboard").scroll_into_view_if_needed()
+        self.page.wait_for_timeout(500)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(path))
+
+    def wait_rendered(self, timeout_ms: int = 120_000) -> None:
+        self.page.wait_for_selector("button.xb-start", timeout=timeout_ms)
+        self.page.wait_for_selector(".js-plotly-plot.xb-figure .main-svg", timeout=timeout_ms)
+
+    def points(self, trace: int) -> int:
+        return self.page.evaluate(f"{FIGURE}?.data?.[{trace}]?.x?.length ?? -1")
+
+    def status(self) -> str:
+        return self.page.inner_text(".xb-status").strip()
+
+    def wait_status(self, prefix: str, timeout_ms: int = 60_000) -> None:
+        self.page.wait_for_function(
+            "p => (document.querySelector('.xb-status')?.textContent ?? '').trim().startsWith(p)",
+            arg=prefix, timeout=timeout_ms)
+
+    def wait_points(self, trace: int, more_than: int, timeout_ms: int = 60_000) -> int:
+        self.page.wait_for_function(
+            f"n => ({FIGURE}?.data?.[{trace}]?.x?.length ?? -1) > n", arg=more_than,
+            timeout=timeout_ms)
+        return self.points(trace)
+
+    def progress_percent(self) -> float:
+        return self.page.evaluate(
+            "parseFloat(document.querySelector('.xb-progress .progress-bar').style.width) || 0")
+
+    def start_and_watch(self) -> dict:
+        """Click Start and check that the curves grow and the progress bar moves.
+
+        Returns what the browser saw and when (seconds after the click)."""
+        empty = (self.points(TRAIN_LOSS), self.points(BATCH_LOSS))
+        assert empty == (0, 0), f"expected empty traces before Start, got {empty} (-1: no trace)"
+        assert self.status().startswith("idle"), self.status()
+        t0 = time.monotonic()
+        self.page.click("button.xb-start")
+        self.wait_status("training")
+        seen = {"status_s": time.monotonic() - t0}
+        assert self.page.is_disabled("button.xb-start") and self.page.is_enabled("button.xb-stop")
+        seen["batch_points"] = self.wait_points(BATCH_LOSS, 0)  # per-batch points come first
+        seen["batch_points_s"] = time.monotonic() - t0
+        seen["epochs"] = self.wait_points(TRAIN_LOSS, 1)        # then whole epochs
+        seen["epochs_s"] = time.monotonic() - t0
+        seen["grown_to"] = self.wait_points(TRAIN_LOSS, seen["epochs"])  # and they keep coming
+        seen["grown_s"] = time.monotonic() - t0
+        seen["progress_percent"] = self.progress_percent()
+        assert seen["progress_percent"] > 0, "the progress bar did not move"
+        label = self.page.inner_text(".xb-progress-label")
+        assert label.startswith("epoch "), label
+        return {k: round(v, 1) if isinstance(v, float) else v for k, v in seen.items()}
+
+    def stop_and_check_halted(self, total_epochs: int) -> int:
+        """Click Stop; the status says stopped and no more points arrive. Returns epochs."""
+        t0 = time.monotonic()
+        self.page.click("button.xb-stop")
+        self.wait_status("stopped")
+        self.stop_s = time.monotonic() - t0
+        n = self.points(TRAIN_LOSS)
+        b = self.points(BATCH_LOSS)
+        self.page.wait_for_timeout(2000)
+        assert (self.points(TRAIN_LOSS), self.points(BATCH_LOSS)) == (n, b), "still growing"
+        assert 0 < n < total_epochs, f"{n} epochs: the run was not interrupted by Stop"
+        trained = int(self.status().split("·")[1].split()[0])  # "stopped · 12 epochs trained"
+        assert trained == n, f"status says {trained} epochs, the plot shows {n}"
+        assert self.page.is_enabled("button.xb-start") and self.page.is_disabled("button.xb-stop")
+        assert self.page.locator(".xb-history tr").count() > 1, "empty history table"
+        return n
+
+    def assert_healthy(self, root: str) -> None:
+        """No widget failed to load, no error shown, no anywidget/plotly page error."""
+        text = self.page.inner_text(root)
+        assert "Loading widget" not in text and "Error displaying widget" not in text, text[:2000]
+        assert not self.page.inner_text(".xb-error").strip(), self.page.inner_text(".xb-error")
+        bad = [e for e in self.page.errors if "anywidget" in e.lower() or "plotly" in e.lower()]
+        assert not bad, bad
+
+
+@pytest.fixture
+def dashboard(page) -> Dashboard:
+    return Dashboard(page)
