@@ -385,6 +385,10 @@ def fit(model: Model, data: Any, *, epochs: int = 10, batch_size: int = 32,
     Returns:
         The model, trained in place. A ``KeyboardInterrupt`` also returns it, with a
         warning, holding everything up to the last completed batch.
+
+    A run that ends mid-epoch (a stop, an interrupt, a non-finite loss) still records
+    that epoch: its history row averages the batches done and has no validation values,
+    so the history always describes the weights the model holds.
     """
     return Trainer(model, data, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                    validation_data=validation_data, callbacks=callbacks, verbose=verbose,
