@@ -267,8 +267,8 @@ class Trainer:
                 if order is None:
                     xb, yb = self.x[lo:hi], self.y[lo:hi]
                 else:
-                    idx = order[lo:hi]
-                    xb, yb = self.x[idx], self.y[idx]
+                    idx = order[lo:hi]  # index_select: the same rows as x[idx], ~2x faster on CPU
+                    xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
                 with model.lock:
                     self._run_pending()
                     with self._autocast():
