@@ -1,0 +1,16 @@
+"""The bench's tables, one module per table, run in this order.
+
+Each module has ``NAME``, ``TITLE``, ``run(pool, config, context) -> dict`` (JSON-ready;
+``context`` holds the results of the tables already run in this invocation) and
+``markdown(result) -> str``. A new table (the dashboard's live cost, for one) is a new
+module added to :data:`TABLES`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from . import inference, limit, overhead, scaling, training
+
+TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
+                                                     scaling)}

@@ -1,0 +1,81 @@
+"""The issue's targets, checked against one run's results (no timing is asserted in tests)."""
+
+from __future__ import annotations
+
+from .harness import paired
+from .tables.common import rates, table
+
+BOUND_FRACTION = 0.5
+OVERHEAD_S = 50e-6
+
+
+def _mlp_row(training: dict, batch: int) -> dict | None:
+    for row in training.get("rows", []):
+        if row["workload"]["name"] == "guide MLP" and row["batch_size"] == batch:
+            return row
+    return None
+
+
+def _ratio(row: dict, name: str) -> dict | None:
+    s = row["stats"].get(name)
+    return s["ratio"] if s and s["ratio"]["n"] else None
+
+
+def _versus(row: dict, a: str, b: str) -> dict | None:
+    raw = row["raw"]
+    if a not in raw or b not in raw:
+        return None
+    key = next(iter(raw[a]["seconds"]))
+    return paired(rates(raw[a]["seconds"][key], 1), rates(raw[b]["seconds"][key], 1))
+
+
+def _fmt(s: dict) -> str:
+    return f"{s['median']:.2f}x ({s['min']:.2f}–{s['max']:.2f})"
+
+
+def check(tables: dict) -> list[dict]:
+    """``[{"target", "measured", "met"}]``; ``met`` is None when not measured in this run."""
+    out: list[dict] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        out.append({"target": target, "measured": measured, "met": met})
+
+    training = tables.get("training", {})
+    for batch, need in ((256, 1.0), (32, 1.05)):
+        row = _mlp_row(training, batch) if training else None
+        r = _ratio(row, "xb") if row else None
+        add(f"xb.fit >= {need:.2f}x the hand loop, guide MLP, batch {batch}",
+            _fmt(r) if r else "not measured", r["median"] >= need if r else None)
+    overhead = tables.get("overhead")
+    if overhead and "xb" in overhead["stats"]:
+        s = overhead["stats"]["xb"]["overhead_seconds"]
+        add("per-step overhead of xb.fit, tiny model, batch 32 <= 50 µs",
+            f"{s['median'] * 1e6:+.1f} µs ({s['min'] * 1e6:+.1f} to {s['max'] * 1e6:+.1f})",
+            s["median"] <= OVERHEAD_S)
+    else:
+        add("per-step overhead of xb.fit, tiny model, batch 32 <= 50 µs", "not measured", None)
+    inference = tables.get("inference", {})
+    for row in inference.get("rows", []):
+        r = _ratio(row, "xb")
+        add(f"xb predict within 5% of raw inference batches, {row['workload']['name']}, "
+            f"batch {row['batch_size']}", _fmt(r) if r else "not measured",
+            r["median"] >= 0.95 if r else None)
+    for row in training.get("rows", []):
+        where = f"{row['workload']['name']}, batch {row['batch_size']}"
+        for peer, need in (("keras", 2.0), ("lightning", 1.5)):
+            r = _versus(row, "xb", peer)
+            add(f"xb.fit >= {need}x {peer}, {where}", _fmt(r) if r else "not measured",
+                r["median"] >= need if r else None)
+    limit = tables.get("limit", {})
+    fr = limit.get("fractions", {}).get("256", {}).get("xb")
+    add("xb.fit >= 50% of the float32 matmul bound (6 x params FLOPs), guide MLP, batch 256",
+        f"{fr['fraction']['median']:.0%} ({fr['fraction']['min']:.0%}–{fr['fraction']['max']:.0%});"
+        f" strict: {fr['strict_fraction']['median']:.0%}"
+        if fr else "not measured", fr["fraction"]["median"] >= BOUND_FRACTION if fr else None)
+    return out
+
+
+def markdown(checks: list[dict]) -> str:
+    mark = {True: "met", False: "**missed**", None: "–"}
+    return table(["target", "measured (median, min–max)", ""],
+                 [[c["target"], c["measured"], mark[c["met"]]] for c in checks])
