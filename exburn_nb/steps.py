@@ -55,15 +55,19 @@ def clip_gradients(params: list[torch.Tensor], clip_norm: float | None,
 
 
 def gradients_finite(params: list[torch.Tensor]) -> bool:
-    """Whether every gradient element is finite: one sum per tensor, one host sync.
+    """Whether every gradient element is finite: one fused pass, one host sync.
 
-    A NaN or infinity anywhere makes the total non-finite. (An infinity-norm per tensor
-    gives the same answer but cost 20x more here: 0.7 ms a step on the guide's MLP.)
+    Uses the check ``torch.amp.GradScaler`` uses (exact, unlike a sum, which can overflow).
+    An infinity-norm per tensor gives the same answer at 20x the cost (0.7 ms a step on
+    the guide's MLP).
     """
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return True
-    return math.isfinite(float(torch.stack([g.sum() for g in grads]).sum()))
+    found = torch.zeros(1, device=grads[0].device)
+    torch._amp_foreach_non_finite_check_and_unscale_(grads, found,
+                                                      torch.ones(1, device=grads[0].device))
+    return not bool(found)
 
 
 def evaluate_tensors(model: Model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,

@@ -282,3 +282,27 @@ def test_spec_json_keeps_the_guide_model():
                                  "activation": "relu"}
     assert data["layers"][1] == {"kind": "dropout", "name": "dropout_1", "rate": 0.2}
     assert hash(Spec.from_json(spec.to_json())) == hash(spec)
+
+
+def test_dropout_layer_matches_torch_dropout_in_distribution_and_scaling():
+    from exburn_nb.spec import Dropout
+
+    torch.manual_seed(0)
+    layer = Dropout(0.3)
+    x = torch.ones(200_000, requires_grad=True)
+    y = layer(x)
+    zeroed = (y == 0).float().mean().item()
+    assert abs(zeroed - 0.3) < 0.005
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.7))  # kept values scaled by 1/keep
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient flows through kept units only
+    layer.eval()
+    assert torch.equal(layer(x), x)
+
+
+def test_dense_with_activation_equals_linear_then_activation():
+    spec = xb.input("input", shape=(None, 5)).dense(4, activation="gelu", name="d")
+    net = spec.build()
+    x = torch.randn(3, 5)
+    expected = torch.nn.functional.gelu(torch.nn.functional.linear(x, net.d.weight, net.d.bias))
+    torch.testing.assert_close(net(x), expected)
