@@ -66,6 +66,11 @@ def check(tables: dict) -> list[dict]:
             r = _versus(row, "xb", peer)
             add(f"xb.fit >= {need}x {peer}, {where}", _fmt(r) if r else "not measured",
                 r["median"] >= need if r else None)
+    for row in tables.get("live", {}).get("rows", []):
+        for name in ("live_plot", "dashboard"):
+            r = row["stats"][name]["cost"]
+            add(f"{name} within 5% of headless xb.fit, {row['workload']['name']}",
+                _fmt(r) if r["n"] else "not measured", r["median"] <= 1.05 if r["n"] else None)
     limit = tables.get("limit", {})
     fr = limit.get("fractions", {}).get("256", {}).get("xb")
     add("xb.fit >= 50% of the float32 matmul bound (6 x params FLOPs), guide MLP, batch 256",

@@ -29,6 +29,7 @@ from .plot import LivePlot, make_figure
 SCHEDULES = ("none", "step", "exponential", "cosine")
 PROGRESS_UPDATES_PER_S = 8
 HISTORY_ROWS = 8
+TABLE_REFRESH_S = 1.0  # the history table redraws at most this often (and at the end)
 # Spaced, right-aligned columns (bare pandas HTML runs the headers together in the browser).
 TABLE_STYLE = ("<style>.xb-history-table th, .xb-history-table td "
                "{padding: 1px 10px; text-align: right}</style>")
@@ -56,6 +57,7 @@ class _Progress(Callback):
         self.last = logs["first_epoch"] + logs["epochs"] - 1
         self.total = logs["batches"] * logs["epochs"]
         self.t0, self.samples, self.done = time.perf_counter(), 0, 0
+        self._last_table = self.t0
         self.dash.progress.max = max(1, self.total)
         self.dash.progress.value = 0
 
@@ -77,7 +79,10 @@ class _Progress(Callback):
             f"{rate:,.0f} samples/s · ETA {eta:.1f}s")
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        self.dash._refresh_table()
+        now = time.perf_counter()
+        if now - self._last_table >= TABLE_REFRESH_S:  # pandas to_html costs ~5 ms
+            self._last_table = now
+            self.dash._refresh_table()
 
     def on_train_end(self, logs: dict) -> None:
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
