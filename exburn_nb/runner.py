@@ -24,14 +24,14 @@ from .optim import check_number, set_learning_rate
 from .training import Trainer
 
 Listener = Callable[[str, "Runner"], None]
-STATES = ("idle", "running", "paused", "stopped", "finished", "error")
 
 
 class Runner:
     """Trains ``model`` on ``data`` in a background thread, one run at a time.
 
-    Events sent to listeners (``fn(event, runner)``, called in the thread that caused
-    them): ``"start"``, ``"pause"``, ``"resume"``, ``"end"`` (the run ended: see
+    :attr:`state` is one of ``"idle"``, ``"running"``, ``"paused"``, ``"stopped"``,
+    ``"finished"`` or ``"error"``. Events sent to listeners (``fn(event, runner)``, called
+    in the thread that caused them): ``"start"``, ``"pause"``, ``"resume"``, ``"end"`` (the run ended: see
     :attr:`state` — ``"finished"``, ``"stopped"`` or ``"error"``). Per-batch and
     per-epoch hooks come from :meth:`add_callback`.
     """

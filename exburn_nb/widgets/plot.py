@@ -21,7 +21,6 @@ from ..model import Model
 MAX_UPDATES_PER_S = 5
 MAX_BATCH_POINTS = 1500
 SMOOTHING = 0.9
-TRACES = ("loss", "val_loss", "batch_loss", "accuracy", "val_accuracy", "lr_change")
 
 
 def make_figure(height: int = 360) -> go.FigureWidget:
