@@ -18,6 +18,7 @@ from typing import Any
 
 from . import callbacks, datasets
 from .callbacks import Callback
+from .config import FitConfig
 from .model import Model, available_devices, compile, deserialize_params, load
 from .spec import Spec, input
 from .steps import compute_gradients, evaluate, train_step
@@ -26,7 +27,7 @@ from .training import Trainer, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback", "Model", "Spec", "Trainer", "available_devices", "callbacks", "compile",
+    "Callback", "FitConfig", "Model", "Spec", "Trainer", "available_devices", "callbacks", "compile",
     "compute_gradients", "datasets", "deserialize_params", "evaluate", "fit", "input", "load",
     "train_step", "widgets", "runner",
 ]

@@ -1,4 +1,4 @@
-"""Callbacks: the guide's ``metrics -> metrics`` functions, and a small hook class.
+"""Callbacks: the guide's ``metrics -> metrics`` functions, and a hook class that steers.
 
 A callback is either
 
@@ -8,16 +8,22 @@ A callback is either
   with ``stop_training=True`` to halt after this epoch, with another ``lr`` to change the
   learning rate from the next epoch on, or with extra numbers to record them in the
   history. Returning None means "unchanged"; or
-- a :class:`Callback` subclass, whose no-op hooks you override. Per-batch work (live
-  plots, progress bars) goes in ``on_batch_end``; the loop skips batch dispatch entirely
-  when no callback overrides it.
+- a :class:`Callback` subclass, whose no-op hooks you override. Every hook can reach the
+  run through ``self.trainer``: ``self.trainer.stop()`` (after this batch),
+  ``self.trainer.set_learning_rate(lr)`` (from the next batch) and
+  ``self.trainer.log(name, value)`` (a column in the batch or epoch history, depending
+  on the hook). The loop skips batch dispatch entirely when no callback overrides a
+  batch hook.
 
 Example:
     >>> def converged(metrics):
     ...     if metrics["loss"] < 0.01:
     ...         return {**metrics, "stop_training": True}
     ...     return metrics
-    >>> model = xb.fit(model, (x, y), callbacks=[converged, xb.callbacks.log])  # doctest: +SKIP
+    >>> class GradNoise(Callback):
+    ...     def on_batch_end(self, batch, logs):
+    ...         self.trainer.log("loss_x2", 2 * logs["loss"])
+    >>> model = xb.fit(model, (x, y), callbacks=[converged, GradNoise()])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,22 +32,40 @@ import copy
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from .training import Trainer
+
 Metrics = dict[str, Any]
+BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
 
 
 class Callback:
     """Base class with no-op hooks, named ``on_<phase>_<begin|end>``.
 
-    ``logs`` for ``on_train_begin``/``on_train_end``: ``model``, ``epochs`` (this run),
-    ``batches`` (per epoch), ``first_epoch``. ``on_batch_end`` gets ``epoch``, ``batch``
-    (1-based in its epoch), ``batches``, ``step`` (optimizer steps so far), ``size``,
-    ``loss`` (a float) and ``lr``. ``on_epoch_end`` gets the metrics dict and may return a
-    changed one, exactly as a function callback.
+    ``self.trainer`` is the running :class:`~exburn_nb.training.Trainer` (set before
+    ``on_train_begin``). ``logs`` for ``on_train_begin``/``on_train_end``: ``model``,
+    ``epochs`` (this run), ``batches`` (per epoch; None when a loader has no length),
+    ``first_epoch``. ``on_batch_begin`` gets ``epoch``, ``batch`` (1-based in its epoch)
+    and ``batches``; ``on_batch_end`` also ``step`` (optimizer steps so far), ``size``,
+    ``loss`` (a float, None when nothing asked the loop to read it) and ``lr``.
+    ``on_validation_end`` gets the epoch's metrics before the callbacks see them.
+    ``on_epoch_end`` gets the metrics dict and may return a changed one, exactly as a
+    function callback.
+
+    A callback whose state matters for resuming a run (early stopping's patience, a
+    plateau's best value) returns it from :meth:`state_dict` (JSON values and tensors)
+    and takes it back in :meth:`load_state_dict`.
     """
+
+    trainer: Trainer | None = None
+
+    def set_trainer(self, trainer: Trainer) -> None:
+        """Called by the loop before ``on_train_begin``."""
+        self.trainer = trainer
 
     def on_train_begin(self, logs: dict) -> None:
         """Called once before the first epoch of a ``fit`` run."""
@@ -49,8 +73,14 @@ class Callback:
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
         """Called before each epoch; ``logs`` holds ``lr``."""
 
+    def on_batch_begin(self, batch: int, logs: dict) -> None:
+        """Called before each batch (only dispatched when some callback overrides it)."""
+
     def on_batch_end(self, batch: int, logs: dict) -> None:
         """Called after each batch (only dispatched when some callback overrides it)."""
+
+    def on_validation_end(self, epoch: int, logs: dict) -> None:
+        """Called after the epoch's validation pass (or after its batches, without one)."""
 
     def on_epoch_end(self, epoch: int, metrics: Metrics) -> Metrics | None:
         """Called after each complete epoch; may return changed metrics."""
@@ -58,6 +88,13 @@ class Callback:
 
     def on_train_end(self, logs: dict) -> None:
         """Called once when the run ends, however it ends (done, stopped, error)."""
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to continue this callback (JSON values, tensors)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output (called after ``on_train_begin``)."""
 
 
 class FunctionCallback(Callback):
@@ -87,8 +124,9 @@ def as_callback(obj: Any, index: int) -> Callback:
 
 
 def listens_to_batches(callback: Callback) -> bool:
-    """Whether ``callback`` overrides ``on_batch_end``."""
-    return type(callback).on_batch_end is not Callback.on_batch_end
+    """Whether ``callback`` overrides ``on_batch_begin`` or ``on_batch_end``."""
+    return any(getattr(type(callback), hook) is not getattr(Callback, hook)
+               for hook in BATCH_HOOKS)
 
 
 def format_metrics(metrics: Metrics) -> str:
@@ -108,40 +146,122 @@ def log(metrics: Metrics) -> Metrics:
     return metrics
 
 
-def _monitored(metrics: Metrics, monitor: str) -> tuple[str, float]:
-    key = monitor if metrics.get(monitor) is not None else "loss"
-    return key, metrics[key]
+# --------------------------------------------------------------------- monitoring
+MAXIMISED = ("accuracy", "acc", "auc", "precision", "recall", "f1")
 
 
-class EarlyStopping(Callback):
-    """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` epochs.
+def monitor_mode(monitor: str, mode: str) -> str:
+    """``"min"`` or ``"max"``: ``mode`` itself, or for ``"auto"`` what Keras decides
+    (accuracy-like names are maximised, everything else minimised).
 
-    Watches ``monitor`` (``val_loss`` by default), falling back to ``loss`` when the run has
-    no validation data. With ``restore_best=True`` the best epoch's weights are put back
-    when the run ends.
+    Example:
+        >>> monitor_mode("val_accuracy", "auto"), monitor_mode("val_loss", "auto")
+        ('max', 'min')
+    """
+    if mode not in ("min", "max", "auto"):
+        raise ValueError(f"mode must be 'min', 'max' or 'auto'; got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor.removeprefix("val_")
+    return "max" if name in MAXIMISED or name.endswith(MAXIMISED) else "min"
+
+
+class MonitorCallback(Callback):
+    """Base for callbacks that watch one metric: early stopping, plateaus, best weights.
+
+    ``monitor=None`` watches ``val_loss`` when the run has validation data, else
+    ``loss`` (the guide's rule). A monitor the run never produces is reported by name:
+    at the start for the built-in metrics, at the first epoch's end for callbacks' extras.
     """
 
-    def __init__(self, patience: int = 5, min_delta: float = 1e-4, monitor: str = "val_loss",
-                 restore_best: bool = False):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0; got {patience!r}")
-        if not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"min_delta must be a number >= 0; got {min_delta!r}")
-        self.patience, self.min_delta, self.monitor = patience, float(min_delta), monitor
-        self.restore_best = restore_best
+    def __init__(self, monitor: str | None, mode: str, min_delta: float):
+        if monitor is not None and (not isinstance(monitor, str) or not monitor):
+            raise ValueError(f"monitor must be a metric name such as 'val_loss'; got {monitor!r}")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
+                or not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"min_delta must be a finite number >= 0; got {min_delta!r}")
+        monitor_mode(monitor or "loss", mode)
+        self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
+        self.best: float | None = None
+        self.wait = 0
 
     def on_train_begin(self, logs: dict) -> None:
-        self.best, self.best_epoch, self.wait, self.best_state = math.inf, None, 0, None
-        self.stopped_epoch = None
+        validation, accuracy = logs.get("validation", False), logs.get("accuracy", False)
+        self.watching = self.monitor or ("val_loss" if validation else "loss")
+        produced = {"loss", "lr"} | ({"accuracy"} if accuracy else set())
+        produced |= {f"val_{k}" for k in produced - {"lr"}} if validation else set()
+        if self.watching in BUILTIN_METRICS and self.watching not in produced:
+            raise ValueError(f"monitor {self.watching!r} is not computed by this run; it "
+                             f"computes {sorted(produced)}"
+                             + ("" if validation else " (pass validation_data for val_ metrics)")
+                             + ("" if accuracy else " (pass accuracy=True for accuracy)"))
+        self.direction = monitor_mode(self.watching, self.mode)
+        self.best, self.wait = None, 0
+
+    def value(self, metrics: Metrics) -> float:
+        """The watched value in ``metrics``; a ``ValueError`` naming it when absent."""
+        value = metrics.get(self.watching)
+        if value is None:
+            available = sorted(k for k, v in metrics.items()
+                               if isinstance(v, (int, float)) and not isinstance(v, bool))
+            raise ValueError(f"monitor {self.watching!r} is not in this run's metrics "
+                             f"{available}")
+        return float(value)
+
+    def improved(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far by more than ``min_delta`` (and
+        records it as the new best when it does)."""
+        if self.best is None or (value < self.best - self.min_delta if self.direction == "min"
+                                 else value > self.best + self.min_delta):
+            self.best, self.wait = value, 0
+            return True
+        self.wait += 1
+        return False
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "wait": self.wait}
+
+    def load_state_dict(self, state: dict) -> None:
+        best, wait = state.get("best"), state.get("wait")
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+            raise ValueError(f"{type(self).__name__} state best must be a number; got {best!r}")
+        if isinstance(wait, bool) or not isinstance(wait, int) or wait < 0:
+            raise ValueError(f"{type(self).__name__} state wait must be an integer >= 0; "
+                             f"got {wait!r}")
+        self.best, self.wait = best, wait
+
+
+BUILTIN_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "lr")
+
+
+class EarlyStopping(MonitorCallback):
+    """Stop when the monitored metric has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Watches ``monitor`` (``val_loss`` with validation data, else ``loss``, by default) in
+    direction ``mode`` (``"auto"``: accuracy-like names are maximised). With
+    ``restore_best=True`` the best epoch's weights are put back when the run ends.
+    """
+
+    def __init__(self, patience: int = 5, min_delta: float = 1e-4, monitor: str | None = None,
+                 restore_best: bool = False, mode: str = "auto"):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0; got {patience!r}")
+        super().__init__(monitor, mode, min_delta)
+        self.patience, self.restore_best = patience, bool(restore_best)
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def on_train_begin(self, logs: dict) -> None:
+        super().on_train_begin(logs)
+        self.best_epoch = self.stopped_epoch = self.best_state = None
 
     def on_epoch_end(self, epoch: int, metrics: Metrics) -> Metrics:
-        _, value = _monitored(metrics, self.monitor)
-        if value < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+        if self.improved(self.value(metrics)):
+            self.best_epoch = epoch
             if self.restore_best:
                 self.best_state = copy.deepcopy(metrics["model"].module.state_dict())
             return metrics
-        self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = epoch
             return {**metrics, "stop_training": True}
@@ -153,70 +273,106 @@ class EarlyStopping(Callback):
             with model.lock, torch.no_grad():
                 model.module.load_state_dict(self.best_state)
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_state": self.best_state}
 
-def early_stopping(patience: int = 5, min_delta: float = 1e-4, monitor: str = "val_loss",
-                   restore_best: bool = False) -> EarlyStopping:
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.best_epoch, self.stopped_epoch = state.get("best_epoch"), state.get("stopped_epoch")
+        best_state = state.get("best_state")
+        if best_state is not None and not (isinstance(best_state, dict) and all(
+                isinstance(v, torch.Tensor) for v in best_state.values())):
+            raise ValueError("EarlyStopping state best_state must map names to tensors")
+        self.best_state = best_state
+
+
+def early_stopping(patience: int = 5, min_delta: float = 1e-4, monitor: str | None = None,
+                   restore_best: bool = False, mode: str = "auto") -> EarlyStopping:
     """The guide's ``EarlyStoppingCallback.wait(patience, min_delta)``.
 
     Example:
         >>> xb.fit(model, data, callbacks=[xb.callbacks.early_stopping(5, 1e-4)])  # doctest: +SKIP
+        >>> early_stopping(3, monitor="val_accuracy").mode  # maximised: accuracy-like
+        'auto'
     """
-    return EarlyStopping(patience, min_delta, monitor, restore_best)
+    return EarlyStopping(patience, min_delta, monitor, restore_best, mode)
 
 
 class Checkpoint(Callback):
-    """Save the model every ``every`` epochs to ``directory/epoch_0005.exburn`` (atomic)."""
+    """Every ``every`` epochs, write a resumable checkpoint ``directory/epoch_0005.exburn``.
 
-    def __init__(self, every: int = 5, directory: str | Path = "checkpoints"):
+    Each file is a complete model (``xb.load`` reads it) that also holds what the run
+    needs to continue exactly (``xb.fit(model, data, resume_from=directory)``): the
+    optimizer and schedule state, RNG states, counters, callback states and the config.
+    Files are written atomically at the end of the epoch, after every callback. With
+    ``keep=N`` only the newest N files of this directory are kept.
+    """
+
+    def __init__(self, every: int = 5, directory: str | Path = "checkpoints",
+                 keep: int | None = None):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be an integer >= 1; got {every!r}")
-        self.every, self.directory = every, Path(directory)
+        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+            raise ValueError(f"keep must be None or an integer >= 1; got {keep!r}")
+        self.every, self.directory, self.keep = every, Path(directory), keep
 
     def on_train_begin(self, logs: dict) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def on_epoch_end(self, epoch: int, metrics: Metrics) -> Metrics:
         if epoch % self.every == 0:
-            metrics["model"].save(self.directory / f"epoch_{epoch:04d}.exburn")
+            self.trainer.save_checkpoint(self.directory / f"epoch_{epoch:04d}.exburn",
+                                         then=self._prune)
         return metrics
 
+    def _prune(self) -> None:
+        if self.keep is not None:
+            from .checkpoints import checkpoint_files
 
-def checkpoint(every: int = 5, directory: str | Path = "checkpoints") -> Checkpoint:
-    """The guide's ``CheckpointCallback.every(n, dir)``; files load with ``xb.load``."""
-    return Checkpoint(every, directory)
+            for old in checkpoint_files(self.directory)[:-self.keep]:
+                old.unlink(missing_ok=True)
 
 
-class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when the monitored metric stalls."""
+def checkpoint(every: int = 5, directory: str | Path = "checkpoints",
+               keep: int | None = None) -> Checkpoint:
+    """The guide's ``CheckpointCallback.every(n, dir)``; files load with ``xb.load`` and
+    resume with ``xb.fit(..., resume_from=directory)``.
+
+    Example:
+        >>> xb.fit(model, data, epochs=50,
+        ...        callbacks=[xb.callbacks.checkpoint(5, "ckpt", keep=3)])  # doctest: +SKIP
+    """
+    return Checkpoint(every, directory, keep)
+
+
+class ReduceLROnPlateau(MonitorCallback):
+    """Multiply the learning rate by ``factor`` when the monitored metric stalls for more
+    than ``patience`` epochs (never below ``min_lr``)."""
 
     def __init__(self, factor: float = 0.5, patience: int = 3, min_delta: float = 1e-4,
-                 min_lr: float = 0.0, monitor: str = "val_loss"):
-        if not isinstance(factor, (int, float)) or not 0 < factor < 1:
+                 min_lr: float = 0.0, monitor: str | None = None, mode: str = "auto"):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
             raise ValueError(f"factor must be a number in (0, 1); got {factor!r}")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0; got {patience!r}")
-        self.factor, self.patience, self.min_delta = float(factor), patience, float(min_delta)
-        self.min_lr, self.monitor = float(min_lr), monitor
-
-    def on_train_begin(self, logs: dict) -> None:
-        self.best, self.wait = math.inf, 0
+        if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or min_lr < 0:
+            raise ValueError(f"min_lr must be a number >= 0; got {min_lr!r}")
+        super().__init__(monitor, mode, min_delta)
+        self.factor, self.patience, self.min_lr = float(factor), patience, float(min_lr)
 
     def on_epoch_end(self, epoch: int, metrics: Metrics) -> Metrics:
-        _, value = _monitored(metrics, self.monitor)
-        if value < self.best - self.min_delta:
-            self.best, self.wait = value, 0
+        if self.improved(self.value(metrics)) or self.wait <= self.patience:
             return metrics
-        self.wait += 1
-        if self.wait > self.patience:
-            self.wait = 0
-            return {**metrics, "lr": max(metrics["lr"] * self.factor, self.min_lr)}
-        return metrics
+        self.wait = 0
+        return {**metrics, "lr": max(metrics["lr"] * self.factor, self.min_lr)}
 
 
 def reduce_lr_on_plateau(factor: float = 0.5, patience: int = 3, min_delta: float = 1e-4,
-                         min_lr: float = 0.0, monitor: str = "val_loss") -> ReduceLROnPlateau:
+                         min_lr: float = 0.0, monitor: str | None = None,
+                         mode: str = "auto") -> ReduceLROnPlateau:
     """Lower the learning rate when the monitored metric has stopped improving."""
-    return ReduceLROnPlateau(factor, patience, min_delta, min_lr, monitor)
+    return ReduceLROnPlateau(factor, patience, min_delta, min_lr, monitor, mode)
 
 
 class ProgressBar(Callback):

@@ -6,6 +6,7 @@ any training step.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -71,3 +72,88 @@ def split_pair(data: Any, argname: str) -> tuple[Any, Any]:
         raise ValueError(f"{argname} must be a pair (x, y); got {type(data).__name__}"
                          + (f" of length {len(data)}" if isinstance(data, (tuple, list)) else ""))
     return data[0], data[1]
+
+
+def count_non_finite(t: torch.Tensor) -> int:
+    """The number of NaN or infinite elements of ``t`` (0 for integer tensors)."""
+    if not t.is_floating_point():
+        return 0
+    return int(t.numel() - torch.isfinite(t).sum())
+
+
+def check_finite(t: torch.Tensor, argname: str) -> None:
+    """Refuse NaN or infinite values, naming the argument and how many there are.
+
+    Example:
+        >>> check_finite(torch.tensor([1.0, float("nan")]), "data x")
+        Traceback (most recent call last):
+        ...
+        ValueError: data x holds 1 non-finite value (NaN or inf) of 2; clean the data, or pass check_data=False to train on it anyway
+    """
+    bad = count_non_finite(t)
+    if bad:
+        raise ValueError(f"{argname} holds {bad:,} non-finite value{'s' if bad != 1 else ''} "
+                         f"(NaN or inf) of {t.numel():,}; clean the data, or pass "
+                         "check_data=False to train on it anyway")
+
+
+class TensorBatches:
+    """The in-memory fast path: ``(x, y)`` on the model's device, batched by index.
+
+    ``epoch(order)`` yields ``(xb, yb)`` in ``order`` (a permutation tensor) or in
+    sequence; gathering by ``index_select`` is about twice as fast as ``x[idx]`` on CPU.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int):
+        self.x, self.y, self.batch_size = x, y, batch_size
+        self.samples = x.shape[0]
+        self.batches = -(-self.samples // batch_size)
+
+    def epoch(self, order: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of one epoch."""
+        n, bs = self.samples, self.batch_size
+        for lo in range(0, n, bs):
+            hi = min(n, lo + bs)
+            if order is None:
+                yield self.x[lo:hi], self.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+
+
+class LoaderBatches:
+    """Batches from a ``torch.utils.data.DataLoader`` (data that does not fit in memory,
+    augmentation, custom samplers), moved to the model's device as they come.
+
+    ``prepare(xb, yb)`` checks and converts each batch as the in-memory path's data is
+    checked once. ``batches`` is ``len(loader)`` or None for iterable datasets of
+    unknown length.
+    """
+
+    def __init__(self, loader: Any, prepare: Callable[[Any, Any], tuple[torch.Tensor,
+                                                                         torch.Tensor]]):
+        self.loader, self.prepare = loader, prepare
+        try:
+            self.batches: int | None = len(loader)
+        except TypeError:
+            self.batches = None
+        self.samples = None
+        self.batch_size = getattr(loader, "batch_size", None)
+
+    def epoch(self, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor,
+                                                                     torch.Tensor]]:
+        """The loader's batches, prepared (``order`` is ignored: the sampler decides)."""
+        for i, batch in enumerate(self.loader):
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                raise ValueError(f"data: each DataLoader batch must be a pair (x, y); batch "
+                                 f"{i + 1} is a {type(batch).__name__}"
+                                 + (f" of length {len(batch)}"
+                                    if isinstance(batch, (tuple, list)) else ""))
+            yield self.prepare(batch[0], batch[1])
+
+
+def is_loader(data: Any) -> bool:
+    """Whether ``data`` is a ``DataLoader`` (or a ``Dataset``, which ``fit`` wraps in one)."""
+    from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+    return isinstance(data, (DataLoader, Dataset, IterableDataset))

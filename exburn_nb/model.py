@@ -25,7 +25,7 @@ from torch import nn
 
 from . import persist
 from .data import as_features
-from .history import BATCH_COLUMNS, History
+from .history import History
 from .losses import Loss
 from .optim import check_number, check_optimizer, fused_supported, make_optimizer
 from .spec import Spec
@@ -197,6 +197,12 @@ class Model:
         return self._history.batches_frame()
 
     @property
+    def runs(self) -> pd.DataFrame:
+        """One row per ``fit`` run: its id (the ``run`` column of the histories) and the
+        config it was trained with."""
+        return self._history.runs_frame()
+
+    @property
     def epochs_trained(self) -> int:
         """Epochs recorded so far; the next ``fit`` numbers its first epoch one higher."""
         return self._history.last_epoch
@@ -205,13 +211,8 @@ class Model:
     def forward(self, x: Any) -> torch.Tensor:
         """The output for ``x`` on the model's device, in inference mode (no dropout, no grad)."""
         x = as_features(x, self.input_shape, "x").to(self.torch_device)
-        with self.lock, torch.inference_mode():
-            was_training = self.module.training
-            self.module.eval()
-            try:
-                return self.module(x)
-            finally:
-                self.module.train(was_training)
+        with self.lock, self.eval_mode():
+            return self.module(x)
 
     def predict(self, x: Any, batch_size: int = 1024) -> torch.Tensor:
         """The output for ``x`` on the CPU, computed in batches of ``batch_size``.
@@ -222,15 +223,29 @@ class Model:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
         x = as_features(x, self.input_shape, "x")
-        with self.lock, torch.inference_mode():
-            was_training = self.module.training
-            self.module.eval()
-            try:
-                outs = [self.module(x[i:i + batch_size].to(self.torch_device, non_blocking=True))
-                        for i in range(0, x.shape[0], batch_size)]
-            finally:
-                self.module.train(was_training)
+        with self.lock, self.eval_mode():
+            outs = [self.module(x[i:i + batch_size].to(self.torch_device, non_blocking=True))
+                    for i in range(0, x.shape[0], batch_size)]
         return torch.cat(outs).cpu()
+
+    @contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """Inference mode for the block (no dropout, batch-norm running statistics, no
+        autograd), then back to the mode the module was in.
+
+        Example:
+            >>> with model.eval_mode():  # doctest: +SKIP
+            ...     out = model.module(x)
+        """
+        was_training = self.module.training
+        self.module.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            self.module.train(was_training)
+            if was_training:
+                self._apply_train_mode()
 
     # ---------------------------------------------------------------- freezing
     def freeze(self, names: Iterable[str] | str) -> Model:
@@ -326,7 +341,8 @@ class Model:
         return self
 
     # ---------------------------------------------------------------- persistence
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path,
+             extra: tuple[dict, dict[str, torch.Tensor]] | None = None) -> Path:
         """Write the whole model to one file (atomic): parameters, spec, compile settings,
         frozen layers, optimizer state and history. Safetensors + JSON, never pickle.
 
@@ -358,7 +374,11 @@ class Model:
             "optimizer_groups": opt["param_groups"],
             "optimizer_scalars": scalars,
             "history": history["epochs"],
+            "runs": history["runs"],
         }
+        if extra is not None:
+            meta["extra"] = extra[0]
+            tensors.update({f"extra.{k}": v for k, v in extra[1].items()})
         persist.write_file(path, tensors, meta)
         return Path(path)
 
@@ -384,11 +404,13 @@ class Model:
         self.check_params(params, source)
         optimizer_state = (self._optimizer_state(tensors, meta, source)
                            if meta.get("compile", {}).get("optimizer") == self.optimizer else None)
-        batches = {c: tensors[f"batch.{c}"].tolist() if f"batch.{c}" in tensors else []
-                   for c in BATCH_COLUMNS}
-        for c in ("epoch", "batch", "step"):
-            batches[c] = [int(v) for v in batches[c]]
-        history = History.from_state({"epochs": meta.get("history", []), "batches": batches})
+        batches = {k[len("batch."):]: v.tolist() for k, v in tensors.items()
+                   if k.startswith("batch.")}
+        for c in ("epoch", "batch", "step", "run"):
+            if c in batches:
+                batches[c] = [int(v) for v in batches[c]]
+        history = History.from_state({"epochs": meta.get("history", []), "batches": batches,
+                                      "runs": meta.get("runs", [])})
         frozen = [n for n in meta.get("frozen", []) if n in self.layers]
         with self.lock, torch.no_grad():
             self.module.load_state_dict(params)

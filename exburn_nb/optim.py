@@ -80,8 +80,62 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def make_schedule(schedule: object, epochs: int) -> Callable[[int], float] | None:
-    """A function ``epoch -> lr`` (epochs counted from 0 within the run), or None.
+class Schedule:
+    """A learning-rate schedule with a position, so a saved run resumes where it was.
+
+    Calling it gives the lr for an epoch index (from 0 within the run); :meth:`advance`
+    moves its position one epoch on, and :meth:`state_dict` / :meth:`load_state_dict`
+    carry the position and the run length (a cosine keeps the length it was made for).
+
+    Example:
+        >>> s = Schedule(("cosine", 1.0, 0.0), epochs=4)
+        >>> [round(s(e), 3) for e in range(4)]
+        [1.0, 0.854, 0.5, 0.146]
+        >>> s.advance(); s.advance(); s.state_dict()
+        {'position': 2, 't_max': 4}
+    """
+
+    def __init__(self, schedule: object, epochs: int):
+        self.spec = check_schedule(schedule)
+        self.t_max = max(int(epochs), 1)
+        self.position = 0
+
+    @property
+    def lr(self) -> float:
+        """The learning rate at the current position."""
+        return self(self.position)
+
+    def __call__(self, epoch: int) -> float:
+        spec = self.spec
+        if callable(spec):
+            return check_number(f"lr_schedule({epoch})", spec(epoch), positive=True)
+        kind, base = spec[0], float(spec[1])
+        if kind == "step":
+            return base * spec[3] ** (epoch // spec[2])
+        if kind == "exponential":
+            return base * spec[2] ** epoch
+        min_lr = float(spec[2])
+        return min_lr + (base - min_lr) * (1 + math.cos(math.pi * epoch / self.t_max)) / 2
+
+    def advance(self) -> None:
+        """Move on to the next epoch."""
+        self.position += 1
+
+    def state_dict(self) -> dict:
+        """The position and run length (plain ints)."""
+        return {"position": self.position, "t_max": self.t_max}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` output (validated)."""
+        for key in ("position", "t_max"):
+            value = state.get(key) if isinstance(state, dict) else None
+            if isinstance(value, bool) or not isinstance(value, int) or value < (key == "t_max"):
+                raise ValueError(f"schedule state {key} must be an integer; got {value!r}")
+        self.position, self.t_max = state["position"], state["t_max"]
+
+
+def make_schedule(schedule: object, epochs: int) -> Schedule | None:
+    """A :class:`Schedule` for ``schedule`` over a run of ``epochs`` epochs, or None.
 
     ``schedule`` is one of the guide's tuples, or any callable ``epoch -> lr``:
 
@@ -91,10 +145,16 @@ def make_schedule(schedule: object, epochs: int) -> Callable[[int], float] | Non
     - ``("cosine", base_lr, min_lr)``: cosine annealing from ``base_lr`` towards ``min_lr``
       over the run's epochs (``CosineAnnealingLR(T_max=epochs, eta_min=min_lr)``).
     """
+    return None if schedule is None else Schedule(schedule, epochs)
+
+
+def check_schedule(schedule: object) -> object:
+    """``schedule`` if it is None, a callable ``epoch -> lr`` or a valid guide tuple."""
     if schedule is None:
         return None
     if callable(schedule):
-        return _checked_callable(schedule)
+        _check_callable(schedule)
+        return schedule
     if not isinstance(schedule, (tuple, list)) or not schedule or schedule[0] not in SCHEDULES:
         raise ValueError("lr_schedule must be None, a callable epoch -> lr, or one of "
                          "('step', base_lr, step_size, gamma), ('exponential', base_lr, gamma), "
@@ -104,21 +164,20 @@ def make_schedule(schedule: object, epochs: int) -> Callable[[int], float] | Non
     if len(args) != len(names):
         raise ValueError(f"lr_schedule {kind!r} takes ({kind!r}, {', '.join(names)}): "
                          f"{len(names)} values after the name; got {schedule!r}")
-    base = check_number("lr_schedule base_lr", args[0], positive=True)
+    check_number("lr_schedule base_lr", args[0], positive=True)
     if kind == "step":
-        step_size, gamma = args[1], check_number("lr_schedule gamma", args[2], positive=True)
+        step_size = args[1]
         if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
             raise ValueError(f"lr_schedule step_size must be an integer >= 1; got {step_size!r}")
-        return lambda e: base * gamma ** (e // step_size)
-    if kind == "exponential":
-        gamma = check_number("lr_schedule gamma", args[1], positive=True)
-        return lambda e: base * gamma ** e
-    min_lr = check_number("lr_schedule min_lr", args[1])
-    t_max = max(epochs, 1)
-    return lambda e: min_lr + (base - min_lr) * (1 + math.cos(math.pi * e / t_max)) / 2
+        check_number("lr_schedule gamma", args[2], positive=True)
+    elif kind == "exponential":
+        check_number("lr_schedule gamma", args[1], positive=True)
+    else:
+        check_number("lr_schedule min_lr", args[1])
+    return tuple(schedule)
 
 
-def _checked_callable(fn: Callable[[int], float]) -> Callable[[int], float]:
+def _check_callable(fn: Callable[[int], float]) -> None:
     try:
         inspect.signature(fn).bind(0)
     except TypeError:
@@ -126,9 +185,3 @@ def _checked_callable(fn: Callable[[int], float]) -> Callable[[int], float]:
                          f"within the run); {fn!r} cannot be called as lr_schedule(0)") from None
     except ValueError:  # no introspectable signature (some builtins): checked on first call
         pass
-
-    def schedule(epoch: int) -> float:
-        lr = fn(epoch)
-        return check_number(f"lr_schedule({epoch})", lr, positive=True)
-
-    return schedule

@@ -112,3 +112,11 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     return from_bytes(path.read_bytes(), source=f"file {str(path)!r}")
+
+
+def read_extra(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The ``extra`` part a file was saved with (``Model.save(path, extra=...)``): its
+    metadata and its tensors (names without the ``extra.`` prefix)."""
+    tensors, meta = read_file(path)
+    extra = {k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return meta.get("extra") or {}, extra

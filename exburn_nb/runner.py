@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .callbacks import Callback
+from .config import FitConfig
 from .model import Model
 from .optim import check_number, set_learning_rate
 from .training import Trainer
@@ -36,10 +37,13 @@ class Runner:
     per-epoch hooks come from :meth:`add_callback`.
     """
 
-    def __init__(self, model: Model, data: Any, **fit_options: Any):
+    def __init__(self, model: Model, data: Any, config: FitConfig | None = None,
+                 **fit_options: Any):
         if not isinstance(model, Model):
             raise ValueError(f"model must be a compiled exburn_nb Model; got {type(model).__name__}")
         fit_options.setdefault("verbose", False)
+        if config is not None:
+            fit_options["config"] = config
         self.model, self.data, self.fit_options = model, data, fit_options
         self.state = "idle"
         self.error: BaseException | None = None
@@ -48,7 +52,7 @@ class Runner:
         self._callbacks: list[Callback] = []
         self._trainer: Trainer | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # every state change happens under it
 
     # ---------------------------------------------------------------- listeners
     def add_listener(self, fn: Listener) -> None:
@@ -77,50 +81,65 @@ class Runner:
     def start(self, **overrides: Any) -> bool:
         """Start a run with the fit options, ``overrides`` applied; False if one is running.
 
-        Raises ``ValueError`` for bad options or data, before any thread starts.
+        All or nothing: bad options or data raise ``ValueError`` before any thread
+        starts, and a listener that raises on ``"start"`` leaves the runner as it was.
         """
         with self._lock:
             if self.running:
                 return False
             options = {**self.fit_options, **overrides}
             options["callbacks"] = list(options.get("callbacks", ())) + self._callbacks
-            self._trainer = Trainer(self.model, self.data, **options)
-            self._trainer.emit_warnings = False  # kept in trainer.messages instead
+            trainer = Trainer(self.model, self.data, **options)
+            trainer.emit_warnings = False  # kept in trainer.messages instead
+            previous = (self._trainer, self.state, self.error, self.error_traceback)
+            self._trainer, self.state = trainer, "running"
             self.error = self.error_traceback = None
-            self.state = "running"
+            try:
+                self._emit("start")  # before the thread: a run that fails at once ends after it
+            except BaseException:
+                self._trainer, self.state, self.error, self.error_traceback = previous
+                raise
             self._thread = threading.Thread(target=self._run, name="exburn-fit", daemon=True)
-            self._emit("start")  # before the thread: a run that fails at once ends after it
             self._thread.start()
         return True
 
     def _run(self) -> None:
         trainer = self._trainer
+        error = tb = None
         try:
             trainer.run()
-            self.state = "finished" if trainer.stop_reason in (None, "stop_training") else "stopped"
         except BaseException as exc:  # shown by listeners, never lost in the thread
-            self.error, self.error_traceback = exc, traceback.format_exc()
-            self.state = "error"
+            error, tb = exc, traceback.format_exc()
+        with self._lock:
+            self.error, self.error_traceback = error, tb
+            self.state = ("error" if error is not None else
+                          "finished" if trainer.stop_reason in (None, "stop_training")
+                          else "stopped")
         self._emit("end")
 
     def stop(self) -> None:
         """Stop after the batch in progress; the model and history stay consistent."""
-        if self._trainer is not None and self.running:
-            self._trainer.request_stop()
+        with self._lock:
+            if self._trainer is not None and self.running:
+                self._trainer.request_stop()
 
     def pause(self) -> None:
-        """Hold the run after the batch in progress."""
-        if self._trainer is not None and self.running and self.state == "running":
+        """Hold the run after the batch in progress (nothing happens once it has ended)."""
+        with self._lock:
+            if self._trainer is None or self.state != "running":
+                return
             self._trainer.pause()
             self.state = "paused"
-            self._emit("pause")
+        self._emit("pause")
 
     def resume(self) -> None:
         """Continue a paused run."""
-        if self._trainer is not None and self.state == "paused":
+        with self._lock:
+            if self._trainer is None or self.state != "paused":
+                return
             self.state = "running"
             self._trainer.resume()
-            self._emit("resume")
+        self._emit("resume")
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the run to end; True when no run is in progress afterwards."""

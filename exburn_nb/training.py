@@ -1,12 +1,14 @@
 """``fit``: the one training loop, shared by blocking calls and the dashboard's thread.
 
-Every option is checked before the first step. In-memory data moves to the model's
-device once and is batched by index slicing; losses stay on the device and are read
-once per batch only when something needs them (the NaN guard, per-batch listeners).
+Every option is checked before the first step (one :class:`~exburn_nb.config.FitConfig`).
+In-memory data moves to the model's device once and is batched by index; a
+``DataLoader`` is read batch by batch. Each batch is recorded in the history as it
+completes, so the history always describes the weights the model holds: after a stop, a
+Ctrl-C (taken only at batch boundaries), a callback that raises, or a refused step.
 
 Example:
     >>> model = xb.fit(model, (x, y), epochs=10, batch_size=32,
-    ...                validation_data=(vx, vy), accuracy=True)  # doctest: +SKIP
+    ...                validation_data=(vx, vy), accuracy=True, seed=0)  # doctest: +SKIP
     >>> model.history.tail()  # doctest: +SKIP
 """
 
@@ -14,103 +16,135 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import checkpoints
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
+from .config import FitConfig
+from .data import LoaderBatches, TensorBatches, check_finite, is_loader
 from .model import Model
 from .optim import check_number, make_schedule, set_learning_rate
 from .steps import (
     check_accuracy,
-    check_clip,
-    clip_gradients,
-    evaluate_tensors,
-    gradients_finite,
+    evaluate_batches,
+    guarded_step,
+    prepare_batch,
     prepare_pair,
 )
 
-PRECISIONS = ("fp32", "bf16")
 BASE_METRICS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "lr", "model",
                 "stop_training", "seconds", "samples_per_s")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
 
 
 class Trainer:
     """One ``fit`` run: validated options, the loop, and thread-safe controls.
 
     ``fit`` builds one and calls :meth:`run`; the runner calls :meth:`run` in a
-    background thread and steers it with :meth:`request_stop`, :meth:`pause`,
-    :meth:`resume`, :meth:`set_learning_rate` and :meth:`call_at_next_batch`.
+    background thread. Callbacks reach it as ``self.trainer`` and steer it with
+    :meth:`stop`, :meth:`set_learning_rate` and :meth:`log`; other threads also use
+    :meth:`pause`, :meth:`resume` and :meth:`call_at_next_batch`.
+
+    Args:
+        model: a compiled model.
+        data: ``(x, y)`` in memory, or a ``torch.utils.data.DataLoader`` / ``Dataset``
+            yielding ``(x, y)`` batches.
+        config: a :class:`FitConfig`; ``options`` (its field names) override it.
+        validation_data: ``(x, y)`` or a loader, evaluated after every epoch.
+        callbacks: functions ``metrics -> metrics`` or :class:`Callback` objects.
+        verbose: a progress bar and one line per epoch.
+        resume_from: a checkpoint file, or a directory of them (its newest), written by
+            :func:`exburn_nb.callbacks.checkpoint`: the interrupted run continues exactly.
     """
 
-    def __init__(self, model: Model, data: Any, *, epochs: int = 10, batch_size: int = 32,
-                 shuffle: bool = True, validation_data: Any = None,
-                 callbacks: Sequence[Callable | Callback] = (), verbose: bool = True,
-                 lr_schedule: Any = None, clip_norm: float | None = None,
-                 clip_value: float | None = None, weight_decay: float | None = None,
-                 accumulate_gradients: int = 1, accuracy: bool = False, nesterov: bool = False,
-                 terminate_on_nan: bool = True, compile: bool = False,  # noqa: A002
-                 precision: str = "fp32"):
+    def __init__(self, model: Model, data: Any, config: FitConfig | None = None, *,
+                 validation_data: Any = None, callbacks: Sequence[Callable | Callback] = (),
+                 verbose: bool = True, resume_from: str | Path | None = None,
+                 **options: Any):
         if not isinstance(model, Model):
-            raise ValueError(f"model must be a compiled exburn_nb Model (xb.compile(...)); "
+            hint = (" (a spec must be compiled first: xb.compile(spec, ...))"
+                    if type(model).__name__ == "Spec" else "")
+            raise ValueError(f"model must be a compiled exburn_nb Model{hint}; "
                              f"got {type(model).__name__}")
+        if config is not None and not isinstance(config, FitConfig):
+            raise ValueError("data must be one pair: call xb.fit(model, (x, y), ...), not "
+                             "xb.fit(model, x, y); the third positional argument is a "
+                             f"FitConfig, got {type(config).__name__}")
         self.model = model
-        self.epochs = _check_int("epochs", epochs, 0)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.accumulate = _check_int("accumulate_gradients", accumulate_gradients, 1)
-        check_clip(clip_norm, clip_value)
-        self.clip_norm, self.clip_value = clip_norm, clip_value
-        self.weight_decay = None if weight_decay is None else check_number("weight_decay",
-                                                                           weight_decay)
-        if nesterov and model.optimizer != "sgd":
+        self._resume = (checkpoints.read(resume_from, model, options.get("lr_schedule"))
+                       if resume_from is not None else None)
+        if self._resume is not None and config is None:
+            config = self._resume.config
+        self.config = cfg = FitConfig.from_options(config, **options)
+        if cfg.nesterov and model.optimizer != "sgd":
             raise ValueError(f"nesterov=True needs optimizer 'sgd'; this model uses "
                              f"{model.optimizer!r}")
-        check_accuracy(model, accuracy)
-        self.accuracy, self.nesterov, self.shuffle = bool(accuracy), bool(nesterov), bool(shuffle)
-        self.terminate_on_nan = bool(terminate_on_nan)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-        self.precision, self.compile = precision, bool(compile)
-        self.schedule = make_schedule(lr_schedule, self.epochs)
-        if self.schedule is not None and self.epochs > 0:
-            self.schedule(0)  # a bad callable fails here, before any step
+        check_accuracy(model, cfg.accuracy)
         if not isinstance(callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list; got {type(callbacks).__name__}")
         self.callbacks = [as_callback(c, i) for i, c in enumerate(callbacks)]
         if verbose:
             self.callbacks.append(ProgressBar())
-        self.x, self.y = prepare_pair(model, data, "data")
-        self.val = (prepare_pair(model, validation_data, "validation_data")
+        self.source = self._batches(data, "data")
+        self.val = (self._batches(validation_data, "validation_data", cfg.batch_size * 4)
                     if validation_data is not None else None)
-        self.batches = math.ceil(self.x.shape[0] / self.batch_size)
+        self.batches = self.source.batches
+        self.schedule = make_schedule(cfg.lr_schedule, cfg.epochs)
+        if self.schedule is not None and cfg.epochs > 0:
+            self.schedule(0)  # a bad callable fails here, before any step
         self._stop = threading.Event()
         self._running = threading.Event()
         self._running.set()
         self._pending: deque[Callable[[], None]] = deque()
         self._pending_lock = threading.Lock()
         self._closed = False
+        self._batch_logged: dict[str, float] = {}  # from on_batch_begin, for this batch's row
+        self._epoch_logged: dict[str, float] = {}  # from epoch hooks, for this epoch's row
+        self._phase = "epoch"
+        self._checkpoints: list[tuple[Path, Callable[[], None] | None]] = []
         self.stop_reason: str | None = None
         self.messages: list[str] = []  # what the run warned about, for front ends
         self.emit_warnings = True  # False in background threads, which must not print
         self.step = model._history.last_step  # optimizer steps count on across runs
+        self.epoch = model.epochs_trained
+        self.epoch_index = 0  # epochs done in this run
+        self.run_id = 0
+        self.generator = torch.Generator()
 
-    # ---------------------------------------------------------------- controls (any thread)
-    def request_stop(self) -> None:
+    # ---------------------------------------------------------------- data
+    def _batches(self, data: Any, argname: str,
+                 batch_size: int | None = None) -> TensorBatches | LoaderBatches:
+        model, check = self.model, self.config.check_data
+        if is_loader(data):
+            from torch.utils.data import DataLoader
+
+            if not isinstance(data, DataLoader):
+                data = DataLoader(data, batch_size=batch_size or self.config.batch_size,
+                                  shuffle=argname == "data" and self.config.shuffle)
+            return LoaderBatches(data, lambda x, y: prepare_batch(model, (x, y), argname,
+                                                                  check_data=check))
+        x, y = prepare_pair(model, data, argname)
+        if check:
+            check_finite(x, f"{argname} x")
+            check_finite(y, f"{argname} y")
+        return TensorBatches(x, y, batch_size or self.config.batch_size)
+
+    # ---------------------------------------------------------------- controls
+    def stop(self) -> None:
         """Stop after the batch in progress (model and history stay consistent)."""
         self.stop_reason = self.stop_reason or "stopped"
         self._stop.set()
         self._running.set()
+
+    request_stop = stop  # the runner's name for it
 
     def pause(self) -> None:
         """Hold the loop after the batch in progress until :meth:`resume`."""
@@ -148,31 +182,64 @@ class Trainer:
         lr = check_number("learning_rate", lr, positive=True)
         return self.call_at_next_batch(lambda: self._apply_lr(lr, manual=True))
 
+    def log(self, name: str, value: float) -> None:
+        """Record ``value`` under ``name``: in this batch's row from a batch hook, in this
+        epoch's row from an epoch hook (a new history column)."""
+        if not isinstance(name, str) or name in BASE_METRICS or name in ("batch", "step",
+                                                                           "run"):
+            raise ValueError(f"name must be a new column name; got {name!r}")
+        value = float(value)
+        if self._phase == "batch_end":
+            self.model._history.update_last_batch({name: value})
+        elif self._phase == "epoch_end":
+            self.model._history.update_last_epoch({name: value})
+        elif self._phase == "batch_begin":
+            self._batch_logged[name] = value
+        else:
+            self._epoch_logged[name] = value
+
+    def save_checkpoint(self, path: str | Path, then: Callable[[], None] | None = None) -> None:
+        """Write a resumable checkpoint to ``path`` at the end of this epoch, after every
+        callback (``then`` runs after it is written)."""
+        self._checkpoints.append((Path(path), then))
+
     def _apply_lr(self, lr: float, manual: bool = False) -> None:
         set_learning_rate(self.model.torch_optimizer, lr)
         self.model.learning_rate = lr
         if manual:
             self.schedule = None
 
+    def _warn(self, message: str) -> None:
+        self.messages.append(message)
+        if self.emit_warnings:
+            warnings.warn(message, stacklevel=4)
+
     # ---------------------------------------------------------------- the loop
     def run(self) -> Model:
         """Train for ``epochs`` epochs (or until stopped) and return the model."""
-        model, opt = self.model, self.model.torch_optimizer
+        model, cfg, opt = self.model, self.config, self.model.torch_optimizer
         saved = [(g["weight_decay"], g.get("nesterov")) for g in opt.param_groups]
         for g in opt.param_groups:
-            if self.weight_decay is not None:
-                g["weight_decay"] = self.weight_decay
+            if cfg.weight_decay is not None:
+                g["weight_decay"] = cfg.weight_decay
             if "nesterov" in g:
-                g["nesterov"] = self.nesterov
-        first = model.epochs_trained + 1
-        logs = {"model": model, "epochs": self.epochs, "batches": self.batches,
-                "first_epoch": first}
+                g["nesterov"] = cfg.nesterov
+        self._start_run()
+        first = model.epochs_trained + 1 - self.epoch_index
+        logs = {"model": model, "epochs": cfg.epochs, "batches": self.batches,
+                "first_epoch": first, "validation": self.val is not None,
+                "accuracy": cfg.accuracy, "trainer": self}
         try:
-            for cb in self.callbacks:
-                cb.on_train_begin(logs)
-            for i in range(self.epochs):
-                if self._stop.is_set() or not self._run_epoch(first + i, i):
-                    break
+            with _deferred_interrupts(self):
+                for cb in self.callbacks:
+                    cb.set_trainer(self)
+                for cb in self.callbacks:
+                    cb.on_train_begin(logs)
+                if self._resume is not None:
+                    self._resume.restore_callbacks(self.callbacks)
+                while self.epoch_index < cfg.epochs and not self._stop.is_set():
+                    if not self._run_epoch(model.epochs_trained + 1):
+                        break
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
         finally:
@@ -191,39 +258,48 @@ class Trainer:
                 cb.on_train_end(logs)
         return model
 
-    def _run_epoch(self, epoch: int, index: int) -> bool:
+    def _start_run(self) -> None:
+        """Seed the run, or put back the state of the run being resumed."""
+        cfg, history = self.config, self.model._history
+        if self._resume is not None:
+            self._resume.restore_run(self)
+            return
+        seed = cfg.seed
+        if seed is None:  # still reproducible under torch.manual_seed
+            seed = int(torch.randint(0, 2**62, (1,)))
+        else:
+            torch.manual_seed(seed)
+        self.generator.manual_seed(seed)
+        self.run_id = history.start_run(cfg.to_dict())
+
+    def _run_epoch(self, epoch: int) -> bool:
         """Train one epoch and record it; False when the run must end."""
         model = self.model
+        self.epoch = epoch
         if self.schedule is not None:
-            self._apply_lr(self.schedule(index))
+            self._apply_lr(self.schedule(self.epoch_index))
+        self._phase = "epoch"
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, {"lr": model.torch_optimizer.param_groups[0]["lr"]})
         start = time.perf_counter()
-        done, loss_sum, correct = self._train_batches(epoch)
+        tally = _Tally()
+        try:
+            complete = self._train_batches(epoch, tally)
+        except BaseException:  # a raising callback or an interrupt: record what was done
+            if tally.done:
+                self._record_epoch(epoch, tally, start, time.perf_counter() - start, False)
+            raise
         train_seconds = time.perf_counter() - start
-        if done == 0:
+        if tally.done == 0:
             return False
-        metrics: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / done}
-        if self.accuracy:
-            metrics["accuracy"] = correct / done
-        complete = done == self.x.shape[0]
-        if complete and self.val is not None:
-            metrics["val_loss"], val_acc = evaluate_tensors(model, *self.val,
-                                                            max(self.batch_size, 1024),
-                                                            self.accuracy)
-            if self.accuracy:
-                metrics["val_accuracy"] = val_acc
-        metrics["lr"] = model.torch_optimizer.param_groups[0]["lr"]
-        row = {**metrics, "seconds": time.perf_counter() - start,
-               "samples_per_s": done / max(train_seconds, 1e-9)}
-        if not all(math.isfinite(v) for k, v in metrics.items() if k != "epoch"):
-            self.stop_reason = "non-finite"
-            self._warn(f"epoch {epoch}: validation gave a non-finite value {metrics}; stopping")
+        metrics = self._record_epoch(epoch, tally, start, train_seconds, validate=complete)
+        if not complete or metrics is None:
             return False
-        model._history.add_epoch(row)
-        if not complete:
-            return False
+        self.epoch_index += 1
+        if self.schedule is not None:
+            self.schedule.advance()
         metrics["model"] = model
+        self._phase = "epoch_end"
         for cb in self.callbacks:
             out = cb.on_epoch_end(epoch, metrics)
             if out is not None:
@@ -231,168 +307,260 @@ class Trainer:
                     raise ValueError(f"callback {cb!r} returned {type(out).__name__}; "
                                      "a callback returns the metrics dict or None")
                 metrics = out
-        return self._after_callbacks(metrics, row)
+        go_on = self._after_callbacks(metrics)
+        self._phase = "epoch"
+        if not go_on and self.stop_reason is None:
+            self.stop_reason = "stop_training"
+        self._write_checkpoints()
+        return go_on and not self._stop.is_set()
 
-    def _after_callbacks(self, metrics: dict, row: dict) -> bool:
+    def _record_epoch(self, epoch: int, tally: _Tally, start: float, train_seconds: float,
+                      validate: bool) -> dict | None:
+        """Add the epoch's row (validation only after a complete epoch); the metrics dict,
+        or None when validation gave a non-finite value (the row is recorded without it).
+        The row is added however this ends (an interrupt while validating included)."""
+        model, cfg = self.model, self.config
+        metrics: dict[str, Any] = {"epoch": epoch, "loss": tally.loss_sum() / tally.done}
+        if cfg.accuracy:
+            metrics["accuracy"] = float(tally.correct) / tally.done
+        metrics["lr"] = model.torch_optimizer.param_groups[0]["lr"]
+        finite = True
+        try:
+            if validate and self.val is not None:
+                val_loss, val_acc = evaluate_batches(model, self.val.epoch(None), cfg.accuracy)
+                values = {"val_loss": val_loss,
+                          **({"val_accuracy": val_acc} if cfg.accuracy else {})}
+                finite = all(math.isfinite(v) for v in values.values())
+                if finite:
+                    metrics.update(values)
+                else:
+                    self.stop_reason = "non-finite"
+                    self._warn(f"epoch {epoch}: validation gave a non-finite value {values}; "
+                               "the epoch is recorded without it and training stopped")
+            if validate:
+                self._phase = "validation"
+                for cb in self.callbacks:
+                    cb.on_validation_end(epoch, metrics)
+        finally:
+            row = {**metrics, "run": self.run_id, **self._epoch_logged,
+                   "seconds": time.perf_counter() - start,
+                   "samples_per_s": tally.done / max(train_seconds, 1e-9)}
+            self._epoch_logged = {}
+            model._history.add_epoch(row)
+        return metrics if finite else None
+
+    def _after_callbacks(self, metrics: dict) -> bool:
         extras = {k: v for k, v in metrics.items() if k not in BASE_METRICS and
-                  isinstance(v, (int, float)) and math.isfinite(v)}
+                  isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         if extras:
             self.model._history.update_last_epoch(extras)
         lr = metrics.get("lr")
-        if lr is not None and lr != row["lr"]:
+        if lr is not None and lr != self.model.torch_optimizer.param_groups[0]["lr"]:
             self._apply_lr(check_number("lr returned by a callback", lr, positive=True),
                            manual=True)
-        if metrics.get("stop_training"):
-            self.stop_reason = "stop_training"
-            return False
-        return True
+        return not metrics.get("stop_training")
 
-    def _train_batches(self, epoch: int) -> tuple[int, float, float]:
-        """The batches of one epoch; returns (samples done, loss sum, correct count)."""
-        model, opt, lossfn = self.model, self.model.torch_optimizer, self.model.loss
-        module, n, bs, acc = model.module, self.x.shape[0], self.batch_size, self.accumulate
-        forward = model.compiled_module() if self.compile else module
-        order = torch.randperm(n, device=self.x.device) if self.shuffle else None
+    def _write_checkpoints(self) -> None:
+        while self._checkpoints:
+            path, then = self._checkpoints.pop(0)
+            checkpoints.write(self, path)
+            if then is not None:
+                then()
+
+    def _train_batches(self, epoch: int, tally: _Tally) -> bool:
+        """The batches of one epoch, in accumulation groups, each recorded as it ends;
+        True when the epoch ran to its end (a stop after its last batch included)."""
+        model, cfg = self.model, self.config
+        opt, lossfn, history = model.torch_optimizer, model.loss, model._history
+        forward = model.compiled_module() if cfg.compile else model.module
+        n = self.source.samples
+        order = None
+        if cfg.shuffle and n is not None:
+            order = torch.randperm(n, generator=self.generator).to(self.source.x.device)
         batch_cbs = [cb for cb in self.callbacks if listens_to_batches(cb)]
-        read_loss = self.terminate_on_nan or bool(batch_cbs)
-        params = [p for p in module.parameters()]
-        losses, sizes, lrs, steps = [], [], [], []
-        correct = torch.zeros((), device=self.x.device)
+        read_loss = cfg.terminate_on_nan or bool(batch_cbs)
+        params = list(model.module.parameters())
+        clip = cfg.clip_norm is not None or cfg.clip_value is not None
         model.train_mode()
-        try:
-            for b in range(self.batches):
-                lo, hi = b * bs, min(n, (b + 1) * bs)
-                group_lo = (b // acc) * acc * bs
-                group_hi = min(n, (b // acc + 1) * acc * bs)
-                if order is None:
-                    xb, yb = self.x[lo:hi], self.y[lo:hi]
-                else:
-                    idx = order[lo:hi]  # index_select: the same rows as x[idx], ~2x faster on CPU
-                    xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
-                with model.lock:
+        b = 0
+        for group in _groups(self.source.epoch(order), cfg.accumulate_gradients):
+            total = sum(xb.shape[0] for xb, _ in group)
+            for i, (xb, yb) in enumerate(group):
+                b += 1
+                size = xb.shape[0]
+                if batch_cbs:
+                    self._phase = "batch_begin"
+                    logs = {"epoch": epoch, "batch": b, "batches": self.batches}
+                    for cb in batch_cbs:
+                        cb.on_batch_begin(b, logs)
+                with model.lock, _critical(self):
                     self._run_pending()
                     with self._autocast():
                         out = forward(xb)
                         loss = lossfn(out, yb)
-                    weight = (hi - lo) / (group_hi - group_lo)
-                    (loss * weight if weight != 1.0 else loss).backward()
+                    (loss * (size / total) if size != total else loss).backward()
                     value = loss.item() if read_loss else None
-                    if value is not None and not math.isfinite(value) and self.terminate_on_nan:
-                        self._stop_non_finite(epoch, b + 1, f"the loss is {value}")
-                        break
-                    if hi == group_hi:  # last batch of an accumulation group: step
-                        if self.clip_norm is not None or self.clip_value is not None:
-                            clip_gradients([p for p in params if p.grad is not None],
-                                           self.clip_norm, self.clip_value)
-                        if self.terminate_on_nan and not gradients_finite(params):
-                            self._stop_non_finite(epoch, b + 1, "the gradients are not finite")
-                            break
-                        opt.step()
-                        opt.zero_grad(set_to_none=True)
+                    if value is not None and not math.isfinite(value) and cfg.terminate_on_nan:
+                        self._refuse(epoch, b, f"the loss is {value}")
+                        return False
+                    if i == len(group) - 1:  # last batch of an accumulation group: step
+                        refused = guarded_step(model, params, cfg.clip_norm if clip else None,
+                                               cfg.clip_value if clip else None,
+                                               cfg.terminate_on_nan)
+                        if refused:
+                            self._refuse(epoch, b, refused)
+                            return False
                         self.step += 1
-                    if self.accuracy:
-                        correct += lossfn.correct(out.detach(), yb)
-                losses.append(value if value is not None else loss.detach())
-                sizes.append(hi - lo)
-                lrs.append(opt.param_groups[0]["lr"])
-                steps.append(self.step)
+                    if cfg.accuracy:
+                        tally.correct += lossfn.correct(out.detach(), yb)
+                    lr = opt.param_groups[0]["lr"]
+                    loss_value = value if value is not None else loss.detach()
+                    tally.add(loss_value, size)
+                    history.add_batch(self.run_id, epoch, b, self.step, loss_value, lr,
+                                      self._batch_logged)
+                    self._batch_logged = {}
                 if batch_cbs:
-                    logs = {"epoch": epoch, "batch": b + 1, "batches": self.batches,
-                            "step": self.step, "size": hi - lo, "loss": value, "lr": lrs[-1]}
+                    self._phase = "batch_end"
+                    logs = {"epoch": epoch, "batch": b, "batches": self.batches,
+                            "step": self.step, "size": size, "loss": value, "lr": lr}
                     for cb in batch_cbs:
-                        cb.on_batch_end(b + 1, logs)
+                        cb.on_batch_end(b, logs)
+                    self._phase = "epoch"
                 if not self._running.is_set():
                     self._running.wait()
                 if self._stop.is_set():
-                    break
-        except KeyboardInterrupt:  # keep what the completed batches did
-            self.stop_reason = "interrupted"
-            self._stop.set()
-        return self._record_batches(epoch, losses, sizes, lrs, steps, correct)
+                    return self.batches is not None and b == self.batches
+        return True
 
-    def _stop_non_finite(self, epoch: int, batch: int, what: str) -> None:
+    def _refuse(self, epoch: int, batch: int, what: str) -> None:
         """End the run before a step that would leave the weights non-finite."""
         self.model.torch_optimizer.zero_grad(set_to_none=True)
         self.stop_reason = "non-finite"
-        self._warn(f"epoch {epoch}, batch {batch}: {what}; training stopped and the model "
-                   "keeps its last finite weights (try a lower learning_rate or clip_norm)")
-
-    def _warn(self, message: str) -> None:
-        self.messages.append(message)
-        if self.emit_warnings:
-            warnings.warn(message, stacklevel=4)
+        self._stop.set()
+        self._warn(f"epoch {epoch}, batch {batch}: {what}; the step was refused, training "
+                   "stopped and the model keeps its last finite weights (try a lower "
+                   "learning_rate or clip_norm)")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(self.x.device.type, dtype=torch.bfloat16)
+        if self.config.precision == "bf16":
+            return torch.autocast(self.model.torch_device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _record_batches(self, epoch: int, losses: list, sizes: list[int], lrs: list[float],
-                        steps: list[int], correct: torch.Tensor) -> tuple[int, float, float]:
+
+class _Tally:
+    """An epoch's running sums: samples done, per-batch losses and sizes, correct count."""
+
+    def __init__(self) -> None:
+        self.done, self.correct, self.error = 0, 0.0, False
+        self.losses: list = []
+        self.sizes: list[int] = []
+
+    def add(self, loss: float | torch.Tensor, size: int) -> None:
+        self.losses.append(loss)
+        self.sizes.append(size)
+        self.done += size
+
+    def loss_sum(self) -> float:
+        losses = self.losses
         if losses and isinstance(losses[0], torch.Tensor):
             losses = torch.stack(losses).tolist()
-        self.model._history.add_batches({
-            "epoch": [epoch] * len(losses), "batch": list(range(1, len(losses) + 1)),
-            "step": steps, "loss": losses, "lr": lrs})
-        done = sum(sizes)
-        loss_sum = sum(v * s for v, s in zip(losses, sizes, strict=True))
-        return done, loss_sum, float(correct) if self.accuracy else 0.0
+        return sum(v * s for v, s in zip(losses, self.sizes, strict=True))
 
 
-def fit(model: Model, data: Any, *, epochs: int = 10, batch_size: int = 32,
-        shuffle: bool = True, validation_data: Any = None,
-        callbacks: Sequence[Callable | Callback] = (), verbose: bool = True,
-        lr_schedule: Any = None, clip_norm: float | None = None,
-        clip_value: float | None = None, weight_decay: float | None = None,
-        accumulate_gradients: int = 1, accuracy: bool = False, nesterov: bool = False,
-        terminate_on_nan: bool = True, compile: bool = False,  # noqa: A002
-        precision: str = "fp32") -> Model:
+def _groups(batches: Iterator, size: int) -> Iterator[list]:
+    """Batches in lists of ``size`` (the last may be shorter): one optimizer step each."""
+    group: list = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+@contextlib.contextmanager
+def _deferred_interrupts(trainer: Trainer) -> Iterator[None]:
+    """In the main thread, take Ctrl-C at batch boundaries: one arriving inside a batch's
+    step-and-record section stops the run after that batch; elsewhere it raises at once."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        trainer._in_batch = None
+        yield
+        return
+    trainer._in_batch = False
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer._in_batch:
+            trainer.stop_reason = "interrupted"
+            trainer._stop.set()
+            trainer._running.set()
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def _critical(trainer: Trainer) -> Iterator[None]:
+    """Marks a batch's step-and-record section (see :func:`_deferred_interrupts`)."""
+    if getattr(trainer, "_in_batch", None) is None:
+        yield
+        return
+    trainer._in_batch = True
+    try:
+        yield
+    finally:
+        trainer._in_batch = False
+
+
+def fit(model: Model, data: Any, config: FitConfig | None = None, *,
+        validation_data: Any = None, callbacks: Sequence[Callable | Callback] = (),
+        verbose: bool = True, resume_from: str | Path | None = None, **options: Any) -> Model:
     """Train ``model`` on ``data = (x, y)``; returns the same, trained, model.
 
     Calling ``fit`` again continues: epochs are numbered on, the history grows and the
-    optimizer state is kept.
+    optimizer state is kept. Each call is a *run*: its config is recorded
+    (``model.runs``) and each history row names its run.
 
     Args:
         model: a compiled model (:func:`exburn_nb.compile`).
-        data: ``(x, y)`` as tensors, NumPy arrays or pandas objects.
-        epochs: epochs to train (0 trains nothing).
-        batch_size: samples per batch; the last batch of an epoch may be smaller.
-        shuffle: draw a new sample order every epoch.
-        validation_data: ``(x, y)`` evaluated after every epoch (``val_loss``).
+        data: ``(x, y)`` as tensors, NumPy arrays or pandas objects, or a
+            ``torch.utils.data.DataLoader`` (or ``Dataset``) of ``(x, y)`` batches.
+        config: a :class:`~exburn_nb.config.FitConfig` holding the options below.
+        validation_data: ``(x, y)`` or a loader, evaluated after every epoch (``val_loss``).
         callbacks: functions ``metrics -> metrics`` or :class:`~exburn_nb.callbacks.Callback`.
-        verbose: a progress bar per epoch and one line per epoch.
-        lr_schedule: ``("step", base, step_size, gamma)``, ``("exponential", base, gamma)``,
-            ``("cosine", base, min_lr)`` or a callable ``epoch -> lr`` (epochs from 0
-            within this run). A callback or dashboard that sets ``lr`` replaces it.
-        clip_norm: rescale gradients to this global L2 norm at most.
-        clip_value: clamp each gradient element to ``[-clip_value, clip_value]``. With
-            both, values are clamped first, then the norm is clipped.
-        weight_decay: L2 coefficient for this run (overrides compile's).
-        accumulate_gradients: batches per optimizer step. With equal-size batches the
-            step equals one step on their concatenation; a ragged last group (fewer
-            batches, or a short last batch, at the end of an epoch) steps on what it has,
-            weighted as one batch of those samples.
-        accuracy: also compute classification accuracy (and ``val_accuracy``).
-        nesterov: Nesterov momentum (optimizer ``"sgd"`` only).
-        terminate_on_nan: stop at the first non-finite loss or gradient, before that
-            step, keeping the last finite weights (reads the loss each batch and checks
-            the gradients before each step).
-        compile: run the forward pass through ``torch.compile`` (compiled once per model;
-            the first epoch pays the compile time).
-        precision: ``"fp32"`` or ``"bf16"`` (forward and loss under ``torch.autocast``
-            with bfloat16; weights and optimizer stay float32).
+        verbose: a progress bar and one line per epoch.
+        resume_from: a checkpoint file or directory (:func:`~exburn_nb.callbacks.checkpoint`):
+            continue that run exactly where it was saved, with its config (``options``
+            given here override it).
+        **options: any :class:`~exburn_nb.config.FitConfig` field: ``epochs`` (10),
+            ``batch_size`` (32), ``shuffle`` (True), ``lr_schedule`` (the guide's tuples
+            or a callable ``epoch -> lr``), ``clip_norm``, ``clip_value`` (values are
+            clamped first, then the norm clipped), ``weight_decay`` (this run's L2),
+            ``accumulate_gradients`` (1; a ragged last group steps on what it has, weighted
+            as one batch of those samples), ``accuracy``, ``nesterov`` (sgd only),
+            ``terminate_on_nan`` (True: refuse a step whose loss, gradients or updated
+            weights are not finite), ``check_data`` (True: refuse NaN/inf data up front),
+            ``compile`` (torch.compile), ``precision`` ("fp32" or "bf16"), ``seed``
+            (the shuffle order and random draws: the same seed gives the same run).
 
     Returns:
         The model, trained in place. A ``KeyboardInterrupt`` also returns it, with a
         warning, holding everything up to the last completed batch.
 
-    A run that ends mid-epoch (a stop, an interrupt, a non-finite loss) still records
-    that epoch: its history row averages the batches done and has no validation values,
-    so the history always describes the weights the model holds.
+    A run that ends mid-epoch (a stop, an interrupt, a refused step, a raising callback)
+    still records that epoch: its row averages the batches done and has no validation
+    values, so the history always describes the weights the model holds.
+
+    Example:
+        >>> xb.fit(model, (x, y), epochs=5, accuracy=True, seed=0)  # doctest: +SKIP
+        >>> cfg = xb.FitConfig(epochs=5, batch_size=64)
+        >>> xb.fit(model, (x, y), cfg, validation_data=(vx, vy))  # doctest: +SKIP
     """
-    return Trainer(model, data, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                   validation_data=validation_data, callbacks=callbacks, verbose=verbose,
-                   lr_schedule=lr_schedule, clip_norm=clip_norm, clip_value=clip_value,
-                   weight_decay=weight_decay, accumulate_gradients=accumulate_gradients,
-                   accuracy=accuracy, nesterov=nesterov, terminate_on_nan=terminate_on_nan,
-                   compile=compile, precision=precision).run()
+    return Trainer(model, data, config, validation_data=validation_data, callbacks=callbacks,
+                   verbose=verbose, resume_from=resume_from, **options).run()

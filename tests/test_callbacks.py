@@ -245,7 +245,7 @@ def test_format_metrics_skips_missing_values():
 # ----------------------------------------------------------------- early stopping
 def run_early_stopping(values, key="val_loss", **kwargs):
     cb = EarlyStopping(**kwargs)
-    cb.on_train_begin({})
+    cb.on_train_begin({"validation": key.startswith("val_")})
     for epoch, value in enumerate(values, start=1):
         metrics = {"epoch": epoch, "loss": 1.0, key: value, "model": None}
         if cb.on_epoch_end(epoch, metrics).get("stop_training"):

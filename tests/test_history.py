@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from torch_reference import classification_data, fit, mlp_spec
 
 import exburn_nb as xb
@@ -23,7 +24,8 @@ def test_an_empty_history_has_the_schema_and_no_rows():
     assert h.epochs_frame().empty
     batches = h.batches_frame()
     assert batches.empty and batches.columns.tolist() == list(BATCH_COLUMNS)
-    assert batches.dtypes.tolist() == [np.int64, np.int64, np.int64, np.float64, np.float64]
+    assert batches.dtypes.tolist() == [np.int64, np.int64, np.int64, np.float64, np.float64,
+                                       np.int64]
 
 
 def test_optional_columns_appear_in_order_once_some_epoch_has_them():
@@ -32,9 +34,10 @@ def test_optional_columns_appear_in_order_once_some_epoch_has_them():
     assert h.epochs_frame().columns.tolist() == ["epoch", "loss", "lr", "seconds",
                                                  "samples_per_s"]
     h.add_epoch(row(2, val_accuracy=0.5, accuracy=0.4, val_loss=0.3))
+    h.add_epoch(row(3, val_accuracy=0.5, accuracy=0.4, val_loss=0.3, run=2))
     frame = h.epochs_frame()
     assert frame.columns.tolist() == list(EPOCH_COLUMNS)
-    assert frame["val_loss"].isna().tolist() == [True, False]  # missing in epoch 1
+    assert frame["val_loss"].isna().tolist() == [True, False, False]  # missing in epoch 1
     assert frame["epoch"].dtype == np.int64
 
 
@@ -59,21 +62,44 @@ def test_rows_are_copies():
 
 def test_batches_and_last_step():
     h = History()
-    h.add_batches({"epoch": [1, 1], "batch": [1, 2], "step": [1, 2], "loss": [0.5, 0.4],
-                   "lr": [0.1, 0.1]})
-    h.add_batches({"epoch": [2], "batch": [1], "step": [3], "loss": [0.3], "lr": [0.05]})
+    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.add_batch(1, 1, 2, 2, torch.tensor(0.4), 0.1)  # a loss still on the device: read lazily
+    h.add_batch(2, 2, 1, 3, 0.3, 0.05)
     frame = h.batches_frame()
     assert frame.to_dict("list") == {"epoch": [1, 1, 2], "batch": [1, 2, 1], "step": [1, 2, 3],
-                                     "loss": [0.5, 0.4, 0.3], "lr": [0.1, 0.1, 0.05]}
-    assert h.last_step == 3
+                                     "loss": [0.5, pytest.approx(0.4), 0.3],
+                                     "lr": [0.1, 0.1, 0.05], "run": [1, 1, 2]}
+    assert h.last_step == 3 and h.batch_count == 3
+    assert h.batch_rows_since(2) == {"epoch": [2], "batch": [1], "step": [3], "loss": [0.3],
+                                     "lr": [0.05], "run": [2]}
+
+
+def test_logged_batch_values_become_columns_padded_with_nan():
+    h = History()
+    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.add_batch(1, 1, 2, 2, 0.4, 0.1, {"grad_norm": 3.0})
+    h.update_last_batch({"other": 1.0})
+    h.add_batch(1, 1, 3, 3, 0.3, 0.1)
+    frame = h.batches_frame()
+    assert frame.columns.tolist()[-2:] == ["grad_norm", "other"]
+    assert frame["grad_norm"].isna().tolist() == [True, False, True]
+    assert frame["other"].tolist()[1] == 1.0
+
+
+def test_runs_record_their_configs():
+    h = History()
+    assert h.start_run({"epochs": 2}) == 1 and h.start_run({"epochs": 5}) == 2
+    assert h.runs_frame()["epochs"].tolist() == [2, 5]
+    again = History.from_state(json.loads(json.dumps(h.to_state())))
+    assert again.runs == h.runs
 
 
 def test_state_round_trips_through_json():
     h = History()
     h.add_epoch(row(1, val_loss=0.2))
     h.add_epoch(row(2, val_loss=0.1, extra=3))
-    h.add_batches({"epoch": [1, 2], "batch": [1, 1], "step": [1, 2], "loss": [0.5, 0.4],
-                   "lr": [0.1, 0.1]})
+    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.add_batch(1, 2, 1, 2, 0.4, 0.1)
     state = json.loads(json.dumps(h.to_state(), allow_nan=False))
     again = History.from_state(state)
     pd.testing.assert_frame_equal(again.epochs_frame(), h.epochs_frame())
@@ -85,8 +111,10 @@ def test_state_round_trips_through_json():
 def test_clear_forgets_everything():
     h = History()
     h.add_epoch(row(1))
-    h.add_batches({"epoch": [1], "batch": [1], "step": [1], "loss": [0.5], "lr": [0.1]})
+    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.start_run({})
     h.clear()
+    assert not h.runs
     assert h.last_epoch == 0 and h.epochs_frame().empty and h.batches_frame().empty
 
 
@@ -96,8 +124,7 @@ def test_concurrent_writers_and_readers_see_whole_rows():
 
     def write(start):
         for i in range(200):
-            h.add_batches({"epoch": [start], "batch": [i], "step": [i], "loss": [1.0],
-                           "lr": [0.1]})
+            h.add_batch(1, start, i, i, 1.0, 0.1)
 
     def read():
         for _ in range(50):
@@ -138,6 +165,6 @@ def test_fit_history_holds_plain_finite_numbers(accuracy, validation):
     for r in state["epochs"]:
         assert all(type(v) in (int, float) for v in r.values())
     for column, values in state["batches"].items():
-        assert all(type(v) is (int if column in ("epoch", "batch", "step") else float)
+        assert all(type(v) is (int if column in ("epoch", "batch", "step", "run") else float)
                    for v in values), column
     assert model.history.notna().all().all()

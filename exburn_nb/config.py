@@ -1,0 +1,178 @@
+"""``FitConfig``: every ``fit`` option in one frozen, validated, JSON-ready value.
+
+A run is data: the same config (and seed) gives the same run, and a saved model records
+the config of each run that trained it. ``fit``, ``Trainer``, ``Runner`` and the dashboard
+all take one; keyword arguments still work and build one.
+
+Example:
+    >>> cfg = FitConfig(epochs=5, batch_size=64, lr_schedule=("cosine", 1e-3, 1e-5), seed=0)
+    >>> FitConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    >>> cfg.replace(epochs=10).epochs
+    10
+    >>> FitConfig(batch_size=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an integer >= 1; got 0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from numbers import Real
+from typing import Any
+
+from .optim import check_schedule
+
+PRECISIONS = ("fp32", "bf16")
+MAX_SEED = 2**63 - 1
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` if it is an integer in ``[minimum, maximum]``, else a ``ValueError`` naming it."""
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
+    return value
+
+
+def check_positive_or_none(name: str, value: Any) -> float | None:
+    """``None`` or a finite number > 0, else a ``ValueError`` naming ``name``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name} must be None or a finite number > 0; got {value!r}")
+    return float(value)
+
+
+def check_seed(value: Any, name: str = "seed") -> int | None:
+    """``None`` or an integer in ``[0, 2**63 - 1]``."""
+    return None if value is None else check_int(name, value, 0, MAX_SEED)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Every option of one ``fit`` run (the data, callbacks and display are arguments).
+
+    Attributes:
+        epochs: epochs to train (0 trains nothing).
+        batch_size: samples per batch; the last batch of an epoch may be smaller.
+        shuffle: draw a new sample order every epoch.
+        lr_schedule: ``("step", base, step_size, gamma)``, ``("exponential", base,
+            gamma)``, ``("cosine", base, min_lr)`` or a callable ``epoch -> lr`` (epochs
+            from 0 within the run; a callable does not go to JSON).
+        clip_norm: rescale gradients to this global L2 norm at most.
+        clip_value: clamp each gradient element to ``[-clip_value, clip_value]`` (first).
+        weight_decay: L2 coefficient for this run (None keeps the model's).
+        accumulate_gradients: batches per optimizer step.
+        accuracy: also compute classification accuracy (and ``val_accuracy``).
+        nesterov: Nesterov momentum (optimizer ``"sgd"`` only).
+        terminate_on_nan: stop before a step whose loss, gradients or updated weights
+            are not finite, keeping the last finite weights.
+        check_data: refuse non-finite values in the data before the first step.
+        compile: run the forward pass through ``torch.compile``.
+        precision: ``"fp32"`` or ``"bf16"`` (autocast).
+        seed: seeds the run's shuffle order and its random draws (dropout), so the
+            same seed gives the same run; None draws from torch's global generator.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    shuffle: bool = True
+    lr_schedule: Any = None
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    weight_decay: float | None = None
+    accumulate_gradients: int = 1
+    accuracy: bool = False
+    nesterov: bool = False
+    terminate_on_nan: bool = True
+    check_data: bool = True
+    compile: bool = False
+    precision: str = "fp32"
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        check_int("epochs", self.epochs, 0)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("accumulate_gradients", self.accumulate_gradients, 1)
+        for name in ("shuffle", "accuracy", "nesterov", "terminate_on_nan", "check_data",
+                     "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
+        for name in ("clip_norm", "clip_value"):
+            object.__setattr__(self, name, check_positive_or_none(name, getattr(self, name)))
+        if self.weight_decay is not None:
+            if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, Real) \
+                    or not math.isfinite(self.weight_decay) or self.weight_decay < 0:
+                raise ValueError(f"weight_decay must be None or a finite number >= 0; "
+                                 f"got {self.weight_decay!r}")
+            object.__setattr__(self, "weight_decay", float(self.weight_decay))
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
+                             f"got {self.precision!r}")
+        check_seed(self.seed)
+        if isinstance(self.lr_schedule, list):
+            object.__setattr__(self, "lr_schedule", tuple(self.lr_schedule))
+        check_schedule(self.lr_schedule)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_options(cls, config: FitConfig | None = None, **options: Any) -> FitConfig:
+        """``config`` (or the defaults) with ``options`` applied; unknown names are refused.
+
+        Example:
+            >>> FitConfig.from_options(epochs=3).epochs
+            3
+        """
+        if config is not None and not isinstance(config, FitConfig):
+            raise ValueError(f"config must be an xb.FitConfig or None; got "
+                             f"{type(config).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = [k for k in options if k not in names]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"unknown fit option {unknown[0]!r}{hint} The options are: "
+                            f"{', '.join(names)}")
+        return dataclasses.replace(config or cls(), **options)
+
+    def replace(self, **options: Any) -> FitConfig:
+        """A copy with ``options`` changed (validated again)."""
+        return FitConfig.from_options(self, **options)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values; a callable schedule becomes ``{"callable": name}``."""
+        data = dataclasses.asdict(self)
+        schedule = self.lr_schedule
+        if callable(schedule):
+            data["lr_schedule"] = {"callable": getattr(schedule, "__qualname__", repr(schedule))}
+        elif schedule is not None:
+            data["lr_schedule"] = list(schedule)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict, lr_schedule: Callable | None = None) -> FitConfig:
+        """Rebuild from :meth:`to_dict`. A config saved with a callable schedule needs that
+        callable again (``lr_schedule=``); every value is validated.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a fit config must be a dict; got {type(data).__name__}")
+        data = dict(data)
+        schedule = data.get("lr_schedule")
+        if isinstance(schedule, dict):
+            if lr_schedule is None:
+                raise ValueError(f"this run used the callable lr_schedule "
+                                 f"{schedule.get('callable')!r}, which files cannot hold; "
+                                 "pass it again: lr_schedule=<the function>")
+            data["lr_schedule"] = lr_schedule
+        elif isinstance(schedule, list):
+            data["lr_schedule"] = tuple(schedule)
+        return cls.from_options(None, **data)
