@@ -309,7 +309,7 @@ class Trainer:
                 metrics = out
         go_on = self._after_callbacks(metrics)
         self._phase = "epoch"
-        if not go_on and self.stop_reason is None:
+        if not go_on:  # the run is over by its own rule (a stop asked for too changes nothing)
             self.stop_reason = "stop_training"
         self._write_checkpoints()
         return go_on and not self._stop.is_set()

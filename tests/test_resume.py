@@ -1,0 +1,173 @@
+"""Exact resume: a run interrupted after epoch k and resumed (in this process or a new one,
+after SIGKILL) ends bit for bit where an uninterrupted run ends."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torch_reference import classification_data
+
+import exburn_nb as xb
+from exburn_nb.checkpoints import checkpoint_files
+
+TIMING = ["seconds", "samples_per_s"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def dropout_spec():
+    return (xb.input("input", shape=(None, 6)).dense(16, activation="relu", name="hidden")
+            .dropout(0.25).dense(3, name="output"))
+
+
+def make(optimizer):
+    return xb.compile(dropout_spec(), optimizer=optimizer, learning_rate=0.05, seed=0)
+
+
+def options(optimizer):
+    return dict(epochs=6, batch_size=8, seed=11, shuffle=True, accumulate_gradients=2,
+                lr_schedule=("cosine", 0.05, 1e-4), nesterov=optimizer == "sgd",
+                clip_norm=5.0, verbose=False)
+
+
+class StopAfter(xb.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, metrics):
+        if epoch == self.epoch:
+            self.trainer.stop()
+
+
+def assert_same_run(a, b):
+    for (name, p), q in zip(a.parameters().items(), b.parameters().values(), strict=True):
+        assert torch.equal(p, q), name
+    pd.testing.assert_frame_equal(a.history.drop(columns=TIMING), b.history.drop(columns=TIMING))
+    pd.testing.assert_frame_equal(a.batch_history, b.batch_history)
+    sa, sb = a.torch_optimizer.state_dict(), b.torch_optimizer.state_dict()
+    for idx, state in sa["state"].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(sb["state"][idx][key]))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_an_interrupted_run_resumes_exactly_in_process(optimizer, tmp_path):
+    x, y = classification_data(n=72)
+    vx, vy = classification_data(n=24, seed=1)
+    reference = make(optimizer)
+    xb.fit(reference, (x, y), validation_data=(vx, vy), **options(optimizer),
+           callbacks=[xb.callbacks.early_stopping(patience=3, min_delta=0.0)])
+
+    first = make(optimizer)
+    xb.fit(first, (x, y), validation_data=(vx, vy), **options(optimizer),
+           callbacks=[xb.callbacks.early_stopping(patience=3, min_delta=0.0),
+                      xb.callbacks.checkpoint(1, tmp_path, keep=2), StopAfter(3)])
+    assert [p.name for p in checkpoint_files(tmp_path)] == ["epoch_0002.exburn",
+                                                            "epoch_0003.exburn"]
+    torch.manual_seed(999)  # whatever happened in between must not matter
+    resumed = make(optimizer)  # fresh weights: everything comes from the checkpoint
+    xb.fit(resumed, (x, y), validation_data=(vx, vy), resume_from=tmp_path, verbose=False,
+           callbacks=[xb.callbacks.early_stopping(patience=3, min_delta=0.0)])
+    assert_same_run(resumed, reference)
+    assert resumed.history["run"].tolist() == [1] * len(reference.history)
+
+
+def test_a_checkpoint_is_an_ordinary_model_file(tmp_path):
+    x, y = classification_data(n=32)
+    model = make("adam")
+    xb.fit(model, (x, y), epochs=2, batch_size=8, verbose=False,
+           callbacks=[xb.callbacks.checkpoint(2, tmp_path)])
+    loaded = xb.load(tmp_path / "epoch_0002.exburn")
+    assert_same_run(loaded, model)
+
+
+def test_resume_refuses_different_callbacks_and_plain_model_files(tmp_path):
+    x, y = classification_data(n=32)
+    model = make("adam")
+    xb.fit(model, (x, y), epochs=2, batch_size=8, verbose=False,
+           callbacks=[xb.callbacks.early_stopping(5), xb.callbacks.checkpoint(1, tmp_path)])
+    with pytest.raises(ValueError, match=r"pass the same callbacks"):
+        xb.fit(make("adam"), (x, y), resume_from=tmp_path, verbose=False)
+    model.save(tmp_path / "plain.exburn")
+    with pytest.raises(ValueError, match="without run state"):
+        xb.fit(make("adam"), (x, y), resume_from=tmp_path / "plain.exburn")
+    with pytest.raises(FileNotFoundError, match="resume_from"):
+        xb.fit(make("adam"), (x, y), resume_from=tmp_path / "nothing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="holds no checkpoint files"):
+        xb.fit(make("adam"), (x, y), resume_from=empty)
+
+
+def test_a_finished_run_resumes_to_nothing(tmp_path):
+    x, y = classification_data(n=32)
+    model = make("adam")
+    xb.fit(model, (x, y), epochs=10, batch_size=8, verbose=False,
+           callbacks=[xb.callbacks.early_stopping(0, min_delta=10.0),
+                      xb.callbacks.checkpoint(1, tmp_path)])
+    assert model.epochs_trained == 2  # stopped by early stopping after its second epoch
+    again = make("adam")
+    xb.fit(again, (x, y), resume_from=tmp_path, verbose=False,
+           callbacks=[xb.callbacks.early_stopping(0, min_delta=10.0)])
+    assert again.epochs_trained == 2
+
+
+SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    import torch
+    import exburn_nb as xb
+    sys.path.insert(0, {tests!r})
+    from torch_reference import classification_data
+
+    mode, folder = sys.argv[1], sys.argv[2]
+    x, y = classification_data(n=72)
+    vx, vy = classification_data(n=24, seed=1)
+    spec = (xb.input("input", shape=(None, 6)).dense(16, activation="relu", name="hidden")
+            .dropout(0.25).dense(3, name="output"))
+    model = xb.compile(spec, optimizer="adam", learning_rate=0.05, seed=0)
+
+    class KillAt(xb.Callback):
+        def on_epoch_begin(self, epoch, logs):
+            if epoch == 4:  # checkpoint 3 is on disk: die without any cleanup
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    opts = dict(epochs=6, batch_size=8, seed=11, accumulate_gradients=2, verbose=False,
+                lr_schedule=("cosine", 0.05, 1e-4), validation_data=(vx, vy))
+    stop = xb.callbacks.early_stopping(patience=3, min_delta=0.0)
+    if mode == "first":
+        xb.fit(model, (x, y), **opts,
+               callbacks=[stop, xb.callbacks.checkpoint(1, folder, keep=2), KillAt()])
+    else:
+        xb.fit(model, (x, y), resume_from=folder, verbose=False,
+               validation_data=(vx, vy), callbacks=[stop])
+        model.save(os.path.join(folder, "final.exburn"))
+""")
+
+
+def test_a_run_killed_with_sigkill_resumes_exactly_in_a_new_process(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=str(REPO / "tests")))
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    folder = tmp_path / "ckpt"
+    first = subprocess.run([sys.executable, str(script), "first", str(folder)], env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert [p.name for p in checkpoint_files(folder)] == ["epoch_0002.exburn",
+                                                          "epoch_0003.exburn"]
+    second = subprocess.run([sys.executable, str(script), "resume", str(folder)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    resumed = xb.load(folder / "final.exburn")
+
+    x, y = classification_data(n=72)
+    vx, vy = classification_data(n=24, seed=1)
+    reference = make("adam")
+    xb.fit(reference, (x, y), epochs=6, batch_size=8, seed=11, accumulate_gradients=2,
+           verbose=False, lr_schedule=("cosine", 0.05, 1e-4), validation_data=(vx, vy),
+           callbacks=[xb.callbacks.early_stopping(patience=3, min_delta=0.0)])
+    assert_same_run(resumed, reference)
