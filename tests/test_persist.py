@@ -445,3 +445,50 @@ def test_a_failed_load_leaves_the_model_as_it_was(tmp_path):
         target.load(tmp_path / "bad.exburn")
     assert_state_equal(target, before)
     assert target.history.empty
+
+
+# ----------------------------------------------------------------- integrity of the metadata
+def edit_header(path: Path, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` (same length) once in the file's header, nothing else."""
+    blob = path.read_bytes()
+    end = 8 + int.from_bytes(blob[:8], "little")
+    header = blob[8:end]
+    assert header.count(old) == 1 and len(old) == len(new)
+    path.write_bytes(blob[:8] + header.replace(old, new) + blob[end:])
+
+
+@pytest.mark.parametrize("old, new", [
+    (b"0.999", b"0.998"),                      # Adam's beta2
+    (b'\\"frozen\\"', b'\\"frozex\\"'),        # would unfreeze the layer
+    (b'\\"history\\"', b'\\"historx\\"'),      # would empty the history
+], ids=["beta2", "frozen", "history"])
+def test_a_one_byte_change_in_the_metadata_is_caught_by_the_checksum(saved, old, new):
+    model = xb.load(saved)
+    model.freeze(["hidden"])
+    model.save(saved)
+    edit_header(saved, old, new)
+    with pytest.raises(ValueError, match="checksum") as info:
+        xb.load(saved)
+    assert str(saved) in str(info.value)
+    target = xb.compile(model.spec, seed=3)
+    before = snapshot(target)
+    with pytest.raises(ValueError, match="checksum"):
+        target.load(saved)
+    assert_state_equal(target, before)
+    assert target.frozen_layers == set() and target.history.empty
+
+
+def test_the_file_is_plain_safetensors_with_a_versioned_format(saved):
+    from safetensors import safe_open
+
+    with safe_open(str(saved), "pt") as f:
+        meta = f.metadata()
+        names = list(f.keys())  # noqa: SIM118 - a safe_open handle, not a dict
+    assert "param.hidden.weight" in names
+    assert '"format": "exburn_nb/2"' in meta["exburn_nb"]
+
+
+def test_an_older_or_unknown_format_is_refused_by_name(saved):
+    edit_header(saved, b"exburn_nb/2", b"exburn_nb/1")
+    with pytest.raises(ValueError, match="unknown format 'exburn_nb/1'.*exburn_nb/2"):
+        xb.load(saved)
