@@ -24,13 +24,19 @@ import os
 import re
 import struct
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
+
+from .filecheck import check_compile, check_frozen, check_history
 
 FORMAT = "exburn_nb/2"
 _META_KEY = "exburn_nb"
@@ -79,7 +85,13 @@ def to_bytes(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
 
     ``tensors`` must not change while this runs (clone them under the writer's lock).
     """
-    payload = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    payload, storages = {}, set()
+    for key, value in tensors.items():
+        t = value.detach().to("cpu").contiguous()
+        if t.untyped_storage().data_ptr() in storages:  # safetensors refuses shared memory
+            t = t.clone()
+        storages.add(t.untyped_storage().data_ptr())
+        payload[key] = t
     text = json.dumps({"format": FORMAT, **meta}, allow_nan=False)
     blob = _save_tensors(payload, metadata={_META_KEY: text, _SUM_KEY: _digest(text, payload)})
     header = struct.unpack("<Q", blob[:8])[0]
@@ -162,3 +174,170 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     return from_bytes(path.read_bytes(), source=f"file {str(path)!r}")
+
+
+# --------------------------------------------------------------------- the model file layout
+MAX_LAYERS = 10_000  # layers a spec in a file may declare
+PARAMS_ONLY = ("holds parameters only: load them into a compiled model with "
+               "model.load_params(xb.deserialize_params(data))")
+
+
+@dataclass
+class ModelFile:
+    """What a model file holds, as tensors and plain JSON-ready values.
+
+    Tensors are stored as ``param.<name>`` (the module's state dict), ``optim.<i>.<key>``
+    (the optimizer's per-parameter state; non-tensor values go to the metadata),
+    ``batch.<column>`` (the batch history, float64) and ``extra.<name>``; everything else
+    is JSON metadata. ``extra`` is an optional ``(meta, tensors)`` pair that loaders of
+    models ignore (training checkpoints keep their resume state there).
+    """
+
+    params: dict[str, torch.Tensor]
+    compile: dict
+    spec: dict | None = None
+    module_class: str = ""
+    frozen: list[str] = field(default_factory=list)
+    optimizer_groups: list[dict] = field(default_factory=list)
+    optimizer_state: dict[int, dict[str, Any]] = field(default_factory=dict)
+    history: dict = field(default_factory=lambda: {"epochs": [], "batches": {}})
+    extra: tuple[dict, dict[str, torch.Tensor]] | None = None
+
+
+@contextmanager
+def damaged_file_errors(source: str) -> Iterator[None]:
+    """Turn any error from interpreting a file's contents into a ``ValueError`` naming it."""
+    try:
+        yield
+    except ValueError as exc:
+        if source in str(exc):
+            raise
+        raise ValueError(f"{source} is damaged: {exc}") from None
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError,
+            RuntimeError) as exc:
+        raise ValueError(f"{source} is damaged: {type(exc).__name__}: {exc}") from None
+
+
+def check_extra(extra: Any) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """``extra`` for :func:`write_model`: None or ``(meta: dict, tensors: dict[str, Tensor])``."""
+    if extra is None:
+        return None
+    if (not isinstance(extra, tuple) or len(extra) != 2 or not isinstance(extra[0], dict)
+            or not isinstance(extra[1], dict)
+            or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                       for k, v in extra[1].items())):
+        raise ValueError("extra must be None or a pair (meta: dict, tensors: dict of str -> "
+                         f"torch.Tensor); got {extra!r:.200}")
+    try:
+        json.dumps(extra[0], allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"extra's meta must be plain JSON data (finite numbers): {exc}") from None
+    return extra
+
+
+def model_payload(model_file: ModelFile) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and metadata that :func:`write_model` stores for ``model_file``."""
+    mf = model_file
+    tensors = {f"param.{k}": v for k, v in mf.params.items()}
+    scalars: dict[str, dict] = {}
+    for idx, state in mf.optimizer_state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    for column, values in mf.history["batches"].items():
+        tensors[f"batch.{column}"] = torch.tensor(values, dtype=torch.float64)
+    meta = {"spec": mf.spec, "module_class": mf.module_class, "compile": mf.compile,
+            "frozen": list(mf.frozen), "optimizer_groups": mf.optimizer_groups,
+            "optimizer_scalars": scalars, "history": mf.history["epochs"]}
+    if mf.extra is not None:
+        extra_meta, extra_tensors = check_extra(mf.extra)
+        meta["extra"] = extra_meta
+        tensors.update({f"extra.{k}": v for k, v in extra_tensors.items()})
+    return tensors, meta
+
+
+_PREFIXES = ("param.", "optim.", "batch.", "extra.")
+_OPTIM_KEY = re.compile(r"optim\.(\d{1,9})\.(\w+)")
+
+
+def parse_model(tensors: dict[str, torch.Tensor], meta: dict, source: str) -> ModelFile:
+    """The :class:`ModelFile` in a file's contents, every value checked; a ``ValueError``
+    naming ``source`` otherwise. Checks that need the model (shapes) are the loader's."""
+    with damaged_file_errors(source):
+        if meta.get("kind") == "params":
+            raise ValueError(f"{source} {PARAMS_ONLY}")
+        groups: dict[str, dict[str, torch.Tensor]] = {p: {} for p in _PREFIXES}
+        for key, value in tensors.items():
+            prefix = next((p for p in _PREFIXES if key.startswith(p)), None)
+            if prefix is None:
+                raise ValueError(f"unexpected tensor {key!r} (names start with "
+                                 f"{', '.join(_PREFIXES)})")
+            groups[prefix][key[len(prefix):]] = value
+        state: dict[int, dict[str, Any]] = {}
+        for key, value in groups["optim."].items():
+            match = _OPTIM_KEY.fullmatch(f"optim.{key}")
+            if match is None:
+                raise ValueError(f"optimizer tensor 'optim.{key}' is not named optim.<index>.<key>")
+            state.setdefault(int(match[1]), {})[match[2]] = value
+        scalars = meta["optimizer_scalars"]
+        if not isinstance(scalars, dict):
+            raise ValueError(f"optimizer_scalars must be an object; got {scalars!r:.200}")
+        for idx, values in scalars.items():
+            if not (re.fullmatch(r"\d{1,9}", idx) and isinstance(values, dict)):
+                raise ValueError(f"optimizer_scalars {idx!r} is not index -> object")
+            state.setdefault(int(idx), {}).update(values)
+        batches = {}
+        for column, values in groups["batch."].items():
+            if values.dtype != torch.float64 or values.dim() != 1:
+                raise ValueError(f"batch history {column!r} must be a 1-d float64 tensor; got "
+                                 f"{values.dtype} of shape {tuple(values.shape)}")
+            batches[column] = values.tolist()
+        check_history(meta["history"], batches)
+        for c in ("epoch", "batch", "step"):
+            batches[c] = [int(v) for v in batches[c]]
+        spec = meta["spec"]
+        if spec is not None:
+            layers = spec.get("layers") if isinstance(spec, dict) else None
+            if not isinstance(layers, list):
+                raise ValueError(f"spec must be an object with a list of layers; got {spec!r:.200}")
+            if len(layers) > MAX_LAYERS:
+                raise ValueError(f"its spec declares {len(layers):,} layers, over the limit of "
+                                 f"{MAX_LAYERS:,} (MAX_LAYERS)")
+        if not isinstance(meta["module_class"], str):
+            raise ValueError(f"module_class must be a string; got {meta['module_class']!r:.200}")
+        if not isinstance(meta["optimizer_groups"], list):
+            raise ValueError("optimizer_groups must be a list")
+        extra = None
+        if "extra" in meta:
+            extra = check_extra((meta["extra"], groups["extra."]))
+        return ModelFile(params=groups["param."], compile=check_compile(meta["compile"]),
+                         spec=spec, module_class=meta["module_class"],
+                         frozen=check_frozen(meta["frozen"]),
+                         optimizer_groups=meta["optimizer_groups"], optimizer_state=state,
+                         history={"epochs": meta["history"], "batches": batches}, extra=extra)
+
+
+def write_model(path: str | os.PathLike, model_file: ModelFile) -> Path:
+    """Write ``model_file`` atomically to ``path``; returns the absolute path."""
+    write_file(path, *model_payload(model_file))
+    return Path(path).resolve()
+
+
+def read_model(path: str | os.PathLike) -> ModelFile:
+    """The checked :class:`ModelFile` at ``path`` (``ValueError`` naming it if it can't be)."""
+    tensors, meta = read_file(path)
+    return parse_model(tensors, meta, f"file {str(path)!r}")
+
+
+def read_extra(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The ``(meta, tensors)`` pair saved with ``model.save(path, extra=...)``.
+
+    ``({}, {})`` when the file has none.
+
+    Example:
+        >>> model.save("ckpt.exburn", extra=({"epoch": 3}, {"rng": torch.get_rng_state()}))  # doctest: +SKIP
+        >>> meta, tensors = read_extra("ckpt.exburn")  # doctest: +SKIP
+    """
+    return read_model(path).extra or ({}, {})

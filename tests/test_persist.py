@@ -2,6 +2,7 @@
 hostile files (never unpickled), and atomic writes."""
 
 import functools
+import json
 import os
 import pickle
 import tempfile
@@ -492,3 +493,198 @@ def test_an_older_or_unknown_format_is_refused_by_name(saved):
     edit_header(saved, b"exburn_nb/2", b"exburn_nb/1")
     with pytest.raises(ValueError, match="unknown format 'exburn_nb/1'.*exburn_nb/2"):
         xb.load(saved)
+
+
+# ----------------------------------------------------------------- bad values, well signed
+def full_state(model: xb.Model) -> dict:
+    """Everything a load may change, copied."""
+    opt = model.torch_optimizer.state_dict()
+    return {
+        "params": {k: v.clone() for k, v in model.module.state_dict().items()},
+        "optimizer": {
+            "state": {i: {k: v.clone() if isinstance(v, torch.Tensor) else v
+                          for k, v in s.items()} for i, s in opt["state"].items()},
+            "param_groups": [dict(g) for g in opt["param_groups"]]},
+        "history": model.history.copy(), "batches": model.batch_history.copy(),
+        "frozen": model.frozen_layers, "learning_rate": model.learning_rate,
+    }
+
+
+def assert_unchanged(model: xb.Model, before: dict) -> None:
+    after = full_state(model)
+    assert after["params"].keys() == before["params"].keys()
+    for k, v in before["params"].items():
+        assert torch.equal(after["params"][k], v), k
+    assert after["optimizer"]["param_groups"] == before["optimizer"]["param_groups"]
+    assert after["optimizer"]["state"].keys() == before["optimizer"]["state"].keys()
+    for i, state in before["optimizer"]["state"].items():
+        assert after["optimizer"]["state"][i].keys() == state.keys()
+        for k, v in state.items():
+            assert torch.equal(torch.as_tensor(after["optimizer"]["state"][i][k]),
+                               torch.as_tensor(v)), (i, k)
+    pd.testing.assert_frame_equal(after["history"], before["history"])
+    pd.testing.assert_frame_equal(after["batches"], before["batches"])
+    assert after["frozen"] == before["frozen"]
+    assert after["learning_rate"] == before["learning_rate"]
+
+
+def write_signed(path: Path, tensors: dict, meta_text: str) -> None:
+    """Write a file with exactly this metadata text and a valid checksum over it, as an
+    attacker (or a buggy writer) could: every byte is well signed, the values are bad."""
+    from safetensors.torch import save as save_tensors
+
+    payload = {k: v.contiguous() for k, v in tensors.items()}
+    path.write_bytes(save_tensors(payload, metadata={
+        "exburn_nb": meta_text, "exburn_nb.sha256": persist._digest(meta_text, payload)}))
+
+
+def set_group(**values):
+    return lambda t, m: m["optimizer_groups"][0].update(values)
+
+
+def set_row(index, **values):
+    return lambda t, m: m["history"][index].update(values)
+
+
+BAD_VALUES = {
+    "lr abc": set_group(lr="abc"),
+    "lr negative": set_group(lr=-1),
+    "lr zero": set_group(lr=0),
+    "lr huge": set_group(lr=1e999),  # JSON reads it as inf
+    "betas above one": set_group(betas=[0.9, 1.5]),
+    "betas one value": set_group(betas=[0.9]),
+    "betas text": set_group(betas="0.9, 0.999"),
+    "eps negative": set_group(eps=-1e-8),
+    "amsgrad text": set_group(amsgrad="yes"),
+    "weight decay negative": set_group(weight_decay=-0.1),
+    "params ids text": set_group(params=["a", "b", "c", "d", "e", "f"]),
+    "params ids repeated": set_group(params=[0, 0, 0, 0, 0, 0]),
+    "two groups": lambda t, m: m["optimizer_groups"].append(dict(m["optimizer_groups"][0])),
+    "exp_avg integer": lambda t, m: t.update({"optim.0.exp_avg": t["optim.0.exp_avg"].long()}),
+    "exp_avg shape": lambda t, m: t.update({"optim.0.exp_avg": torch.zeros(3)}),
+    "exp_avg missing": lambda t, m: t.pop("optim.0.exp_avg"),
+    "step negative": lambda t, m: t.update({"optim.0.step": torch.tensor(-1.0)}),
+    "step fractional": lambda t, m: t.update({"optim.0.step": torch.tensor(1.5)}),
+    "step shape": lambda t, m: t.update({"optim.0.step": torch.ones(2)}),
+    "state unknown key": lambda t, m: t.update({"optim.0.momentum_buffer": torch.zeros(8, 6)}),
+    "state of no param": lambda t, m: t.update({"optim.9.step": torch.tensor(1.0)}),
+    "state scalar text": lambda t, m: m["optimizer_scalars"].update({"0": {"step": "x"}}),
+    "row without epoch": lambda t, m: m["history"][0].pop("epoch"),
+    "loss text": set_row(0, loss="abc"),
+    "loss list": set_row(0, loss=[1.0]),
+    "epoch zero": set_row(0, epoch=0),
+    "epoch float": set_row(0, epoch=1.5),
+    "epochs out of order": set_row(1, epoch=1),
+    "accuracy above one": set_row(0, accuracy=1.5),
+    "extra column nested": set_row(0, note={"a": 1}),
+    "row not a dict": lambda t, m: m["history"].append(3),
+    "history not a list": lambda t, m: m.update(history={"epoch": 1}),
+    "batch lengths": lambda t, m: t.update({"batch.loss": t["batch.loss"][:-1]}),
+    "batch column missing": lambda t, m: t.pop("batch.lr"),
+    "batch column unknown": lambda t, m: t.update({"batch.oops": t["batch.lr"].clone()}),
+    "batch epoch fractional": lambda t, m: t.update({"batch.epoch": t["batch.epoch"] + 0.5}),
+    "batch column 2-d": lambda t, m: t.update({"batch.lr": t["batch.lr"][None]}),
+    "frozen int": lambda t, m: m.update(frozen=[1]),
+    "frozen text": lambda t, m: m.update(frozen="hidden"),
+    "compile lr text": lambda t, m: m["compile"].update(learning_rate="abc"),
+    "compile loss": lambda t, m: m["compile"].update(loss=3),
+    "compile input shape": lambda t, m: m["compile"].update(input_shape=[None, -3]),
+    "param integer": lambda t, m: t.update({"param.hidden.weight":
+                                            t["param.hidden.weight"].long()}),
+    "unknown tensor": lambda t, m: t.update({"weights": torch.zeros(1)}),
+    "optim key no index": lambda t, m: t.update({"optim.-1.step": torch.tensor(1.0)}),
+}
+
+
+@pytest.fixture(scope="module")
+def good_file(tmp_path_factory):
+    """A trained Adam model's file: optimizer state, two epochs of history, a frozen layer."""
+    model = trained_model("adam")
+    model.freeze(["hidden"])
+    fit(model, classification_data(seed=2), epochs=1, batch_size=16)  # adds a row, frozen
+    return model.save(tmp_path_factory.mktemp("good") / "good.exburn")
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", list(BAD_VALUES))
+def test_a_well_signed_file_with_bad_values_changes_nothing(good_file, tmp_path, name):
+    tensors, meta = persist.read_file(good_file)
+    BAD_VALUES[name](tensors, meta)
+    path = tmp_path / "bad.exburn"
+    write_signed(path, tensors, json.dumps(meta))
+    target = trained_model("adam")
+    target.freeze(["output"])
+    before = full_state(target)
+    with pytest.raises(ValueError) as info:
+        target.load(path)
+    assert str(path) in str(info.value)
+    assert_unchanged(target, before)
+    with pytest.raises(ValueError) as info:
+        xb.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_constants_are_refused(good_file, tmp_path, text):
+    tensors, meta = persist.read_file(good_file)
+    meta["optimizer_groups"][0]["lr"] = "@"
+    path = tmp_path / "bad.exburn"
+    write_signed(path, tensors, json.dumps(meta).replace('"@"', text))
+    target = trained_model("adam")
+    before = full_state(target)
+    with pytest.raises(ValueError, match="bad.exburn"):
+        target.load(path)
+    assert_unchanged(target, before)
+
+
+def test_the_good_file_itself_loads(good_file, tmp_path):
+    tensors, meta = persist.read_file(good_file)
+    write_signed(tmp_path / "same.exburn", tensors, json.dumps(meta))
+    again = xb.load(tmp_path / "same.exburn")
+    assert again.frozen_layers == {"hidden"} and again.epochs_trained == 3
+
+
+# ----------------------------------------------------------------- the layout and extra data
+def test_save_returns_the_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = xb.compile(mlp_spec()).save("m.exburn")
+    assert path.is_absolute() and path == (tmp_path / "m.exburn").resolve()
+
+
+def test_extra_data_rides_along_under_the_same_checksum_and_loaders_ignore_it(tmp_path):
+    model = trained_model()
+    rng = torch.get_rng_state()
+    meta = {"epoch": 3, "schedule": {"kind": "cosine", "position": [1, 2]}}
+    path = model.save(tmp_path / "ckpt.exburn", extra=(meta, {"rng": rng}))
+    back_meta, back_tensors = persist.read_extra(path)
+    assert back_meta == meta and torch.equal(back_tensors["rng"], rng)
+    again = xb.load(path)
+    assert_state_equal(again, snapshot(model))
+    assert "extra.rng" not in again.parameters()
+    xb.compile(model.spec).load(path)
+    assert persist.read_extra(model.save(tmp_path / "plain.exburn")) == ({}, {})
+    edit_header(path, b'\\"position\\"', b'\\"pOsition\\"')
+    with pytest.raises(ValueError, match="checksum"):
+        persist.read_extra(path)
+
+
+@pytest.mark.parametrize("extra", [{"a": 1}, ({"a": 1},), ({"a": 1}, {"t": [1.0]}),
+                                   ({"a": object()}, {}), ({"a": float("nan")}, {}),
+                                   ([1], {}), ({}, {1: torch.ones(1)})])
+def test_bad_extra_is_refused_before_anything_is_written(tmp_path, extra):
+    with pytest.raises(ValueError, match="extra"):
+        xb.compile(mlp_spec()).save(tmp_path / "m.exburn", extra=extra)
+    assert not os.listdir(tmp_path)
+
+
+def test_persist_owns_the_layout_and_knows_no_models():
+    import ast
+
+    tree = ast.parse(Path(persist.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "model" not in imported and ".model" not in imported
+    model = trained_model()
+    tensors, meta = persist.model_payload(persist.ModelFile(
+        params=model.module.state_dict(), compile={}, history=model._history.to_state()))
+    assert {k.split(".")[0] for k in tensors} == {"param", "batch"}
+    assert set(meta) >= {"spec", "compile", "frozen", "optimizer_groups", "history"}
