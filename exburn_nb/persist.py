@@ -62,18 +62,24 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def check_nesting(raw: bytes, what: str) -> None:
+    """Raise a ``ValueError`` if the JSON text ``raw`` nests deeper than :data:`MAX_NESTING`
+    (counted without recursion, so any depth is safe to check)."""
+    codes = np.frombuffer(_STRING.sub(b'""', raw), dtype=np.uint8)
+    depth = np.cumsum((codes == ord("[")) | (codes == ord("{")), dtype=np.int64) - np.cumsum(
+        (codes == ord("]")) | (codes == ord("}")), dtype=np.int64)
+    if depth.size and depth.max() > MAX_NESTING:
+        raise ValueError(f"{what} nests lists or objects {int(depth.max())} deep; at most "
+                         f"{MAX_NESTING} levels are allowed (MAX_NESTING)")
+
+
 def parse_json(text: bytes | str, what: str) -> object:
     """``json.loads`` for untrusted text: nesting bounded by :data:`MAX_NESTING`, no NaN.
 
     Raises ``ValueError`` naming ``what`` (never ``RecursionError``).
     """
     raw = text.encode() if isinstance(text, str) else bytes(text)
-    codes = np.frombuffer(_STRING.sub(b'""', raw), dtype=np.uint8)
-    depth = np.cumsum((codes == ord("[")) | (codes == ord("{")), dtype=np.int64) - np.cumsum(
-        (codes == ord("]")) | (codes == ord("}")), dtype=np.int64)
-    if depth.size and depth.max() > MAX_NESTING:
-        raise ValueError(f"{what} nests lists or objects {int(depth.max())} deep; at most "
-                         f"{MAX_NESTING} levels are allowed")
+    check_nesting(raw, what)
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError, UnicodeDecodeError) as exc:
@@ -93,6 +99,7 @@ def to_bytes(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
         storages.add(t.untyped_storage().data_ptr())
         payload[key] = t
     text = json.dumps({"format": FORMAT, **meta}, allow_nan=False)
+    check_nesting(text.encode(), "the metadata")
     blob = _save_tensors(payload, metadata={_META_KEY: text, _SUM_KEY: _digest(text, payload)})
     header = struct.unpack("<Q", blob[:8])[0]
     if header > MAX_HEADER_BYTES:

@@ -688,3 +688,79 @@ def test_persist_owns_the_layout_and_knows_no_models():
         params=model.module.state_dict(), compile={}, history=model._history.to_state()))
     assert {k.split(".")[0] for k in tensors} == {"param", "batch"}
     assert set(meta) >= {"spec", "compile", "frozen", "optimizer_groups", "history"}
+
+
+# ----------------------------------------------------------------- resource bombs
+def signed_copy(good: Path, path: Path, change) -> Path:
+    tensors, meta = persist.read_file(good)
+    change(tensors, meta)
+    write_signed(path, tensors, json.dumps(meta))
+    return path
+
+
+@pytest.mark.parametrize("depth", [persist.MAX_NESTING + 1, 5_000, 200_000])
+def test_deeply_nested_metadata_is_a_value_error(good_file, tmp_path, depth):
+    tensors, meta = persist.read_file(good_file)
+    meta["history"] = "@"
+    path = tmp_path / "deep.exburn"
+    write_signed(path, tensors, json.dumps(meta).replace('"@"', "[" * depth + "]" * depth))
+    with pytest.raises(ValueError, match="deep") as info:
+        xb.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_deeply_nested_header_is_a_value_error(tmp_path):
+    header = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "deep.exburn"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ValueError, match="deep.exburn"):
+        xb.load(path)
+
+
+def test_the_writer_refuses_metadata_it_could_not_read_back(tmp_path):
+    nested: list = []
+    for _ in range(persist.MAX_NESTING + 5):
+        nested = [nested]
+    with pytest.raises(ValueError, match="deep"):
+        xb.compile(mlp_spec()).save(tmp_path / "m.exburn", extra=({"n": nested}, {}))
+    assert not os.listdir(tmp_path)
+
+
+def max_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("units", [2**40, 2**26, 10**30], ids=["4 TB", "1.5 GB", "overflow"])
+def test_a_file_declaring_a_huge_layer_fails_before_allocating_it(good_file, tmp_path, units):
+    def huge(t, m):
+        m["spec"]["layers"][0]["units"] = units
+    path = signed_copy(good_file, tmp_path / "huge.exburn", huge)
+    before = max_rss_mb()
+    with pytest.raises(ValueError, match="huge.exburn") as info:
+        xb.load(path)
+    assert "declares" in str(info.value) or "cannot be built" in str(info.value)
+    assert max_rss_mb() - before < 500  # the layer was never allocated
+
+
+def test_a_file_declaring_too_many_layers_is_refused_by_count(good_file, tmp_path):
+    def many(t, m):
+        m["spec"]["layers"] += [{"kind": "dropout", "name": f"d{i}", "rate": 0.1}
+                                for i in range(20_000)]
+    path = signed_copy(good_file, tmp_path / "many.exburn", many)
+    with pytest.raises(ValueError, match="MAX_LAYERS") as info:
+        xb.load(path)
+    assert str(path) in str(info.value) and "20,00" in str(info.value)
+
+
+def test_the_header_size_is_capped(saved, monkeypatch):
+    size = int.from_bytes(saved.read_bytes()[:8], "little")
+    model = xb.load(saved)
+    monkeypatch.setattr(persist, "MAX_HEADER_BYTES", size - 1)
+    with pytest.raises(ValueError, match="MAX_HEADER_BYTES") as info:
+        xb.load(saved)
+    assert str(saved) in str(info.value)
+    with pytest.raises(ValueError, match="MAX_HEADER_BYTES"):  # never written, then unreadable
+        model.save(saved.parent / "again.exburn")
+    assert not (saved.parent / "again.exburn").exists()
