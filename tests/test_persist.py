@@ -764,3 +764,24 @@ def test_the_header_size_is_capped(saved, monkeypatch):
     with pytest.raises(ValueError, match="MAX_HEADER_BYTES"):  # never written, then unreadable
         model.save(saved.parent / "again.exburn")
     assert not (saved.parent / "again.exburn").exists()
+
+
+# ----------------------------------------------------------------- saving while training
+def test_saving_while_a_background_run_trains_always_writes_a_loadable_file(tmp_path):
+    from exburn_nb.runner import Runner
+
+    spec = (xb.input("input", shape=(None, 32)).dense(2048, activation="relu", name="hidden")
+            .batch_norm(name="bn").dense(4, name="output"))
+    model = xb.compile(spec, optimizer="adam", seed=0)
+    x, y = torch.randn(512, 32), torch.randint(0, 4, (512,))
+    runner = Runner(model, (x, y), epochs=10_000, batch_size=8)
+    runner.start()
+    try:
+        paths = [model.save(tmp_path / f"m{i}.exburn") for i in range(25)]
+        assert runner.running  # the saves really overlapped training
+    finally:
+        runner.stop()
+        runner.wait(30)
+    for path in paths:
+        loaded = xb.load(path)  # each passes its checksum
+        assert loaded.history.empty or loaded.epochs_trained >= 1
