@@ -18,12 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import re
 import struct
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -153,7 +155,12 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
 
 
 def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write atomically: the file at ``path`` is either the old one or the complete new one."""
+    """Write atomically: the file at ``path`` is either the old one or the complete new one.
+
+    The temp file ``.NAME.<pid>.<random>.tmp`` names its writer, so temp files left by
+    writers that died mid-save are removed by the next save to ``path``. The file gets
+    the permissions of any new file here (``0o666`` less the umask).
+    """
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"path {str(path)!r} is a directory; give a file name such as "
@@ -161,8 +168,11 @@ def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: 
     if not path.parent.exists():
         raise ValueError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
     blob = to_bytes(tensors, meta)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
@@ -171,6 +181,52 @@ def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_orphans(path: Path) -> list[Path]:
+    """Remove the temp files that writers of ``path`` left when they died; return them.
+
+    A temp file is an orphan when the process id in its name is not running; temp files
+    of live writers (this process's included) are never touched.
+    """
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d{{1,10}})\.[^.]+\.tmp")
+    removed = []
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        match = pattern.fullmatch(candidate.name)
+        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (True when unsure: then nothing is removed)."""
+    if os.name != "posix" or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True
+    return True
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """This process's umask (read from /proc where it can be, so it never changes)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

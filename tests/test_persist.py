@@ -785,3 +785,55 @@ def test_saving_while_a_background_run_trains_always_writes_a_loadable_file(tmp_
     for path in paths:
         loaded = xb.load(path)  # each passes its checksum
         assert loaded.history.empty or loaded.epochs_trained >= 1
+
+
+# ----------------------------------------------------------------- temp files and permissions
+WRITER = """
+import sys
+import exburn_nb as xb
+model = xb.compile(xb.input("input", shape=(None, 1024)).dense(4096, name="big"))
+while True:
+    model.save(sys.argv[1])
+"""
+
+
+def test_a_writer_killed_mid_save_leaves_an_orphan_that_the_next_save_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "m.exburn"
+    env = {**os.environ, "PYTHONPATH": str(Path(xb.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        orphans: list = []
+        while not orphans and time.monotonic() < deadline and proc.poll() is None:
+            orphans = [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+            time.sleep(0.001)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    orphans = [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert orphans, "the writer was not caught mid-save"
+    assert all(str(proc.pid) in p.name for p in orphans)  # the writer's pid is in the name
+    live = tmp_path / f".m.exburn.{os.getpid()}.abcd1234.tmp"  # a live writer's (ours)
+    live.write_bytes(b"partial")
+    other = tmp_path / ".other.exburn.1.abcd1234.tmp"  # another file's: not ours to judge
+    other.write_bytes(b"partial")
+    xb.compile(mlp_spec()).save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["m.exburn", live.name, other.name])
+    xb.load(path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_saved_files_respect_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = xb.compile(mlp_spec()).save(tmp_path / "m.exburn")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
