@@ -141,9 +141,15 @@ class Model:
         return {nn.Softmax: "softmax", nn.Sigmoid: "sigmoid"}.get(type(last[0]))
 
     def _layer_names(self, names: Iterable[str] | str, argname: str = "names") -> list[str]:
+        given = names
         if isinstance(names, str):
             names = [names]
+        if isinstance(names, (bytes, bytearray)) or not isinstance(names, Iterable):
+            names = [None]
         names, known = list(names), list(self.layers)
+        if not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{argname} must be a layer name or a list of layer names "
+                             f"(strings) such as {known[:2]}; got {given!r}")
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ValueError(f"{argname}: unknown layer {unknown[0]!r}; the layers are {known}")
@@ -257,6 +263,8 @@ class Model:
 
     def is_frozen(self, name: str) -> bool:
         """Whether the layer ``name`` is frozen."""
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a layer name (a string); got {name!r}")
         return self._layer_names([name], "name")[0] in self._frozen
 
     @property
@@ -312,7 +320,7 @@ class Model:
         ``compile(spec, seed=s)``; a plain module gets its layers' ``reset_parameters()``.
         """
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.manual_seed(check_seed(seed))
         with self.lock, torch.no_grad():
             if self.spec is not None:
                 self.module.load_state_dict(self.spec.build().state_dict())
@@ -448,14 +456,15 @@ def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # no
         device: ``"cpu"``, ``"gpu"`` (CUDA, else Apple MPS) or ``"auto"``.
         weight_decay: L2 coefficient (decoupled for adamw).
         input_shape: for a module: ``(None, ...)``, used to check inputs and infer shapes.
-        seed: seeds torch before initialising, for reproducible weights.
+        seed: an integer in ``[0, 2**64 - 1]``; seeds torch before initialising, for
+            reproducible weights.
 
     Example:
         >>> spec = xb.input("input", shape=(None, 784)).dense(10, name="output")
         >>> model = xb.compile(spec, loss="cross_entropy", optimizer="adam")  # doctest: +SKIP
     """
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(check_seed(seed))
     if isinstance(spec_or_module, Spec):
         if input_shape is not None and tuple(input_shape) != spec_or_module.input_shape:
             raise ValueError(f"input_shape {tuple(input_shape)} differs from the spec's "
@@ -471,6 +480,13 @@ def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # no
                          f"torch.nn.Module; got {type(spec_or_module).__name__}")
     return Model(module, spec=spec, loss=loss, optimizer=optimizer, learning_rate=learning_rate,
                  weight_decay=weight_decay, device=device, input_shape=shape)
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is an integer in ``[0, 2**64 - 1]`` (what ``torch.manual_seed`` takes)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be None or an integer in [0, 2**64 - 1]; got {seed!r}")
+    return seed
 
 
 def load(path: str | Path, device: str | None = None) -> Model:
