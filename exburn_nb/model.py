@@ -565,5 +565,8 @@ def check_declared_sizes(spec: Spec, params: dict[str, torch.Tensor], source: st
 
 def deserialize_params(data: bytes) -> dict[str, torch.Tensor]:
     """The parameter dict from :meth:`Model.serialize_params` bytes."""
-    tensors, _ = persist.from_bytes(data, source="params bytes")
+    tensors, meta = persist.from_bytes(data, source="params bytes")
+    if meta.get("kind") != "params":
+        raise ValueError("params bytes hold a whole model file, not serialize_params() output; "
+                         "load a model file with xb.load(path) or model.load(path)")
     return tensors

@@ -261,8 +261,7 @@ def saved_blob() -> bytes:
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_a_flipped_byte_never_crashes_with_anything_but_a_value_error(tmp_path_factory, data):
-    """Anywhere in the file: either a clear ValueError naming it, or a loadable model (the
-    tensor bytes carry no checksum, so a flip there changes a value silently)."""
+    """Anywhere in the file: either a clear ValueError naming it, or a loadable model."""
     path = tmp_path_factory.mktemp("flip") / "m.exburn"
     blob = bytearray(saved_blob())
     header_end = 8 + int.from_bytes(blob[:8], "little")
