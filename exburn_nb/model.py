@@ -465,6 +465,13 @@ def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # no
     """
     if seed is not None:
         torch.manual_seed(check_seed(seed))
+    if input_shape is not None and (
+            not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
+            or input_shape[0] is not None
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                       for d in input_shape[1:])):
+        raise ValueError("input_shape must be None or (None, d1, ...) with positive integer "
+                         f"sizes, e.g. (None, 784); got {input_shape!r}")
     if isinstance(spec_or_module, Spec):
         if input_shape is not None and tuple(input_shape) != spec_or_module.input_shape:
             raise ValueError(f"input_shape {tuple(input_shape)} differs from the spec's "
