@@ -167,16 +167,18 @@ def _group_value(name: str, key: str, value: Any, own: Any) -> Any:
         for b in value:
             if real(name, b, 0.0, 1.0) == 1.0:
                 raise ValueError(f"{name} must be two numbers in [0, 1); got {value!r}")
-        return tuple(float(b) for b in value)
+        return tuple(value)
     if isinstance(own, bool) or own is None:
         if not isinstance(value, bool) and not (own is None and value is None):
             raise ValueError(f"{name} must be true or false; got {value!r}")
         return value
     if key == "lr":
-        return real(name, value, 0.0, low_open=True)
-    if key in UNIT_SETTINGS:
-        return real(name, value, 0.0, 1.0)
-    return real(name, value, 0.0)
+        real(name, value, 0.0, low_open=True)
+    elif key in UNIT_SETTINGS:
+        real(name, value, 0.0, 1.0)
+    else:
+        real(name, value, 0.0)
+    return value  # as written (an int stays an int), so a re-save is byte-identical
 
 
 def check_optimizer_state(optimizer: str, state: dict[int, dict], groups: list[dict],

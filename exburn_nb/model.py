@@ -403,7 +403,9 @@ class Model:
             self.module.load_state_dict(model_file.params)
             if optimizer_state is not None:
                 self.torch_optimizer.load_state_dict(optimizer_state)
-                self.learning_rate = float(self.torch_optimizer.param_groups[0]["lr"])
+                group = self.torch_optimizer.param_groups[0]
+                self.learning_rate = float(group["lr"])
+                self.weight_decay = float(group["weight_decay"])
             self._history = history
             self.unfreeze(list(self._frozen))
             self.freeze(frozen)

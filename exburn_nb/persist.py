@@ -42,14 +42,18 @@ from .filecheck import check_compile, check_frozen, check_history
 
 FORMAT = "exburn_nb/2"
 _META_KEY = "exburn_nb"
-_SUM_KEY = "exburn_nb.sha256"
+_SUM_KEY = "sha256"  # the last key of the metadata object
 MAX_HEADER_BYTES = 64 * 2**20  # the JSON header (metadata, history rows, tensor index)
 MAX_NESTING = 64  # how deep JSON lists and objects may nest in a header
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 def _digest(meta_text: str, tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the metadata text and every tensor's name, dtype, shape and bytes."""
+    """SHA-256 over the metadata text and every tensor's name, dtype, shape and bytes.
+
+    ``meta_text`` is ``json.dumps`` of the metadata without its checksum: the reader
+    re-serialises what it parsed, so the checksum covers every value it will use.
+    """
     h = hashlib.sha256()
     h.update(f"{FORMAT}|{len(meta_text)}|".encode())
     h.update(meta_text.encode())
@@ -100,9 +104,13 @@ def to_bytes(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
             t = t.clone()
         storages.add(t.untyped_storage().data_ptr())
         payload[key] = t
-    text = json.dumps({"format": FORMAT, **meta}, allow_nan=False)
+    if _SUM_KEY in meta:
+        raise ValueError(f"meta key {_SUM_KEY!r} is reserved for the checksum")
+    body = {"format": FORMAT, **meta}
+    text = json.dumps(body, allow_nan=False)
     check_nesting(text.encode(), "the metadata")
-    blob = _save_tensors(payload, metadata={_META_KEY: text, _SUM_KEY: _digest(text, payload)})
+    text = json.dumps({**body, _SUM_KEY: _digest(text, payload)}, allow_nan=False)
+    blob = _save_tensors(payload, metadata={_META_KEY: text})  # one key: a stable order
     header = struct.unpack("<Q", blob[:8])[0]
     if header > MAX_HEADER_BYTES:
         raise ValueError(f"the file's header would be {header:,} bytes, over the limit of "
@@ -131,17 +139,18 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
     try:
         header = parse_json(data[8:8 + size], "its header")
         stored = header["__metadata__"]
-        text, checksum = stored[_META_KEY], stored[_SUM_KEY]
+        text = stored[_META_KEY]
     except (KeyError, TypeError):
         raise bad("its header is not an exburn_nb header (corrupted or another format)") from None
     except ValueError as exc:
         raise bad(str(exc)) from None
-    if not isinstance(text, str) or not isinstance(checksum, str):
+    if not isinstance(text, str):
         raise bad("its header is not an exburn_nb header (corrupted or another format)")
     try:
         meta = parse_json(text, "its metadata")
     except ValueError as exc:
         raise bad(str(exc)) from None
+    checksum = meta.pop(_SUM_KEY, None) if isinstance(meta, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise bad(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}; "
                   f"expected {FORMAT!r}")
@@ -149,7 +158,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
         tensors = _load_tensors(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
         raise bad(f"its tensor data is damaged ({exc})") from None
-    if checksum != _digest(text, tensors):
+    if checksum != _digest(json.dumps(meta), tensors):
         raise bad("its contents do not match its checksum (corrupted or edited)")
     return tensors, meta
 
