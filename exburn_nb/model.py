@@ -549,7 +549,8 @@ def check_param_shapes(own: dict[str, torch.Tensor], params: dict[str, torch.Ten
             raise ValueError(f"{source} does not fit this model: layer {name.split('.')[0]!r} "
                              f"has {name} of shape {tuple(value.shape)} in the file but "
                              f"{tuple(own[name].shape)} in this model")
-        if value.is_floating_point() != own[name].is_floating_point():
+        if (value.is_floating_point(), value.is_complex(), value.dtype == torch.bool) != (
+                own[name].is_floating_point(), own[name].is_complex(), own[name].dtype == torch.bool):
             raise ValueError(f"{source} does not fit this model: {name} is {value.dtype} in "
                              f"the file but {own[name].dtype} in this model")
 
