@@ -152,8 +152,8 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
         raise bad(str(exc)) from None
     checksum = meta.pop(_SUM_KEY, None) if isinstance(meta, dict) else None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise bad(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}; "
-                  f"expected {FORMAT!r}")
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise bad(f"unknown format {found!r:.80}; expected {FORMAT!r}")
     try:
         tensors = _load_tensors(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
