@@ -431,7 +431,13 @@ class Model:
         return candidate
 
     def load_params(self, params: dict[str, torch.Tensor]) -> Model:
-        """Load a parameter dict (from :func:`deserialize_params`) into this model."""
+        """Load a parameter dict (from :func:`deserialize_params`) into this model.
+
+        All or nothing: names, shapes and kinds are checked before any value is copied.
+        """
+        if not isinstance(params, dict):
+            raise ValueError("params must be a dict of name -> tensor (from "
+                             f"xb.deserialize_params); got {type(params).__name__}")
         self.check_params(params, "params")
         with self.lock, torch.no_grad():
             self.module.load_state_dict(params)

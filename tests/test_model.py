@@ -384,3 +384,22 @@ def test_freeze_and_unfreeze_name_their_argument(names, method):
 def test_is_frozen_names_its_argument():
     with pytest.raises(ValueError, match="name must be a layer name"):
         xb.compile(mlp_spec()).is_frozen(None)
+
+
+@pytest.mark.parametrize("params", [None, [1, 2], "w", {"hidden.weight": [[0.0]]}])
+def test_load_params_rejects_what_is_not_a_parameter_dict(params):
+    model = xb.compile(mlp_spec(), seed=0)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="params"):
+        model.load_params(params)
+    assert_state_equal(model, before)
+
+
+def test_load_params_checks_every_tensor_before_copying_any():
+    model = xb.compile(mlp_spec(), seed=0)
+    params = {k: v.clone() + 1 for k, v in model.module.state_dict().items()}
+    params["output.bias"] = torch.zeros(3, dtype=torch.long)  # the last one is wrong
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="output.bias"):
+        model.load_params(params)
+    assert_state_equal(model, before)
