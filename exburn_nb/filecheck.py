@@ -53,8 +53,11 @@ def real(name: str, value: Any, low: float = -math.inf, high: float = math.inf,
     """``value`` as a float; raise unless it is a finite real in ``[low, high]``."""
     if (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
             or value > high or value < low or (low_open and value == low)):
-        bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise ValueError(f"{name} must be a finite number in {bounds}; got {value!r}")
+        if high == math.inf:
+            bounds = f"{'>' if low_open else '>='} {low:g}" if low > -math.inf else ""
+        else:
+            bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be a finite number {bounds}".rstrip() + f"; got {value!r}")
     return float(value)
 
 
