@@ -143,8 +143,9 @@ def check_optimizer_groups(saved: Any, current: list[dict]) -> list[dict]:
     ...) stay the model's; every other value must be of the model's kind and in range.
     """
     if not isinstance(saved, list) or len(saved) != len(current):
+        got = f"{len(saved)} groups" if isinstance(saved, list) else f"{saved!r:.100}"
         raise ValueError(f"optimizer_groups must be a list of {len(current)} group(s); "
-                         f"got {saved!r:.200}")
+                         f"got {got}")
     merged = []
     for i, (group, own) in enumerate(zip(saved, current, strict=True)):
         if not isinstance(group, dict):
@@ -165,11 +166,9 @@ def check_optimizer_groups(saved: Any, current: list[dict]) -> list[dict]:
 
 def _group_value(name: str, key: str, value: Any, own: Any) -> Any:
     if key == "betas":
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise ValueError(f"{name} must be two numbers in [0, 1); got {value!r}")
-        for b in value:
-            if real(name, b, 0.0, 1.0) == 1.0:
-                raise ValueError(f"{name} must be two numbers in [0, 1); got {value!r}")
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(
+                not isinstance(b, bool) and isinstance(b, Real) and 0 <= b < 1 for b in value)):
+            raise ValueError(f"{name} must be two numbers in [0, 1); got {value!r:.100}")
         return tuple(value)
     if isinstance(own, bool) or own is None:
         if not isinstance(value, bool) and not (own is None and value is None):
