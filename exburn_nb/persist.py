@@ -2,10 +2,16 @@
 
 Nothing here unpickles or evaluates anything: a file is a length-prefixed JSON header
 followed by raw tensor bytes, so loading a hostile file can fail but never run code.
-One SHA-256 covers the whole content: the metadata text and every tensor's name, dtype,
-shape and bytes, so a changed byte anywhere is caught, never applied. Writes are atomic
-(a temp file in the same folder, fsync, then ``os.replace``), so a crash or kill
-mid-write leaves the old file intact.
+Writes are atomic (a temp file in the same folder, fsync, then ``os.replace``), so a
+crash or kill mid-write leaves the old file intact.
+
+Format ``exburn_nb/2``: a plain safetensors file whose header metadata has one key,
+``"exburn_nb"``, a JSON object: ``{"format": "exburn_nb/2", ...the metadata...,
+"sha256": hex}``. The SHA-256 covers ``json.dumps`` of that object without ``sha256``
+and every tensor's name, dtype, shape and bytes (:func:`_digest`), so a changed byte
+anywhere is caught, never applied. The same content always gives the same bytes. Model
+files lay their contents out as :class:`ModelFile` says; :mod:`exburn_nb.filecheck`
+checks every value before a model loads any.
 
 Example:
     >>> import torch, tempfile, os
