@@ -856,3 +856,15 @@ def test_save_load_save_is_bit_exact(tmp_path, optimizer):
     assert xb.load(tmp_path / "a.exburn").save(tmp_path / "c.exburn").read_bytes() == first
     other = xb.compile(model.spec, optimizer=optimizer, seed=4)  # its settings follow the file
     assert other.load(tmp_path / "a.exburn").save(tmp_path / "d.exburn").read_bytes() == first
+
+
+@pytest.mark.parametrize("metadata", [None, {"format": "pt"}, {"exburn_nb": "[1, 2]"},
+                                      {"exburn_nb": "not json"}])
+def test_a_foreign_safetensors_file_is_a_clear_error(tmp_path, metadata):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.ones(2)}, str(path), metadata=metadata)
+    assert_unreadable(path)
+    with pytest.raises(ValueError, match="exburn_nb|format|JSON"):
+        xb.load(path)
