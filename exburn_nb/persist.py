@@ -113,7 +113,11 @@ def to_bytes(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
     if _SUM_KEY in meta:
         raise ValueError(f"meta key {_SUM_KEY!r} is reserved for the checksum")
     body = {"format": FORMAT, **meta}
-    text = json.dumps(body, allow_nan=False)
+    try:
+        text = json.dumps(body, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # a NaN, or an object JSON can't hold
+        raise ValueError(f"the metadata must be plain JSON data with finite numbers: {exc}"
+                         ) from None
     check_nesting(text.encode(), "the metadata")
     text = json.dumps({**body, _SUM_KEY: _digest(text, payload)}, allow_nan=False)
     blob = _save_tensors(payload, metadata={_META_KEY: text})  # one key: a stable order

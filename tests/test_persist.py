@@ -868,3 +868,12 @@ def test_a_foreign_safetensors_file_is_a_clear_error(tmp_path, metadata):
     assert_unreadable(path)
     with pytest.raises(ValueError, match="exburn_nb|format|JSON"):
         xb.load(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), object()])
+def test_metadata_a_file_cannot_hold_is_a_clear_error_before_writing(tmp_path, value):
+    model = trained_model()
+    model._history.update_last_epoch({"note": value})
+    with pytest.raises(ValueError, match="plain JSON data with finite numbers"):
+        model.save(tmp_path / "m.exburn")
+    assert not os.listdir(tmp_path)
