@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import threading
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import nn
 
 from . import persist
 from .data import as_features
+from .filecheck import check_optimizer_groups, check_optimizer_state
 from .history import History
 from .losses import Loss
 from .optim import check_number, check_optimizer, fused_supported, make_optimizer
@@ -142,9 +142,15 @@ class Model:
         return {nn.Softmax: "softmax", nn.Sigmoid: "sigmoid"}.get(type(last[0]))
 
     def _layer_names(self, names: Iterable[str] | str, argname: str = "names") -> list[str]:
+        given = names
         if isinstance(names, str):
             names = [names]
+        if isinstance(names, (bytes, bytearray)) or not isinstance(names, Iterable):
+            names = [None]
         names, known = list(names), list(self.layers)
+        if not all(isinstance(n, str) for n in names):
+            raise ValueError(f"{argname} must be a layer name or a list of layer names "
+                             f"(strings) such as {known[:2]}; got {given!r}")
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ValueError(f"{argname}: unknown layer {unknown[0]!r}; the layers are {known}")
@@ -273,6 +279,8 @@ class Model:
 
     def is_frozen(self, name: str) -> bool:
         """Whether the layer ``name`` is frozen."""
+        if not isinstance(name, str):
+            raise ValueError(f"name must be a layer name (a string); got {name!r}")
         return self._layer_names([name], "name")[0] in self._frozen
 
     @property
@@ -328,7 +336,7 @@ class Model:
         ``compile(spec, seed=s)``; a plain module gets its layers' ``reset_parameters()``.
         """
         if seed is not None:
-            torch.manual_seed(seed)
+            torch.manual_seed(check_seed(seed))
         with self.lock, torch.no_grad():
             if self.spec is not None:
                 self.module.load_state_dict(self.spec.build().state_dict())
@@ -341,130 +349,111 @@ class Model:
         return self
 
     # ---------------------------------------------------------------- persistence
-    def save(self, path: str | Path,
-             extra: tuple[dict, dict[str, torch.Tensor]] | None = None) -> Path:
+    def save(self, path: str | Path, extra: tuple[dict, dict[str, torch.Tensor]] | None = None
+             ) -> Path:
         """Write the whole model to one file (atomic): parameters, spec, compile settings,
         frozen layers, optimizer state and history. Safetensors + JSON, never pickle.
+
+        Safe while a background run trains: one consistent snapshot is copied under the
+        model's lock (between two batches), then written.
+
+        Args:
+            path: the file to write (its folder must exist).
+            extra: optional ``(meta, tensors)`` stored in the same file, under the same
+                checksum, and ignored by :meth:`load` and :func:`load`; read it back with
+                ``exburn_nb.persist.read_extra(path)`` (training checkpoints use it).
+
+        Returns:
+            The absolute path written.
 
         Example:
             >>> model.save("digits.exburn")  # doctest: +SKIP
             >>> again = xb.load("digits.exburn")  # doctest: +SKIP
         """
+        extra = persist.check_extra(extra)
         with self.lock:
-            tensors = {f"param.{k}": v for k, v in self.module.state_dict().items()}
             opt = self.torch_optimizer.state_dict()
-            scalars: dict[str, dict] = {}
-            for idx, state in opt["state"].items():
-                for key, value in state.items():
-                    if isinstance(value, torch.Tensor):
-                        tensors[f"optim.{idx}.{key}"] = value
-                    else:
-                        scalars.setdefault(str(idx), {})[key] = value
-            history = self._history.to_state()
-        for column, values in history.pop("batches").items():
-            tensors[f"batch.{column}"] = torch.tensor(values, dtype=torch.float64)
-        meta = {
-            "spec": self.spec.to_dict() if self.spec is not None else None,
-            "module_class": type(self.module).__name__,
-            "compile": {"loss": self.loss_function, "optimizer": self.optimizer,
-                        "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
-                        "device": self.device,
-                        "input_shape": list(self.input_shape) if self.input_shape else None},
-            "frozen": sorted(self._frozen),
-            "optimizer_groups": opt["param_groups"],
-            "optimizer_scalars": scalars,
-            "history": history["epochs"],
-            "runs": history["runs"],
-        }
-        if extra is not None:
-            meta["extra"] = extra[0]
-            tensors.update({f"extra.{k}": v for k, v in extra[1].items()})
-        persist.write_file(path, tensors, meta)
-        return Path(path)
+            model_file = persist.ModelFile(
+                params={k: v.detach().clone() for k, v in self.module.state_dict().items()},
+                spec=self.spec.to_dict() if self.spec is not None else None,
+                module_class=type(self.module).__name__,
+                compile={"loss": self.loss_function, "optimizer": self.optimizer,
+                         "learning_rate": self.learning_rate, "weight_decay": self.weight_decay,
+                         "device": self.device,
+                         "input_shape": list(self.input_shape) if self.input_shape else None},
+                frozen=sorted(self._frozen),
+                optimizer_groups=[{k: list(v) if isinstance(v, tuple) else v
+                                   for k, v in g.items()} for g in opt["param_groups"]],
+                optimizer_state={idx: {k: v.clone() if isinstance(v, torch.Tensor) else v
+                                       for k, v in state.items()}
+                                 for idx, state in opt["state"].items()},
+                history=self._history.to_state(),
+                extra=extra)
+        return persist.write_model(path, model_file)
 
     def load(self, path: str | Path) -> Model:
         """Load a saved file into this model (same layer names and shapes).
 
         Parameters, history and frozen layers are loaded; so is the optimizer state when
         the file's optimizer is this model's. A mismatch names the layer and both shapes.
+        All or nothing: every value is checked first, so a bad file changes nothing.
         """
-        tensors, meta = persist.read_file(path)
+        model_file = persist.read_model(path)
         source = f"file {str(path)!r}"
-        with damaged_file_errors(source):
-            self.load_state(tensors, meta, source)
+        with persist.damaged_file_errors(source):
+            self.load_state(model_file, source)
         return self
 
-    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict, source: str) -> None:
-        """Load what :meth:`save` wrote (already read from ``source``) into this model.
+    def load_state(self, model_file: persist.ModelFile, source: str) -> None:
+        """Load a checked :class:`~exburn_nb.persist.ModelFile` (read from ``source``).
 
         All or nothing: everything is checked and staged first, so a damaged file leaves
         the model as it was.
         """
-        params = {k[len("param."):]: v for k, v in tensors.items() if k.startswith("param.")}
-        self.check_params(params, source)
-        optimizer_state = (self._optimizer_state(tensors, meta, source)
-                           if meta.get("compile", {}).get("optimizer") == self.optimizer else None)
-        batches = {k[len("batch."):]: v.tolist() for k, v in tensors.items()
-                   if k.startswith("batch.")}
-        for c in ("epoch", "batch", "step", "run"):
-            if c in batches:
-                batches[c] = [int(v) for v in batches[c]]
-        history = History.from_state({"epochs": meta.get("history", []), "batches": batches,
-                                      "runs": meta.get("runs", [])})
-        frozen = [n for n in meta.get("frozen", []) if n in self.layers]
+        self.check_params(model_file.params, source)
+        optimizer_state = (self._optimizer_state(model_file)
+                           if model_file.compile["optimizer"] == self.optimizer else None)
+        history = History.from_state(model_file.history)
+        frozen = [n for n in model_file.frozen if n in self.layers]
         with self.lock, torch.no_grad():
-            self.module.load_state_dict(params)
+            self.module.load_state_dict(model_file.params)
             if optimizer_state is not None:
                 self.torch_optimizer.load_state_dict(optimizer_state)
-                self.learning_rate = float(self.torch_optimizer.param_groups[0]["lr"])
+                group = self.torch_optimizer.param_groups[0]
+                self.learning_rate = float(group["lr"])
+                self.weight_decay = float(group["weight_decay"])
             self._history = history
             self.unfreeze(list(self._frozen))
             self.freeze(frozen)
 
     def check_params(self, params: dict[str, torch.Tensor], source: str) -> None:
         """Raise a ``ValueError`` naming the layer and both shapes on any mismatch."""
-        own = self.module.state_dict()
-        missing = sorted(set(own) - set(params))
-        extra = sorted(set(params) - set(own))
-        if missing or extra:
-            raise ValueError(f"{source} does not fit this model: "
-                             + (f"missing {missing[:5]}" if missing else "")
-                             + ("; " if missing and extra else "")
-                             + (f"unexpected {extra[:5]}" if extra else ""))
-        for name, value in params.items():
-            if tuple(value.shape) != tuple(own[name].shape):
-                raise ValueError(f"{source} does not fit this model: layer {name.split('.')[0]!r} "
-                                 f"has {name} of shape {tuple(value.shape)} in the file but "
-                                 f"{tuple(own[name].shape)} in this model")
+        check_param_shapes(self.module.state_dict(), params, source)
 
-    def _optimizer_state(self, tensors: dict, meta: dict, source: str) -> dict | None:
-        """The file's optimizer state as a ``state_dict``, checked on a throwaway optimizer."""
-        state: dict[int, dict] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, idx, name = key.split(".", 2)
-                state.setdefault(int(idx), {})[name] = value
-        for idx, values in meta.get("optimizer_scalars", {}).items():
-            state.setdefault(int(idx), {}).update(values)
-        groups = meta.get("optimizer_groups") or []
-        current = self.torch_optimizer.param_groups
-        if len(groups) != len(current):
-            warnings.warn(f"{source}: optimizer groups differ; optimizer state not loaded",
-                          stacklevel=4)
-            return None
-        keep = ("fused", "foreach", "capturable", "differentiable")
-        groups = [{**saved, **{k: cur[k] for k in keep if k in cur}}
-                  for saved, cur in zip(groups, current, strict=True)]
-        candidate = {"state": state, "param_groups": groups}
+    def _optimizer_state(self, model_file: persist.ModelFile) -> dict:
+        """The file's optimizer state as a ``state_dict``, checked value by value and then
+        on a throwaway optimizer."""
+        groups = check_optimizer_groups(model_file.optimizer_groups,
+                                        self.torch_optimizer.param_groups)
+        check_optimizer_state(self.optimizer, model_file.optimizer_state, groups,
+                              [tuple(p.shape) for g in self.torch_optimizer.param_groups
+                               for p in g["params"]])
+        candidate = {"state": model_file.optimizer_state, "param_groups": groups}
         try:
             make_optimizer(self.optimizer, self.module.parameters(), self.learning_rate,
                            self.weight_decay, self.torch_device).load_state_dict(candidate)
         except (ValueError, KeyError, RuntimeError, TypeError) as exc:
-            raise ValueError(f"{source}: its optimizer state does not fit this model ({exc})") from None
+            raise ValueError(f"its optimizer state does not fit this model ({exc})") from None
         return candidate
 
     def load_params(self, params: dict[str, torch.Tensor]) -> Model:
-        """Load a parameter dict (from :func:`deserialize_params`) into this model."""
+        """Load a parameter dict (from :func:`deserialize_params`) into this model.
+
+        All or nothing: names, shapes and kinds are checked before any value is copied.
+        """
+        if not isinstance(params, dict):
+            raise ValueError("params must be a dict of name -> tensor (from "
+                             f"xb.deserialize_params); got {type(params).__name__}")
         self.check_params(params, "params")
         with self.lock, torch.no_grad():
             self.module.load_state_dict(params)
@@ -491,14 +480,22 @@ def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # no
         device: ``"cpu"``, ``"gpu"`` (CUDA, else Apple MPS) or ``"auto"``.
         weight_decay: L2 coefficient (decoupled for adamw).
         input_shape: for a module: ``(None, ...)``, used to check inputs and infer shapes.
-        seed: seeds torch before initialising, for reproducible weights.
+        seed: an integer in ``[0, 2**64 - 1]``; seeds torch before initialising, for
+            reproducible weights.
 
     Example:
         >>> spec = xb.input("input", shape=(None, 784)).dense(10, name="output")
         >>> model = xb.compile(spec, loss="cross_entropy", optimizer="adam")  # doctest: +SKIP
     """
     if seed is not None:
-        torch.manual_seed(seed)
+        torch.manual_seed(check_seed(seed))
+    if input_shape is not None and (
+            not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
+            or input_shape[0] is not None
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                       for d in input_shape[1:])):
+        raise ValueError("input_shape must be None or (None, d1, ...) with positive integer "
+                         f"sizes, e.g. (None, 784); got {input_shape!r}")
     if isinstance(spec_or_module, Spec):
         if input_shape is not None and tuple(input_shape) != spec_or_module.input_shape:
             raise ValueError(f"input_shape {tuple(input_shape)} differs from the spec's "
@@ -516,53 +513,92 @@ def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # no
                  weight_decay=weight_decay, device=device, input_shape=shape)
 
 
+def check_seed(seed: object) -> int:
+    """``seed`` if it is an integer in ``[0, 2**64 - 1]`` (what ``torch.manual_seed`` takes)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be None or an integer in [0, 2**64 - 1]; got {seed!r}")
+    return seed
+
+
 def load(path: str | Path, device: str | None = None) -> Model:
     """Rebuild a saved model: spec, compile settings, parameters, optimizer state, history.
 
     ``device`` defaults to the saved one when it exists here, else the CPU.
     Models compiled from a plain ``torch.nn.Module`` hold no code in their file: rebuild
-    the module yourself, compile it, and call ``model.load(path)``.
+    the module yourself, compile it, and call ``model.load(path)``. Every value in the
+    file is checked, and the layers' declared sizes are compared with the stored tensors
+    before any real memory is allocated for them.
+
+    Example:
+        >>> model = xb.load("digits.exburn")  # doctest: +SKIP
     """
-    tensors, meta = persist.read_file(path)
+    model_file = persist.read_model(path)
     source = f"file {str(path)!r}"
-    if meta.get("kind") == "params":
-        raise ValueError(f"{source} holds parameters only: load them into a compiled model "
-                         "with model.load_params(xb.deserialize_params(data))")
-    if not meta.get("spec"):
+    if not model_file.spec:
         raise ValueError(f"{source} holds a model built from a torch.nn.Module "
-                         f"({meta.get('module_class')}); files never hold code, so rebuild "
+                         f"({model_file.module_class}); files never hold code, so rebuild "
                          "the module, compile it, and call model.load(path)")
     if device is not None:
         resolve_device(device)  # the caller's mistake, not the file's
-    with damaged_file_errors(source):
-        settings = dict(meta["compile"])
-        settings.pop("input_shape", None)
+    with persist.damaged_file_errors(source):
+        settings = dict(model_file.compile)
+        settings.pop("input_shape")
         saved_device = settings.pop("device")
         if device is None:
             device = saved_device if saved_device in available_devices() else "cpu"
-        model = compile(Spec.from_dict(meta["spec"]), device=device, **settings)
-        model.load_state(tensors, meta, source)
+        spec = Spec.from_dict(model_file.spec)
+        check_declared_sizes(spec, model_file.params, source)
+        model = compile(spec, device=device, **settings)
+        model.load_state(model_file, source)
     return model
 
 
-@contextmanager
-def damaged_file_errors(source: str) -> Iterator[None]:
-    """Turn any error from interpreting a file's contents into a ``ValueError`` naming it.
+def check_param_shapes(own: dict[str, torch.Tensor], params: dict[str, torch.Tensor],
+                       source: str) -> None:
+    """Raise a ``ValueError`` naming the layer and both shapes unless ``params`` has the
+    names, shapes and kinds (floating or not) of ``own``."""
+    missing = sorted(set(own) - set(params))
+    extra = sorted(set(params) - set(own))
+    if missing or extra:
+        raise ValueError(f"{source} does not fit this model: "
+                         + (f"missing {missing[:5]}" if missing else "")
+                         + ("; " if missing and extra else "")
+                         + (f"unexpected {extra[:5]}" if extra else ""))
+    for name, value in params.items():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"{source}: {name} must be a tensor; got {type(value).__name__}")
+        if tuple(value.shape) != tuple(own[name].shape):
+            raise ValueError(f"{source} does not fit this model: layer {name.split('.')[0]!r} "
+                             f"has {name} of shape {tuple(value.shape)} in the file but "
+                             f"{tuple(own[name].shape)} in this model")
+        if (value.is_floating_point(), value.is_complex(), value.dtype == torch.bool) != (
+                own[name].is_floating_point(), own[name].is_complex(), own[name].dtype == torch.bool):
+            raise ValueError(f"{source} does not fit this model: {name} is {value.dtype} in "
+                             f"the file but {own[name].dtype} in this model")
 
-    The file's format was checked already (:func:`persist.read_file`), so a missing key or
-    a value of the wrong kind means its metadata is damaged.
-    """
+
+def check_declared_sizes(spec: Spec, params: dict[str, torch.Tensor], source: str) -> None:
+    """Compare the layers a file's spec declares with its stored tensors, allocating nothing
+    (the layers are built on torch's meta device), so a file declaring a huge layer fails
+    here instead of in the allocator."""
     try:
-        yield
-    except ValueError as exc:
-        if source in str(exc):
-            raise
-        raise ValueError(f"{source} is damaged: {exc}") from None
-    except (KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
-        raise ValueError(f"{source} is damaged: {type(exc).__name__}: {exc}") from None
+        with torch.device("meta"):
+            skeleton = spec.build().state_dict()
+    except (RuntimeError, ValueError, OverflowError, TypeError, MemoryError) as exc:
+        raise ValueError(f"{source}: its spec cannot be built ({exc})") from None
+    declared = sum(t.numel() * t.element_size() for t in skeleton.values())
+    stored = sum(t.numel() * t.element_size() for t in params.values())
+    if declared > stored:
+        raise ValueError(f"{source} declares layers of {declared:,} bytes but stores only "
+                         f"{stored:,} bytes of parameters (the declared sizes must match "
+                         "the stored tensors)")
+    check_param_shapes(skeleton, params, source)
 
 
 def deserialize_params(data: bytes) -> dict[str, torch.Tensor]:
     """The parameter dict from :meth:`Model.serialize_params` bytes."""
-    tensors, _ = persist.from_bytes(data, source="params bytes")
+    tensors, meta = persist.from_bytes(data, source="params bytes")
+    if meta.get("kind") != "params":
+        raise ValueError("params bytes hold a whole model file, not serialize_params() output; "
+                         "load a model file with xb.load(path) or model.load(path)")
     return tensors

@@ -354,3 +354,52 @@ def test_reset_weights_with_a_seed_gives_the_compile_weights():
     for name, value in model.module.state_dict().items():
         assert torch.equal(value, fresh[name]), name
     assert model.history.empty and not model.torch_optimizer.state
+
+
+# ----------------------------------------------------------------- argument messages
+@pytest.mark.parametrize("seed", ["x", 1.5, -1, 2**64, True, [1]])
+def test_compile_rejects_bad_seeds_by_name(seed):
+    with pytest.raises(ValueError, match=r"seed must be None or an integer in \[0, 2\*\*64 - 1\]"):
+        xb.compile(mlp_spec(), seed=seed)
+    with pytest.raises(ValueError, match="seed"):
+        xb.compile(mlp_spec()).reset_weights(seed=seed)
+
+
+def test_the_largest_seed_is_accepted():
+    a = xb.compile(mlp_spec(), seed=2**64 - 1)
+    b = xb.compile(mlp_spec(), seed=2**64 - 1)
+    assert_state_equal(a, snapshot(b))
+
+
+@pytest.mark.parametrize("names", [None, 123, [1], ["hidden", None], {"hidden": 1}.values(), b"hidden"])
+@pytest.mark.parametrize("method", ["freeze", "unfreeze"])
+def test_freeze_and_unfreeze_name_their_argument(names, method):
+    model = xb.compile(mlp_spec())
+    model.freeze("output")
+    with pytest.raises(ValueError, match="names must be a layer name or a list of layer names"):
+        getattr(model, method)(names)
+    assert model.frozen_layers == {"output"}
+
+
+def test_is_frozen_names_its_argument():
+    with pytest.raises(ValueError, match="name must be a layer name"):
+        xb.compile(mlp_spec()).is_frozen(None)
+
+
+@pytest.mark.parametrize("params", [None, [1, 2], "w", {"hidden.weight": [[0.0]]}])
+def test_load_params_rejects_what_is_not_a_parameter_dict(params):
+    model = xb.compile(mlp_spec(), seed=0)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="params"):
+        model.load_params(params)
+    assert_state_equal(model, before)
+
+
+def test_load_params_checks_every_tensor_before_copying_any():
+    model = xb.compile(mlp_spec(), seed=0)
+    params = {k: v.clone() + 1 for k, v in model.module.state_dict().items()}
+    params["output.bias"] = torch.zeros(3, dtype=torch.long)  # the last one is wrong
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="output.bias"):
+        model.load_params(params)
+    assert_state_equal(model, before)

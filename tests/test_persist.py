@@ -2,6 +2,7 @@
 hostile files (never unpickled), and atomic writes."""
 
 import functools
+import json
 import os
 import pickle
 import tempfile
@@ -260,8 +261,7 @@ def saved_blob() -> bytes:
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_a_flipped_byte_never_crashes_with_anything_but_a_value_error(tmp_path_factory, data):
-    """Anywhere in the file: either a clear ValueError naming it, or a loadable model (the
-    tensor bytes carry no checksum, so a flip there changes a value silently)."""
+    """Anywhere in the file: either a clear ValueError naming it, or a loadable model."""
     path = tmp_path_factory.mktemp("flip") / "m.exburn"
     blob = bytearray(saved_blob())
     header_end = 8 + int.from_bytes(blob[:8], "little")
@@ -445,3 +445,436 @@ def test_a_failed_load_leaves_the_model_as_it_was(tmp_path):
         target.load(tmp_path / "bad.exburn")
     assert_state_equal(target, before)
     assert target.history.empty
+
+
+# ----------------------------------------------------------------- integrity of the metadata
+def edit_header(path: Path, old: bytes, new: bytes) -> None:
+    """Replace ``old`` by ``new`` (same length) once in the file's header, nothing else."""
+    blob = path.read_bytes()
+    end = 8 + int.from_bytes(blob[:8], "little")
+    header = blob[8:end]
+    assert header.count(old) == 1 and len(old) == len(new)
+    path.write_bytes(blob[:8] + header.replace(old, new) + blob[end:])
+
+
+@pytest.mark.parametrize("old, new", [
+    (b"0.999", b"0.998"),                      # Adam's beta2
+    (b'\\"frozen\\"', b'\\"frozex\\"'),        # would unfreeze the layer
+    (b'\\"history\\"', b'\\"historx\\"'),      # would empty the history
+], ids=["beta2", "frozen", "history"])
+def test_a_one_byte_change_in_the_metadata_is_caught_by_the_checksum(saved, old, new):
+    model = xb.load(saved)
+    model.freeze(["hidden"])
+    model.save(saved)
+    edit_header(saved, old, new)
+    with pytest.raises(ValueError, match="checksum") as info:
+        xb.load(saved)
+    assert str(saved) in str(info.value)
+    target = xb.compile(model.spec, seed=3)
+    before = snapshot(target)
+    with pytest.raises(ValueError, match="checksum"):
+        target.load(saved)
+    assert_state_equal(target, before)
+    assert target.frozen_layers == set() and target.history.empty
+
+
+def test_the_file_is_plain_safetensors_with_a_versioned_format(saved):
+    from safetensors import safe_open
+
+    with safe_open(str(saved), "pt") as f:
+        meta = f.metadata()
+        names = list(f.keys())  # noqa: SIM118 - a safe_open handle, not a dict
+    assert "param.hidden.weight" in names
+    assert '"format": "exburn_nb/2"' in meta["exburn_nb"]
+
+
+def test_an_older_or_unknown_format_is_refused_by_name(saved):
+    edit_header(saved, b"exburn_nb/2", b"exburn_nb/1")
+    with pytest.raises(ValueError, match="unknown format 'exburn_nb/1'.*exburn_nb/2"):
+        xb.load(saved)
+
+
+# ----------------------------------------------------------------- bad values, well signed
+def full_state(model: xb.Model) -> dict:
+    """Everything a load may change, copied."""
+    opt = model.torch_optimizer.state_dict()
+    return {
+        "params": {k: v.clone() for k, v in model.module.state_dict().items()},
+        "optimizer": {
+            "state": {i: {k: v.clone() if isinstance(v, torch.Tensor) else v
+                          for k, v in s.items()} for i, s in opt["state"].items()},
+            "param_groups": [dict(g) for g in opt["param_groups"]]},
+        "history": model.history.copy(), "batches": model.batch_history.copy(),
+        "frozen": model.frozen_layers, "learning_rate": model.learning_rate,
+        "weight_decay": model.weight_decay,
+    }
+
+
+def assert_unchanged(model: xb.Model, before: dict) -> None:
+    after = full_state(model)
+    assert after["params"].keys() == before["params"].keys()
+    for k, v in before["params"].items():
+        assert torch.equal(after["params"][k], v), k
+    assert after["optimizer"]["param_groups"] == before["optimizer"]["param_groups"]
+    assert after["optimizer"]["state"].keys() == before["optimizer"]["state"].keys()
+    for i, state in before["optimizer"]["state"].items():
+        assert after["optimizer"]["state"][i].keys() == state.keys()
+        for k, v in state.items():
+            assert torch.equal(torch.as_tensor(after["optimizer"]["state"][i][k]),
+                               torch.as_tensor(v)), (i, k)
+    pd.testing.assert_frame_equal(after["history"], before["history"])
+    pd.testing.assert_frame_equal(after["batches"], before["batches"])
+    assert after["frozen"] == before["frozen"]
+    assert (after["learning_rate"], after["weight_decay"]) == (before["learning_rate"],
+                                                               before["weight_decay"])
+
+
+def write_signed(path: Path, tensors: dict, meta_text: str) -> None:
+    """Write a file with exactly this metadata text and a valid checksum over it, as an
+    attacker (or a buggy writer) could: every byte is well signed, the values are bad."""
+    from safetensors.torch import save as save_tensors
+
+    payload = {k: v.contiguous() for k, v in tensors.items()}
+    try:  # the checksum covers the parsed values (too deep to parse: refused before it)
+        digest = persist._digest(json.dumps(json.loads(meta_text)), payload)
+    except RecursionError:
+        digest = "0" * 64
+    signed = f'{meta_text.rstrip()[:-1]}, "sha256": "{digest}"}}'
+    path.write_bytes(save_tensors(payload, metadata={"exburn_nb": signed}))
+
+
+def set_group(**values):
+    return lambda t, m: m["optimizer_groups"][0].update(values)
+
+
+def set_row(index, **values):
+    return lambda t, m: m["history"][index].update(values)
+
+
+BAD_VALUES = {
+    "lr abc": set_group(lr="abc"),
+    "lr negative": set_group(lr=-1),
+    "lr zero": set_group(lr=0),
+    "lr huge": set_group(lr=1e999),  # JSON reads it as inf
+    "betas above one": set_group(betas=[0.9, 1.5]),
+    "betas one value": set_group(betas=[0.9]),
+    "betas text": set_group(betas="0.9, 0.999"),
+    "eps negative": set_group(eps=-1e-8),
+    "amsgrad text": set_group(amsgrad="yes"),
+    "weight decay negative": set_group(weight_decay=-0.1),
+    "params ids text": set_group(params=["a", "b", "c", "d", "e", "f"]),
+    "params ids repeated": set_group(params=[0, 0, 0, 0, 0, 0]),
+    "two groups": lambda t, m: m["optimizer_groups"].append(dict(m["optimizer_groups"][0])),
+    "exp_avg integer": lambda t, m: t.update({"optim.0.exp_avg": t["optim.0.exp_avg"].long()}),
+    "exp_avg shape": lambda t, m: t.update({"optim.0.exp_avg": torch.zeros(3)}),
+    "exp_avg missing": lambda t, m: t.pop("optim.0.exp_avg"),
+    "step negative": lambda t, m: t.update({"optim.0.step": torch.tensor(-1.0)}),
+    "step fractional": lambda t, m: t.update({"optim.0.step": torch.tensor(1.5)}),
+    "step shape": lambda t, m: t.update({"optim.0.step": torch.ones(2)}),
+    "state unknown key": lambda t, m: t.update({"optim.0.momentum_buffer": torch.zeros(8, 6)}),
+    "state of no param": lambda t, m: t.update({"optim.9.step": torch.tensor(1.0)}),
+    "state scalar text": lambda t, m: m["optimizer_scalars"].update({"0": {"step": "x"}}),
+    "row without epoch": lambda t, m: m["history"][0].pop("epoch"),
+    "loss text": set_row(0, loss="abc"),
+    "loss list": set_row(0, loss=[1.0]),
+    "epoch zero": set_row(0, epoch=0),
+    "epoch float": set_row(0, epoch=1.5),
+    "epochs out of order": set_row(1, epoch=1),
+    "accuracy above one": set_row(0, accuracy=1.5),
+    "extra column nested": set_row(0, note={"a": 1}),
+    "row not a dict": lambda t, m: m["history"].append(3),
+    "history not a list": lambda t, m: m.update(history={"epoch": 1}),
+    "batch lengths": lambda t, m: t.update({"batch.loss": t["batch.loss"][:-1]}),
+    "batch column missing": lambda t, m: t.pop("batch.lr"),
+    "batch run negative": lambda t, m: t.update({"batch.run": -t["batch.run"] - 1}),
+    "runs not ids": lambda t, m: m.update(runs=[{"run": "1", "config": {}}]),
+    "batch epoch fractional": lambda t, m: t.update({"batch.epoch": t["batch.epoch"] + 0.5}),
+    "batch column 2-d": lambda t, m: t.update({"batch.lr": t["batch.lr"][None]}),
+    "frozen int": lambda t, m: m.update(frozen=[1]),
+    "frozen text": lambda t, m: m.update(frozen="hidden"),
+    "compile lr text": lambda t, m: m["compile"].update(learning_rate="abc"),
+    "compile loss": lambda t, m: m["compile"].update(loss=3),
+    "compile input shape": lambda t, m: m["compile"].update(input_shape=[None, -3]),
+    "param integer": lambda t, m: t.update({"param.hidden.weight":
+                                            t["param.hidden.weight"].long()}),
+    "unknown tensor": lambda t, m: t.update({"weights": torch.zeros(1)}),
+    "optim key no index": lambda t, m: t.update({"optim.-1.step": torch.tensor(1.0)}),
+}
+
+
+@pytest.fixture(scope="module")
+def good_file(tmp_path_factory):
+    """A trained Adam model's file: optimizer state, two epochs of history, a frozen layer."""
+    model = trained_model("adam")
+    model.freeze(["hidden"])
+    fit(model, classification_data(seed=2), epochs=1, batch_size=16)  # adds a row, frozen
+    return model.save(tmp_path_factory.mktemp("good") / "good.exburn")
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("name", list(BAD_VALUES))
+def test_a_well_signed_file_with_bad_values_changes_nothing(good_file, tmp_path, name):
+    tensors, meta = persist.read_file(good_file)
+    BAD_VALUES[name](tensors, meta)
+    path = tmp_path / "bad.exburn"
+    write_signed(path, tensors, json.dumps(meta))
+    target = trained_model("adam")
+    target.freeze(["output"])
+    before = full_state(target)
+    with pytest.raises(ValueError) as info:
+        target.load(path)
+    assert str(path) in str(info.value)
+    assert_unchanged(target, before)
+    with pytest.raises(ValueError) as info:
+        xb.load(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_json_constants_are_refused(good_file, tmp_path, text):
+    tensors, meta = persist.read_file(good_file)
+    meta["optimizer_groups"][0]["lr"] = "@"
+    path = tmp_path / "bad.exburn"
+    write_signed(path, tensors, json.dumps(meta).replace('"@"', text))
+    target = trained_model("adam")
+    before = full_state(target)
+    with pytest.raises(ValueError, match="bad.exburn"):
+        target.load(path)
+    assert_unchanged(target, before)
+
+
+def test_the_good_file_itself_loads(good_file, tmp_path):
+    tensors, meta = persist.read_file(good_file)
+    write_signed(tmp_path / "same.exburn", tensors, json.dumps(meta))
+    again = xb.load(tmp_path / "same.exburn")
+    assert again.frozen_layers == {"hidden"} and again.epochs_trained == 3
+
+
+# ----------------------------------------------------------------- the layout and extra data
+def test_save_returns_the_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = xb.compile(mlp_spec()).save("m.exburn")
+    assert path.is_absolute() and path == (tmp_path / "m.exburn").resolve()
+
+
+def test_extra_data_rides_along_under_the_same_checksum_and_loaders_ignore_it(tmp_path):
+    model = trained_model()
+    rng = torch.get_rng_state()
+    meta = {"epoch": 3, "schedule": {"kind": "cosine", "position": [1, 2]}}
+    path = model.save(tmp_path / "ckpt.exburn", extra=(meta, {"rng": rng}))
+    back_meta, back_tensors = persist.read_extra(path)
+    assert back_meta == meta and torch.equal(back_tensors["rng"], rng)
+    again = xb.load(path)
+    assert_state_equal(again, snapshot(model))
+    assert "extra.rng" not in again.parameters()
+    xb.compile(model.spec).load(path)
+    assert persist.read_extra(model.save(tmp_path / "plain.exburn")) == ({}, {})
+    edit_header(path, b'\\"position\\"', b'\\"pOsition\\"')
+    with pytest.raises(ValueError, match="checksum"):
+        persist.read_extra(path)
+
+
+@pytest.mark.parametrize("extra", [{"a": 1}, ({"a": 1},), ({"a": 1}, {"t": [1.0]}),
+                                   ({"a": object()}, {}), ({"a": float("nan")}, {}),
+                                   ([1], {}), ({}, {1: torch.ones(1)})])
+def test_bad_extra_is_refused_before_anything_is_written(tmp_path, extra):
+    with pytest.raises(ValueError, match="extra"):
+        xb.compile(mlp_spec()).save(tmp_path / "m.exburn", extra=extra)
+    assert not os.listdir(tmp_path)
+
+
+def test_persist_owns_the_layout_and_knows_no_models():
+    import ast
+
+    tree = ast.parse(Path(persist.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "model" not in imported and ".model" not in imported
+    model = trained_model()
+    tensors, meta = persist.model_payload(persist.ModelFile(
+        params=model.module.state_dict(), compile={}, history=model._history.to_state()))
+    assert {k.split(".")[0] for k in tensors} == {"param", "batch"}
+    assert set(meta) >= {"spec", "compile", "frozen", "optimizer_groups", "history"}
+
+
+# ----------------------------------------------------------------- resource bombs
+def signed_copy(good: Path, path: Path, change) -> Path:
+    tensors, meta = persist.read_file(good)
+    change(tensors, meta)
+    write_signed(path, tensors, json.dumps(meta))
+    return path
+
+
+@pytest.mark.parametrize("depth", [persist.MAX_NESTING + 1, 5_000, 200_000])
+def test_deeply_nested_metadata_is_a_value_error(good_file, tmp_path, depth):
+    tensors, meta = persist.read_file(good_file)
+    meta["history"] = "@"
+    path = tmp_path / "deep.exburn"
+    write_signed(path, tensors, json.dumps(meta).replace('"@"', "[" * depth + "]" * depth))
+    with pytest.raises(ValueError, match="deep") as info:
+        xb.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_deeply_nested_header_is_a_value_error(tmp_path):
+    header = b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    path = tmp_path / "deep.exburn"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ValueError, match="deep.exburn"):
+        xb.load(path)
+
+
+def test_the_writer_refuses_metadata_it_could_not_read_back(tmp_path):
+    nested: list = []
+    for _ in range(persist.MAX_NESTING + 5):
+        nested = [nested]
+    with pytest.raises(ValueError, match="deep"):
+        xb.compile(mlp_spec()).save(tmp_path / "m.exburn", extra=({"n": nested}, {}))
+    assert not os.listdir(tmp_path)
+
+
+def max_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@pytest.mark.parametrize("units", [2**40, 2**26, 10**30], ids=["4 TB", "1.5 GB", "overflow"])
+def test_a_file_declaring_a_huge_layer_fails_before_allocating_it(good_file, tmp_path, units):
+    def huge(t, m):
+        m["spec"]["layers"][0]["units"] = units
+    path = signed_copy(good_file, tmp_path / "huge.exburn", huge)
+    before = max_rss_mb()
+    with pytest.raises(ValueError, match="huge.exburn") as info:
+        xb.load(path)
+    assert "declares" in str(info.value) or "cannot be built" in str(info.value)
+    assert max_rss_mb() - before < 500  # the layer was never allocated
+
+
+def test_a_file_declaring_too_many_layers_is_refused_by_count(good_file, tmp_path):
+    def many(t, m):
+        m["spec"]["layers"] += [{"kind": "dropout", "name": f"d{i}", "rate": 0.1}
+                                for i in range(20_000)]
+    path = signed_copy(good_file, tmp_path / "many.exburn", many)
+    with pytest.raises(ValueError, match="MAX_LAYERS") as info:
+        xb.load(path)
+    assert str(path) in str(info.value) and "20,00" in str(info.value)
+
+
+def test_the_header_size_is_capped(saved, monkeypatch):
+    size = int.from_bytes(saved.read_bytes()[:8], "little")
+    model = xb.load(saved)
+    monkeypatch.setattr(persist, "MAX_HEADER_BYTES", size - 1)
+    with pytest.raises(ValueError, match="MAX_HEADER_BYTES") as info:
+        xb.load(saved)
+    assert str(saved) in str(info.value)
+    with pytest.raises(ValueError, match="MAX_HEADER_BYTES"):  # never written, then unreadable
+        model.save(saved.parent / "again.exburn")
+    assert not (saved.parent / "again.exburn").exists()
+
+
+# ----------------------------------------------------------------- saving while training
+def test_saving_while_a_background_run_trains_always_writes_a_loadable_file(tmp_path):
+    from exburn_nb.runner import Runner
+
+    spec = (xb.input("input", shape=(None, 32)).dense(2048, activation="relu", name="hidden")
+            .batch_norm(name="bn").dense(4, name="output"))
+    model = xb.compile(spec, optimizer="adam", seed=0)
+    x, y = torch.randn(512, 32), torch.randint(0, 4, (512,))
+    runner = Runner(model, (x, y), epochs=10_000, batch_size=8)
+    runner.start()
+    try:
+        paths = [model.save(tmp_path / f"m{i}.exburn") for i in range(25)]
+        assert runner.running  # the saves really overlapped training
+    finally:
+        runner.stop()
+        runner.wait(30)
+    for path in paths:
+        loaded = xb.load(path)  # each passes its checksum
+        assert loaded.history.empty or loaded.epochs_trained >= 1
+
+
+# ----------------------------------------------------------------- temp files and permissions
+WRITER = """
+import sys
+import exburn_nb as xb
+model = xb.compile(xb.input("input", shape=(None, 1024)).dense(4096, name="big"))
+while True:
+    model.save(sys.argv[1])
+"""
+
+
+def test_a_writer_killed_mid_save_leaves_an_orphan_that_the_next_save_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "m.exburn"
+    env = {**os.environ, "PYTHONPATH": str(Path(xb.__file__).parents[1])}
+    orphans: list = []
+    for _attempt in range(5):  # a kill can land just after a replace: then try again
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None and not any(
+                    p.suffix == ".tmp" for p in tmp_path.iterdir()):
+                time.sleep(0.001)
+            os.kill(proc.pid, signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()  # reaped: its pid is no longer alive
+        orphans = [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+        if orphans:
+            break
+    assert orphans, "the writer was never caught mid-save"
+    assert all(str(proc.pid) in p.name for p in orphans)  # the writer's pid is in the name
+    live = tmp_path / f".m.exburn.{os.getpid()}.abcd1234.tmp"  # a live writer's (ours)
+    live.write_bytes(b"partial")
+    other = tmp_path / ".other.exburn.1.abcd1234.tmp"  # another file's: not ours to judge
+    other.write_bytes(b"partial")
+    xb.compile(mlp_spec()).save(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["m.exburn", live.name, other.name])
+    xb.load(path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_saved_files_respect_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = xb.compile(mlp_spec()).save(tmp_path / "m.exburn")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
+def test_save_load_save_is_bit_exact(tmp_path, optimizer):
+    model = trained_model(optimizer)
+    model.freeze(["bn"])
+    first = model.save(tmp_path / "a.exburn").read_bytes()
+    assert model.save(tmp_path / "b.exburn").read_bytes() == first  # deterministic
+    assert xb.load(tmp_path / "a.exburn").save(tmp_path / "c.exburn").read_bytes() == first
+    other = xb.compile(model.spec, optimizer=optimizer, seed=4)  # its settings follow the file
+    assert other.load(tmp_path / "a.exburn").save(tmp_path / "d.exburn").read_bytes() == first
+
+
+@pytest.mark.parametrize("metadata", [None, {"format": "pt"}, {"exburn_nb": "[1, 2]"},
+                                      {"exburn_nb": "not json"}])
+def test_a_foreign_safetensors_file_is_a_clear_error(tmp_path, metadata):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.ones(2)}, str(path), metadata=metadata)
+    assert_unreadable(path)
+    with pytest.raises(ValueError, match="exburn_nb|format|JSON"):
+        xb.load(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), object()])
+def test_metadata_a_file_cannot_hold_is_a_clear_error_before_writing(tmp_path, value):
+    model = trained_model()
+    model._history.update_last_epoch({"note": value})
+    with pytest.raises(ValueError, match="plain JSON data with finite numbers"):
+        model.save(tmp_path / "m.exburn")
+    assert not os.listdir(tmp_path)
