@@ -401,7 +401,7 @@ class Spec:
         """Formatted Python that builds this spec; executing it gives an equal spec.
 
         Example:
-            >>> print(input("x", shape=(None, 4)).dense(3, name="out").to_code())
+            >>> print(input("x", shape=(None, 4)).dense(3, name="out").to_code(), end="")
             import exburn_nb as xb
             <BLANKLINE>
             spec = (
