@@ -48,8 +48,14 @@ from .summary import SummaryRow, format_shape, render_html, render_text
 FORMAT = "exburn_nb.spec/1"
 
 
-def _auto_name(kind: str, count: int, taken: Any) -> str:
-    """``<kind>_<n>``: one more than the layers of this kind so far, skipping taken names."""
+def auto_name(kind: str, count: int, taken: Any) -> str:
+    """The name a spec gives an unnamed layer: ``<kind>_<n>``, ``n`` one more than the
+    ``count`` layers of this kind before it, skipping names in ``taken``.
+
+    Example:
+        >>> auto_name("dense", 1, {"dense_2"})
+        'dense_3'
+    """
     n = count + 1
     while f"{kind}_{n}" in taken:
         n += 1
@@ -182,7 +188,7 @@ class Spec:
             taken = {la.name for la in others} | {self.input_name}
             count = operator.countOf(map(operator.attrgetter("kind"), others), kind)
         if name is None:
-            name = _auto_name(kind, count, taken)
+            name = auto_name(kind, count, taken)
         _check_name(name, taken)
         return Layer(kind, name, lk.validate(options, name))
 
@@ -391,7 +397,7 @@ class Spec:
         parts = [f"xb.input({py_literal(self.input_name)}, shape={py_literal(self.input_shape)})"]
         taken, counts = {self.input_name}, {}
         for layer in self.layers:
-            auto = _auto_name(layer.kind, counts.get(layer.kind, 0), taken)
+            auto = auto_name(layer.kind, counts.get(layer.kind, 0), taken)
             parts.append(REGISTRY[layer.kind].code(layer, name_is_auto=layer.name == auto))
             taken.add(layer.name)
             counts[layer.kind] = counts.get(layer.kind, 0) + 1
