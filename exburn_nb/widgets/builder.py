@@ -412,7 +412,9 @@ class ModelBuilder(W.VBox):
         self.rows_box.add_class("xb-builder-rows")
         self.add_kind = W.Dropdown(options=list(REGISTRY), value="dense", description="add",
                                    layout=W.Layout(width="200px"))
+        self.add_kind.add_class("xb-builder-add-kind")
         self.add_after = W.Dropdown(description="after", layout=W.Layout(width="220px"))
+        self.add_after.add_class("xb-builder-add-after")
         self.add_button = self._button("add layer", "xb-builder-add", self._on_add)
         self.add_row = W.HBox([self.add_kind, self.add_after, self.add_button])
         self.summary_html = W.HTML()
