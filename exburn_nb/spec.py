@@ -253,6 +253,8 @@ class Spec:
             raise ValueError(f"index must be an integer in [{-n}, {n}] for this {n}-layer "
                              f"spec; got {index!r}")
         index = n + index if index < 0 else index  # as list.insert
+        if index == n:
+            return self._add(kind, options.pop("name", None), **options)
         layer = self._new_layer(kind, options.pop("name", None), options, self.layers)
         return self._with_layers(self.layers[:index] + (layer,) + self.layers[index:], index)
 

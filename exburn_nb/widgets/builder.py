@@ -145,8 +145,7 @@ class ModelBuilder(W.VBox):
                  loss: str | None = None, input_name: str = "input", **fit_options: Any):
         if data is not None:
             x, y = data
-            x_shape = (None, *np.asarray(x).shape[1:]) if not torch.is_tensor(x) \
-                else (None, *x.shape[1:])
+            x_shape = (None, *np.shape(x)[1:])
             if input_shape is not None and tuple(input_shape) != x_shape:
                 raise ValueError(f"input_shape {tuple(input_shape)} differs from the data's "
                                  f"{x_shape}; leave it out when giving data")

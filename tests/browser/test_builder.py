@@ -68,6 +68,11 @@ def test_lab_build_by_clicking_compile_train_stop(lab_server, page, dashboard):
     assert kinds == ["dense", "dropout", "dense"], kinds
     assert "Total params: 2,410" in params_text(page)
     assert "(None, 32)" in page.inner_text(".xb-builder-diagram")
+    page.click(".xb-builder-code-toggle")
+    page.wait_for_selector(".xb-builder-code textarea", state="visible", timeout=30_000)
+    code = page.input_value(".xb-builder-code textarea")
+    assert code.startswith("import exburn_nb as xb") and ".dense(32)" in code, code
+    assert page.is_visible("button.xb-builder-copy")
 
     page.click("button.xb-builder-compile")
     dashboard.wait_rendered()
