@@ -422,6 +422,13 @@ class Spec:
             f"    {p}\n" for p in parts) + ")"
         return f"import exburn_nb as xb\n\n{variable} = {body}\n"
 
+    def __getattr__(self, name: str) -> Any:
+        # only called for missing attributes: say what to do when a spec is used as a model
+        hint = "" if name.startswith("_") else (
+            "; a spec describes a network but has no weights, loss or optimizer: compile it "
+            "first, e.g. model = xb.compile(spec, loss=\"cross_entropy\", optimizer=\"adam\")")
+        raise AttributeError(f"'Spec' object has no attribute {name!r}{hint}")
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Spec) and self.to_dict() == other.to_dict()
 

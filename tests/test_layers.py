@@ -109,6 +109,16 @@ def test_spec_summary_is_the_compiled_models_summary():
                                    for m in model.module.children()]
 
 
+def test_using_a_spec_as_a_model_says_to_compile_it_first(digits):
+    spec = xb.input("input", shape=(None, 64)).dense(10)
+    assert "Total params: 650" in spec.summary()
+    with pytest.raises(AttributeError, match=r"no attribute 'loss'; .* compile it first"):
+        xb.evaluate(spec, digits[1])
+    with pytest.raises(AttributeError, match="compile it first"):
+        spec.predict(digits[1][0])
+    assert not hasattr(spec, "_missing") and getattr(spec, "history", None) is None
+
+
 # ----------------------------------------------------------------- code round trip
 @st.composite
 def option_values(draw, option: Option):
