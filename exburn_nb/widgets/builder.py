@@ -288,12 +288,12 @@ class ModelBuilder(W.VBox):
         if row is self.output and (kind not in (None, "dense") or "units" in options):
             raise ValueError("index: the output layer stays a dense layer sized to the data; "
                              "set only its activation or name")
-        if "name" in options:
-            row.name = self._check_name(options.pop("name"))
-        if kind is not None and kind != row.kind:
-            lk = kind_of(kind)
-            row.kind, row.options = kind, self._starting_options(lk, row.name)
-        row.options.update(self._checked(REGISTRY[row.kind], row.name, options))
+        name = self._check_name(options.pop("name", row.name))
+        new_kind = row.kind if kind is None else kind_of(kind).kind
+        lk = REGISTRY[new_kind]
+        start = row.options if new_kind == row.kind else self._starting_options(lk, name)
+        checked = self._checked(lk, name, options)  # raises before anything changes
+        row.name, row.kind, row.options = name, new_kind, {**start, **checked}
         self._redraw_rows()
 
     def load_preset(self, name: str) -> None:

@@ -265,6 +265,8 @@ def test_invalid_edits_are_marked_and_compile_waits(image_builder):
     (lambda b: b.set(3, units=2), r"index must be an integer in \[0, 2\)"),
     (lambda b: b.set(1, units=2), "the output layer stays a dense layer"),
     (lambda b: b.set(0, kind="rnn"), "unknown layer kind 'rnn'"),
+    (lambda b: b.set(0, name="h2", units=-1), "units must be an integer >= 1; got -1"),
+    (lambda b: b.set(0, kind="dropout", rate=2), r"layer 'dense_1' \(Dropout\): rate must"),
     (lambda b: b.load_preset("resnet"), "name must be one of"),
     (lambda b: b.compile(momentum=0.9), "unknown option 'momentum'"),
 ])
