@@ -467,24 +467,23 @@ class ModelBuilder(W.VBox):
     def _option_widget(self, i: int, option: Option, value: Any) -> W.Widget:
         """The control for one option, generated from its schema."""
         common = {"description": option.name, "tooltip": option.help,
-                  "style": {"description_width": "initial"}, "layout": W.Layout(width="auto")}
+                  "style": {"description_width": "initial"}}
         if option.type is str:
             labels = [*([NONE_LABEL] if option.optional else []), *option.choices]
-            w = W.Dropdown(options=labels, value=NONE_LABEL if value is None else value, **common)
+            w = W.Dropdown(options=labels, value=NONE_LABEL if value is None else value,
+                           layout=W.Layout(width="180px"), **common)
         elif option.choices:
             w = W.Combobox(options=list(option.choices), value=str(value), ensure_option=False,
-                           **common)
+                           layout=W.Layout(width="150px"), **common)
         elif option.type is int:
-            w = W.IntText(value=value, **common)
-            w.layout.width = "130px"
+            w = W.IntText(value=value, layout=W.Layout(width="140px"), **common)
         else:
-            w = W.FloatText(value=value, step=0.05, **common)
-            w.layout.width = "130px"
+            w = W.FloatText(value=value, step=0.05, layout=W.Layout(width="120px"), **common)
         w.add_class(f"xb-builder-option-{option.name}")
         w.observe(lambda change: self._on_option(i, option, change["new"]), "value")
         return w
 
-    def _row_widget(self, i: int, row: Row) -> W.HBox:
+    def _row_widget(self, i: int, row: Row) -> W.VBox:
         fixed = row is self.output
         kind = W.Dropdown(options=list(REGISTRY), value=row.kind, disabled=fixed,
                           layout=W.Layout(width="120px"))
@@ -509,10 +508,13 @@ class ModelBuilder(W.VBox):
         shape, error = W.HTML(), W.HTML()
         shape.add_class("xb-builder-shape")
         error.add_class("xb-builder-error")
-        box = W.HBox([W.HTML(f"<b>{i}</b>", layout=W.Layout(width="24px")), kind, name, *options,
-                      *buttons, shape, error])
+        shape.layout.width = "140px"
+        controls = W.HBox([W.HTML(f"<b>{i}</b>", layout=W.Layout(width="20px")), kind, name,
+                           *buttons, shape, *options],
+                          layout=W.Layout(flex_flow="row wrap", align_items="center"))
+        box = W.VBox([controls, error])
         box.add_class("xb-builder-row")
-        box.shape, box.error = shape, error
+        box.controls, box.shape, box.error = controls, shape, error
         return box
 
     def _redraw_rows(self) -> None:

@@ -40,12 +40,13 @@ def row(b: ModelBuilder, i: int):
 
 
 def option(b: ModelBuilder, i: int, name: str):
-    (widget,) = [w for w in row(b, i).children if f"xb-builder-option-{name}" in w._dom_classes]
+    (widget,) = [w for w in row(b, i).controls.children
+                 if f"xb-builder-option-{name}" in w._dom_classes]
     return widget
 
 
 def button(b: ModelBuilder, i: int, css: str):
-    (widget,) = [w for w in row(b, i).children if css in w._dom_classes]
+    (widget,) = [w for w in row(b, i).controls.children if css in w._dom_classes]
     return widget
 
 
@@ -135,7 +136,7 @@ def test_clicks_and_calls_keep_every_view_equal_to_the_compiled_model():
     option(b, 0, "stride").value = 2
     assert b.spec.layers[0].options["padding"] == "valid"
     assert_views_match_the_compiled_model(b)
-    row(b, 1).children[1].value = "batch_norm"  # the kind dropdown
+    row(b, 1).controls.children[1].value = "batch_norm"  # the kind dropdown
     assert b.spec.layers[1].kind == "batch_norm"
     assert_views_match_the_compiled_model(b)
     b.set(4, activation="softmax", name="probs")
@@ -240,9 +241,9 @@ def test_invalid_edits_are_marked_and_compile_waits(image_builder):
     assert_marked(b, hidden + 1, "'dropout_1'", "rate must be a number in [0, 1)", valid=valid)
     option(b, hidden + 1, "rate").value = 0.5
 
-    row(b, 1).children[2].value = "conv1"  # the name field: a duplicate name
+    row(b, 1).controls.children[2].value = "conv1"  # the name field: a duplicate name
     assert_marked(b, 1, "'conv1'", "already used by layer 0", valid=valid)
-    row(b, 1).children[2].value = "pool1"
+    row(b, 1).controls.children[2].value = "pool1"
 
     option(b, 0, "padding").value = "full"
     assert_marked(b, 0, "'conv1'", "padding must be 'same', 'valid' or an integer >= 0",
