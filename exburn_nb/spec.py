@@ -422,6 +422,12 @@ class Spec:
             f"    {p}\n" for p in parts) + ")"
         return f"import exburn_nb as xb\n\n{variable} = {body}\n"
 
+    def __copy__(self) -> Spec:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict) -> Spec:
+        return self
+
     def __getattr__(self, name: str) -> Any:
         # only called for missing attributes: say what to do when a spec is used as a model
         hint = "" if name.startswith("_") else (

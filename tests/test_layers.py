@@ -1,6 +1,8 @@
 """The layer registry: option schemas, shape rules and parameter counts checked against the
 torch modules the kinds build, code round trips, spec editing and linear-time building."""
 
+import copy
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -107,6 +109,12 @@ def test_spec_summary_is_the_compiled_models_summary():
     assert spec.count_params() == model.count_params()
     assert spec.layer_params() == [sum(p.numel() for p in m.parameters())
                                    for m in model.module.children()]
+
+
+def test_specs_are_immutable_so_copies_are_themselves():
+    spec = mlp().dense(2)
+    assert copy.copy(spec) is spec and copy.deepcopy(spec) is spec
+    assert copy.deepcopy({"spec": spec})["spec"].dense(1).layers[-1].name == "dense_2"
 
 
 def test_using_a_spec_as_a_model_says_to_compile_it_first(digits):

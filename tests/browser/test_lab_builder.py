@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parent / "artifacts"  # git-ignored
 DOCS = HERE.parent.parent / "docs"
-EPOCHS = 500  # many: Stop must interrupt the run
+EPOCHS = 20_000  # many: Stop must interrupt the run, however busy the machine
 KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
                "?.kernel?.status === 'idle'")
 SOURCE = f"""import exburn_nb as xb
@@ -83,6 +83,7 @@ def test_lab_build_by_clicking_compile_train_stop(lab_server, page, dashboard):
     dashboard.assert_healthy(".jp-NotebookPanel")
 
     page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
+    page.set_viewport_size({"width": 1280, "height": 2000})  # the whole builder in view
     page.mouse.move(0, 0)
     page.locator(".xb-builder").scroll_into_view_if_needed()
     page.wait_for_timeout(500)
