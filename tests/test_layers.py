@@ -114,7 +114,7 @@ def test_spec_summary_is_the_compiled_models_summary():
 def test_specs_are_immutable_so_copies_are_themselves():
     spec = mlp().dense(2)
     assert copy.copy(spec) is spec and copy.deepcopy(spec) is spec
-    assert copy.deepcopy({"spec": spec})["spec"].dense(1).layers[-1].name == "dense_2"
+    assert copy.deepcopy({"spec": spec})["spec"].dense(1).layers[-1].name == "dense_4"
 
 
 def test_using_a_spec_as_a_model_says_to_compile_it_first(digits):
