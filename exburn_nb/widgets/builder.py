@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import html
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,8 +114,7 @@ def _callback(method: Callable) -> Callable:
         try:
             method(self, *args)
         except Exception as exc:  # noqa: BLE001 - shown to the user, never raised into ipywidgets
-            self.status.value = (f"<span style='color:#b00020'>{html.escape(str(exc))}</span>"
-                                 f"<!-- {html.escape(traceback.format_exc())} -->")
+            self.status.value = f"<span style='color:#b00020'>{html.escape(str(exc))}</span>"
     return run
 
 
