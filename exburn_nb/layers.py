@@ -152,23 +152,32 @@ class LayerKind:
     help: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
 
+    def check_options(self, options: dict, name: str) -> dict:
+        """The options given, each checked and normalised, without defaults or cross-checks.
+
+        Raises:
+            ValueError: for an unknown or invalid option, naming the layer.
+        """
+        prefix = where(name, self.type_name)
+        known = {o.name: o for o in self.options}
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise ValueError(f"{prefix}unknown option {unknown[0]!r}; the options are "
+                             f"{', '.join(known) or 'none'}")
+        return {k: known[k].validate(v, prefix) for k, v in options.items()}
+
     def validate(self, options: dict, name: str) -> dict:
         """The options, checked one by one and completed with defaults, in schema order.
 
         Raises:
             ValueError: for an unknown, missing or invalid option, naming the layer.
         """
+        given = self.check_options(options, name)
         prefix = where(name, self.type_name)
-        known = [o.name for o in self.options]
-        unknown = [k for k in options if k not in known]
-        if unknown:
-            raise ValueError(f"{prefix}unknown option {unknown[0]!r}; the options are "
-                             f"{', '.join(known) or 'none'}")
-        out = {}
-        for o in self.options:
-            if o.name not in options and o.required:
-                raise ValueError(f"{prefix}{o.name} is required ({o.expected})")
-            out[o.name] = o.validate(options.get(o.name, o.default), prefix)
+        missing = [o for o in self.options if o.required and o.name not in given]
+        if missing:
+            raise ValueError(f"{prefix}{missing[0].name} is required ({missing[0].expected})")
+        out = {o.name: given.get(o.name, o.default) for o in self.options}
         self.check(out, prefix)
         return out
 

@@ -62,7 +62,8 @@ def auto_name(kind: str, count: int, taken: Any) -> str:
     return f"{kind}_{n}"
 
 
-def _check_name(name: Any, taken: Any) -> str:
+def check_name(name: Any, taken: Any = ()) -> str:
+    """``name`` if it is a Python identifier not in ``taken``; ValueError otherwise."""
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Python identifier such as 'hidden1'; got {name!r}")
     if name in taken:
@@ -189,7 +190,7 @@ class Spec:
             count = operator.countOf(map(operator.attrgetter("kind"), others), kind)
         if name is None:
             name = auto_name(kind, count, taken)
-        _check_name(name, taken)
+        check_name(name, taken)
         return Layer(kind, name, lk.validate(options, name))
 
     def _add(self, kind: str, name: str | None, **options: Any) -> Spec:
@@ -371,7 +372,7 @@ class Spec:
             for entry in data["layers"]:
                 options = {k: v for k, v in entry.items() if k not in ("kind", "name")}
                 lk = kind_of(entry["kind"], "layers")
-                layer = Layer(lk.kind, _check_name(entry["name"], taken),
+                layer = Layer(lk.kind, check_name(entry["name"], taken),
                               lk.validate(options, entry["name"]))
                 taken.add(layer.name)
                 shape = lk.output_shape(layer, shape)

@@ -33,7 +33,7 @@ from ..losses import LOSSES
 from ..model import Model, available_devices
 from ..model import compile as compile_spec
 from ..optim import OPTIMIZERS
-from ..spec import Spec, auto_name
+from ..spec import Spec, auto_name, check_name
 from ..spec import input as spec_input
 from ..summary import SummaryRow, format_shape, render_html, render_text
 from .dashboard import TrainingDashboard
@@ -262,8 +262,8 @@ class ModelBuilder(W.VBox):
         if name is None:
             count = sum(r.kind == kind for r in self.rows[:index])
             name = auto_name(kind, count, {r.name for r in self._stack()} | {self._start.input_name})
-        row = Row(kind, self._check_name(name), self._starting_options(lk, name))
-        row.options.update(self._checked(lk, name, options))
+        row = Row(kind, check_name(name), self._starting_options(lk, name))
+        row.options.update(lk.check_options(options, name))
         self.rows.insert(index, row)
         self._redraw_rows()
 
@@ -286,11 +286,11 @@ class ModelBuilder(W.VBox):
         if row is self.output and (kind not in (None, "dense") or "units" in options):
             raise ValueError("index: the output layer stays a dense layer sized to the data; "
                              "set only its activation or name")
-        name = self._check_name(options.pop("name", row.name))
+        name = check_name(options.pop("name", row.name))
         new_kind = row.kind if kind is None else kind_of(kind).kind
         lk = REGISTRY[new_kind]
         start = row.options if new_kind == row.kind else self._starting_options(lk, name)
-        checked = self._checked(lk, name, options)  # raises before anything changes
+        checked = lk.check_options(options, name)  # raises before anything changes
         row.name, row.kind, row.options = name, new_kind, {**start, **checked}
         self._redraw_rows()
 
@@ -348,27 +348,9 @@ class ModelBuilder(W.VBox):
         return index
 
     @staticmethod
-    def _check_name(name: Any) -> str:
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ValueError(f"name must be a Python identifier such as 'hidden1'; got {name!r}")
-        return name
-
-    @staticmethod
     def _starting_options(lk: Any, name: str) -> dict:
         return lk.validate({o.name: STARTING_OPTIONS[o.name] for o in lk.options
                             if o.required}, name)
-
-    @staticmethod
-    def _checked(lk: Any, name: str, options: dict) -> dict:
-        """Options checked one by one (malformed ones raise); their combination is checked
-        with the stack."""
-        known = {o.name: o for o in lk.options}
-        for key in options:
-            if key not in known:
-                raise ValueError(f"layer {name!r} ({lk.type_name}): unknown option {key!r}; "
-                                 f"the options are {', '.join(known) or 'none'}")
-        return {k: known[k].validate(v, f"layer {name!r} ({lk.type_name}): ")
-                for k, v in options.items()}
 
     def _check_stack(self) -> tuple[Spec, list[tuple[int, str]], list[tuple | None]]:
         """The spec up to the first bad row, every row's error, and each row's output shape."""
@@ -376,9 +358,10 @@ class ModelBuilder(W.VBox):
         seen = {self._start.input_name: "the input"}
         for i, row in enumerate(self._stack()):
             try:
-                if not isinstance(row.name, str) or not row.name.isidentifier():
-                    raise ValueError(f"layer {i}: name must be a Python identifier such as "
-                                     f"'hidden1'; got {row.name!r}")
+                try:
+                    check_name(row.name)
+                except ValueError as exc:
+                    raise ValueError(f"layer {i}: {exc}") from None
                 if row.name in seen:
                     raise ValueError(f"layer {row.name!r}: the name is already used by "
                                      f"{seen[row.name]}")

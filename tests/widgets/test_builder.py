@@ -243,6 +243,8 @@ def test_invalid_edits_are_marked_and_compile_waits(image_builder):
 
     row(b, 1).controls.children[2].value = "conv1"  # the name field: a duplicate name
     assert_marked(b, 1, "'conv1'", "already used by layer 0", valid=valid)
+    row(b, 1).controls.children[2].value = "1st pool"
+    assert_marked(b, 1, "layer 1: name must be a Python identifier", valid=valid)
     row(b, 1).controls.children[2].value = "pool1"
 
     option(b, 0, "padding").value = "full"
