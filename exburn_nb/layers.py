@@ -287,7 +287,8 @@ IMAGE = "(None, channels, height, width)"
 
 class DenseKind(LayerKind):
     kind, type_name = "dense", "Dense"
-    help = "A fully connected layer (Glorot-uniform weights, zero bias) on the last axis."
+    help = ("A fully connected layer (Glorot-uniform weights, zero bias) on the last axis; "
+            "an image needs a flatten layer first.")
     options = (Option("units", int, minimum=1, help="the number of outputs"),
                _activation_option())
 

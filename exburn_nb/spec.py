@@ -147,7 +147,8 @@ class Spec:
 
     # ----------------------------------------------------------------- builder methods
     def dense(self, units: int, activation: str | None = None, name: str | None = None) -> Spec:
-        """A fully connected layer (Glorot-uniform weights, zero bias) on the last axis."""
+        """A fully connected layer (Glorot-uniform weights, zero bias) on the last axis; an
+        image ``(None, C, H, W)`` needs :meth:`flatten` first."""
         return self._add("dense", name, units=units, activation=activation)
 
     def dropout(self, rate: float = 0.5, name: str | None = None) -> Spec:
