@@ -26,6 +26,7 @@ from typing import Any
 
 import ipywidgets as W
 import numpy as np
+import pandas as pd
 import torch
 
 from ..layers import REGISTRY, Option, kind_of
@@ -44,6 +45,7 @@ STARTING_OPTIONS = {"units": 32, "filters": 16, "kernel_size": 3, "fn": "relu"}
 COMPILE_OPTIONS = ("loss", "optimizer", "learning_rate", "weight_decay", "device", "seed")
 OUTPUT_NAME = "output"
 NONE_LABEL = "none"
+RUN_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
 
 @dataclass
@@ -172,7 +174,8 @@ class ModelBuilder(W.VBox):
         self._dashboard: TrainingDashboard | None = None
         self._build_controls()
         super().__init__([self.preset_row, self.rows_box, self.add_row, self.views,
-                          self.code_row, self.compile_row, self.status, self.dashboard_box])
+                          self.code_row, self.compile_row, self.status, self.runs_html,
+                          self.dashboard_box])
         self.add_class("xb-builder")
         self._redraw_rows()
 
@@ -331,8 +334,28 @@ class ModelBuilder(W.VBox):
                                                 validation_data=self.validation_data,
                                                 **self.fit_options)
             self.dashboard_box.children = [self._dashboard]
+        earlier = self.runs_frame().iloc[:-1]
+        self.runs_html.value = "" if earlier.empty else (
+            "<b>earlier runs</b> (their models stay in <code>builder.runs</code>)"
+            + earlier.to_html(index=False, float_format="{:.4f}".format, na_rep="–",
+                              classes="xb-builder-runs-table"))
         self._refresh()
         return model
+
+    def runs_frame(self) -> pd.DataFrame:
+        """One row per Compile: its layers, parameters, epochs trained and last metrics.
+
+        Example:
+            >>> builder.runs_frame()[["run", "params", "val_accuracy"]]  # doctest: +SKIP
+        """
+        rows = []
+        for run, (spec, model) in enumerate(self.runs, start=1):
+            history = model.history
+            last = history.iloc[-1] if len(history) else {}
+            rows.append({"run": run, "layers": " → ".join(la.type_name for la in spec.layers),
+                         "params": model.count_params(), "epochs": model.epochs_trained,
+                         **{k: last[k] for k in RUN_METRICS if k in last}})
+        return pd.DataFrame(rows)
 
     # ----------------------------------------------------------------- checks
     def _stack(self) -> list[Row]:
@@ -431,6 +454,8 @@ class ModelBuilder(W.VBox):
             layout=W.Layout(grid_template_columns="repeat(4, 220px)"))
         self.status = W.HTML()
         self.status.add_class("xb-builder-status")
+        self.runs_html = W.HTML()
+        self.runs_html.add_class("xb-builder-runs")
         self.dashboard_box = W.VBox()
 
     def _compile_widgets(self) -> dict[str, W.Widget]:

@@ -311,6 +311,13 @@ def test_compile_opens_a_dashboard_that_trains_and_recompiling_keeps_the_runs(di
     assert len(b.runs[0][1].history) == 2 and b.dashboard.model is second
     b.dashboard.start()
     assert b.dashboard.wait(60) and len(second.history) == 2
+    runs = b.runs_frame()
+    assert runs["run"].tolist() == [1, 2] and runs["epochs"].tolist() == [2, 2]
+    assert runs["params"].tolist() == [first.count_params(), second.count_params()]
+    assert runs["val_accuracy"].tolist() == pytest.approx(
+        [first.history["val_accuracy"].iloc[-1], second.history["val_accuracy"].iloc[-1]])
+    assert runs["layers"][0] == "Dense → Dropout → Dense → Dropout → Dense"
+    assert "earlier runs" in b.runs_html.value and "val_accuracy" in b.runs_html.value
 
 
 def test_without_data_compile_makes_a_model_and_no_dashboard():
