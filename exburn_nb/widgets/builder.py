@@ -524,8 +524,13 @@ class ModelBuilder(W.VBox):
         return box
 
     def _redraw_rows(self) -> None:
-        """Rebuild the row widgets (after a structural edit), then refresh the views."""
+        """Rebuild the row widgets (after a structural edit), then refresh the views; the old
+        ones are closed, so a long session does not pile up widgets in the kernel."""
+        old = self.rows_box.children
         self.rows_box.children = [self._row_widget(i, r) for i, r in enumerate(self._stack())]
+        for box in old:
+            for widget in (*box.controls.children, box.controls, box.error, box):
+                widget.close()
         choices = [(f"{i}: {r.name}", i) for i, r in enumerate(self.rows)]
         self.add_after.options = [(f"input: {self._start.input_name}", -1), *choices]
         self.add_after.value = len(self.rows) - 1

@@ -68,6 +68,15 @@ def test_lab_build_by_clicking_compile_train_stop(lab_server, page, dashboard):
     assert kinds == ["dense", "dropout", "dense"], kinds
     assert "Total params: 2,410" in params_text(page)
     assert "(None, 32)" in page.inner_text(".xb-builder-diagram")
+    # one more dense layer, then its delete button: the rows are redrawn in the page
+    page.select_option(".xb-builder-add-kind select", "dense")
+    page.click("button.xb-builder-add")
+    wait_params(page, "Total params: 3,466")  # + 32*32 + 32
+    page.locator(".xb-builder-row").nth(2).locator("button.xb-builder-delete").click()
+    wait_params(page, "Total params: 2,410")
+    page.wait_for_function("() => document.querySelectorAll('.xb-builder-row').length === 3",
+                           timeout=30_000)
+
     page.click(".xb-builder-code-toggle")
     page.wait_for_selector(".xb-builder-code textarea", state="visible", timeout=30_000)
     code = page.input_value(".xb-builder-code textarea")

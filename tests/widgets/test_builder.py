@@ -145,6 +145,16 @@ def test_clicks_and_calls_keep_every_view_equal_to_the_compiled_model():
     assert b.errors and "needs (None, features)" in b.errors[0][1]  # dense before flatten
 
 
+def test_rows_replaced_by_an_edit_are_closed():
+    b = ModelBuilder(input_shape=(None, 4), output_units=2)
+    b.add("dense", units=3)
+    old = row(b, 0)
+    widgets = [*old.controls.children, old.controls, old.error, old]
+    b.add("dropout")
+    assert all(w.comm is None for w in widgets)
+    assert all(w.comm is not None for w in row(b, 0).controls.children)
+
+
 def test_show_code_toggles_the_code_and_its_copy_button():
     b = ModelBuilder(input_shape=(None, 4), output_units=2)
     assert b.code_box.layout.display == "none"
