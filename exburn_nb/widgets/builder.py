@@ -144,6 +144,8 @@ class ModelBuilder(W.VBox):
                  input_shape: tuple | None = None, output_units: int | None = None,
                  loss: str | None = None, input_name: str = "input", **fit_options: Any):
         if data is not None:
+            if not isinstance(data, (tuple, list)) or len(data) != 2:
+                raise ValueError(f"data must be an (x, y) pair; got {type(data).__name__}")
             x, y = data
             x_shape = (None, *np.shape(x)[1:])
             if input_shape is not None and tuple(input_shape) != x_shape:

@@ -80,6 +80,8 @@ def test_start_from_a_shape_a_spec_or_a_model(mlp):
         ModelBuilder.from_spec(xb.input("x", shape=(None, 3)).dropout())
     with pytest.raises(ValueError, match="the data needs 3"):
         ModelBuilder.from_spec(spec, (torch.randn(4, 3), torch.tensor([0, 1, 2, 0])))
+    with pytest.raises(ValueError, match=r"data must be an \(x, y\) pair"):
+        ModelBuilder(torch.randn(4, 3))
     with pytest.raises(ValueError, match="loss must be one of"):
         ModelBuilder(input_shape=(None, 2), output_units=1, loss="hinge")
 
