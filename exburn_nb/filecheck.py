@@ -8,7 +8,8 @@ caller adds the file's name.
 
 Example:
     >>> check_history([{"epoch": 1, "loss": 0.5}],
-    ...               {"epoch": [1], "batch": [1], "step": [1], "loss": [0.5], "lr": [0.1]})
+    ...               {"epoch": [1], "batch": [1], "step": [1], "loss": [0.5], "lr": [0.1],
+    ...                "run": [1]})
     >>> check_history([{"loss": 0.5}], {})
     Traceback (most recent call last):
     ...

@@ -5,7 +5,8 @@
 - :func:`live_plot`: the same live figure for a blocking ``xb.fit`` call.
 """
 
+from .builder import ModelBuilder
 from .dashboard import TrainingDashboard
 from .plot import LivePlot, live_plot, make_figure
 
-__all__ = ["LivePlot", "TrainingDashboard", "live_plot", "make_figure"]
+__all__ = ["LivePlot", "ModelBuilder", "TrainingDashboard", "live_plot", "make_figure"]

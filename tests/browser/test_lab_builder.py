@@ -1,0 +1,108 @@
+"""The ModelBuilder in JupyterLab, driven by headless Chromium: build on the digits by
+clicking, watch the parameter count change, compile, train, stop (about 40 s)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+ARTIFACTS = HERE.parent / "artifacts"  # git-ignored
+DOCS = HERE.parent.parent / "docs"
+EPOCHS = 20_000  # many: Stop must interrupt the run, however busy the machine
+KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
+               "?.kernel?.status === 'idle'")
+SOURCE = f"""import exburn_nb as xb
+from exburn_nb.widgets import ModelBuilder
+
+(x, y), (vx, vy) = xb.datasets.digits()
+builder = ModelBuilder((x, y), validation_data=(vx, vy), epochs={EPOCHS}, batch_size=64)
+builder"""
+
+
+def params_text(page) -> str:
+    return page.inner_text(".xb-builder-params").strip()
+
+
+def wait_params(page, text: str) -> None:
+    page.wait_for_function(
+        "t => (document.querySelector('.xb-builder-params')?.textContent ?? '').includes(t)",
+        arg=text, timeout=30_000)
+
+
+def test_lab_build_by_clicking_compile_train_stop(lab_server, page, dashboard):
+    t0 = time.monotonic()
+    name = "lab_builder"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(SOURCE)], metadata={
+        "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                       "name": "python3"}})
+    nbformat.write(nb, lab_server["dir"] / f"{name}.ipynb")
+    page.goto(f"{lab_server['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset"
+              f"&token={lab_server['token']}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    page.wait_for_selector("button.xb-builder-add", timeout=120_000)
+
+    # only the output layer: 64 * 10 + 10 parameters
+    wait_params(page, "Total params: 650")
+    assert page.locator(".xb-builder-row").count() == 1
+    assert page.is_enabled("button.xb-builder-compile")
+
+    page.select_option(".xb-builder-add-kind select", "dense")
+    page.click("button.xb-builder-add")
+    wait_params(page, "Total params: 2,410")  # 64*32 + 32, then 32*10 + 10
+    page.select_option(".xb-builder-add-kind select", "dropout")
+    page.click("button.xb-builder-add")
+    page.wait_for_function("() => document.querySelectorAll('.xb-builder-row').length === 3",
+                           timeout=30_000)
+    kinds = page.eval_on_selector_all(".xb-builder-kind select", "els => els.map(e => e.value)")
+    assert kinds == ["dense", "dropout", "dense"], kinds
+    assert "Total params: 2,410" in params_text(page)
+    assert "(None, 32)" in page.inner_text(".xb-builder-diagram")
+    # one more dense layer, then its delete button: the rows are redrawn in the page
+    page.select_option(".xb-builder-add-kind select", "dense")
+    page.click("button.xb-builder-add")
+    wait_params(page, "Total params: 3,466")  # + 32*32 + 32
+    page.locator(".xb-builder-row").nth(2).locator("button.xb-builder-delete").click()
+    wait_params(page, "Total params: 2,410")
+    page.wait_for_function("() => document.querySelectorAll('.xb-builder-row').length === 3",
+                           timeout=30_000)
+
+    page.click(".xb-builder-code-toggle")
+    page.wait_for_selector(".xb-builder-code textarea", state="visible", timeout=30_000)
+    code = page.input_value(".xb-builder-code textarea")
+    assert code.startswith("import exburn_nb as xb") and ".dense(32)" in code, code
+    assert page.is_visible("button.xb-builder-copy")
+
+    page.click("button.xb-builder-compile")
+    dashboard.wait_rendered()
+    page.wait_for_function("() => (document.querySelector('.xb-builder-status')?.textContent"
+                           " ?? '').includes('compiled (run 1)')", timeout=30_000)
+    seen = dashboard.start_and_watch()
+    epochs = dashboard.stop_and_check_halted(EPOCHS)
+    dashboard.assert_healthy(".jp-NotebookPanel")
+
+    page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
+    page.set_viewport_size({"width": 1280, "height": 2000})  # the whole builder in view
+    page.mouse.move(0, 0)
+    page.locator(".xb-builder").scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    shot = ARTIFACTS / "lab_builder.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator(".xb-builder").screenshot(path=str(shot))
+    # docs/builder.png (shown by the README) is committed: refresh it only when missing or
+    # on request, so a plain `make test` leaves the work tree clean.
+    if not (DOCS / "builder.png").exists() or os.environ.get("XB_UPDATE_DOCS") == "1":
+        DOCS.mkdir(exist_ok=True)
+        shutil.copy(shot, DOCS / "builder.png")
+    print(f"\n[lab] builder: while training {seen}; Stop took {dashboard.stop_s:.1f}s after "
+          f"{epochs} epochs; test {time.monotonic() - t0:.1f}s")
