@@ -99,14 +99,18 @@ def test_make_demo_quickstart_blocking_cell_layout_reload(demo_server, page):
     # 3. layout at three widths, file browser open; screenshots for the README
     assert page.locator(".jp-FileBrowser").is_visible()
     for width in (1024, 1280, 1920):
-        page.set_viewport_size({"width": width, "height": 1000})
+        page.set_viewport_size({"width": width, "height": 1300})
         page.wait_for_timeout(1200)  # plotly's resize and the widgets' reflow
         page.locator(".xb-dashboard").scroll_into_view_if_needed()
         problems = page.evaluate(LAYOUT_PROBLEMS)
         shot = ARTIFACTS / f"dashboard-{width}.png"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.mouse.move(0, 0)
-        page.locator(".xb-dashboard").screenshot(path=str(shot))
+        page.evaluate("document.querySelector('.xb-dashboard').scrollIntoView()")
+        page.wait_for_timeout(300)
+        box = page.locator(".xb-dashboard").bounding_box()
+        page.screenshot(path=str(shot), clip={"x": 0, "y": max(box["y"] - 8, 0), "width": width,
+                                              "height": min(box["height"] + 16, 1300 - box["y"])})
         if width != 1024 and (os.environ.get("XB_UPDATE_DOCS") == "1"
                               or not (DOCS / shot.name).exists()):
             shutil.copy(shot, DOCS / shot.name)
