@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import html
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -222,8 +223,7 @@ class TrainingDashboard(W.VBox):
         self.device = W.Dropdown(options=available_devices(), value=model.device,
                                  description="device", style=style)
         self.optimizer.observe(self._on_optimizer, names="value")
-        self.learning_rate.observe(lambda c: self.runner.set_learning_rate(c["new"]),
-                                   names="value")
+        self.learning_rate.observe(self._on_learning_rate, names="value")
         self.device.observe(self._on_device, names="value")
         for w, css in [(self.optimizer, "xb-optimizer"), (self.learning_rate, "xb-lr"),
                        (self.batch_size, "xb-batch-size"), (self.epochs, "xb-epochs"),
@@ -382,6 +382,14 @@ class TrainingDashboard(W.VBox):
             state, f"{state} · {epochs} epoch{'s' if epochs != 1 else ''} trained") + (
             f" · frozen: {', '.join(frozen)}" if frozen else "")
 
+    def _on_learning_rate(self, change: dict) -> None:
+        # The browser snaps the slider to its grid (2e-4 comes back as 10**-3.7): a change
+        # within half a step of the model's rate is that rounding, not a person's choice.
+        current = self.model.learning_rate
+        if abs(math.log10(change["new"]) - math.log10(current)) < self.learning_rate.step / 2:
+            return
+        self.runner.set_learning_rate(change["new"])
+
     def _on_optimizer(self, change: dict) -> None:
         if self.running:
             self.optimizer.value = change["old"]
@@ -417,7 +425,8 @@ class TrainingDashboard(W.VBox):
     def _refresh_table(self) -> None:
         frame = self.history.tail(HISTORY_ROWS)
         self.table.value = (TABLE_STYLE + frame.to_html(
-            index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="–",
+            index=False, float_format=lambda v: f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}",
+            border=0, na_rep="–",
             classes="xb-history-table") if len(frame) else "<i>no epochs trained yet</i>")
 
     def _show_error(self, error: BaseException | str, tb: str | None) -> None:

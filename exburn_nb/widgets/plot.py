@@ -68,16 +68,15 @@ def make_figure(height: int = 380) -> go.FigureWidget:
     return widget
 
 
-def decimate(xs: list, ys: list, budget: int = POINT_BUDGET, *extra: list) -> tuple:
-    """At most ``budget`` evenly strided points of a curve, always keeping the last one.
-
-    ``extra`` lists (hover texts) are thinned alongside.
+def decimate(xs: list, ys: list, budget: int | None = None, *extra: list) -> tuple:
+    """At most ``budget`` (default :data:`POINT_BUDGET`) evenly strided points of a curve,
+    always keeping the first and last. ``extra`` lists (hover texts) are thinned alongside.
 
     Example:
         >>> decimate(list(range(10)), list(range(10)), 4)[0]
         [0, 3, 6, 9]
     """
-    n = len(xs)
+    n, budget = len(xs), budget or POINT_BUDGET
     if n <= budget:
         return (xs, ys, *extra)
     stride = math.ceil((n - 1) / (budget - 1))
@@ -193,6 +192,10 @@ class LivePlot(Callback):
             return
         self._last_draw = now
         curves = self.curves()
+        if not any(c[0] for c in curves):
+            # plotly leaves traces without points out of the legend: with nothing drawn yet
+            # (a new figure, a weight reset) one null point each keeps the legend whole
+            curves = [([None], [None]) for _ in curves]
         fig = self.figure
         with fig.batch_update():
             for trace, (xs, ys, *text) in zip(fig.data, curves, strict=True):

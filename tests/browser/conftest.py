@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser_js import BATCH_LOSS, FIGURE, TRAIN_LOSS  # beside this file
+from browser_js import FIGURE  # beside this file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -263,7 +263,6 @@ class Dashboard:
 
     def __init__(self, page):
         self.page = page
-        self.stop_s = None  # seconds from the Stop click to the "stopped" status
 
     def screenshot(self, path: Path) -> None:
         """A screenshot with the dashboard in view and the mouse off the plot (no modebar)."""
@@ -293,51 +292,6 @@ class Dashboard:
             f"n => ({FIGURE}?.data?.[{trace}]?.x?.length ?? -1) > n", arg=more_than,
             timeout=timeout_ms)
         return self.points(trace)
-
-    def progress_percent(self) -> float:
-        return self.page.evaluate(
-            "parseFloat(document.querySelector('.xb-progress .progress-bar').style.width) || 0")
-
-    def start_and_watch(self) -> dict:
-        """Click Start and check that the curves grow and the progress bar moves.
-
-        Returns what the browser saw and when (seconds after the click)."""
-        empty = (self.points(TRAIN_LOSS), self.points(BATCH_LOSS))
-        assert empty == (0, 0), f"expected empty traces before Start, got {empty} (-1: no trace)"
-        assert self.status().startswith("idle"), self.status()
-        t0 = time.monotonic()
-        self.page.click("button.xb-start")
-        self.wait_status("training")
-        seen = {"status_s": time.monotonic() - t0}
-        assert self.page.is_disabled("button.xb-start") and self.page.is_enabled("button.xb-stop")
-        seen["batch_points"] = self.wait_points(BATCH_LOSS, 0)  # per-batch points come first
-        seen["batch_points_s"] = time.monotonic() - t0
-        seen["epochs"] = self.wait_points(TRAIN_LOSS, 1)        # then whole epochs
-        seen["epochs_s"] = time.monotonic() - t0
-        seen["grown_to"] = self.wait_points(TRAIN_LOSS, seen["epochs"])  # and they keep coming
-        seen["grown_s"] = time.monotonic() - t0
-        seen["progress_percent"] = self.progress_percent()
-        assert seen["progress_percent"] > 0, "the progress bar did not move"
-        label = self.page.inner_text(".xb-progress-label")
-        assert label.startswith("epoch "), label
-        return {k: round(v, 1) if isinstance(v, float) else v for k, v in seen.items()}
-
-    def stop_and_check_halted(self, total_epochs: int) -> int:
-        """Click Stop; the status says stopped and no more points arrive. Returns epochs."""
-        t0 = time.monotonic()
-        self.page.click("button.xb-stop")
-        self.wait_status("stopped")
-        self.stop_s = time.monotonic() - t0
-        n = self.points(TRAIN_LOSS)
-        b = self.points(BATCH_LOSS)
-        self.page.wait_for_timeout(2000)
-        assert (self.points(TRAIN_LOSS), self.points(BATCH_LOSS)) == (n, b), "still growing"
-        assert 0 < n < total_epochs, f"{n} epochs: the run was not interrupted by Stop"
-        trained = int(self.status().split("·")[1].split()[0])  # "stopped · 12 epochs trained"
-        assert trained == n, f"status says {trained} epochs, the plot shows {n}"
-        assert self.page.is_enabled("button.xb-start") and self.page.is_disabled("button.xb-stop")
-        assert self.page.locator(".xb-history tr").count() > 1, "empty history table"
-        return n
 
     def assert_healthy(self, root: str) -> None:
         """No widget failed to load, no error shown, no anywidget/plotly page error."""
