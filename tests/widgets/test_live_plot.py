@@ -66,7 +66,13 @@ def test_points_are_in_the_synced_widget_state(mlp, digits):
     (x, y), _ = digits
     cb = xb.widgets.live_plot()
     sent = []
-    cb.figure.send_state = lambda keys=None: sent.append(keys)
+    original = cb.figure.send_state
+
+    def send_state(key=None):
+        sent.append(key)
+        original(key)
+
+    cb.figure.send_state = send_state
     model = xb.fit(mlp(), (x, y), epochs=3, batch_size=64, verbose=False, callbacks=[cb])
     state = cb.figure.get_state()["_widget_data"]
     assert [d["x"] for d in state[:1]] == [[1, 2, 3]]
