@@ -113,10 +113,7 @@ class LivePlot(Callback):
         to the data again, and redraw."""
         with self._lock:
             self._reset_batches()
-        layout = self.figure.layout
-        with self.figure.batch_update():
-            layout.uirevision = (layout.uirevision or 0) + 1  # drop zoom and ranges kept so far
-            layout.xaxis.autorange = layout.yaxis.autorange = True
+        self.figure.layout.uirevision = (self.figure.layout.uirevision or 0) + 1  # drop zoom
         self.draw(force=True)
 
     # ---------------------------------------------------------------- hooks
@@ -192,12 +189,16 @@ class LivePlot(Callback):
             return
         self._last_draw = now
         curves = self.curves()
-        if not any(c[0] for c in curves):
+        empty = not any(c[0] for c in curves)
+        if empty:
             # plotly leaves traces without points out of the legend: with nothing drawn yet
             # (a new figure, a weight reset) one null point each keeps the legend whole
             curves = [([None], [None]) for _ in curves]
         fig = self.figure
         with fig.batch_update():
+            # empty: fixed small ranges (autorange would keep the last run's); else autorange
+            fig.layout.xaxis.range = fig.layout.yaxis.range = [0, 1] if empty else None
+            fig.layout.xaxis.autorange = fig.layout.yaxis.autorange = not empty
             for trace, (xs, ys, *text) in zip(fig.data, curves, strict=True):
                 trace.x, trace.y = xs, ys
                 if text:

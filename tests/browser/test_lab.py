@@ -60,6 +60,7 @@ def test_lab_long_run_stop_freeze_reset(lab_server, page, dashboard):
     dashboard.wait_status("weights reset")
     page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.filter(v => v !== null).length === 0")
     assert page.inner_text(".xb-progress-label").strip() == ""
+    page.wait_for_function(f"{FIGURE}._fullLayout.xaxis.range[1] <= 1")  # not the old 0-1000
     assert page.locator(".xb-figure g.legend g.traces").count() >= 5
     dashboard.assert_healthy(".jp-NotebookPanel")
     dashboard.screenshot(ARTIFACTS / "lab_after_reset.png")
