@@ -19,10 +19,13 @@ import math
 import threading
 import time
 
+import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..callbacks import Callback
 from ..model import Model
+from ..optim import set_learning_rate
+from .comms import serve_on_subshell
 
 MAX_UPDATES_PER_S = 5
 POINT_BUDGET = 400  # points per drawn curve, at most
@@ -91,14 +94,20 @@ class LivePlot(Callback):
         figure: the figure to draw into (a new one by default).
         display: show the figure under the running cell when training begins (for a
             blocking ``fit``); the dashboard passes False and places it itself.
+        controls: add Stop, Pause and a learning-rate slider above the figure, which act
+            at the next batch even while the ``fit`` cell blocks (see
+            :mod:`exburn_nb.widgets.comms`). Stop ends the run as an interrupt does: the
+            model and history keep every completed batch.
     """
 
-    def __init__(self, figure: go.FigureWidget | None = None, display: bool = True):
+    def __init__(self, figure: go.FigureWidget | None = None, display: bool = True,
+                 controls: bool = False):
         self.figure = figure if figure is not None else make_figure()
         self.display = display
         self._lock = threading.Lock()
         self.model: Model | None = None
         self._reset_batches()
+        self.controls = _Controls() if controls else None
 
     def _reset_batches(self) -> None:
         self._bx: list[float] = []
@@ -119,10 +128,13 @@ class LivePlot(Callback):
     # ---------------------------------------------------------------- hooks
     def on_train_begin(self, logs: dict) -> None:
         self.model = logs["model"]
+        if self.controls is not None:
+            self.controls.begin(self.model)
         if self.display:
             from IPython.display import display
 
-            display(self.figure)
+            display(self.figure if self.controls is None else
+                    W.VBox([self.controls.row, self.figure], layout=W.Layout(width="100%")))
             self.display = False  # once: later runs keep drawing into the same figure
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
@@ -130,6 +142,8 @@ class LivePlot(Callback):
             self._lr_seen(logs["lr"], epoch - 1)
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
+        if self.controls is not None:
+            self.controls.at_batch_end(self.model)
         x = logs["epoch"] - 1 + batch / logs["batches"]
         loss = logs["loss"]
         with self._lock:
@@ -153,6 +167,8 @@ class LivePlot(Callback):
 
     def on_train_end(self, logs: dict) -> None:
         self.draw(force=True)
+        if self.controls is not None:
+            self.controls.end(logs["model"])
 
     def _lr_seen(self, lr: float, x: float) -> None:
         if self._last_lr is not None and lr != self._last_lr:
@@ -219,10 +235,89 @@ class LivePlot(Callback):
         self._store_state(send=False)
 
 
-def live_plot(height: int = 380) -> LivePlot:
-    """A callback that draws the live figure under the cell of a blocking ``xb.fit``.
+class _Controls:
+    """Stop, Pause/Resume and a learning-rate slider for a blocking ``fit``.
+
+    Clicks arrive on a kernel subshell thread while the fit runs in the main thread; they
+    only set flags, which the training thread reads at the next batch end.
+    """
+
+    def __init__(self) -> None:
+        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger",
+                                    layout=W.Layout(width="auto"))
+        self.pause_button = W.Button(description="Pause", icon="pause",
+                                     button_style="warning", layout=W.Layout(width="auto"))
+        self.learning_rate = W.FloatLogSlider(value=1e-3, base=10, min=-5, max=0, step=0.1,
+                                              description="learning rate",
+                                              readout_format=".1e",
+                                              style={"description_width": "initial"})
+        self.status = W.HTML("")
+        for w, css in [(self.stop_button, "xb-stop"), (self.pause_button, "xb-pause"),
+                       (self.learning_rate, "xb-lr"), (self.status, "xb-status")]:
+            w.add_class(css)
+        self.row = W.HBox([self.stop_button, self.pause_button, self.learning_rate,
+                           self.status], layout=W.Layout(flex_flow="row wrap"))
+        self.stop_button.on_click(lambda _: self._stop.set())
+        self.pause_button.on_click(lambda _: self._toggle_pause())
+        self.learning_rate.observe(self._on_lr, names="value")
+        self._stop, self._running = threading.Event(), threading.Event()
+        self._new_lr: float | None = None
+        self._model_lr = 1e-3
+        serve_on_subshell(self.stop_button, self.pause_button, self.learning_rate)
+
+    def begin(self, model: Model) -> None:
+        self._stop.clear()
+        self._running.set()
+        self._new_lr, self._model_lr = None, model.learning_rate
+        self.learning_rate.value = model.learning_rate
+        self.stop_button.disabled = self.pause_button.disabled = False
+        self._show_pause(False)
+        self.status.value = "training…"
+
+    def _toggle_pause(self) -> None:
+        if self._running.is_set():
+            self._running.clear()
+            self.status.value = "paused"
+        else:
+            self._running.set()
+            self.status.value = "training…"
+        self._show_pause(not self._running.is_set())
+
+    def _show_pause(self, paused: bool) -> None:
+        self.pause_button.description = "Resume" if paused else "Pause"
+        self.pause_button.icon = "play" if paused else "pause"
+
+    def _on_lr(self, change: dict) -> None:
+        # within half a slider step of the model's rate: the browser's rounding, no change
+        if abs(math.log10(change["new"]) - math.log10(self._model_lr)) >= self.learning_rate.step / 2:
+            self._new_lr = change["new"]
+
+    def at_batch_end(self, model: Model) -> None:
+        """In the training thread: apply a new rate, hold while paused, stop when asked."""
+        lr, self._new_lr = self._new_lr, None
+        if lr is not None:
+            set_learning_rate(model.torch_optimizer, lr)
+            model.learning_rate = self._model_lr = lr
+        while not self._running.wait(0.1) and not self._stop.is_set():
+            pass
+        if self._stop.is_set():
+            self.status.value = "stopping…"
+            raise KeyboardInterrupt("Stop pressed")  # fit ends cleanly, keeping every batch
+
+    def end(self, model: Model) -> None:
+        self.stop_button.disabled = self.pause_button.disabled = True
+        self._show_pause(False)
+        epochs = model.epochs_trained
+        self.status.value = (f"{'stopped' if self._stop.is_set() else 'finished'} · "
+                             f"{epochs} epoch{'s' if epochs != 1 else ''} trained")
+
+
+def live_plot(height: int = 380, controls: bool = True) -> LivePlot:
+    """A callback that draws the live figure under the cell of a blocking ``xb.fit``, with
+    Stop, Pause and a learning-rate slider above it (``controls=False`` for the figure
+    alone).
 
     Example:
         >>> xb.fit(model, (x, y), epochs=20, callbacks=[xb.widgets.live_plot()])  # doctest: +SKIP
     """
-    return LivePlot(make_figure(height), display=True)
+    return LivePlot(make_figure(height), display=True, controls=controls)

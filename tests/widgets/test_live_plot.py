@@ -40,18 +40,18 @@ def test_long_runs_are_decimated(monkeypatch, mlp, digits):
     assert xs == sorted(xs) and xs[-1] > 1.5  # spans the whole run
 
 
-def test_every_curve_keeps_to_the_point_budget(mlp, digits):
-    (x, y), (tx, ty) = digits
-    model = xb.fit(mlp(), (x[:64], y[:64]), epochs=1000, batch_size=64, verbose=False,
-                   validation_data=(tx[:64], ty[:64]), accuracy=True)
+def test_every_curve_keeps_to_the_point_budget():
+    """A 1,000-epoch history (as the figure reads it) is drawn within the budget."""
+    from types import SimpleNamespace
+
+    rows = [{"epoch": e, "loss": 1 / e, "val_loss": 1.1 / e, "accuracy": 1 - 1 / e,
+             "val_accuracy": 1 - 1.1 / e} for e in range(1, 1001)]
     cb = plot.LivePlot(display=False)
-    cb.model = model
+    cb.model = SimpleNamespace(_history=SimpleNamespace(epoch_rows=rows))
     cb.draw(force=True)
-    for trace in cb.figure.data[:5:2]:  # train loss, batch loss, train accuracy
-        assert len(trace.x) <= plot.POINT_BUDGET
-    xs = list(cb.figure.data[0].x)
-    assert xs[0] == 1 and xs[-1] == 1000  # first to last epoch
-    assert len(cb.figure.data[1].x) <= plot.POINT_BUDGET
+    for i in (0, 1, 3, 4):
+        assert 0 < len(cb.figure.data[i].x) <= plot.POINT_BUDGET
+        assert cb.figure.data[i].x[0] == 1 and cb.figure.data[i].x[-1] == 1000
 
 
 def test_decimate_keeps_the_ends_and_the_budget():
@@ -97,3 +97,38 @@ def _counting_batch_update(fig, pushed):
         return original()
 
     return batch_update
+
+
+def test_live_plot_controls_stop_pause_and_lr_in_a_blocking_fit(mlp, digits):
+    """The buttons' handlers run on another thread (a kernel subshell) while fit blocks."""
+    import threading
+    import warnings
+
+    (x, y), _ = digits
+    cb = xb.widgets.live_plot()
+    ui = cb.controls
+    resumed = []
+
+    class Steer(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            step = (logs["epoch"], batch)
+            if step == (1, 3):
+                ui.learning_rate.value = 1e-2
+            elif step == (1, 5):
+                ui.pause_button.click()
+                assert ui.status.value == "paused" and ui.pause_button.description == "Resume"
+                threading.Timer(0.2, lambda: (resumed.append(1), ui.pause_button.click())).start()
+            elif step == (2, 4):
+                ui.stop_button.click()
+
+    model = mlp()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xb.fit(model, (x, y), epochs=5, batch_size=64, verbose=False, callbacks=[Steer(), cb])
+    assert resumed  # the pause held the loop until the click from another thread
+    assert model.epochs_trained == 2 and len(model.batch_history) == 23 + 4  # stopped mid-epoch
+    lrs = model.batch_history["lr"].tolist()
+    assert lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(1e-2)  # at the next batch
+    assert ui.status.value == "stopped · 2 epochs trained" and ui.stop_button.disabled
+    assert any("interrupted" in str(w.message) for w in caught)
+    assert "xb-stop" in ui.stop_button._dom_classes
