@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 CHROMIUM ?= /usr/bin/chromium
 PORT   ?= 8888
 
-.PHONY: demo test test-fast bench lint browser-deps clean
+.PHONY: demo app serve-demo serve-app test test-fast bench lint browser-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,31 @@ browser-deps:
 	fi
 
 # Opens a browser where there is a display (X11, Wayland, or macOS), else only prints the URL.
-demo: $(VENV)/.installed-dev
-	@echo "Opening JupyterLab on notebooks/01_quickstart.ipynb (the URL with its token is printed below)"
-	$(PY) -m jupyterlab notebooks/01_quickstart.ipynb --ip=127.0.0.1 --port=$(PORT) \
-	  --LabApp.default_url=/lab/tree/notebooks/01_quickstart.ipynb \
+# The server is rooted in notebooks/ and opens the quickstart; binder/jupyter adds a page
+# config that turns JupyterLab's "official Jupyter news" prompt off (JUPYTER_CONFIG_PATH
+# only adds a config folder: the user's own settings stay as they are).
+LAB_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/binder/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}"
+LAB_FLAGS  := --ip=127.0.0.1 --port=$(PORT) --LabApp.news_url=None \
+	  --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
 	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser ) \
 	  $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+demo: $(VENV)/.installed-dev
+	@$(MAKE) --no-print-directory serve-demo
+
+# The classroom app: notebooks/app.ipynb under Voila (outputs and widgets, no code).
+app: $(VENV)/.installed-dev
+	@$(MAKE) --no-print-directory serve-app
+
+# serve-*: the servers alone, without the install step (the browser tests start them so).
+serve-demo:
+	@echo "Opening JupyterLab on notebooks/01_quickstart.ipynb (the URL with its token is printed below)"
+	$(LAB_CONFIG) $(PY) -m jupyterlab --ServerApp.root_dir=notebooks \
+	  --LabApp.default_url=/lab/tree/01_quickstart.ipynb $(LAB_FLAGS)
+
+serve-app:
+	@echo "Opening the classroom app (Voila) on notebooks/app.ipynb (the URL is printed below)"
+	$(PY) -m voila notebooks/app.ipynb --Voila.ip=127.0.0.1 --port=$(PORT) \
+	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser )
 
 test: $(VENV)/.installed-dev browser-deps
 	$(PY) -m ruff check exburn_nb tests bench

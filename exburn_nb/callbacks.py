@@ -376,19 +376,26 @@ def reduce_lr_on_plateau(factor: float = 0.5, patience: int = 3, min_delta: floa
 
 
 class ProgressBar(Callback):
-    """``verbose=True``: a tqdm bar per epoch (a widget in Jupyter) and one line per epoch."""
+    """``verbose=True``: one progress bar for the whole run and one line per epoch.
+
+    In Jupyter the bar is a widget that stays (``leave=True``) with the run's final count,
+    so a saved, reloaded or Voilà-rendered notebook shows a finished bar and the epoch
+    lines, never a closed widget's "model not found"; in a terminal it is a text bar.
+    """
 
     def on_train_begin(self, logs: dict) -> None:
         from tqdm.auto import tqdm  # imported here: tqdm.auto pulls in IPython in notebooks
 
-        self._tqdm, self.batches = tqdm, logs["batches"]
+        self.batches, self.first = logs["batches"], logs["first_epoch"]
         self.last_epoch = logs["first_epoch"] + logs["epochs"] - 1
-        self.bar = None
+        self._write = tqdm.write
+        self.bar = tqdm(total=logs["batches"] * logs["epochs"], unit="batch", leave=True,
+                        dynamic_ncols=True, mininterval=0.2,
+                        desc=f"Epoch {self.first}/{self.last_epoch}")
+        self._ema = None
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
-        self.bar = self._tqdm(total=self.batches, desc=f"Epoch {epoch}/{self.last_epoch}",
-                              unit="batch", leave=False, dynamic_ncols=True)
-        self._ema = None
+        self.bar.set_description(f"Epoch {epoch}/{self.last_epoch}", refresh=False)
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
         loss = logs["loss"]
@@ -398,13 +405,9 @@ class ProgressBar(Callback):
             self.bar.set_postfix(loss=f"{self._ema:.4f}", refresh=False)
 
     def on_epoch_end(self, epoch: int, metrics: Metrics) -> None:
-        self._close()
-        print(format_metrics(metrics), flush=True)
+        self._write(format_metrics(metrics))
 
     def on_train_end(self, logs: dict) -> None:
-        self._close()
-
-    def _close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            self.bar.close()  # leave=True: the bar stays, showing where the run ended
             self.bar = None

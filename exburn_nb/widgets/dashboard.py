@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import html
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from ..callbacks import Callback
 from ..model import Model, available_devices
 from ..optim import OPTIMIZERS
 from ..runner import Runner
+from ..training import Trainer
+from .comms import serve_on_subshell
 from .plot import LivePlot, make_figure
 
 SCHEDULES = ("none", "step", "exponential", "cosine")
@@ -33,6 +36,12 @@ TABLE_REFRESH_S = 1.0  # the history table redraws at most this often (and at th
 # Spaced, right-aligned columns (bare pandas HTML runs the headers together in the browser).
 TABLE_STYLE = ("<style>.xb-history-table th, .xb-history-table td "
                "{padding: 1px 10px; text-align: right}</style>")
+# The figure fills the dashboard's width; rows of controls wrap instead of overflowing.
+DASHBOARD_STYLE = ("<style>.xb-dashboard {max-width: 100%; overflow: hidden}"
+                   ".xb-dashboard .xb-figure {width: 100%; min-width: 0}"
+                   ".xb-dashboard .xb-row {flex-wrap: wrap; gap: 2px 6px; max-width: 100%}"
+                   ".xb-dashboard .xb-row > .widget-inline-hbox {margin: 2px 0}</style>")
+CONTROL_WIDTH = "290px"
 
 
 def _schedule(kind: str, lr: float, epochs: int) -> tuple | None:
@@ -57,20 +66,41 @@ class _Progress(Callback):
         self.last = logs["first_epoch"] + logs["epochs"] - 1
         self.total = logs["batches"] * logs["epochs"]
         self.t0, self.samples, self.done = time.perf_counter(), 0, 0
+        self.paused_s, self._paused_at = 0.0, None
+        self.epoch, self.batch = logs["first_epoch"], 0
         self._last_table = self.t0
         self.dash.progress.max = max(1, self.total)
         self.dash.progress.value = 0
 
+    def pause(self) -> None:
+        """The run holds: freeze the clock and say where it stands, without an ETA."""
+        self._paused_at = time.perf_counter()
+        self.dash.progress_label.value = (
+            f"paused at epoch {self.epoch}/{self.last} · batch {self.batch}/{self.batches}")
+
+    def resume(self) -> None:
+        if self._paused_at is not None:
+            self.paused_s += time.perf_counter() - self._paused_at
+            self._paused_at = None
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, paused time excluded."""
+        held = time.perf_counter() - self._paused_at if self._paused_at is not None else 0.0
+        return max(time.perf_counter() - self.t0 - self.paused_s - held, 1e-9)
+
     def on_batch_end(self, batch: int, logs: dict) -> None:
         self.samples += logs["size"]
         self.done += 1
+        self.epoch, self.batch = logs["epoch"], batch
         now = time.perf_counter()
         if now - self._last >= 1 / PROGRESS_UPDATES_PER_S or self.done == self.total:
             self._last = now
             self.show(logs["epoch"], batch)
 
     def show(self, epoch: int, batch: int) -> None:
-        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        if self._paused_at is not None:
+            return
+        elapsed = self.elapsed()
         rate = self.samples / elapsed
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
         self.dash.progress.value = min(self.done, self.dash.progress.max)
@@ -85,7 +115,8 @@ class _Progress(Callback):
             self.dash._refresh_table()
 
     def on_train_end(self, logs: dict) -> None:
-        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        self.resume()
+        elapsed = self.elapsed()
         self.dash.progress.value = min(self.done, self.dash.progress.max)
         self.dash.progress_label.value = (
             f"{self.done:,} of {self.total:,} batches in {elapsed:.1f}s · "
@@ -107,17 +138,26 @@ class TrainingDashboard(W.VBox):
 
     def __init__(self, model: Model, data: Any, validation_data: Any = None, **fit_options: Any):
         fit_options.pop("verbose", None)
+        # Every option and the data's shapes are checked now, as xb.fit checks them: a
+        # dashboard that could only fail at Start is not built.
+        Trainer(model, data, validation_data=validation_data, verbose=False,
+                **{**fit_options, "epochs": 0})
         self.runner = Runner(model, data, validation_data=validation_data, verbose=False,
                              **fit_options)
         self.plot = LivePlot(make_figure(), display=False)
         self.runner.add_callback(self.plot)
-        self.runner.add_callback(_Progress(self))
+        self.progress_cb = _Progress(self)
+        self.runner.add_callback(self.progress_cb)
         self.runner.add_listener(self._on_event)
         self._build_controls(model, fit_options)
-        super().__init__([self.buttons_row, self.progress_row, self.plot.figure,
-                          self.controls_box, self.freeze_box, self.io_row, self.table,
-                          self.error_box])
+        super().__init__([W.HTML(DASHBOARD_STYLE), self.buttons_row, self.progress_row,
+                          self.plot.figure, self.controls_box, self.freeze_box, self.io_row,
+                          self.table, self.error_box], layout=W.Layout(width="100%"))
         self.add_class("xb-dashboard")
+        for row in (self.buttons_row, self.progress_row, self.controls_box, self.freeze_box,
+                    self.io_row):
+            row.add_class("xb-row")
+        serve_on_subshell(*self.controls())
         self.plot.model = model
         self.plot.draw(force=True)
         self._refresh_table()
@@ -147,7 +187,8 @@ class TrainingDashboard(W.VBox):
         self.buttons_row = W.HBox([self.start_button, self.stop_button, self.pause_button,
                                    self.step_button, self.reset_button, self.status])
 
-        self.progress = W.IntProgress(value=0, min=0, max=1, layout=W.Layout(width="40%"))
+        self.progress = W.IntProgress(value=0, min=0, max=1,
+                                      layout=W.Layout(width="40%", min_width="160px"))
         self.progress.add_class("xb-progress")
         self.progress_label = W.Label("")
         self.progress_label.add_class("xb-progress-label")
@@ -182,17 +223,18 @@ class TrainingDashboard(W.VBox):
         self.device = W.Dropdown(options=available_devices(), value=model.device,
                                  description="device", style=style)
         self.optimizer.observe(self._on_optimizer, names="value")
-        self.learning_rate.observe(lambda c: self.runner.set_learning_rate(c["new"]),
-                                   names="value")
+        self.learning_rate.observe(self._on_learning_rate, names="value")
         self.device.observe(self._on_device, names="value")
         for w, css in [(self.optimizer, "xb-optimizer"), (self.learning_rate, "xb-lr"),
                        (self.batch_size, "xb-batch-size"), (self.epochs, "xb-epochs"),
                        (self.device, "xb-device")]:
             w.add_class(css)
-        self.controls_box = W.GridBox(
-            [self.optimizer, self.learning_rate, self.batch_size, self.epochs, self.schedule,
-             self.clip_norm, self.weight_decay, self.accumulate, self.device],
-            layout=W.Layout(grid_template_columns="repeat(3, 1fr)"))
+        controls = [self.optimizer, self.learning_rate, self.batch_size, self.epochs,
+                    self.schedule, self.clip_norm, self.weight_decay, self.accumulate, self.device]
+        for w in controls:
+            w.layout.width = CONTROL_WIDTH
+            w.add_class("xb-control")
+        self.controls_box = W.HBox(controls)
 
         self.freeze_toggles: dict[str, W.ToggleButton] = {}
         for name, layer in model.layers.items():
@@ -201,12 +243,16 @@ class TrainingDashboard(W.VBox):
                                    icon="snowflake-o", tooltip=f"freeze {name}",
                                    layout=W.Layout(width="auto"))
                 t.add_class("xb-freeze")
+                if t.value:
+                    t.button_style = "info"
                 t.observe(lambda c, n=name: self._on_freeze(n, c["new"]), names="value")
                 self.freeze_toggles[name] = t
         self.freeze_box = W.HBox([W.Label("freeze:"), *self.freeze_toggles.values()])
 
-        self.save_path = W.Text(value="model.exburn", description="file", style=style)
-        self.csv_path = W.Text(value="history.csv", description="csv", style=style)
+        self.save_path = W.Text(value="model.exburn", description="file", style=style,
+                                layout=W.Layout(width="240px"))
+        self.csv_path = W.Text(value="history.csv", description="csv", style=style,
+                               layout=W.Layout(width="240px"))
         self.save_button = button("Save model", "", "save", "xb-save")
         self.csv_button = button("Export CSV", "", "download", "xb-csv")
         self.save_button.on_click(lambda _: self.save(self.save_path.value))
@@ -216,6 +262,13 @@ class TrainingDashboard(W.VBox):
         self.table.add_class("xb-history")
         self.error_box = W.HTML()
         self.error_box.add_class("xb-error")
+
+    def controls(self) -> list[W.Widget]:
+        """Every widget a person operates (buttons, sliders, fields, toggles)."""
+        return [self.start_button, self.stop_button, self.pause_button, self.step_button,
+                self.reset_button, self.log_scale, *self.controls_box.children,
+                *self.freeze_toggles.values(), self.save_path, self.csv_path,
+                self.save_button, self.csv_button]
 
     # ---------------------------------------------------------------- Python API
     @property
@@ -279,12 +332,13 @@ class TrainingDashboard(W.VBox):
         self.plot.reset()
         self._refresh_table()
         self.progress.value = 0
-        self.status.value = "weights reset"
+        self.progress_label.value = ""
+        self.status.value = "weights reset · 0 epochs trained"
 
     def save(self, path: str | Path) -> None:
         """Save the model (atomic; safe during a run)."""
         try:
-            saved = self.model.save(path)
+            saved = Path(self.model.save(path)).resolve()
             self.status.value = f"saved {html.escape(str(saved))}"
         except Exception as exc:
             self._show_error(exc, None)
@@ -292,6 +346,7 @@ class TrainingDashboard(W.VBox):
     def export_csv(self, path: str | Path) -> None:
         """Write the history as CSV."""
         try:
+            path = Path(path).expanduser().resolve()
             self.history.to_csv(path, index=False)
             self.status.value = f"history written to {html.escape(str(path))}"
         except Exception as exc:
@@ -301,6 +356,10 @@ class TrainingDashboard(W.VBox):
     def _on_event(self, event: str, runner: Runner) -> None:
         if event == "start":
             self.error_box.value = ""
+        elif event == "pause":
+            self.progress_cb.pause()
+        elif event == "resume":
+            self.progress_cb.resume()
         if event == "end":
             if runner.state == "error":
                 self._show_error(runner.error, runner.error_traceback)
@@ -318,8 +377,18 @@ class TrainingDashboard(W.VBox):
         self.pause_button.description = "Resume" if paused else "Pause"
         self.pause_button.icon = "play" if paused else "pause"
         epochs = self.model.epochs_trained
+        frozen = sorted(self.model.frozen_layers)
         self.status.value = {"running": "training…", "paused": "paused"}.get(
-            state, f"{state} · {epochs} epoch{'s' if epochs != 1 else ''} trained")
+            state, f"{state} · {epochs} epoch{'s' if epochs != 1 else ''} trained") + (
+            f" · frozen: {', '.join(frozen)}" if frozen else "")
+
+    def _on_learning_rate(self, change: dict) -> None:
+        # The browser snaps the slider to its grid (2e-4 comes back as 10**-3.7): a change
+        # within half a step of the model's rate is that rounding, not a person's choice.
+        current = self.model.learning_rate
+        if abs(math.log10(change["new"]) - math.log10(current)) < self.learning_rate.step / 2:
+            return
+        self.runner.set_learning_rate(change["new"])
 
     def _on_optimizer(self, change: dict) -> None:
         if self.running:
@@ -328,8 +397,15 @@ class TrainingDashboard(W.VBox):
         self.model.set_optimizer(change["new"], self.learning_rate.value)
 
     def _on_freeze(self, name: str, frozen: bool) -> None:
-        self.runner.at_next_batch(lambda: (self.model.freeze if frozen else self.model.unfreeze)(
-            [name]))
+        toggle = self.freeze_toggles[name]
+        toggle.button_style = "info" if frozen else ""
+        toggle.tooltip = f"{'unfreeze' if frozen else 'freeze'} {name}"
+
+        def apply() -> None:
+            (self.model.freeze if frozen else self.model.unfreeze)([name])
+            self._sync_buttons()
+
+        self.runner.at_next_batch(apply)
 
     def _on_device(self, change: dict) -> None:
         if self.runner.state == "running":
@@ -349,7 +425,8 @@ class TrainingDashboard(W.VBox):
     def _refresh_table(self) -> None:
         frame = self.history.tail(HISTORY_ROWS)
         self.table.value = (TABLE_STYLE + frame.to_html(
-            index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="–",
+            index=False, float_format=lambda v: f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}",
+            border=0, na_rep="–",
             classes="xb-history-table") if len(frame) else "<i>no epochs trained yet</i>")
 
     def _show_error(self, error: BaseException | str, tb: str | None) -> None:

@@ -2,7 +2,11 @@
 
 One persistent figure, updated in place inside ``batch_update()``, at most
 :data:`MAX_UPDATES_PER_S` times a second; points arriving in between are coalesced.
-Per-batch points are decimated so long runs stay light in the browser.
+Every curve is decimated to at most :data:`POINT_BUDGET` points, so the cost of a draw
+stays flat however long the run.
+
+The points also live in the widget's synced state, so a figure shows everything that
+exists whenever it is (re)rendered: in Voilà, after a page reload, in a saved notebook.
 
 Example (blocking fit, the figure appears under the cell):
     >>> xb.fit(model, (x, y), callbacks=[xb.widgets.live_plot()])  # doctest: +SKIP
@@ -10,43 +14,77 @@ Example (blocking fit, the figure appears under the cell):
 
 from __future__ import annotations
 
+import copy
+import math
 import threading
 import time
 
+import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..callbacks import Callback
 from ..model import Model
+from ..optim import set_learning_rate
+from .comms import serve_on_subshell
 
 MAX_UPDATES_PER_S = 5
-MAX_BATCH_POINTS = 1500
+POINT_BUDGET = 400  # points per drawn curve, at most
+MAX_BATCH_POINTS = 2 * POINT_BUDGET  # raw batch points kept before halving them
 SMOOTHING = 0.9
+LR_MARK = 5  # trace index of the learning-rate marks
+COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "lr": "#9467bd"}
 
 
-def make_figure(height: int = 360) -> go.FigureWidget:
-    """The empty figure: epoch losses, smoothed batch loss, accuracies, lr-change marks."""
+def make_figure(height: int = 380) -> go.FigureWidget:
+    """The empty figure: epoch losses, smoothed batch loss, accuracies, lr-change marks.
+
+    It fills the width of its container (``autosize``) and has a fixed height; the legend
+    sits under the axes, the accuracy axis runs from 0 to 100 %.
+    """
     # Built as a plain Figure, then wrapped: a FigureWidget only syncs the traces it was
-    # constructed with as widget state (add_scatter on a widget just sends messages), and
-    # front ends that load the state later (Voila, a reloaded page) would show no traces.
+    # constructed with as widget state (add_scatter on a widget just sends messages).
     fig = go.Figure(layout=dict(
-        height=height, margin=dict(l=50, r=50, t=30, b=40), template="plotly_white",
-        xaxis=dict(title="epoch"), yaxis=dict(title="loss"),
-        yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1.02],
-                    showgrid=False),
-        legend=dict(orientation="h", y=1.12), uirevision="keep"))
-    fig.add_scatter(name="train loss", mode="lines+markers", line=dict(color="#1f77b4"))
-    fig.add_scatter(name="val loss", mode="lines+markers", line=dict(color="#ff7f0e"))
+        height=height, autosize=True, margin=dict(l=55, r=55, t=20, b=40),
+        template="plotly_white", showlegend=True, uirevision=0,
+        xaxis=dict(title="epoch", rangemode="tozero"),
+        yaxis=dict(title="loss", rangemode="tozero"),
+        yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1],
+                    tickformat=".0%", dtick=0.2, showgrid=False, zeroline=False),
+        legend=dict(orientation="h", x=0, xanchor="left", y=-0.18, yanchor="top"),
+        hovermode="closest"))
+    fig.add_scatter(name="train loss", mode="lines+markers", line=dict(color=COLORS["train"]),
+                    marker=dict(size=4))
+    fig.add_scatter(name="val loss", mode="lines+markers", line=dict(color=COLORS["val"]),
+                    marker=dict(size=4))
     fig.add_scatter(name="batch loss (smoothed)", mode="lines", opacity=0.45,
-                    line=dict(color="#1f77b4", width=1))
-    fig.add_scatter(name="train accuracy", mode="lines+markers", yaxis="y2",
-                    line=dict(color="#2ca02c", dash="dot"))
-    fig.add_scatter(name="val accuracy", mode="lines+markers", yaxis="y2",
-                    line=dict(color="#d62728", dash="dot"))
-    fig.add_scatter(name="lr change", mode="markers+text", textposition="top center",
-                    marker=dict(symbol="triangle-down", size=11, color="#9467bd"))
+                    line=dict(color=COLORS["train"], width=1))
+    fig.add_scatter(name="train accuracy", mode="lines", yaxis="y2",
+                    line=dict(color=COLORS["train"], dash="dot"))
+    fig.add_scatter(name="val accuracy", mode="lines", yaxis="y2",
+                    line=dict(color=COLORS["val"], dash="dot"))
+    fig.add_scatter(name="lr change", mode="markers", hoverinfo="text",
+                    marker=dict(symbol="triangle-down", size=10, color=COLORS["lr"]))
     for trace in fig.data:
         trace.x, trace.y = [], []
-    return go.FigureWidget(fig)
+    widget = go.FigureWidget(fig)
+    widget._config = {"responsive": True, "displaylogo": False}
+    return widget
+
+
+def decimate(xs: list, ys: list, budget: int | None = None, *extra: list) -> tuple:
+    """At most ``budget`` (default :data:`POINT_BUDGET`) evenly strided points of a curve,
+    always keeping the first and last. ``extra`` lists (hover texts) are thinned alongside.
+
+    Example:
+        >>> decimate(list(range(10)), list(range(10)), 4)[0]
+        [0, 3, 6, 9]
+    """
+    n, budget = len(xs), budget or POINT_BUDGET
+    if n <= budget:
+        return (xs, ys, *extra)
+    stride = math.ceil((n - 1) / (budget - 1))
+    keep = list(range(0, n - 1, stride)) + [n - 1]
+    return tuple([seq[i] for i in keep] for seq in (xs, ys, *extra))
 
 
 class LivePlot(Callback):
@@ -56,44 +94,56 @@ class LivePlot(Callback):
         figure: the figure to draw into (a new one by default).
         display: show the figure under the running cell when training begins (for a
             blocking ``fit``); the dashboard passes False and places it itself.
+        controls: add Stop, Pause and a learning-rate slider above the figure, which act
+            at the next batch even while the ``fit`` cell blocks (see
+            :mod:`exburn_nb.widgets.comms`). Stop ends the run as an interrupt does: the
+            model and history keep every completed batch.
     """
 
-    def __init__(self, figure: go.FigureWidget | None = None, display: bool = True):
+    def __init__(self, figure: go.FigureWidget | None = None, display: bool = True,
+                 controls: bool = False):
         self.figure = figure if figure is not None else make_figure()
         self.display = display
         self._lock = threading.Lock()
         self.model: Model | None = None
         self._reset_batches()
+        self.controls = _Controls() if controls else None
 
     def _reset_batches(self) -> None:
         self._bx: list[float] = []
         self._by: list[float] = []
         self._stride, self._seen, self._ema = 1, 0, None
-        self._marks_x: list[float] = []
-        self._marks_y: list[float] = []
-        self._marks_text: list[str] = []
+        self._marks: tuple[list, list, list] = ([], [], [])
         self._last_lr: float | None = None
         self._last_draw = 0.0
 
     def reset(self) -> None:
-        """Forget the drawn batch points and marks (after a weight reset) and redraw."""
+        """Forget the drawn batch points and marks (after a weight reset), rescale the axes
+        to the data again, and redraw."""
         with self._lock:
             self._reset_batches()
-        self.draw()
+        self.figure.layout.uirevision = (self.figure.layout.uirevision or 0) + 1  # drop zoom
+        self.draw(force=True)
 
     # ---------------------------------------------------------------- hooks
     def on_train_begin(self, logs: dict) -> None:
         self.model = logs["model"]
+        if self.controls is not None:
+            self.controls.begin(self.model)
         if self.display:
             from IPython.display import display
 
-            display(self.figure)
+            display(self.figure if self.controls is None else
+                    W.VBox([self.controls.row, self.figure], layout=W.Layout(width="100%")))
             self.display = False  # once: later runs keep drawing into the same figure
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
-        self._lr_seen(logs["lr"], epoch - 1)
+        with self._lock:
+            self._lr_seen(logs["lr"], epoch - 1)
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
+        if self.controls is not None:
+            self.controls.at_batch_end(self.model)
         x = logs["epoch"] - 1 + batch / logs["batches"]
         loss = logs["loss"]
         with self._lock:
@@ -104,7 +154,7 @@ class LivePlot(Callback):
                 if self._seen % self._stride == 0:
                     self._bx.append(x)
                     self._by.append(self._ema)
-                    if len(self._bx) > MAX_BATCH_POINTS:  # decimate: keep every other point
+                    if len(self._bx) > MAX_BATCH_POINTS:  # keep every other point
                         self._bx, self._by, self._stride = self._bx[::2], self._by[::2], self._stride * 2
         if time.monotonic() - self._last_draw >= 1 / MAX_UPDATES_PER_S:
             self.draw()
@@ -117,49 +167,157 @@ class LivePlot(Callback):
 
     def on_train_end(self, logs: dict) -> None:
         self.draw(force=True)
+        if self.controls is not None:
+            self.controls.end(logs["model"])
 
     def _lr_seen(self, lr: float, x: float) -> None:
         if self._last_lr is not None and lr != self._last_lr:
-            self._marks_x.append(x)
-            self._marks_y.append(self._ema if self._ema is not None else 0.0)
-            self._marks_text.append(f"lr {lr:.2g}")
+            xs, ys, texts = self._marks
+            xs.append(x)
+            ys.append(self._ema if self._ema is not None else 0.0)
+            texts.append(f"lr {self._last_lr:.2g} → {lr:.2g} at epoch {x:.2f}")
         self._last_lr = lr
 
     # ---------------------------------------------------------------- drawing
+    def curves(self) -> list[tuple[list, list]]:
+        """The (x, y) of every trace, decimated, as :meth:`draw` sends them."""
+        rows = self.model._history.epoch_rows if self.model is not None else []
+        with self._lock:
+            batch = (list(self._bx), list(self._by))
+            marks = tuple(list(m) for m in self._marks)
+
+        def column(key: str) -> tuple[list, list]:
+            pairs = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
+            return decimate([p[0] for p in pairs], [p[1] for p in pairs])
+
+        return [column("loss"), column("val_loss"), decimate(*batch), column("accuracy"),
+                column("val_accuracy"), decimate(marks[0], marks[1], POINT_BUDGET, marks[2])]
+
     def draw(self, force: bool = False) -> None:
-        """Push the model's history and the batch points into the figure (one message)."""
+        """Push the model's history and the batch points into the figure (one message).
+
+        Throttled unless ``force``. The data also goes into the widget's synced state:
+        silently on throttled draws (a re-render asks the kernel for it), sent on forced
+        ones (a run's end, a reset) so a saved notebook holds the final curves.
+        """
         now = time.monotonic()
         if not force and now - self._last_draw < 1 / MAX_UPDATES_PER_S:
             return
         self._last_draw = now
-        rows = self.model._history.epoch_rows if self.model is not None else []
-        with self._lock:
-            batch = (list(self._bx), list(self._by))
-            marks = (list(self._marks_x), list(self._marks_y), list(self._marks_text))
-        epochs = [r["epoch"] for r in rows]
-
-        def column(key: str) -> tuple[list, list]:
-            pairs = [(r["epoch"], r[key]) for r in rows if r.get(key) is not None]
-            return [p[0] for p in pairs], [p[1] for p in pairs]
-
+        curves = self.curves()
+        empty = not any(c[0] for c in curves)
+        if empty:
+            # plotly leaves traces without points out of the legend: with nothing drawn yet
+            # (a new figure, a weight reset) one null point each keeps the legend whole
+            curves = [([None], [None]) for _ in curves]
         fig = self.figure
         with fig.batch_update():
-            fig.data[0].x, fig.data[0].y = epochs, [r["loss"] for r in rows]
-            fig.data[1].x, fig.data[1].y = column("val_loss")
-            fig.data[2].x, fig.data[2].y = batch
-            fig.data[3].x, fig.data[3].y = column("accuracy")
-            fig.data[4].x, fig.data[4].y = column("val_accuracy")
-            fig.data[5].x, fig.data[5].y, fig.data[5].text = marks
+            # empty: fixed small ranges (autorange would keep the last run's); else autorange
+            fig.layout.xaxis.range = fig.layout.yaxis.range = [0, 1] if empty else None
+            fig.layout.xaxis.autorange = fig.layout.yaxis.autorange = not empty
+            for trace, (xs, ys, *text) in zip(fig.data, curves, strict=True):
+                trace.x, trace.y = xs, ys
+                if text:
+                    trace.hovertext = text[0]
+        self._store_state(send=force)
+
+    def _store_state(self, send: bool) -> None:
+        fig = self.figure
+        # Set without a change event: the front end got the same data as restyle messages.
+        fig._trait_values["_widget_data"] = copy.deepcopy(fig._data)
+        fig._trait_values["_widget_layout"] = copy.deepcopy(fig._layout)
+        if send:
+            fig.send_state(["_widget_data", "_widget_layout"])
 
     def set_log_scale(self, on: bool) -> None:
         """Loss axis on a log scale (True) or linear (False)."""
         self.figure.layout.yaxis.type = "log" if on else "linear"
+        self._store_state(send=False)
 
 
-def live_plot(height: int = 360) -> LivePlot:
-    """A callback that draws the live figure under the cell of a blocking ``xb.fit``.
+class _Controls:
+    """Stop, Pause/Resume and a learning-rate slider for a blocking ``fit``.
+
+    Clicks arrive on a kernel subshell thread while the fit runs in the main thread; they
+    only set flags, which the training thread reads at the next batch end.
+    """
+
+    def __init__(self) -> None:
+        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger",
+                                    layout=W.Layout(width="auto"))
+        self.pause_button = W.Button(description="Pause", icon="pause",
+                                     button_style="warning", layout=W.Layout(width="auto"))
+        self.learning_rate = W.FloatLogSlider(value=1e-3, base=10, min=-5, max=0, step=0.1,
+                                              description="learning rate",
+                                              readout_format=".1e",
+                                              style={"description_width": "initial"})
+        self.status = W.HTML("")
+        for w, css in [(self.stop_button, "xb-stop"), (self.pause_button, "xb-pause"),
+                       (self.learning_rate, "xb-lr"), (self.status, "xb-status")]:
+            w.add_class(css)
+        self.row = W.HBox([self.stop_button, self.pause_button, self.learning_rate,
+                           self.status], layout=W.Layout(flex_flow="row wrap"))
+        self.stop_button.on_click(lambda _: self._stop.set())
+        self.pause_button.on_click(lambda _: self._toggle_pause())
+        self.learning_rate.observe(self._on_lr, names="value")
+        self._stop, self._running = threading.Event(), threading.Event()
+        self._new_lr: float | None = None
+        self._model_lr = 1e-3
+        serve_on_subshell(self.stop_button, self.pause_button, self.learning_rate)
+
+    def begin(self, model: Model) -> None:
+        self._stop.clear()
+        self._running.set()
+        self._new_lr, self._model_lr = None, model.learning_rate
+        self.learning_rate.value = model.learning_rate
+        self.stop_button.disabled = self.pause_button.disabled = False
+        self._show_pause(False)
+        self.status.value = "training…"
+
+    def _toggle_pause(self) -> None:
+        if self._running.is_set():
+            self._running.clear()
+            self.status.value = "paused"
+        else:
+            self._running.set()
+            self.status.value = "training…"
+        self._show_pause(not self._running.is_set())
+
+    def _show_pause(self, paused: bool) -> None:
+        self.pause_button.description = "Resume" if paused else "Pause"
+        self.pause_button.icon = "play" if paused else "pause"
+
+    def _on_lr(self, change: dict) -> None:
+        # within half a slider step of the model's rate: the browser's rounding, no change
+        if abs(math.log10(change["new"]) - math.log10(self._model_lr)) >= self.learning_rate.step / 2:
+            self._new_lr = change["new"]
+
+    def at_batch_end(self, model: Model) -> None:
+        """In the training thread: apply a new rate, hold while paused, stop when asked."""
+        lr, self._new_lr = self._new_lr, None
+        if lr is not None:
+            set_learning_rate(model.torch_optimizer, lr)
+            model.learning_rate = self._model_lr = lr
+        while not self._running.wait(0.1) and not self._stop.is_set():
+            pass
+        if self._stop.is_set():
+            self.status.value = "stopping…"
+            raise KeyboardInterrupt("Stop pressed")  # fit ends cleanly, keeping every batch
+
+    def end(self, model: Model) -> None:
+        self.stop_button.disabled = self.pause_button.disabled = True
+        self._show_pause(False)
+        epochs = model.epochs_trained
+        self.status.value = (f"{'stopped' if self._stop.is_set() else 'finished'} · "
+                             f"{epochs} epoch{'s' if epochs != 1 else ''} trained")
+
+
+def live_plot(height: int = 380, controls: bool = True) -> LivePlot:
+    """A callback that draws the live figure under the cell of a blocking ``xb.fit``, with
+    Stop, Pause and a learning-rate slider above it (``controls=False`` for the figure
+    alone).
 
     Example:
         >>> xb.fit(model, (x, y), epochs=20, callbacks=[xb.widgets.live_plot()])  # doctest: +SKIP
     """
-    return LivePlot(make_figure(height), display=True)
+    return LivePlot(make_figure(height), display=True, controls=controls)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from browser_js import FIGURE  # beside this file
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -92,48 +93,77 @@ def _wait_ready(probe: str, proc: subprocess.Popen, timeout: float) -> float:
 class Server:
     """A Jupyter server process with isolated config/data/runtime dirs under ``root``."""
 
-    def __init__(self, cmd: list[str], root: Path, probe: str, name: str,
-                 shutdown_url: str | None = None):
+    def __init__(self, cmd: list[str], root: Path, probe: str | None, name: str,
+                 shutdown_url: str | None = None, cwd: Path | None = None,
+                 env: dict | None = None):
         self.root, self.name, self.shutdown_url = root, name, shutdown_url
         self.log_path = root / f"{name}.log"
         env = dict(os.environ, JUPYTER_CONFIG_DIR=str(root / "cfg"),
                    JUPYTER_RUNTIME_DIR=str(root / "rt"), JUPYTER_DATA_DIR=str(root / "data"),
                    JUPYTERLAB_WORKSPACES_DIR=str(root / "ws"), IPYTHONDIR=str(root / "ipy"),
-                   JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1")
+                   JUPYTER_PLATFORM_DIRS="1", PYTHONUNBUFFERED="1", **(env or {}))
+        env.pop("DISPLAY", None)
+        env.pop("WAYLAND_DISPLAY", None)
         # The "get notified about Jupyter news?" toast can cover widgets: disable it.
         labconfig = root / "cfg" / "labconfig"
         labconfig.mkdir(parents=True, exist_ok=True)
         (labconfig / "page_config.json").write_text(json.dumps(
             {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, cwd=root / "nb", env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        # A session of its own: `make serve-*` runs the server as its child, and stop()
+        # ends that group (only what this fixture started).
+        self.proc = subprocess.Popen(cmd, cwd=cwd or root / "nb", env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
         try:
+            if probe is None:  # the server prints its URL: wait for it, then probe that
+                self.url = self._printed_url()
+                probe = (f"tcp:{self.url.split(':')[2].split('/')[0]}" if "token=" not in
+                         self.url else self.url.split("/lab")[0] + "/api/status?token="
+                         + self.url.split("token=")[1])
+                if "token=" in self.url:
+                    self.shutdown_url = probe.replace("/api/status", "/api/shutdown")
             self.startup_s = _wait_ready(probe, self.proc, SERVER_START_TIMEOUT_S)
         except Exception as exc:
             self.stop()
             raise RuntimeError(f"{name} did not start: {exc}\n--- {self.log_path} ---\n"
                                f"{self.log_tail()}") from None
 
+    def _printed_url(self) -> str:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < SERVER_START_TIMEOUT_S:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"exited with status {self.proc.returncode}")
+            for word in self.log_path.read_text(errors="replace").split():
+                if word.startswith("http://127.0.0.1:") or word.startswith("http://localhost:"):
+                    return word
+            time.sleep(0.2)
+        raise TimeoutError("no URL printed")
+
     def log_tail(self, chars: int = 4000) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-chars:]
 
     def stop(self) -> None:
-        """Ask the server to shut down (it stops its kernels), then end only its PID."""
+        """Ask the server to shut down (it stops its kernels), then end its process group
+        (the one this fixture started: `make` and the server under it)."""
         proc = self.proc
+        asked = False
         if proc.poll() is None and self.shutdown_url:
             with contextlib.suppress(OSError):  # then the signals below
                 urllib.request.urlopen(urllib.request.Request(self.shutdown_url, method="POST"),
                                        timeout=10).close()
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if sig is not None and proc.poll() is None:
-                proc.send_signal(sig)
+                asked = True
+        for sig in ((None,) if asked else ()) + (signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
             try:
                 proc.wait(20)
                 break
             except subprocess.TimeoutExpired:
                 continue
+        with contextlib.suppress(ProcessLookupError):  # a server left behind by make
+            os.killpg(proc.pid, signal.SIGTERM)
         self._log.close()
 
 
@@ -226,8 +256,6 @@ def page(browser, request):
 
 
 # --------------------------------------------------------------------------- the dashboard
-FIGURE = "document.querySelector('.js-plotly-plot.xb-figure')"  # plotly 7 draws into the widget's own div
-TRAIN_LOSS, BATCH_LOSS = 0, 2  # trace indices in exburn_nb.widgets.plot.make_figure
 
 
 class Dashboard:
@@ -235,7 +263,6 @@ class Dashboard:
 
     def __init__(self, page):
         self.page = page
-        self.stop_s = None  # seconds from the Stop click to the "stopped" status
 
     def screenshot(self, path: Path) -> None:
         """A screenshot with the dashboard in view and the mouse off the plot (no modebar)."""
@@ -266,51 +293,6 @@ class Dashboard:
             timeout=timeout_ms)
         return self.points(trace)
 
-    def progress_percent(self) -> float:
-        return self.page.evaluate(
-            "parseFloat(document.querySelector('.xb-progress .progress-bar').style.width) || 0")
-
-    def start_and_watch(self) -> dict:
-        """Click Start and check that the curves grow and the progress bar moves.
-
-        Returns what the browser saw and when (seconds after the click)."""
-        empty = (self.points(TRAIN_LOSS), self.points(BATCH_LOSS))
-        assert empty == (0, 0), f"expected empty traces before Start, got {empty} (-1: no trace)"
-        assert self.status().startswith("idle"), self.status()
-        t0 = time.monotonic()
-        self.page.click("button.xb-start")
-        self.wait_status("training")
-        seen = {"status_s": time.monotonic() - t0}
-        assert self.page.is_disabled("button.xb-start") and self.page.is_enabled("button.xb-stop")
-        seen["batch_points"] = self.wait_points(BATCH_LOSS, 0)  # per-batch points come first
-        seen["batch_points_s"] = time.monotonic() - t0
-        seen["epochs"] = self.wait_points(TRAIN_LOSS, 1)        # then whole epochs
-        seen["epochs_s"] = time.monotonic() - t0
-        seen["grown_to"] = self.wait_points(TRAIN_LOSS, seen["epochs"])  # and they keep coming
-        seen["grown_s"] = time.monotonic() - t0
-        seen["progress_percent"] = self.progress_percent()
-        assert seen["progress_percent"] > 0, "the progress bar did not move"
-        label = self.page.inner_text(".xb-progress-label")
-        assert label.startswith("epoch "), label
-        return {k: round(v, 1) if isinstance(v, float) else v for k, v in seen.items()}
-
-    def stop_and_check_halted(self, total_epochs: int) -> int:
-        """Click Stop; the status says stopped and no more points arrive. Returns epochs."""
-        t0 = time.monotonic()
-        self.page.click("button.xb-stop")
-        self.wait_status("stopped")
-        self.stop_s = time.monotonic() - t0
-        n = self.points(TRAIN_LOSS)
-        b = self.points(BATCH_LOSS)
-        self.page.wait_for_timeout(2000)
-        assert (self.points(TRAIN_LOSS), self.points(BATCH_LOSS)) == (n, b), "still growing"
-        assert 0 < n < total_epochs, f"{n} epochs: the run was not interrupted by Stop"
-        trained = int(self.status().split("·")[1].split()[0])  # "stopped · 12 epochs trained"
-        assert trained == n, f"status says {trained} epochs, the plot shows {n}"
-        assert self.page.is_enabled("button.xb-start") and self.page.is_disabled("button.xb-stop")
-        assert self.page.locator(".xb-history tr").count() > 1, "empty history table"
-        return n
-
     def assert_healthy(self, root: str) -> None:
         """No widget failed to load, no error shown, no anywidget/plotly page error."""
         text = self.page.inner_text(root)
@@ -323,3 +305,48 @@ class Dashboard:
 @pytest.fixture
 def dashboard(page) -> Dashboard:
     return Dashboard(page)
+
+
+# --------------------------------------------------------------------------- make demo / app
+def _repo_copy(root: Path) -> Path:
+    """What `make serve-demo` / `serve-app` need (Makefile, binder/, notebooks/), copied, so
+    a test that saves a notebook leaves the work tree as it was. exburn_nb itself comes
+    from the repository (PYTHONPATH)."""
+    copy = root / "repo"
+    copy.mkdir()
+    shutil.copy(REPO / "Makefile", copy)
+    for folder in ("binder", "notebooks"):
+        shutil.copytree(REPO / folder, copy / folder)
+    return copy
+
+
+MAKE_ENV = {"XB_QUICKSTART_EPOCHS": "400", "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+
+
+@pytest.fixture(scope="session")
+def demo_server(browser_available, tmp_path_factory) -> Iterator[Server]:
+    """`make serve-demo` (what `make demo` runs), as a newcomer starts it; ``.url`` is the
+    URL it printed."""
+    root = tmp_path_factory.mktemp("demo")
+    copy = _repo_copy(root)
+    (root / "nb").mkdir()
+    server = Server(["make", "-s", "serve-demo", f"PY={sys.executable}", f"PORT={free_port()}"],
+                    root, None, "demo", cwd=copy, env=MAKE_ENV)
+    server.notebooks = copy / "notebooks"
+    print(f"\n[browser] make demo printed {server.url} ({server.startup_s:.1f}s)")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def app_server(browser_available, tmp_path_factory) -> Iterator[Server]:
+    """`make serve-app` (what `make app` runs): Voilà on notebooks/app.ipynb."""
+    root = tmp_path_factory.mktemp("app")
+    copy = _repo_copy(root)
+    (root / "nb").mkdir()
+    server = Server(["make", "-s", "serve-app", f"PY={sys.executable}", f"PORT={free_port()}"],
+                    root, None, "app", cwd=copy, env=MAKE_ENV)
+    print(f"\n[browser] make app printed {server.url} ({server.startup_s:.1f}s)")
+    yield server
+    server.stop()

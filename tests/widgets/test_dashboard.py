@@ -122,7 +122,8 @@ def test_lr_change_mid_run_is_marked_on_the_curve(dash):
     dash.start(epochs=2)
     assert dash.wait(60)
     marks = dash.plot.figure.data[5]
-    assert len(marks.x) == 1 and marks.text[0] == "lr 0.02"
+    assert len(marks.x) == 1 and marks.hovertext[0].startswith("lr 0.001 → 0.02 at epoch 0.")
+    assert marks.mode == "markers"  # hover text, not labels piling up on the curve
     assert 0 < marks.x[0] < 1
 
 
@@ -183,9 +184,76 @@ def test_reset_weights_clears_history_and_figure(dash):
     assert dash.wait(30)
     before = dash.model.parameters()["hidden.weight"].detach().clone()
     dash.reset_button.click()
-    assert dash.history.empty and len(dash.plot.figure.data[0].x) == 0
-    assert len(dash.plot.figure.data[2].x) == 0
+    fig = dash.plot.figure
+    assert dash.history.empty and list(fig.data[0].x) == [None]  # a null point: legend kept
+    assert all(list(t.x) == [None] for t in fig.data)
+    assert dash.progress_label.value == "" and dash.status.value.startswith("weights reset")
+    assert fig._widget_data[0]["x"] == [None]  # what a re-render shows
     assert not torch.equal(dash.model.parameters()["hidden.weight"], before)
+
+
+def test_wrongly_shaped_data_fails_at_construction(mlp, digits):
+    (x, y), (tx, ty) = digits
+    with pytest.raises(ValueError, match="data x"):
+        TrainingDashboard(mlp(), (x[:, :10], y), epochs=1)
+    with pytest.raises(ValueError, match="validation_data"):
+        TrainingDashboard(mlp(), (x, y), validation_data=(tx, ty[:5]), epochs=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainingDashboard(mlp(), (x, y), batch_size=0)
+
+
+def test_pause_shows_where_the_run_holds_and_stops_the_clock(dash):
+    paused = threading.Event()
+
+    class PauseAt(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (1, 3):
+                dash.pause_button.click()
+                paused.set()
+
+    dash.runner.add_callback(PauseAt())
+    dash.start()
+    assert paused.wait(30)
+    assert dash.progress_label.value == "paused at epoch 1/3 · batch 3/23"
+    held = dash.progress_cb.elapsed()
+    threading.Event().wait(0.3)
+    assert dash.progress_cb.elapsed() == pytest.approx(held, abs=0.05)  # paused time not counted
+    dash.pause_button.click()
+    assert dash.wait(60)
+    assert "ETA" not in dash.progress_label.value and "samples/s" in dash.progress_label.value
+
+
+def test_freezing_shows_in_the_toggle_and_the_status(dash):
+    dash.freeze_toggles["hidden"].value = True
+    assert dash.freeze_toggles["hidden"].button_style == "info"
+    assert "frozen: hidden" in dash.status.value
+    dash.freeze_toggles["hidden"].value = False
+    assert dash.freeze_toggles["hidden"].button_style == ""
+    assert "frozen" not in dash.status.value
+
+
+def test_slider_rounding_does_not_change_the_learning_rate(mlp, digits):
+    (x, y), _ = digits
+    d = TrainingDashboard(mlp(learning_rate=2e-4), (x, y), epochs=1)
+    d.learning_rate.value = 10 ** -3.7  # what the browser sends back for 2e-4
+    assert d.model.learning_rate == 2e-4
+    d.learning_rate.value = 10 ** -3.6
+    assert d.model.learning_rate == pytest.approx(10 ** -3.6)
+
+
+def test_controls_are_served_on_the_front_ends_subshell(dash):
+    from exburn_nb.widgets.comms import serve_on_subshell
+
+    class FakeComm:  # ipykernel 7's Comm routes replies to the shell that last sent on it
+        def _reply_subshell_for(self, data, default):
+            return None
+
+    class Holder:
+        comm = FakeComm()
+
+    serve_on_subshell(Holder)
+    assert Holder.comm._reply_subshell_for({}, "subshell-1") == "subshell-1"
+    assert dash.stop_button in dash.controls() and dash.learning_rate in dash.controls()
 
 
 def test_save_and_export(dash, tmp_path):
@@ -193,13 +261,14 @@ def test_save_and_export(dash, tmp_path):
     assert dash.wait(30)
     dash.save_path.value = str(tmp_path / "m.exburn")
     dash.save_button.click()
+    assert str((tmp_path / "m.exburn").resolve()) in dash.status.value  # where it went
     dash.csv_path.value = str(tmp_path / "h.csv")
     dash.csv_button.click()
     again = xb.load(tmp_path / "m.exburn")
     assert again.history["loss"].tolist() == dash.history["loss"].tolist()
     csv = pd.read_csv(tmp_path / "h.csv")
     assert csv["epoch"].tolist() == [1]
-    assert "h.csv" in dash.status.value
+    assert str((tmp_path / "h.csv").resolve()) in dash.status.value
 
 
 def test_device_selector_offers_what_exists(dash):

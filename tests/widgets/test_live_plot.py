@@ -32,11 +32,61 @@ def test_updates_are_throttled(mlp, digits, monkeypatch):
 def test_long_runs_are_decimated(monkeypatch, mlp, digits):
     (x, y), _ = digits
     monkeypatch.setattr(plot, "MAX_BATCH_POINTS", 50)
+    monkeypatch.setattr(plot, "POINT_BUDGET", 25)
     cb = xb.widgets.live_plot()
     xb.fit(mlp(), (x, y), epochs=2, batch_size=4, verbose=False, callbacks=[cb])
-    assert 25 <= len(cb.figure.data[2].x) <= 51
+    assert 12 <= len(cb.figure.data[2].x) <= 25
     xs = list(cb.figure.data[2].x)
     assert xs == sorted(xs) and xs[-1] > 1.5  # spans the whole run
+
+
+def test_every_curve_keeps_to_the_point_budget():
+    """A 1,000-epoch history (as the figure reads it) is drawn within the budget."""
+    from types import SimpleNamespace
+
+    rows = [{"epoch": e, "loss": 1 / e, "val_loss": 1.1 / e, "accuracy": 1 - 1 / e,
+             "val_accuracy": 1 - 1.1 / e} for e in range(1, 1001)]
+    cb = plot.LivePlot(display=False)
+    cb.model = SimpleNamespace(_history=SimpleNamespace(epoch_rows=rows))
+    cb.draw(force=True)
+    for i in (0, 1, 3, 4):
+        assert 0 < len(cb.figure.data[i].x) <= plot.POINT_BUDGET
+        assert cb.figure.data[i].x[0] == 1 and cb.figure.data[i].x[-1] == 1000
+
+
+def test_decimate_keeps_the_ends_and_the_budget():
+    xs = list(range(1001))
+    dx, dy = plot.decimate(xs, xs, 100)
+    assert len(dx) <= 100 and dx[0] == 0 and dx[-1] == 1000 and dx == dy
+    assert plot.decimate([1, 2], [3, 4], 100) == ([1, 2], [3, 4])
+
+
+def test_points_are_in_the_synced_widget_state(mlp, digits):
+    """Voila and a reloaded page render from the widget's state: it holds every point."""
+    (x, y), _ = digits
+    cb = xb.widgets.live_plot()
+    sent = []
+    original = cb.figure.send_state
+
+    def send_state(key=None):
+        sent.append(key)
+        original(key)
+
+    cb.figure.send_state = send_state
+    model = xb.fit(mlp(), (x, y), epochs=3, batch_size=64, verbose=False, callbacks=[cb])
+    state = cb.figure.get_state()["_widget_data"]
+    assert [d["x"] for d in state[:1]] == [[1, 2, 3]]
+    assert state[0]["y"] == pytest.approx(model.history["loss"].tolist())
+    assert ["_widget_data", "_widget_layout"] in sent  # the run's end sends it
+
+
+def test_layout_fills_its_container_and_reads_well():
+    fig = plot.make_figure()
+    assert fig.layout.autosize and fig.layout.width is None
+    assert tuple(fig.layout.yaxis2.range) == (0, 1) and fig.layout.yaxis2.tickformat == ".0%"
+    assert fig.layout.legend.y < 0  # under the axes, not over the data
+    assert fig.data[plot.LR_MARK].mode == "markers"
+    assert fig._config["responsive"]
 
 
 def _counting_batch_update(fig, pushed):
@@ -47,3 +97,38 @@ def _counting_batch_update(fig, pushed):
         return original()
 
     return batch_update
+
+
+def test_live_plot_controls_stop_pause_and_lr_in_a_blocking_fit(mlp, digits):
+    """The buttons' handlers run on another thread (a kernel subshell) while fit blocks."""
+    import threading
+    import warnings
+
+    (x, y), _ = digits
+    cb = xb.widgets.live_plot()
+    ui = cb.controls
+    resumed = []
+
+    class Steer(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            step = (logs["epoch"], batch)
+            if step == (1, 3):
+                ui.learning_rate.value = 1e-2
+            elif step == (1, 5):
+                ui.pause_button.click()
+                assert ui.status.value == "paused" and ui.pause_button.description == "Resume"
+                threading.Timer(0.2, lambda: (resumed.append(1), ui.pause_button.click())).start()
+            elif step == (2, 4):
+                ui.stop_button.click()
+
+    model = mlp()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        xb.fit(model, (x, y), epochs=5, batch_size=64, verbose=False, callbacks=[Steer(), cb])
+    assert resumed  # the pause held the loop until the click from another thread
+    assert model.epochs_trained == 2 and len(model.batch_history) == 23 + 4  # stopped mid-epoch
+    lrs = model.batch_history["lr"].tolist()
+    assert lrs[2] == pytest.approx(1e-3) and lrs[3] == pytest.approx(1e-2)  # at the next batch
+    assert ui.status.value == "stopped · 2 epochs trained" and ui.stop_button.disabled
+    assert any("interrupted" in str(w.message) for w in caught)
+    assert "xb-stop" in ui.stop_button._dom_classes

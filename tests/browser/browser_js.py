@@ -1,0 +1,47 @@
+"""JavaScript the browser tests evaluate in the page, and the figure's trace indices."""
+
+FIGURE = "document.querySelector('.js-plotly-plot.xb-figure')"  # plotly 7 draws into the widget's own div
+TRAIN_LOSS, BATCH_LOSS, LR_MARKS = 0, 2, 5  # trace indices in exburn_nb.widgets.plot.make_figure
+
+CLICK_UNTIL_STATUS = """async ([button, prefix]) => {
+    // Click, then poll the status text: seconds from the click to the first status that
+    // starts with `prefix` (-1 after 30 s). Measured here, not around Playwright's click.
+    const t0 = performance.now();
+    document.querySelector(button).click();
+    const status = () => (document.querySelector('.xb-status')?.textContent ?? '').trim();
+    while (!status().startsWith(prefix)) {
+        if (performance.now() - t0 > 30000) return -1;
+        await new Promise(r => setTimeout(r, 10));
+    }
+    return (performance.now() - t0) / 1000;
+}"""
+
+LAYOUT_PROBLEMS = """() => {
+    // What a person would see as broken: controls sticking out of the dashboard or the
+    // notebook, a figure narrower than its dashboard, the legend over the plotting area,
+    // odd accuracy ticks.
+    const box = e => e.getBoundingClientRect();
+    const dash = document.querySelector('.xb-dashboard'), d = box(dash);
+    const problems = [];
+    const panel = dash.closest('.jp-NotebookPanel, .jp-OutputArea, body');
+    if (d.right > box(panel).right + 1) problems.push(`dashboard right ${d.right} > ${box(panel).right}`);
+    for (const e of dash.querySelectorAll('.xb-row > *, .xb-control, button')) {
+        const b = box(e);
+        if (b.width && (b.right > d.right + 1 || b.left < d.left - 1))
+            problems.push(`${e.className.split(' ').filter(c => c.startsWith('xb-') || c.startsWith('widget-'))[0]} [${b.left|0}, ${b.right|0}] outside [${d.left|0}, ${d.right|0}]`);
+    }
+    const fig = dash.querySelector('.js-plotly-plot.xb-figure'), f = box(fig);
+    if (f.width < 0.95 * d.width) problems.push(`figure ${f.width|0} px wide in a ${d.width|0} px dashboard`);
+    const svg = fig.querySelector('.main-svg');
+    if (svg && box(svg).width < 0.95 * d.width) problems.push(`plot ${box(svg).width|0} px in ${d.width|0}`);
+    const legend = fig.querySelector('g.legend'), area = fig.querySelector('.nsewdrag');
+    if (legend && area) {
+        const l = box(legend), a = box(area);
+        const overlap = Math.min(l.right, a.right) > Math.max(l.left, a.left) &&
+                        Math.min(l.bottom, a.bottom) > Math.max(l.top, a.top);
+        if (overlap) problems.push('the legend overlaps the plotting area');
+    }
+    const ticks = [...fig.querySelectorAll('g.y2tick text')].map(t => t.textContent);
+    if (!ticks.length || ticks.some(t => !/^\\d+%$/.test(t))) problems.push(`accuracy ticks ${ticks}`);
+    return problems;
+}"""
