@@ -134,6 +134,27 @@ class Schedule:
         self.position, self.t_max = state["position"], state["t_max"]
 
 
+def default_schedule(kind: str | None, base_lr: float, epochs: int) -> tuple | None:
+    """The guide's tuple for schedule ``kind`` (a key of :data:`SCHEDULES`, or None/"none")
+    with default settings, for front ends that offer the schedules by name: step halves
+    the rate three times over the run, exponential decays by 0.9 an epoch, cosine anneals
+    to 1% of ``base_lr``.
+
+    Example:
+        >>> default_schedule("step", 0.1, 30)
+        ('step', 0.1, 10, 0.5)
+        >>> default_schedule("none", 0.1, 30) is None
+        True
+    """
+    if kind in (None, "none"):
+        return None
+    if kind not in SCHEDULES:
+        raise ValueError(f"schedule must be one of none, {', '.join(SCHEDULES)}; got {kind!r}")
+    return {"step": ("step", base_lr, max(1, epochs // 3), 0.5),
+            "exponential": ("exponential", base_lr, 0.9),
+            "cosine": ("cosine", base_lr, base_lr / 100)}[kind]
+
+
 def make_schedule(schedule: object, epochs: int) -> Schedule | None:
     """A :class:`Schedule` for ``schedule`` over a run of ``epochs`` epochs, or None.
 

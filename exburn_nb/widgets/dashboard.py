@@ -23,13 +23,13 @@ import pandas as pd
 
 from ..callbacks import Callback
 from ..model import Model, available_devices
-from ..optim import OPTIMIZERS
+from ..optim import OPTIMIZERS, SCHEDULES, default_schedule
 from ..runner import Runner
 from ..training import Trainer
 from .comms import serve_on_subshell
 from .plot import LivePlot, make_figure
 
-SCHEDULES = ("none", "step", "exponential", "cosine")
+SCHEDULE_CHOICES = ("none", *SCHEDULES)  # the core's names; default_schedule fills them in
 PROGRESS_UPDATES_PER_S = 8
 HISTORY_ROWS = 8
 TABLE_REFRESH_S = 1.0  # the history table redraws at most this often (and at the end)
@@ -42,17 +42,6 @@ DASHBOARD_STYLE = ("<style>.xb-dashboard {max-width: 100%; overflow: hidden}"
                    ".xb-dashboard .xb-row {flex-wrap: wrap; gap: 2px 6px; max-width: 100%}"
                    ".xb-dashboard .xb-row > .widget-inline-hbox {margin: 2px 0}</style>")
 CONTROL_WIDTH = "290px"
-
-
-def _schedule(kind: str, lr: float, epochs: int) -> tuple | None:
-    """A guide-style schedule tuple built from the dropdown and the current lr."""
-    if kind == "step":
-        return ("step", lr, max(1, epochs // 3), 0.5)
-    if kind == "exponential":
-        return ("exponential", lr, 0.9)
-    if kind == "cosine":
-        return ("cosine", lr, lr / 100)
-    return None
 
 
 class _Progress(Callback):
@@ -209,7 +198,7 @@ class TrainingDashboard(W.VBox):
                                            max=1_000_000, description="batch size", style=style)
         self.epochs = W.BoundedIntText(value=epochs, min=1, max=100_000, description="epochs",
                                        style=style)
-        self.schedule = W.Dropdown(options=SCHEDULES, value="none", description="lr schedule",
+        self.schedule = W.Dropdown(options=SCHEDULE_CHOICES, value="none", description="lr schedule",
                                    style=style)
         self.clip_norm = W.BoundedFloatText(value=opts.get("clip_norm") or 0.0, min=0.0,
                                             max=1e6, description="clip norm (0 = off)",
@@ -289,8 +278,8 @@ class TrainingDashboard(W.VBox):
     def fit_overrides(self) -> dict[str, Any]:
         """The fit options the controls currently say."""
         return {"epochs": self.epochs.value, "batch_size": self.batch_size.value,
-                "lr_schedule": _schedule(self.schedule.value, self.learning_rate.value,
-                                         self.epochs.value),
+                "lr_schedule": default_schedule(self.schedule.value, self.learning_rate.value,
+                                                self.epochs.value),
                 "clip_norm": self.clip_norm.value or None,
                 "weight_decay": self.weight_decay.value,
                 "accumulate_gradients": self.accumulate.value}
