@@ -29,12 +29,13 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from .checks import check_int, check_number
 
 if TYPE_CHECKING:
     from .training import Trainer
@@ -177,9 +178,7 @@ class MonitorCallback(Callback):
     def __init__(self, monitor: str | None, mode: str, min_delta: float):
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
             raise ValueError(f"monitor must be a metric name such as 'val_loss'; got {monitor!r}")
-        if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) \
-                or not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"min_delta must be a finite number >= 0; got {min_delta!r}")
+        check_number("min_delta", min_delta)
         monitor_mode(monitor or "loss", mode)
         self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
         self.best: float | None = None
@@ -225,9 +224,7 @@ class MonitorCallback(Callback):
         best, wait = state.get("best"), state.get("wait")
         if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
             raise ValueError(f"{type(self).__name__} state best must be a number; got {best!r}")
-        if isinstance(wait, bool) or not isinstance(wait, int) or wait < 0:
-            raise ValueError(f"{type(self).__name__} state wait must be an integer >= 0; "
-                             f"got {wait!r}")
+        check_int(f"{type(self).__name__} state wait", wait, 0)
         self.best, self.wait = best, wait
 
 
@@ -244,8 +241,7 @@ class EarlyStopping(MonitorCallback):
 
     def __init__(self, patience: int = 5, min_delta: float = 1e-4, monitor: str | None = None,
                  restore_best: bool = False, mode: str = "auto"):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0; got {patience!r}")
+        check_int("patience", patience, 0)
         super().__init__(monitor, mode, min_delta)
         self.patience, self.restore_best = patience, bool(restore_best)
         self.best_epoch: int | None = None
@@ -311,10 +307,9 @@ class Checkpoint(Callback):
 
     def __init__(self, every: int = 5, directory: str | Path = "checkpoints",
                  keep: int | None = None):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an integer >= 1; got {every!r}")
-        if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
-            raise ValueError(f"keep must be None or an integer >= 1; got {keep!r}")
+        check_int("every", every, 1)
+        if keep is not None:
+            check_int("keep", keep, 1)
         self.every, self.directory, self.keep = every, Path(directory), keep
 
     def on_train_begin(self, logs: dict) -> None:
@@ -354,10 +349,8 @@ class ReduceLROnPlateau(MonitorCallback):
                  min_lr: float = 0.0, monitor: str | None = None, mode: str = "auto"):
         if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 < factor < 1:
             raise ValueError(f"factor must be a number in (0, 1); got {factor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0; got {patience!r}")
-        if isinstance(min_lr, bool) or not isinstance(min_lr, (int, float)) or min_lr < 0:
-            raise ValueError(f"min_lr must be a number >= 0; got {min_lr!r}")
+        check_int("patience", patience, 0)
+        check_number("min_lr", min_lr)
         super().__init__(monitor, mode, min_delta)
         self.factor, self.patience, self.min_lr = float(factor), patience, float(min_lr)
 

@@ -20,40 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from numbers import Real
 from typing import Any
 
+from .checks import check_int, check_optional_number, check_seed
 from .optim import check_schedule
 
 PRECISIONS = ("fp32", "bf16")
-MAX_SEED = 2**63 - 1
-
-
-def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    """``value`` if it is an integer in ``[minimum, maximum]``, else a ``ValueError`` naming it."""
-    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
-            or (maximum is not None and value > maximum)):
-        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
-        raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
-    return value
-
-
-def check_positive_or_none(name: str, value: Any) -> float | None:
-    """``None`` or a finite number > 0, else a ``ValueError`` naming ``name``."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{name} must be None or a finite number > 0; got {value!r}")
-    return float(value)
-
-
-def check_seed(value: Any, name: str = "seed") -> int | None:
-    """``None`` or an integer in ``[0, 2**63 - 1]``."""
-    return None if value is None else check_int(name, value, 0, MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -107,13 +81,10 @@ class FitConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
         for name in ("clip_norm", "clip_value"):
-            object.__setattr__(self, name, check_positive_or_none(name, getattr(self, name)))
-        if self.weight_decay is not None:
-            if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, Real) \
-                    or not math.isfinite(self.weight_decay) or self.weight_decay < 0:
-                raise ValueError(f"weight_decay must be None or a finite number >= 0; "
-                                 f"got {self.weight_decay!r}")
-            object.__setattr__(self, "weight_decay", float(self.weight_decay))
+            object.__setattr__(self, name, check_optional_number(name, getattr(self, name),
+                                                                 positive=True))
+        object.__setattr__(self, "weight_decay",
+                           check_optional_number("weight_decay", self.weight_decay))
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")

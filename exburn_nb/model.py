@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from . import persist
+from .checks import check_int, check_number, check_seed
 from .data import as_features
 from .filecheck import check_optimizer_groups, check_optimizer_state
 from .history import History
 from .losses import Loss
-from .optim import check_number, check_optimizer, fused_supported, make_optimizer
+from .optim import check_optimizer, fused_supported, make_optimizer
 from .spec import Spec
 from .summary import SummaryRow, format_shape, render_html, render_text
 
@@ -226,8 +227,7 @@ class Model:
         Example:
             >>> probs = model.predict(test_x).softmax(dim=1)  # doctest: +SKIP
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+        check_int("batch_size", batch_size, 1)
         x = as_features(x, self.input_shape, "x")
         with self.lock, self.eval_mode():
             outs = [self.module(x[i:i + batch_size].to(self.torch_device, non_blocking=True))
@@ -511,13 +511,6 @@ def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # no
                          f"torch.nn.Module; got {type(spec_or_module).__name__}")
     return Model(module, spec=spec, loss=loss, optimizer=optimizer, learning_rate=learning_rate,
                  weight_decay=weight_decay, device=device, input_shape=shape)
-
-
-def check_seed(seed: object) -> int:
-    """``seed`` if it is an integer in ``[0, 2**64 - 1]`` (what ``torch.manual_seed`` takes)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed must be None or an integer in [0, 2**64 - 1]; got {seed!r}")
-    return seed
 
 
 def load(path: str | Path, device: str | None = None) -> Model:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
-from numbers import Real
 
 import torch
+
+from .checks import check_int, check_number
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = {"step": ("base_lr", "step_size", "gamma"), "exponential": ("base_lr", "gamma"),
@@ -63,15 +64,6 @@ def check_optimizer(name: str) -> str:
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {name!r}")
     return name
-
-
-def check_number(argname: str, value: object, positive: bool = False) -> float:
-    """``value`` as a float; raise naming ``argname`` unless it is a finite real >= 0 (> 0)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or (
-            value <= 0 if positive else value < 0):
-        raise ValueError(f"{argname} must be a finite number {'> 0' if positive else '>= 0'}; "
-                         f"got {value!r}")
-    return float(value)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -128,9 +120,8 @@ class Schedule:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` output (validated)."""
         for key in ("position", "t_max"):
-            value = state.get(key) if isinstance(state, dict) else None
-            if isinstance(value, bool) or not isinstance(value, int) or value < (key == "t_max"):
-                raise ValueError(f"schedule state {key} must be an integer; got {value!r}")
+            check_int(f"schedule state {key}", state.get(key) if isinstance(state, dict)
+                      else None, int(key == "t_max"))
         self.position, self.t_max = state["position"], state["t_max"]
 
 
@@ -187,9 +178,7 @@ def check_schedule(schedule: object) -> object:
                          f"{len(names)} values after the name; got {schedule!r}")
     check_number("lr_schedule base_lr", args[0], positive=True)
     if kind == "step":
-        step_size = args[1]
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"lr_schedule step_size must be an integer >= 1; got {step_size!r}")
+        check_int("lr_schedule step_size", args[1], 1)
         check_number("lr_schedule gamma", args[2], positive=True)
     elif kind == "exponential":
         check_number("lr_schedule gamma", args[1], positive=True)

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .callbacks import Callback
+from .checks import check_number
 from .config import FitConfig
 from .model import Model
-from .optim import check_number, set_learning_rate
+from .optim import set_learning_rate
 from .training import Trainer
 
 Listener = Callable[[str, "Runner"], None]

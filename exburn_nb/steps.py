@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, vmap
 
+from .checks import check_int, check_optional_number
 from .data import (
     TensorBatches,
     as_features,
@@ -61,10 +62,8 @@ def prepare_batch(model: Model, batch: Any, argname: str = "batch",
 
 def check_clip(clip_norm: float | None, clip_value: float | None) -> None:
     """Raise naming the argument when a clip threshold is not a number > 0."""
-    for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or not math.isfinite(value) or value <= 0):
-            raise ValueError(f"{name} must be None or a finite number > 0; got {value!r}")
+    check_optional_number("clip_norm", clip_norm, positive=True)
+    check_optional_number("clip_value", clip_value, positive=True)
 
 
 def clip_gradients(params: list[torch.Tensor], clip_norm: float | None,
@@ -168,8 +167,7 @@ def evaluate(model: Model, data: Any, accuracy: bool = False,
         >>> loss, acc = xb.evaluate(model, (test_x, test_y), accuracy=True)  # doctest: +SKIP
     """
     check_accuracy(model, accuracy)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1; got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     x, y = prepare_pair(model, data)
     loss, acc = evaluate_tensors(model, x, y, batch_size, accuracy)
     return (loss, acc) if accuracy else loss

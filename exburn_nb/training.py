@@ -29,10 +29,11 @@ import torch
 
 from . import checkpoints
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
+from .checks import check_number
 from .config import FitConfig
 from .data import LoaderBatches, TensorBatches, check_finite, is_loader
 from .model import Model
-from .optim import check_number, make_schedule, set_learning_rate
+from .optim import make_schedule, set_learning_rate
 from .steps import (
     check_accuracy,
     evaluate_batches,

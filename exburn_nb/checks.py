@@ -1,0 +1,59 @@
+"""Argument checks shared by the whole package: one place for each rule, and every error
+names the argument, the value and what was expected.
+
+Example:
+    >>> check_int("epochs", 3, 0)
+    3
+    >>> check_int("batch_size", 0, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be an integer >= 1; got 0
+    >>> check_number("learning_rate", 1e-3, positive=True)
+    0.001
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any
+
+MAX_SEED = 2**64 - 1  # what torch.manual_seed takes
+
+
+def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    """``value`` if it is an integer in ``[minimum, maximum]`` (bools are not integers)."""
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
+    return value
+
+
+def check_number(name: str, value: Any, positive: bool = False) -> float:
+    """``value`` as a float if it is a finite real number ``>= 0`` (``> 0`` if ``positive``)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or (
+            value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}; "
+                         f"got {value!r}")
+    return float(value)
+
+
+def check_optional_number(name: str, value: Any, positive: bool = False) -> float | None:
+    """``None``, or :func:`check_number` (the message says None is allowed)."""
+    if value is None:
+        return None
+    try:
+        return check_number(name, value, positive)
+    except ValueError:
+        raise ValueError(f"{name} must be None or a finite number "
+                         f"{'> 0' if positive else '>= 0'}; got {value!r}") from None
+
+
+def check_seed(value: Any, name: str = "seed") -> int | None:
+    """``None`` or an integer in ``[0, 2**64 - 1]``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{name} must be None or an integer in [0, 2**64 - 1]; got {value!r}")
+    return value
