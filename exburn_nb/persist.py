@@ -49,9 +49,11 @@ from .filecheck import check_compile, check_frozen, check_history
 FORMAT = "exburn_nb/2"
 _META_KEY = "exburn_nb"
 _SUM_KEY = "sha256"  # the last key of the metadata object
-MAX_HEADER_BYTES = 64 * 2**20  # the JSON header (metadata, history rows, tensor index)
+MAX_HEADER_BYTES = 16 * 2**20  # the JSON header (metadata, history rows, tensor index)
 MAX_NESTING = 64  # how deep JSON lists and objects may nest in a header
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# a JSON string, or an unterminated one up to the end: a match never fails once it starts
+# at a quote, so stripping strings stays linear on hostile input
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 
 
 def _digest(meta_text: str, tensors: dict[str, torch.Tensor]) -> str:
@@ -77,6 +79,8 @@ def _reject_constant(name: str) -> None:
 def check_nesting(raw: bytes, what: str) -> None:
     """Raise a ``ValueError`` if the JSON text ``raw`` nests deeper than :data:`MAX_NESTING`
     (counted without recursion, so any depth is safe to check)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return  # too few brackets to nest too deep
     codes = np.frombuffer(_STRING.sub(b'""', raw), dtype=np.uint8)
     depth = np.cumsum((codes == ord("[")) | (codes == ord("{")), dtype=np.int64) - np.cumsum(
         (codes == ord("]")) | (codes == ord("}")), dtype=np.int64)

@@ -886,3 +886,13 @@ def test_metadata_a_file_cannot_hold_is_a_clear_error_before_writing(tmp_path, v
     with pytest.raises(ValueError, match="plain JSON data with finite numbers"):
         model.save(tmp_path / "m.exburn")
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("header", [b'"' + b'\\"' * 200_000, b'["' + b'\\\\\\"' * 100_000,
+                                    b'[' * 100 + b'"x",' * 100_000])
+def test_hostile_strings_in_a_header_are_refused_in_linear_time(tmp_path, header):
+    """Stripping strings before counting brackets once took quadratic time on these."""
+    path = tmp_path / "strings.exburn"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ValueError, match="strings.exburn"):
+        xb.load(path)
