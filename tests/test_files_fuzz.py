@@ -8,9 +8,11 @@ never a half-applied load, never code executed. Bounded to run in a few seconds.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -36,7 +38,10 @@ def spec() -> xb.Spec:
 
 @functools.cache
 def folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="exburn-fuzz-"))
+    """One folder for the whole session (hypothesis tests can't take function fixtures)."""
+    path = Path(tempfile.mkdtemp(prefix="exburn-fuzz-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 @functools.cache
