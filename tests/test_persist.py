@@ -836,13 +836,15 @@ def test_a_writer_killed_mid_save_leaves_an_orphan_that_the_next_save_removes(tm
             break
     assert orphans, "the writer was never caught mid-save"
     assert all(str(proc.pid) in p.name for p in orphans)  # the writer's pid is in the name
-    live = tmp_path / f".m.exburn.{os.getpid()}.abcd1234.tmp"  # a live writer's (ours)
-    live.write_bytes(b"partial")
-    other = tmp_path / ".other.exburn.1.abcd1234.tmp"  # another file's: not ours to judge
-    other.write_bytes(b"partial")
+    host = orphans[0].name.split(".")[3].split("-")[0]
+    live = tmp_path / f".m.exburn.{host}-{os.getpid()}.abcd1234.tmp"  # a live writer's (ours)
+    other = tmp_path / f".other.exburn.{host}-{proc.pid}.abcd1234.tmp"  # another file's
+    remote = tmp_path / f".m.exburn.00000000-{proc.pid}.abcd1234.tmp"  # another host's
+    for kept in (live, other, remote):
+        kept.write_bytes(b"partial")
     xb.compile(mlp_spec()).save(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["m.exburn", live.name, other.name])
+        ["m.exburn", live.name, other.name, remote.name])
     xb.load(path)
 
 
