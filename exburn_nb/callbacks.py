@@ -358,6 +358,8 @@ class ReduceLROnPlateau(MonitorCallback):
         if self.improved(self.value(metrics)) or self.wait <= self.patience:
             return metrics
         self.wait = 0
+        if metrics["lr"] <= self.min_lr:  # never raise it
+            return metrics
         return {**metrics, "lr": max(metrics["lr"] * self.factor, self.min_lr)}
 
 

@@ -114,11 +114,13 @@ class Resume:
     config: FitConfig
     meta: dict
     tensors: dict[str, torch.Tensor]
+    model_file: persist.ModelFile
 
     def restore_run(self, trainer: Trainer) -> None:
         """Load the model state, RNG states, counters and schedule position."""
         source = f"checkpoint {str(self.path)!r}"
-        trainer.model.load(self.path)
+        with persist.damaged_file_errors(source):
+            trainer.model.load_state(self.model_file, source)
         torch.set_rng_state(self.tensors["rng.torch"])
         trainer.generator.set_state(self.tensors["rng.shuffle"])
         cuda = [self.tensors[f"rng.cuda.{i}"] for i in range(self.meta["cuda_devices"])]
@@ -153,7 +155,8 @@ def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
     """Read and check the checkpoint at ``path`` (a file, or a directory's newest)."""
     path = resolve(path)
     source = f"checkpoint {str(path)!r}"
-    meta, tensors = persist.read_extra(path)
+    model_file = persist.read_model(path)
+    meta, tensors = model_file.extra or ({}, {})
     if meta.get("kind") != KIND:
         raise ValueError(f"resume_from: {source} is a model file without run state; write "
                          "resumable checkpoints with xb.callbacks.checkpoint(...)")
@@ -171,4 +174,10 @@ def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
         config = FitConfig.from_dict(meta["config"], lr_schedule=lr_schedule)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: its fit config is not valid ({exc})") from None
-    return Resume(path, config, meta, tensors)
+    saved_optimizer = model_file.compile["optimizer"]
+    if saved_optimizer != model.optimizer:
+        raise ValueError(f"resume_from: {source} was trained with optimizer "
+                         f"{saved_optimizer!r}, but this model uses {model.optimizer!r}; "
+                         f"compile it with optimizer={saved_optimizer!r} to resume")
+    model.check_params(model_file.params, source)
+    return Resume(path, config, meta, tensors, model_file)

@@ -15,19 +15,20 @@ Example:
 from __future__ import annotations
 
 import math
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 MAX_SEED = 2**64 - 1  # what torch.manual_seed takes
 
 
 def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -> int:
-    """``value`` if it is an integer in ``[minimum, maximum]`` (bools are not integers)."""
-    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    """``value`` as a plain int if it is an integer in ``[minimum, maximum]`` (NumPy
+    integers count, bools do not)."""
+    if (isinstance(value, bool) or not isinstance(value, Integral) or value < minimum
             or (maximum is not None and value > maximum)):
         bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{name} must be an integer {bound}; got {value!r}")
-    return value
+    return int(value)
 
 
 def check_number(name: str, value: Any, positive: bool = False) -> float:

@@ -382,14 +382,23 @@ class Model:
                          "device": self.device,
                          "input_shape": list(self.input_shape) if self.input_shape else None},
                 frozen=sorted(self._frozen),
-                optimizer_groups=[{k: list(v) if isinstance(v, tuple) else v
-                                   for k, v in g.items()} for g in opt["param_groups"]],
+                optimizer_groups=[self._own_settings({k: list(v) if isinstance(v, tuple) else v
+                                                      for k, v in g.items()})
+                                  for g in opt["param_groups"]],
                 optimizer_state={idx: {k: v.clone() if isinstance(v, torch.Tensor) else v
                                        for k, v in state.items()}
                                  for idx, state in opt["state"].items()},
                 history=self._history.to_state(),
                 extra=extra)
         return persist.write_model(path, model_file)
+
+    def _own_settings(self, group: dict) -> dict:
+        """A param group with the model's own weight decay and no Nesterov: what a ``fit``
+        run sets for itself is recorded in its config, not in the model."""
+        group["weight_decay"] = self.weight_decay
+        if "nesterov" in group:
+            group["nesterov"] = False
+        return group
 
     def load(self, path: str | Path) -> Model:
         """Load a saved file into this model (same layer names and shapes).

@@ -88,7 +88,7 @@ class Schedule:
     """
 
     def __init__(self, schedule: object, epochs: int):
-        self.spec = check_schedule(schedule)
+        self.spec = check_schedule(schedule)  # plain floats and ints (NumPy values converted)
         self.t_max = max(int(epochs), 1)
         self.position = 0
 
@@ -176,15 +176,13 @@ def check_schedule(schedule: object) -> object:
     if len(args) != len(names):
         raise ValueError(f"lr_schedule {kind!r} takes ({kind!r}, {', '.join(names)}): "
                          f"{len(names)} values after the name; got {schedule!r}")
-    check_number("lr_schedule base_lr", args[0], positive=True)
+    base = check_number("lr_schedule base_lr", args[0], positive=True)
     if kind == "step":
-        check_int("lr_schedule step_size", args[1], 1)
-        check_number("lr_schedule gamma", args[2], positive=True)
-    elif kind == "exponential":
-        check_number("lr_schedule gamma", args[1], positive=True)
-    else:
-        check_number("lr_schedule min_lr", args[1])
-    return tuple(schedule)
+        return (kind, base, check_int("lr_schedule step_size", args[1], 1),
+                check_number("lr_schedule gamma", args[2], positive=True))
+    if kind == "exponential":
+        return (kind, base, check_number("lr_schedule gamma", args[1], positive=True))
+    return (kind, base, check_number("lr_schedule min_lr", args[1]))
 
 
 def _check_callable(fn: Callable[[int], float]) -> None:

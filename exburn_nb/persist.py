@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import struct
 import tempfile
 import threading
@@ -49,9 +50,11 @@ from .filecheck import check_compile, check_frozen, check_history
 FORMAT = "exburn_nb/2"
 _META_KEY = "exburn_nb"
 _SUM_KEY = "sha256"  # the last key of the metadata object
-MAX_HEADER_BYTES = 64 * 2**20  # the JSON header (metadata, history rows, tensor index)
+MAX_HEADER_BYTES = 16 * 2**20  # the JSON header (metadata, history rows, tensor index)
 MAX_NESTING = 64  # how deep JSON lists and objects may nest in a header
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# a JSON string, or an unterminated one up to the end: a match never fails once it starts
+# at a quote, so stripping strings stays linear on hostile input
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 
 
 def _digest(meta_text: str, tensors: dict[str, torch.Tensor]) -> str:
@@ -77,6 +80,8 @@ def _reject_constant(name: str) -> None:
 def check_nesting(raw: bytes, what: str) -> None:
     """Raise a ``ValueError`` if the JSON text ``raw`` nests deeper than :data:`MAX_NESTING`
     (counted without recursion, so any depth is safe to check)."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_NESTING:
+        return  # too few brackets to nest too deep
     codes = np.frombuffer(_STRING.sub(b'""', raw), dtype=np.uint8)
     depth = np.cumsum((codes == ord("[")) | (codes == ord("{")), dtype=np.int64) - np.cumsum(
         (codes == ord("]")) | (codes == ord("}")), dtype=np.int64)
@@ -176,8 +181,9 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
 def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Write atomically: the file at ``path`` is either the old one or the complete new one.
 
-    The temp file ``.NAME.<pid>.<random>.tmp`` names its writer, so temp files left by
-    writers that died mid-save are removed by the next save to ``path``. The file gets
+    The temp file ``.NAME.<host>-<pid>.<random>.tmp`` names its writer (``host``: a short
+    hash of the host name), so temp files left by writers on this host that died
+    mid-save are removed by the next save to ``path``. The file gets
     the permissions of any new file here (``0o666`` less the umask).
     """
     path = Path(path)
@@ -188,7 +194,7 @@ def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: 
         raise ValueError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
     blob = to_bytes(tensors, meta)
     remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_umask())
@@ -220,12 +226,13 @@ def _fsync_folder(folder: Path) -> None:
 def remove_orphans(path: Path) -> list[Path]:
     """Remove the temp files that writers of ``path`` left when they died; return them.
 
-    A temp file is an orphan when the process id in its name is not running; temp files
-    of live writers (this process's included) are never touched.
+    A temp file is an orphan when it was made on this host and the process id in its
+    name is not running; temp files of live writers (this process's included) and of
+    other hosts sharing the folder are never touched.
     """
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d{{1,10}})\.[^.]+\.tmp")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.{_HOST}-(\d{{1,10}})\.[^.]+\.tmp")
     removed = []
-    for candidate in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}-*.tmp"):
         match = pattern.fullmatch(candidate.name)
         if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
             candidate.unlink(missing_ok=True)
@@ -247,6 +254,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 _UMASK_LOCK = threading.Lock()
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _umask() -> int:

@@ -98,14 +98,22 @@ def gradients_finite(params: list[torch.Tensor]) -> bool:
     return all_finite([p.grad for p in params if p.grad is not None])
 
 
+OVERFLOW_GUARD_LR = 1.0  # above this learning rate a step is undone if it overflows
+
+
 def guarded_step(model: Model, params: list[torch.nn.Parameter], clip_norm: float | None,
                  clip_value: float | None, guard: bool = True) -> str | None:
-    """Clip, then take one optimizer step and clear the gradients; with ``guard``, refuse
-    a step whose gradients are not finite, and undo one that leaves a weight non-finite
-    (an overflowing update: the previous weights are put back).
+    """Clip, then take one optimizer step and clear the gradients. With ``guard``, a step
+    whose gradients are not finite is refused (nothing changes), and above a learning
+    rate of :data:`OVERFLOW_GUARD_LR` a step that leaves a weight non-finite (an update
+    that overflows float32) is undone: weights and optimizer state are put back.
 
-    Returns None after a step, or the reason the step was refused (the weights then hold
-    their previous values). The caller holds ``model.lock``.
+    Below that rate a step with finite gradients cannot overflow the weights (Adam's and
+    RMSprop's updates are bounded by a few times the rate, SGD's by the rate times the
+    gradients), so the common path pays one fused check and no copy.
+
+    Returns None after a step, or the reason the step was refused. The caller holds
+    ``model.lock``.
     """
     opt = model.torch_optimizer
     if clip_norm is not None or clip_value is not None:
@@ -113,19 +121,27 @@ def guarded_step(model: Model, params: list[torch.nn.Parameter], clip_norm: floa
     if guard and not gradients_finite(params):
         opt.zero_grad(set_to_none=True)
         return "the gradients are not finite"
-    if not guard:
+    if not guard or all(g["lr"] <= OVERFLOW_GUARD_LR for g in opt.param_groups):
         opt.step()
         opt.zero_grad(set_to_none=True)
         return None
     moving = [p for p in params if p.grad is not None]
-    before = torch._foreach_mul(moving, 1.0) if moving else []  # one fused copy
+    weights = [p.detach().clone() for p in moving]
+    states = {p: {k: v.clone() if isinstance(v, torch.Tensor) else v
+                  for k, v in opt.state[p].items()} for p in moving if p in opt.state}
     opt.step()
     opt.zero_grad(set_to_none=True)
     if all_finite(moving):
         return None
     with torch.no_grad():
-        torch._foreach_copy_(moving, before)
-    return "the update overflowed the weights (the previous weights were put back)"
+        for p, w in zip(moving, weights, strict=True):
+            p.copy_(w)
+            if p in states:
+                opt.state[p] = states[p]
+            else:
+                opt.state.pop(p, None)
+    return ("the update overflowed the weights (the weights and the optimizer state were "
+            "put back)")
 
 
 def evaluate_batches(model: Model, batches: Any, accuracy: bool = False

@@ -22,6 +22,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,11 @@ class Trainer:
             raise ValueError(f"model must be a compiled exburn_nb Model{hint}; "
                              f"got {type(model).__name__}")
         if config is not None and not isinstance(config, FitConfig):
-            raise ValueError("data must be one pair: call xb.fit(model, (x, y), ...), not "
-                             "xb.fit(model, x, y); the third positional argument is a "
-                             f"FitConfig, got {type(config).__name__}")
+            if hasattr(config, "shape") or hasattr(config, "__array__"):
+                raise ValueError("data must be one pair: call xb.fit(model, (x, y), ...), "
+                                 "not xb.fit(model, x, y)")
+            raise ValueError(f"config must be an xb.FitConfig (or pass the options as "
+                             f"keywords); got {type(config).__name__}")
         self.model = model
         self._resume = (checkpoints.read(resume_from, model, options.get("lr_schedule"))
                        if resume_from is not None else None)
@@ -119,17 +122,20 @@ class Trainer:
         self.epoch_index = 0  # epochs done in this run
         self.run_id = 0
         self.generator = torch.Generator()
+        self._in_batch: bool | None = None  # None: Ctrl-C is not deferred (not the main thread)
 
     # ---------------------------------------------------------------- data
     def _batches(self, data: Any, argname: str,
                  batch_size: int | None = None) -> TensorBatches | LoaderBatches:
         model, check = self.model, self.config.check_data
         if is_loader(data):
-            from torch.utils.data import DataLoader
+            from torch.utils.data import DataLoader, IterableDataset
 
             if not isinstance(data, DataLoader):
+                shuffle = (argname == "data" and self.config.shuffle
+                           and not isinstance(data, IterableDataset))  # streams keep their order
                 data = DataLoader(data, batch_size=batch_size or self.config.batch_size,
-                                  shuffle=argname == "data" and self.config.shuffle)
+                                  shuffle=shuffle)
             return LoaderBatches(data, lambda x, y: prepare_batch(model, (x, y), argname,
                                                                   check_data=check))
         x, y = prepare_pair(model, data, argname)
@@ -140,8 +146,12 @@ class Trainer:
 
     # ---------------------------------------------------------------- controls
     def stop(self) -> None:
-        """Stop after the batch in progress (model and history stay consistent)."""
-        self.stop_reason = self.stop_reason or "stopped"
+        """Stop after the batch in progress (model and history stay consistent); nothing
+        happens once the run has ended."""
+        with self._pending_lock:
+            if self._closed:
+                return
+            self.stop_reason = self.stop_reason or "stopped"
         self._stop.set()
         self._running.set()
 
@@ -189,6 +199,9 @@ class Trainer:
         if not isinstance(name, str) or name in BASE_METRICS or name in ("batch", "step",
                                                                            "run"):
             raise ValueError(f"name must be a new column name; got {name!r}")
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise ValueError(f"the value logged as {name!r} must be a finite number; "
+                             f"got {value!r}")
         value = float(value)
         if self._phase == "batch_end":
             self.model._history.update_last_batch({name: value})
@@ -218,18 +231,20 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
     def run(self) -> Model:
         """Train for ``epochs`` epochs (or until stopped) and return the model."""
-        model, cfg, opt = self.model, self.config, self.model.torch_optimizer
+        model, cfg = self.model, self.config
+        self._start_run()  # a resume loads the model first (all or nothing)
+        opt = model.torch_optimizer
         saved = [(g["weight_decay"], g.get("nesterov")) for g in opt.param_groups]
-        for g in opt.param_groups:
+        for g in opt.param_groups:  # this run's settings; the model's come back at the end
             if cfg.weight_decay is not None:
                 g["weight_decay"] = cfg.weight_decay
             if "nesterov" in g:
                 g["nesterov"] = cfg.nesterov
-        self._start_run()
         first = model.epochs_trained + 1 - self.epoch_index
         logs = {"model": model, "epochs": cfg.epochs, "batches": self.batches,
                 "first_epoch": first, "validation": self.val is not None,
                 "accuracy": cfg.accuracy, "trainer": self}
+        error = None
         try:
             with _deferred_interrupts(self):
                 for cb in self.callbacks:
@@ -243,6 +258,9 @@ class Trainer:
                         break
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             if self.stop_reason == "interrupted":
                 self._warn(f"training interrupted; the model and history hold everything up "
@@ -254,9 +272,13 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             with self._pending_lock:
                 self._closed = True
-            self._run_pending()  # changes asked for during the last batch still happen
-            for cb in self.callbacks:
-                cb.on_train_end(logs)
+            # changes asked for during the last batch still happen, and every callback
+            # ends: one failure does not skip the others (the first is raised after)
+            failures = _call_all([*self._pending, *(lambda cb=cb: cb.on_train_end(logs)
+                                                    for cb in self.callbacks)])
+            self._pending.clear()
+            if failures and error is None:
+                raise failures[0]
         return model
 
     def _start_run(self) -> None:
@@ -362,6 +384,9 @@ class Trainer:
         return not metrics.get("stop_training")
 
     def _write_checkpoints(self) -> None:
+        if self._checkpoints:
+            with self.model.lock:
+                self._run_pending()  # an epoch's end is a batch boundary: changes land first
         while self._checkpoints:
             path, then = self._checkpoints.pop(0)
             checkpoints.write(self, path)
@@ -383,6 +408,7 @@ class Trainer:
         params = list(model.module.parameters())
         clip = cfg.clip_norm is not None or cfg.clip_value is not None
         model.train_mode()
+        section = _BatchSection(self)
         b = 0
         for group in _groups(self.source.epoch(order), cfg.accumulate_gradients):
             total = sum(xb.shape[0] for xb, _ in group)
@@ -394,7 +420,7 @@ class Trainer:
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches}
                     for cb in batch_cbs:
                         cb.on_batch_begin(b, logs)
-                with model.lock, _critical(self):
+                with model.lock, section:
                     self._run_pending()
                     with self._autocast():
                         out = forward(xb)
@@ -468,6 +494,17 @@ class _Tally:
         return sum(v * s for v, s in zip(losses, self.sizes, strict=True))
 
 
+def _call_all(functions: list[Callable[[], None]]) -> list[BaseException]:
+    """Call every function; the exceptions they raised, in order."""
+    failures = []
+    for fn in functions:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - collected, the first is re-raised
+            failures.append(exc)
+    return failures
+
+
 def _groups(batches: Iterator, size: int) -> Iterator[list]:
     """Batches in lists of ``size`` (the last may be shorter): one optimizer step each."""
     group: list = []
@@ -486,14 +523,13 @@ def _deferred_interrupts(trainer: Trainer) -> Iterator[None]:
     step-and-record section stops the run after that batch; elsewhere it raises at once."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        trainer._in_batch = None
         yield
         return
     trainer._in_batch = False
 
     def handler(signum: int, frame: Any) -> None:
-        if trainer._in_batch:
-            trainer.stop_reason = "interrupted"
+        if trainer._in_batch and trainer.stop_reason != "interrupted":
+            trainer.stop_reason = "interrupted"  # a second Ctrl-C raises at once
             trainer._stop.set()
             trainer._running.set()
         else:
@@ -504,19 +540,25 @@ def _deferred_interrupts(trainer: Trainer) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        trainer._in_batch = None
 
 
-@contextlib.contextmanager
-def _critical(trainer: Trainer) -> Iterator[None]:
-    """Marks a batch's step-and-record section (see :func:`_deferred_interrupts`)."""
-    if getattr(trainer, "_in_batch", None) is None:
-        yield
-        return
-    trainer._in_batch = True
-    try:
-        yield
-    finally:
-        trainer._in_batch = False
+class _BatchSection:
+    """Marks a batch's step-and-record section (see :func:`_deferred_interrupts`); a
+    plain object, not a generator, because it is entered for every batch."""
+
+    __slots__ = ("trainer",)
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def __enter__(self) -> None:
+        if self.trainer._in_batch is not None:
+            self.trainer._in_batch = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.trainer._in_batch is not None:
+            self.trainer._in_batch = False
 
 
 def fit(model: Model, data: Any, config: FitConfig | None = None, *,

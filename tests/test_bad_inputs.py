@@ -7,8 +7,10 @@ exactly as they were. (Non-finite data and ``fit(model, x, y)`` are checked else
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
+import shutil
 import tempfile
 from numbers import Real
 from pathlib import Path
@@ -58,7 +60,9 @@ def saved_model() -> Path:
     """A trained model (optimizer state, history): what a rejected call must leave alone."""
     model = xb.compile(mlp_spec(), optimizer="adam", learning_rate=0.01, seed=0)
     fit(model, classification_data(n=16), epochs=1, batch_size=8)
-    return model.save(Path(tempfile.mkdtemp(prefix="exburn-bad-")) / "m.exburn")
+    folder = Path(tempfile.mkdtemp(prefix="exburn-bad-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return model.save(folder / "m.exburn")
 
 
 def model() -> xb.Model:

@@ -8,9 +8,11 @@ never a half-applied load, never code executed. Bounded to run in a few seconds.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from torch_reference import classification_data, fit
 import exburn_nb as xb
 from exburn_nb import persist
 
-FUZZ = settings(max_examples=40, deadline=None,
+FUZZ = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -36,7 +38,10 @@ def spec() -> xb.Spec:
 
 @functools.cache
 def folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="exburn-fuzz-"))
+    """One folder for the whole session (hypothesis tests can't take function fixtures)."""
+    path = Path(tempfile.mkdtemp(prefix="exburn-fuzz-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
 
 
 @functools.cache
@@ -195,7 +200,7 @@ def good_contents() -> tuple[dict, dict, list]:
 
 
 @pytest.mark.filterwarnings("ignore")
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(data=st.data())
 def test_any_value_anywhere_in_the_metadata(tmp_path_factory, data):
     tensors, meta, paths = good_contents()

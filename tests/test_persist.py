@@ -611,15 +611,24 @@ def good_file(tmp_path_factory):
     return model.save(tmp_path_factory.mktemp("good") / "good.exburn")
 
 
+@pytest.fixture(scope="module")
+def target_file(tmp_path_factory):
+    """Another trained Adam model (made once): what a failed load must leave alone."""
+    model = trained_model("adam")
+    model.freeze(["output"])
+    return model.save(tmp_path_factory.mktemp("target") / "target.exburn")
+
+
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("name", list(BAD_VALUES))
-def test_a_well_signed_file_with_bad_values_changes_nothing(good_file, tmp_path, name):
+def test_a_well_signed_file_with_bad_values_changes_nothing(good_file, target_file, tmp_path,
+                                                            name):
     tensors, meta = persist.read_file(good_file)
     BAD_VALUES[name](tensors, meta)
     path = tmp_path / "bad.exburn"
     write_signed(path, tensors, json.dumps(meta))
-    target = trained_model("adam")
-    target.freeze(["output"])
+    target = xb.load(target_file)
+    assert target.torch_optimizer.state and target.epochs_trained == 2
     before = full_state(target)
     with pytest.raises(ValueError) as info:
         target.load(path)
@@ -631,12 +640,12 @@ def test_a_well_signed_file_with_bad_values_changes_nothing(good_file, tmp_path,
 
 
 @pytest.mark.parametrize("text", ["NaN", "Infinity", "-Infinity"])
-def test_non_finite_json_constants_are_refused(good_file, tmp_path, text):
+def test_non_finite_json_constants_are_refused(good_file, target_file, tmp_path, text):
     tensors, meta = persist.read_file(good_file)
     meta["optimizer_groups"][0]["lr"] = "@"
     path = tmp_path / "bad.exburn"
     write_signed(path, tensors, json.dumps(meta).replace('"@"', text))
-    target = trained_model("adam")
+    target = xb.load(target_file)
     before = full_state(target)
     with pytest.raises(ValueError, match="bad.exburn"):
         target.load(path)
@@ -828,13 +837,15 @@ def test_a_writer_killed_mid_save_leaves_an_orphan_that_the_next_save_removes(tm
             break
     assert orphans, "the writer was never caught mid-save"
     assert all(str(proc.pid) in p.name for p in orphans)  # the writer's pid is in the name
-    live = tmp_path / f".m.exburn.{os.getpid()}.abcd1234.tmp"  # a live writer's (ours)
-    live.write_bytes(b"partial")
-    other = tmp_path / ".other.exburn.1.abcd1234.tmp"  # another file's: not ours to judge
-    other.write_bytes(b"partial")
+    host = orphans[0].name.split(".")[3].split("-")[0]
+    live = tmp_path / f".m.exburn.{host}-{os.getpid()}.abcd1234.tmp"  # a live writer's (ours)
+    other = tmp_path / f".other.exburn.{host}-{proc.pid}.abcd1234.tmp"  # another file's
+    remote = tmp_path / f".m.exburn.00000000-{proc.pid}.abcd1234.tmp"  # another host's
+    for kept in (live, other, remote):
+        kept.write_bytes(b"partial")
     xb.compile(mlp_spec()).save(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["m.exburn", live.name, other.name])
+        ["m.exburn", live.name, other.name, remote.name])
     xb.load(path)
 
 
@@ -878,3 +889,13 @@ def test_metadata_a_file_cannot_hold_is_a_clear_error_before_writing(tmp_path, v
     with pytest.raises(ValueError, match="plain JSON data with finite numbers"):
         model.save(tmp_path / "m.exburn")
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("header", [b'"' + b'\\"' * 200_000, b'["' + b'\\\\\\"' * 100_000,
+                                    b'[' * 100 + b'"x",' * 100_000])
+def test_hostile_strings_in_a_header_are_refused_in_linear_time(tmp_path, header):
+    """Stripping strings before counting brackets once took quadratic time on these."""
+    path = tmp_path / "strings.exburn"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(ValueError, match="strings.exburn"):
+        xb.load(path)

@@ -171,3 +171,59 @@ def test_a_run_killed_with_sigkill_resumes_exactly_in_a_new_process(tmp_path):
            verbose=False, lr_schedule=("cosine", 0.05, 1e-4), validation_data=(vx, vy),
            callbacks=[xb.callbacks.early_stopping(patience=3, min_delta=0.0)])
     assert_same_run(resumed, reference)
+
+
+class LowerAt(xb.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, metrics):
+        if epoch == self.epoch:
+            self.trainer.set_learning_rate(0.001)  # lands before the epoch's checkpoint
+
+
+def test_a_learning_rate_set_at_an_epoch_end_is_in_that_epochs_checkpoint(tmp_path):
+    x, y = classification_data(n=48)
+    opts = dict(epochs=5, batch_size=8, seed=2, lr_schedule=("cosine", 0.05, 1e-4),
+                verbose=False)
+    reference = make("adam")
+    xb.fit(reference, (x, y), callbacks=[LowerAt(2)], **opts)
+    first = make("adam")
+    xb.fit(first, (x, y), callbacks=[LowerAt(2), xb.callbacks.checkpoint(1, tmp_path),
+                                     StopAfter(3)], **opts)
+    resumed = make("adam")
+    xb.fit(resumed, (x, y), resume_from=tmp_path, callbacks=[LowerAt(2)], verbose=False)
+    assert_same_run(resumed, reference)
+
+
+def test_run_settings_stay_in_the_run_and_resume_from_the_config(tmp_path):
+    x, y = classification_data(n=32)
+    model = xb.compile(dropout_spec(), optimizer="sgd", learning_rate=0.05, seed=0)
+    xb.fit(model, (x, y), epochs=2, batch_size=8, weight_decay=0.5, nesterov=True,
+           verbose=False, callbacks=[xb.callbacks.checkpoint(1, tmp_path)])
+    group = model.torch_optimizer.param_groups[0]
+    assert (group["weight_decay"], group["nesterov"]) == (0.0, False)  # the model's own
+    loaded = xb.load(tmp_path / "epoch_0002.exburn")  # the file holds the model's settings
+    assert loaded.torch_optimizer.param_groups[0]["weight_decay"] == 0.0
+    seen = []
+
+    class Spy(xb.Callback):
+        def on_epoch_begin(self, epoch, logs):
+            g = self.trainer.model.torch_optimizer.param_groups[0]
+            seen.append((g["weight_decay"], g["nesterov"]))
+
+    again = xb.compile(dropout_spec(), optimizer="sgd", learning_rate=0.05, seed=0)
+    xb.fit(again, (x, y), resume_from=tmp_path / "epoch_0001.exburn", callbacks=[Spy()],
+           verbose=False)
+    assert seen == [(0.5, True)]  # the run's config, restored with the checkpoint
+
+
+def test_resuming_into_another_optimizer_is_refused_before_anything_changes(tmp_path):
+    x, y = classification_data(n=32)
+    xb.fit(make("sgd"), (x, y), epochs=1, batch_size=8, verbose=False,
+           callbacks=[xb.callbacks.checkpoint(1, tmp_path)])
+    other = make("adam")
+    before = {k: v.clone() for k, v in other.parameters().items()}
+    with pytest.raises(ValueError, match="compile it with optimizer='sgd' to resume"):
+        xb.fit(other, (x, y), resume_from=tmp_path)
+    assert all(torch.equal(before[k], v) for k, v in other.parameters().items())

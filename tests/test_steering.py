@@ -285,3 +285,76 @@ def test_train_step_refuses_nan_data_and_skips_an_overflowing_step():
     with pytest.warns(UserWarning, match="overflowed the weights"):
         xb.train_step(huge, (x2 * 10, y2))
     assert all(torch.equal(kept[k], v) for k, v in huge.parameters().items())
+
+
+# ----------------------------------------------------------------- review fixes
+def test_an_undone_overflowing_step_leaves_the_optimizer_state_as_it_was():
+    model = xb.compile(mlp_spec(n_out=1, activation="relu"), loss="mse", optimizer="adam",
+                       learning_rate=1e36, seed=0)
+    x, y = regression_data(n=8, n_out=1, scale=100.0)
+    with pytest.warns(UserWarning, match="overflowed the weights"):
+        xb.train_step(model, (x * 10, y))
+    assert not model.torch_optimizer.state  # no step happened, not even in Adam's counters
+
+
+def test_numpy_values_in_a_schedule_become_plain_numbers():
+    import numpy as np
+
+    model, data = model_and_data(16)
+    xb.fit(model, data, epochs=2, batch_size=8, verbose=False,
+           lr_schedule=("step", np.float32(0.01), np.int64(1), np.float64(0.5)))
+    assert all(type(v) is float for v in model.history["lr"].tolist())
+    assert type(model._history.epoch_rows[0]["lr"]) is float
+
+
+def test_an_iterable_dataset_streams_in_its_own_order():
+    from torch.utils.data import IterableDataset
+
+    x, y = classification_data(n=16)
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(zip(x, y, strict=True))
+
+    model = xb.compile(mlp_spec(), seed=0)
+    xb.fit(model, Stream(), epochs=2, batch_size=8, verbose=False)
+    assert len(model.batch_history) == 4
+
+
+def test_every_on_train_end_runs_even_when_one_raises():
+    model, data = model_and_data(16)
+    ended = []
+
+    class Ends(xb.Callback):
+        def __init__(self, fail):
+            self.fail = fail
+
+        def on_train_end(self, logs):
+            ended.append(self.fail)
+            if self.fail:
+                raise RuntimeError("end failed")
+
+    with pytest.raises(RuntimeError, match="end failed"):
+        xb.fit(model, data, epochs=1, verbose=False, callbacks=[Ends(True), Ends(False)])
+    assert ended == [True, False]
+
+
+def test_plateau_never_raises_the_learning_rate():
+    cb = xb.callbacks.reduce_lr_on_plateau(factor=0.5, patience=0, min_lr=1e-3)
+    cb.on_train_begin({})
+    lrs = [cb.on_epoch_end(e, {"epoch": e, "loss": 1.0, "lr": 1e-5})["lr"] for e in (1, 2, 3)]
+    assert lrs == [1e-5, 1e-5, 1e-5]
+
+
+def test_a_stop_after_the_run_ended_changes_nothing():
+    model, data = model_and_data(16)
+    trainer = xb.Trainer(model, data, epochs=1, batch_size=8, verbose=False)
+    trainer.run()
+    trainer.stop()
+    assert trainer.stop_reason is None
+
+
+def test_a_dict_where_the_config_goes_is_named():
+    model, data = model_and_data(16)
+    with pytest.raises(ValueError, match="config must be an xb.FitConfig"):
+        xb.fit(model, data, {"epochs": 2})
