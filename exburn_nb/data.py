@@ -6,6 +6,7 @@ any training step.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -75,8 +76,16 @@ def split_pair(data: Any, argname: str) -> tuple[Any, Any]:
 
 
 def count_non_finite(t: torch.Tensor) -> int:
-    """The number of NaN or infinite elements of ``t`` (0 for integer tensors)."""
-    if not t.is_floating_point():
+    """The number of NaN or infinite elements of ``t`` (0 for integer tensors).
+
+    The common answer, 0, costs one BLAS pass and no memory: the dot product of the
+    data with itself is finite only when every element is (its terms are squares, so
+    nothing cancels). Only when it is not (or overflows) are the elements counted.
+    """
+    if not t.is_floating_point() or t.numel() == 0:
+        return 0
+    flat = t.reshape(-1)
+    if flat.dtype in (torch.float32, torch.float64) and math.isfinite(float(flat @ flat)):
         return 0
     return int(t.numel() - torch.isfinite(t).sum())
 
