@@ -196,7 +196,6 @@ class TrainingDashboard(W.VBox):
                                     layout=W.Layout(width="auto"))
         self.log_scale.observe(lambda c: self.plot.set_log_scale(c["new"]), names="value")
         self.progress_row = W.HBox([self.progress, self.progress_label, self.log_scale])
-        self.plot.figure.add_class("xb-figure")
 
         style = {"description_width": "initial"}
         epochs = opts.get("epochs", 10)

@@ -68,6 +68,7 @@ def make_figure(height: int = 380) -> go.FigureWidget:
         trace.x, trace.y = [], []
     widget = go.FigureWidget(fig)
     widget._config = {"responsive": True, "displaylogo": False}
+    widget.add_class("xb-figure")
     return widget
 
 
