@@ -45,13 +45,16 @@ def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
     return (xt[train], yt[train]), (xt[test], yt[test])
 
 
-def digits(test_fraction: float = 0.2, seed: int = 0, images: bool = False) -> Split:
+def digits(test_fraction: float = 0.2, seed: int = 0, images: bool = False,
+           standardize: bool = True) -> Split:
     """scikit-learn's 8x8 handwritten digits: 1,797 samples, 64 features, 10 classes.
 
-    ``images=True`` gives ``(N, 1, 8, 8)`` tensors for convolutional models.
+    ``images=True`` gives ``(N, 1, 8, 8)`` tensors for convolutional models;
+    ``standardize=False`` the raw ink levels 0-16 (the same split), e.g. to show them.
     """
     data = _sklearn_datasets().load_digits()
-    (x, y), (tx, ty) = _split(data.data, data.target.astype(np.int64), test_fraction, seed)
+    (x, y), (tx, ty) = _split(data.data, data.target.astype(np.int64), test_fraction, seed,
+                              standardize)
     if images:
         x, tx = x.reshape(-1, 1, 8, 8), tx.reshape(-1, 1, 8, 8)
     return (x, y), (tx, ty)

@@ -75,3 +75,10 @@ def test_an_mlp_learns_digits_to_97_percent(digits):
     assert model.history["accuracy"].iloc[-1] > 0.99
     assert loss < 0.15
     assert (model.predict(tx).argmax(dim=1) == ty).float().mean().item() == pytest.approx(accuracy)
+
+
+def test_digits_raw_ink_levels_for_pictures():
+    (x, y), (tx, ty) = datasets.digits(standardize=False)
+    (_, y_std), (_, ty_std) = datasets.digits()
+    assert torch.equal(y, y_std) and torch.equal(ty, ty_std)  # the same split
+    assert x.min() == 0 and x.max() == 16 and x.dtype == torch.float32

@@ -2,11 +2,16 @@
 
 - :class:`TrainingDashboard`: start/stop/pause/step, live curves, hyperparameter
   controls, freeze toggles, device switch, history table, save and CSV export.
-- :func:`live_plot`: the same live figure for a blocking ``xb.fit`` call.
+- :func:`live_plot`: the same live figure for a blocking ``xb.fit`` call, with Stop,
+  Pause and a learning-rate slider.
+- :func:`set_renderer`: the live figure widget, or a static plotly figure where the front
+  end cannot run the widget (chosen automatically in VS Code and Colab).
 """
 
 from .builder import ModelBuilder
 from .dashboard import TrainingDashboard
 from .plot import LivePlot, live_plot, make_figure
+from .render import renderer, set_renderer
 
-__all__ = ["LivePlot", "ModelBuilder", "TrainingDashboard", "live_plot", "make_figure"]
+__all__ = ["LivePlot", "ModelBuilder", "TrainingDashboard", "live_plot", "make_figure",
+           "renderer", "set_renderer"]

@@ -140,7 +140,7 @@ class TrainingDashboard(W.VBox):
         self.runner.add_listener(self._on_event)
         self._build_controls(model, fit_options)
         super().__init__([W.HTML(DASHBOARD_STYLE), self.buttons_row, self.progress_row,
-                          self.plot.figure, self.controls_box, self.freeze_box, self.io_row,
+                          self.plot.view, self.controls_box, self.freeze_box, self.io_row,
                           self.table, self.error_box], layout=W.Layout(width="100%"))
         self.add_class("xb-dashboard")
         for row in (self.buttons_row, self.progress_row, self.controls_box, self.freeze_box,
@@ -185,7 +185,6 @@ class TrainingDashboard(W.VBox):
                                     layout=W.Layout(width="auto"))
         self.log_scale.observe(lambda c: self.plot.set_log_scale(c["new"]), names="value")
         self.progress_row = W.HBox([self.progress, self.progress_label, self.log_scale])
-        self.plot.figure.add_class("xb-figure")
 
         style = {"description_width": "initial"}
         epochs = opts.get("epochs", 10)

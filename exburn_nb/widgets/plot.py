@@ -26,6 +26,7 @@ from ..callbacks import Callback
 from ..model import Model
 from ..optim import set_learning_rate
 from .comms import serve_on_subshell
+from .render import STATIC_UPDATES_PER_S, renderer
 
 MAX_UPDATES_PER_S = 5
 POINT_BUDGET = 400  # points per drawn curve, at most
@@ -35,11 +36,13 @@ LR_MARK = 5  # trace index of the learning-rate marks
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "lr": "#9467bd"}
 
 
-def make_figure(height: int = 380) -> go.FigureWidget:
+def make_figure(height: int = 380, widget: bool | None = None) -> go.FigureWidget | go.Figure:
     """The empty figure: epoch losses, smoothed batch loss, accuracies, lr-change marks.
 
     It fills the width of its container (``autosize``) and has a fixed height; the legend
-    sits under the axes, the accuracy axis runs from 0 to 100 %.
+    sits under the axes, the accuracy axis runs from 0 to 100 %. A live ``FigureWidget``,
+    or a plain ``Figure`` where :func:`~exburn_nb.widgets.render.renderer` says
+    ``"static"`` (or ``widget=False``).
     """
     # Built as a plain Figure, then wrapped: a FigureWidget only syncs the traces it was
     # constructed with as widget state (add_scatter on a widget just sends messages).
@@ -66,8 +69,11 @@ def make_figure(height: int = 380) -> go.FigureWidget:
                     marker=dict(symbol="triangle-down", size=10, color=COLORS["lr"]))
     for trace in fig.data:
         trace.x, trace.y = [], []
+    if not (renderer() == "widget" if widget is None else widget):
+        return fig
     widget = go.FigureWidget(fig)
     widget._config = {"responsive": True, "displaylogo": False}
+    widget.add_class("xb-figure")
     return widget
 
 
@@ -104,6 +110,12 @@ class LivePlot(Callback):
                  controls: bool = False):
         self.figure = figure if figure is not None else make_figure()
         self.display = display
+        self.static = not isinstance(self.figure, go.FigureWidget)
+        # what a layout shows: the live figure, or an Output holding the static one
+        self.view = W.Output(layout=W.Layout(width="100%")) if self.static else self.figure
+        if self.static:
+            self.view.add_class("xb-figure-static")
+        self._handle = None  # a display handle, for a static figure under a blocking fit
         self._lock = threading.Lock()
         self.model: Model | None = None
         self._reset_batches()
@@ -133,8 +145,15 @@ class LivePlot(Callback):
         if self.display:
             from IPython.display import display
 
-            display(self.figure if self.controls is None else
-                    W.VBox([self.controls.row, self.figure], layout=W.Layout(width="100%")))
+            if self.static:  # the cell's own output: kept in exports, shown everywhere
+                if self.controls is not None:
+                    display(self.controls.row)
+                # a raw bundle: Figure's own _ipython_display_ would drop the display id
+                self._handle = display(_static_bundle(self.figure, final=False), raw=True,
+                                       display_id=True)
+            else:
+                display(self.figure if self.controls is None else
+                        W.VBox([self.controls.row, self.figure], layout=W.Layout(width="100%")))
             self.display = False  # once: later runs keep drawing into the same figure
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
@@ -201,7 +220,8 @@ class LivePlot(Callback):
         ones (a run's end, a reset) so a saved notebook holds the final curves.
         """
         now = time.monotonic()
-        if not force and now - self._last_draw < 1 / MAX_UPDATES_PER_S:
+        rate = STATIC_UPDATES_PER_S if self.static else MAX_UPDATES_PER_S
+        if not force and now - self._last_draw < 1 / rate:
             return
         self._last_draw = now
         curves = self.curves()
@@ -219,10 +239,19 @@ class LivePlot(Callback):
                 trace.x, trace.y = xs, ys
                 if text:
                     trace.hovertext = text[0]
-        self._store_state(send=force)
+        self._publish(send=force)
 
-    def _store_state(self, send: bool) -> None:
+    def _publish(self, send: bool) -> None:
+        """Make the drawn state what a (re-)render shows."""
         fig = self.figure
+        if self.static:
+            bundle = _static_bundle(fig, final=send)
+            if self._handle is not None:
+                self._handle.update(bundle, raw=True)
+            else:  # from any thread: a trait change, never a print or display
+                self.view.outputs = ({"output_type": "display_data", "metadata": {},
+                                      "data": bundle},)
+            return
         # Set without a change event: the front end got the same data as restyle messages.
         fig._trait_values["_widget_data"] = copy.deepcopy(fig._data)
         fig._trait_values["_widget_layout"] = copy.deepcopy(fig._layout)
@@ -232,7 +261,20 @@ class LivePlot(Callback):
     def set_log_scale(self, on: bool) -> None:
         """Loss axis on a log scale (True) or linear (False)."""
         self.figure.layout.yaxis.type = "log" if on else "linear"
-        self._store_state(send=False)
+        self._publish(send=self.static)
+
+
+def _static_bundle(fig: go.Figure, final: bool) -> dict:
+    """What a front end shows for a static figure: plotly's renderers for this front end
+    (VS Code, Colab, Jupyter), plotly's own mime type and a plain-text line; a run's
+    ``final`` state also as HTML (plotly.js from its CDN), which nbconvert, nbviewer
+    and other exports show."""
+    bundle = dict(fig._repr_mimebundle_() or {})
+    bundle.setdefault("application/vnd.plotly.v1+json", fig.to_plotly_json())
+    bundle.setdefault("text/plain", "training curves (a plotly figure)")
+    if final:
+        bundle.setdefault("text/html", fig.to_html(full_html=False, include_plotlyjs="cdn"))
+    return bundle
 
 
 class _Controls:
@@ -321,3 +363,4 @@ def live_plot(height: int = 380, controls: bool = True) -> LivePlot:
         >>> xb.fit(model, (x, y), epochs=20, callbacks=[xb.widgets.live_plot()])  # doctest: +SKIP
     """
     return LivePlot(make_figure(height), display=True, controls=controls)
+

@@ -297,7 +297,8 @@ class Dashboard:
         """No widget failed to load, no error shown, no anywidget/plotly page error."""
         text = self.page.inner_text(root)
         assert "Loading widget" not in text and "Error displaying widget" not in text, text[:2000]
-        assert not self.page.inner_text(".xb-error").strip(), self.page.inner_text(".xb-error")
+        errors = " ".join(self.page.eval_on_selector_all(".xb-error", "es => es.map(e => e.textContent)"))
+        assert not errors.strip(), errors
         bad = [e for e in self.page.errors if "anywidget" in e.lower() or "plotly" in e.lower()]
         assert not bad, bad
 

@@ -96,6 +96,15 @@ def test_make_demo_quickstart_blocking_cell_layout_reload(demo_server, page):
     assert 1 <= epochs < 400
     assert page.evaluate(f"{FIGURE}.data[{TRAIN_LOSS}].x.length") == epochs
 
+    # the digit thumbnails are big enough to read (they were 20 px)
+    page.eval_on_selector(".jp-NotebookPanel .jp-WindowedPanel-outer", "e => e.scrollTop = 0")
+    thumbs = page.locator(".jp-OutputArea .js-plotly-plot :is(.heatmaplayer, .imagelayer) image")
+    thumbs.first.wait_for(timeout=30_000)
+    sizes = [thumbs.nth(i).bounding_box() for i in range(thumbs.count())]
+    assert len(sizes) >= 10 and min(b["width"] for b in sizes) >= 64, sizes[:3]
+    page.locator(".jp-OutputArea .js-plotly-plot").first.screenshot(
+        path=str(ARTIFACTS / "digits.png"))
+
     # 3. layout at three widths, file browser open; screenshots for the README
     assert page.locator(".jp-FileBrowser").is_visible()
     for width in (1024, 1280, 1920):

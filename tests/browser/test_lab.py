@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_js import BATCH_LOSS, CLICK_UNTIL_STATUS, FIGURE, TRAIN_LOSS
+from browser_js import BATCH_LOSS, CLICK_UNTIL_STATUS, FIGURE, LR_MARKS, TRAIN_LOSS
 
 pytestmark = pytest.mark.browser
 
@@ -21,10 +21,10 @@ KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.se
                "?.kernel?.status === 'idle'")
 
 
-def open_and_run_all(page, lab: dict, name: str) -> None:
+def open_and_run_all(page, lab: dict, name: str, notebook: Path = NOTEBOOK) -> None:
     """Open a fresh copy of the notebook in its own workspace (so no tab of an earlier test
     is restored, and it gets its own kernel), wait for the kernel, Run → Run All Cells."""
-    shutil.copy(NOTEBOOK, lab["dir"] / f"{name}.ipynb")
+    shutil.copy(notebook, lab["dir"] / f"{name}.ipynb")
     page.goto(f"{lab['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={lab['token']}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     page.wait_for_function(KERNEL_IDLE, timeout=120_000)
@@ -66,3 +66,31 @@ def test_lab_long_run_stop_freeze_reset(lab_server, page, dashboard):
     dashboard.screenshot(ARTIFACTS / "lab_after_reset.png")
     print(f"\n[lab] Stop after {PRETRAINED}+ epochs: {stop_s:.2f}s; "
           f"test {time.monotonic() - t0:.1f}s")
+
+
+def test_lab_live_plot_controls_act_while_fit_blocks(lab_server, page, dashboard):
+    """Keras and fastai cannot be stopped from a button; a blocking xb.fit can."""
+    t0 = time.monotonic()
+    open_and_run_all(page, lab_server, "lab_live_plot", HERE / "live_plot.ipynb")
+    dashboard.wait_status("training", timeout_ms=180_000)
+    page.wait_for_function(f"({FIGURE}?.data?.[{TRAIN_LOSS}]?.x?.length ?? 0) >= 1",
+                           timeout=60_000)
+    busy = "() => document.querySelector('.jp-Cell:nth-child(2) .jp-InputPrompt').textContent"
+    assert "*" in page.evaluate(busy)
+    page.focus(".xb-lr .noUi-handle")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function(f"{FIGURE}.data[{LR_MARKS}].x.filter(v => v !== null).length > 0",
+                           timeout=30_000)
+    timings = {"pause_s": page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-pause", "paused"])}
+    timings["resume_s"] = page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-pause", "training"])
+    timings["stop_s"] = page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-stop", "stopped"])
+    assert all(0 <= v < 5 for v in timings.values()), timings  # -1: dead until the cell ends
+    page.wait_for_function("document.querySelector('.jp-Cell:last-child .jp-OutputArea')"
+                           "?.textContent.includes('epochs trained:')", timeout=60_000)
+    epochs = int(page.inner_text(".jp-Cell:last-child .jp-OutputArea").split(":")[1])
+    assert 1 <= epochs < 300
+    assert page.inner_text(".xb-status").strip() == f"stopped · {epochs} epoch" + (
+        "s trained" if epochs != 1 else " trained")
+    dashboard.assert_healthy(".jp-NotebookPanel")
+    print(f"\n[lab] live_plot in a blocking fit: "
+          f"{', '.join(f'{k} {v:.2f}' for k, v in timings.items())}; test {time.monotonic() - t0:.1f}s")

@@ -132,3 +132,57 @@ def test_live_plot_controls_stop_pause_and_lr_in_a_blocking_fit(mlp, digits):
     assert ui.status.value == "stopped · 2 epochs trained" and ui.stop_button.disabled
     assert any("interrupted" in str(w.message) for w in caught)
     assert "xb-stop" in ui.stop_button._dom_classes
+
+
+@pytest.fixture
+def static_renderer():
+    from exburn_nb.widgets import render
+
+    xb.widgets.set_renderer("static")
+    yield
+    render.set_renderer("auto")
+
+
+def test_renderer_is_chosen_from_hints_and_by_option(monkeypatch):
+    from exburn_nb.widgets import render
+
+    for hint in render.STATIC_HINTS:
+        monkeypatch.delenv(hint, raising=False)
+    assert render.renderer() == "widget"
+    monkeypatch.setenv("VSCODE_PID", "1234")
+    assert render.renderer() == "static"
+    render.set_renderer("widget")
+    assert render.renderer() == "widget"
+    render.set_renderer("auto")
+    with pytest.raises(ValueError, match="renderer must be one of widget, static, auto"):
+        render.set_renderer("svg")
+
+
+def test_static_dashboard_shows_a_plain_plotly_figure(static_renderer, mlp, digits):
+    import plotly.graph_objects as go
+
+    (x, y), _ = digits
+    dash = xb.widgets.TrainingDashboard(mlp(), (x, y), epochs=2, batch_size=64)
+    assert type(dash.plot.figure) is go.Figure and dash.plot.view in dash.children
+    dash.start()
+    assert dash.wait(60)
+    shown = dash.plot.view.outputs[-1]["data"]["application/vnd.plotly.v1+json"]
+    assert shown["data"][0]["x"] == [1, 2]
+
+
+def test_static_live_plot_updates_one_display(static_renderer, mlp, digits, monkeypatch):
+    import IPython.display
+
+    (x, y), _ = digits
+    updates = []
+
+    class Handle:
+        def update(self, bundle, raw=False):
+            assert raw
+            updates.append(bundle["application/vnd.plotly.v1+json"]["data"][0]["x"])
+
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj, raw=False, display_id=False: Handle() if display_id else None)
+    xb.fit(mlp(), (x, y), epochs=3, batch_size=64, verbose=False,
+           callbacks=[xb.widgets.live_plot()])
+    assert updates[-1] == [1, 2, 3] and len(updates) < 3 * 23 / 4  # throttled; the end drawn
