@@ -6,6 +6,8 @@
 """
 
 from .dashboard import TrainingDashboard
+from .inspect import InspectView, inspect
 from .plot import LivePlot, live_plot, make_figure
 
 __all__ = ["LivePlot", "TrainingDashboard", "live_plot", "make_figure"]
+__all__ += ["InspectView", "inspect"]
