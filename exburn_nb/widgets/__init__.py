@@ -7,7 +7,9 @@
 
 from .dashboard import TrainingDashboard
 from .inspect import InspectView, inspect
+from .playground import Playground
 from .plot import LivePlot, live_plot, make_figure
 
 __all__ = ["LivePlot", "TrainingDashboard", "live_plot", "make_figure"]
 __all__ += ["InspectView", "inspect"]
+__all__ += ["Playground"]
