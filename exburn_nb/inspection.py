@@ -112,9 +112,11 @@ def _layer_of(parameter_name: str) -> str:
     return parameter_name.rsplit(".", 1)[0]
 
 
-def layer_norms(model: Model) -> pd.DataFrame:
+def layer_norms(model: Model, gradients: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
     """Per layer: the L2 norm of its parameters (all of them together) and of their
-    current gradients (NaN before any backward pass), one row per layer in order.
+    gradients, one row per layer in order. The gradients are the parameters' ``.grad``
+    (NaN before any backward pass), or ``gradients`` by parameter name (an
+    :class:`ActivationProbe`'s, recorded before the optimizer clears them).
 
     Example:
         >>> layer_norms(model)[["layer", "weight_norm"]]  # doctest: +SKIP
@@ -125,8 +127,9 @@ def layer_norms(model: Model) -> pd.DataFrame:
         for name, p in model.module.named_parameters():
             layer = _layer_of(name)
             weights[layer] = weights.get(layer, 0.0) + float(p.double().square().sum())
-            if p.grad is not None:
-                grads[layer] = grads.get(layer, 0.0) + float(p.grad.double().square().sum())
+            grad = p.grad if gradients is None else gradients.get(name)
+            if grad is not None:
+                grads[layer] = grads.get(layer, 0.0) + float(grad.double().square().sum())
     return pd.DataFrame({"layer": list(weights),
                          "weight_norm": [v ** 0.5 for v in weights.values()],
                          "grad_norm": [grads[k] ** 0.5 if k in grads else float("nan")
@@ -134,12 +137,15 @@ def layer_norms(model: Model) -> pd.DataFrame:
 
 
 class ActivationProbe:
-    """Forward hooks on every top-level layer (and every ``nn.ReLU`` inside), attached
-    only between :meth:`attach` and :meth:`detach` (or inside ``with probe:``).
+    """Forward hooks on every top-level layer (and every ``nn.ReLU`` inside) and gradient
+    hooks on every trainable parameter, attached only between :meth:`attach` and
+    :meth:`detach` (or inside ``with probe:``).
 
     While attached, each forward pass run with autograd on (training, not ``predict``)
-    keeps a reference to the layer outputs of that batch. :meth:`dead_relu_share` and
-    :meth:`histograms` read the last batch seen.
+    keeps a reference to the layer outputs of that batch, and each backward pass to the
+    parameters' gradients (:attr:`gradients`, by parameter name; pass them to
+    :func:`layer_norms`). :meth:`dead_relu_share` and :meth:`histograms` read the last
+    batch seen.
 
     Example:
         >>> with ActivationProbe(model) as probe:  # doctest: +SKIP
@@ -151,6 +157,7 @@ class ActivationProbe:
         self.model = model
         self.outputs: dict[str, torch.Tensor] = {}
         self.relu_outputs: dict[str, torch.Tensor] = {}
+        self.gradients: dict[str, torch.Tensor] = {}
         self._handles: list[Any] = []
 
     @property
@@ -169,6 +176,9 @@ class ActivationProbe:
             if isinstance(module, nn.ReLU) and name:
                 self._handles.append(module.register_forward_hook(
                     self._recorder(self.relu_outputs, top)))
+        for name, p in self.model.module.named_parameters():
+            if p.requires_grad:
+                self._handles.append(p.register_hook(self._gradient_recorder(name)))
         return self
 
     def detach(self) -> None:
@@ -178,6 +188,7 @@ class ActivationProbe:
         self._handles.clear()
         self.outputs.clear()
         self.relu_outputs.clear()
+        self.gradients.clear()
 
     def __enter__(self) -> ActivationProbe:
         return self.attach()
@@ -190,6 +201,11 @@ class ActivationProbe:
         def hook(_module: nn.Module, _inputs: Any, out: Any) -> None:
             if torch.is_grad_enabled() and isinstance(out, torch.Tensor):
                 store[key] = out.detach()
+        return hook
+
+    def _gradient_recorder(self, name: str) -> Any:
+        def hook(grad: torch.Tensor) -> None:
+            self.gradients[name] = grad.detach()
         return hook
 
     def record(self, x: Any) -> None:
@@ -228,6 +244,8 @@ def gradient_check(model: Model, batch: Any, method: str = "numerical") -> pd.Da
     Example:
         >>> gradient_check(model, (x[:16], y[:16]))  # doctest: +SKIP
     """
+    if method not in ("numerical", "numerical_batch"):
+        raise ValueError(f"method must be 'numerical' or 'numerical_batch'; got {method!r}")
     auto = compute_gradients(model, batch, grad_method="autograd")
     numeric = compute_gradients(model, batch, grad_method=method)
     rows: dict[str, dict[str, Any]] = {}

@@ -91,7 +91,11 @@ def test_layer_norms_by_hand():
     assert norms["weight_norm"].tolist() == pytest.approx([np.sqrt(4 + 100), np.sqrt(1 + 4 + 9 + 1 + 0.25 + 0.25)])
     assert norms["grad_norm"].isna().all()
     x, y = torch.tensor([[1.0, 2.0]]), torch.tensor([0])
+    probe = inspection.ActivationProbe(model).attach()
     model.loss(model.module(x), y).backward()
+    recorded = {k: v.clone() for k, v in probe.gradients.items()}
+    probe.detach()
+    assert probe.gradients == {} and model.module.hidden.weight._backward_hooks in (None, {})
     # by hand: h = relu([1, 2, -13]) = [1, 2, 0]; logits = [1 + 4 + 0.5, -2] = [5.5, -2]
     p = torch.tensor([5.5, -2.0]).softmax(0)
     d_logits = p - torch.tensor([1.0, 0.0])
@@ -102,6 +106,10 @@ def test_layer_norms_by_hand():
     hand_hidden = (d_w1.square().sum() + d_h.square().sum()).sqrt()
     norms = inspection.layer_norms(model)
     assert norms["grad_norm"].tolist() == pytest.approx([float(hand_hidden), float(hand_out)], rel=1e-5)
+    model.torch_optimizer.zero_grad(set_to_none=True)  # as the loop does after each step
+    assert inspection.layer_norms(model)["grad_norm"].isna().all()
+    from_probe = inspection.layer_norms(model, recorded)["grad_norm"].tolist()
+    assert from_probe == pytest.approx([float(hand_hidden), float(hand_out)], rel=1e-5)
 
 
 def test_dead_relu_share_and_histograms_by_hand():

@@ -6,10 +6,12 @@
 """
 
 from .dashboard import TrainingDashboard
+from .gradcheck import GradCheck
 from .inspect import InspectView, inspect
+from .lr_finder import LRFinderButton
+from .panels import NetworkPanels
 from .playground import Playground
 from .plot import LivePlot, live_plot, make_figure
 
 __all__ = ["LivePlot", "TrainingDashboard", "live_plot", "make_figure"]
-__all__ += ["InspectView", "inspect"]
-__all__ += ["Playground"]
+__all__ += ["GradCheck", "InspectView", "LRFinderButton", "NetworkPanels", "Playground", "inspect"]
