@@ -265,7 +265,7 @@ class Playground(W.VBox):
         self.inputs = transform(self.points[0], c["features"])
         self.test_inputs = transform(self.test_points[0], c["features"])
         self.num_classes = int(torch.cat([self.points[1], self.test_points[1]]).max()) + 1
-        self.model = self._make_model()
+        self.model = self.make_model()
         self.dashboard = TrainingDashboard(
             self.model, (self.inputs, self.points[1]),
             validation_data=(self.test_inputs, self.test_points[1]), epochs=c["epochs"],
@@ -291,7 +291,8 @@ class Playground(W.VBox):
         options = {k: c[k] for k in ("n", "classes", "noise", "test_fraction")}
         return datasets.toy(c["dataset"], seed=c["data_seed"], **options)
 
-    def _make_model(self) -> Model:
+    def make_model(self) -> Model:
+        """A fresh network from :attr:`config` (the same seed gives the same weights)."""
         c = self.config
         spec = spec_input("input", shape=(None, len(c["features"])))
         act = None if c["activation"] == "linear" else c["activation"]
