@@ -164,6 +164,7 @@ class Playground(W.VBox):
         self._boundary = _Boundary(self)
         self._build_controls()
         self.figure = go.FigureWidget(self._empty_figure())
+        self.figure.add_class("xb-boundary")
         self.dashboard: TrainingDashboard
         super().__init__([])
         self.add_class("xb-playground")
@@ -323,7 +324,7 @@ class Playground(W.VBox):
         fig.add_scatter(name="train", mode="markers",
                         marker=dict(size=6, line=dict(width=0.5, color="white")))
         fig.add_scatter(name="test", mode="markers",
-                        marker=dict(size=7, symbol="circle-open", line=dict(width=1.5)))
+                        marker=dict(size=7, symbol="circle-open", line=dict(width=2)))
         return fig
 
     def boundary(self) -> torch.Tensor:
@@ -355,11 +356,7 @@ class Playground(W.VBox):
         fig = self.figure
         for trace, (x, y) in zip(fig.data[1:], (self.points, self.test_points), strict=True):
             trace.x, trace.y = x[:, 0].numpy(), x[:, 1].numpy()
-            colors = [COLORS[int(c) % len(COLORS)] for c in y]
-            if trace.name == "train":
-                trace.marker.color = colors
-            else:
-                trace.marker.line.color = colors
+            trace.marker.color = [COLORS[int(c) % len(COLORS)] for c in y]  # open: the ring
 
     def draw(self) -> None:
         """Redraw the boundary heatmap from the model's current weights (one message)."""
