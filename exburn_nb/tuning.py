@@ -99,7 +99,7 @@ def lr_find(model: Model, data: Any, *, start_lr: float = 1e-7, end_lr: float = 
     rows: list[tuple[float, float, float]] = []
     average, best = 0.0, math.inf
     order = torch.empty(0, dtype=torch.long)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
         torch.manual_seed(seed)
         for i, lr in enumerate(sweep_rates(float(start_lr), float(end_lr), num_iter)):
             if order.numel() == 0:
