@@ -26,10 +26,11 @@ from torch import nn
 from .. import inspection
 from ..callbacks import Callback
 from ..model import Model
-from .playground import COLORS
 
 MAX_UPDATES_PER_S = 5
 BINS = 30
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+          "#7f7f7f", "#bcbd22", "#17becf")
 
 
 class NetworkPanels(W.VBox, Callback):

@@ -2,7 +2,9 @@
 
 A 2-D data set (generated, or your own ``(x, y)``: two features, or the first two
 principal components of more), optional feature transforms, a dense network, and a
-:class:`~exburn_nb.widgets.TrainingDashboard` (``playground.dashboard``) to train it.
+:class:`~exburn_nb.widgets.TrainingDashboard` (``playground.dashboard``) to train it, with
+an LR-finder button (``playground.lr_finder``) and the inside-the-network panels
+(``playground.panels``, closed by default).
 The decision boundary, a heatmap of the predicted class (or probability) over the
 plane with the train and test points on top, is redrawn while training runs: one
 batched forward pass over a grid, at most :data:`MAX_UPDATES_PER_S` times a second.
@@ -33,12 +35,12 @@ from ..model import Model, compile
 from ..optim import OPTIMIZERS
 from ..spec import input as spec_input
 from .dashboard import TrainingDashboard
+from .lr_finder import LRFinderButton
+from .panels import COLORS, NetworkPanels
 
 MAX_UPDATES_PER_S = 5
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
 MARGIN = 0.15  # the plane extends this share of the data's range beyond it
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-          "#7f7f7f", "#bcbd22", "#17becf")
 FEATURES = {
     "x": lambda p: p[:, 0], "y": lambda p: p[:, 1], "x²": lambda p: p[:, 0] ** 2,
     "y²": lambda p: p[:, 1] ** 2, "xy": lambda p: p[:, 0] * p[:, 1],
@@ -273,12 +275,15 @@ class Playground(W.VBox):
             batch_size=c["batch_size"], weight_decay=c["weight_decay"], accuracy=True,
             seed=c["seed"])
         self.dashboard.runner.add_callback(self._boundary)
+        self.lr_finder = LRFinderButton(self.dashboard)
+        self.panels = NetworkPanels(self.model)  # off: no hooks until its toggle is pressed
+        self.dashboard.runner.add_callback(self.panels)
         self._plane()
         with self.figure.batch_update():
             self._draw_points()
         self.draw()
         self.message.value = ""
-        self.children = [self.controls, self.figure, self.dashboard]
+        self.children = [self.controls, self.figure, self.lr_finder, self.dashboard, self.panels]
 
     def _make_points(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         c = self.config

@@ -96,6 +96,19 @@ def test_same_json_gives_the_same_run(small):
         Playground.from_json('{"dataset": "moons"}')
 
 
+def test_lr_finder_and_closed_panels_come_with_the_playground(small):
+    pg = small(dataset="moons", hidden=[8])
+    assert pg.lr_finder in pg.children and pg.panels in pg.children
+    assert not pg.panels.enabled
+    assert sum(len(m._forward_hooks) for m in pg.model.module.modules()) == 0
+    lr = pg.lr_finder.run()
+    assert lr == xb.lr_find(pg.model, (pg.inputs, pg.points[1]))[1]
+    assert pg.dashboard.learning_rate.value == pytest.approx(lr, rel=1e-6)
+    pg.panels.enabled = True
+    assert pg.dashboard.start() and pg.dashboard.wait(60)
+    assert not pg.panels.norms.empty and pg.panels.norms["layer"].tolist()[:2] == ["hidden1", "output"]
+
+
 def test_presets_and_build_button(small):
     pg = small()
     pg.preset.value = "linear model on circles (fails)"
