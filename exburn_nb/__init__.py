@@ -23,12 +23,13 @@ from .model import Model, available_devices, compile, deserialize_params, load
 from .spec import Spec, input
 from .steps import compute_gradients, evaluate, train_step
 from .training import Trainer, fit
+from .tuning import lr_find
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Callback", "FitConfig", "Model", "Spec", "Trainer", "available_devices", "callbacks", "compile",
-    "compute_gradients", "datasets", "deserialize_params", "evaluate", "fit", "input", "load",
+    "compute_gradients", "datasets", "deserialize_params", "evaluate", "fit", "input", "load", "lr_find",
     "train_step", "widgets", "runner",
 ]
 

@@ -75,9 +75,119 @@ def diabetes(test_fraction: float = 0.2, seed: int = 0) -> Split:
     return _split(data.data, y.reshape(-1, 1), test_fraction, seed)
 
 
+def _check_toy(n: int, classes: int, noise: float, min_classes: int = 2,
+               max_classes: int | None = None) -> None:
+    """Raise a ValueError naming the generator argument that is out of range."""
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < min_classes or (
+            max_classes is not None and classes > max_classes):
+        allowed = f"{min_classes}" if max_classes == min_classes else (
+            f">= {min_classes}" + (f" and <= {max_classes}" if max_classes else ""))
+        raise ValueError(f"classes must be an integer {allowed}; got {classes!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 4 * classes:
+        raise ValueError(f"n must be an integer >= {4 * classes} (4 per class); got {n!r}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
+        raise ValueError(f"noise must be a number >= 0; got {noise!r}")
+
+
+def _per_class(n: int, classes: int) -> list[int]:
+    """``n`` split into ``classes`` counts that differ by at most one."""
+    return [n // classes + (c < n % classes) for c in range(classes)]
+
+
+def _toy(parts: list[np.ndarray], test_fraction: float, seed: int) -> Split:
+    x = np.concatenate(parts)
+    y = np.concatenate([np.full(len(p), c, dtype=np.int64) for c, p in enumerate(parts)])
+    return _split(x, y, test_fraction, seed, standardize=False)
+
+
+def circles(n: int = 500, classes: int = 2, noise: float = 0.1, test_fraction: float = 0.2,
+            seed: int = 0) -> Split:
+    """Concentric rings (generated): class ``c`` lies on the circle of radius ``(c + 1) /
+    classes``, with Gaussian ``noise`` (standard deviation) added to every point.
+
+    Example:
+        >>> (x, y), (tx, ty) = circles(n=200, noise=0.05)
+        >>> x.shape[1], sorted(set(y.tolist()))
+        (2, [0, 1])
+    """
+    _check_toy(n, classes, noise)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for c, count in enumerate(_per_class(n, classes)):
+        t = rng.uniform(0, 2 * math.pi, count)
+        ring = (c + 1) / classes * np.stack([np.cos(t), np.sin(t)], axis=1)
+        parts.append(ring + rng.normal(0, noise, (count, 2)))
+    return _toy(parts, test_fraction, seed)
+
+
+def moons(n: int = 500, classes: int = 2, noise: float = 0.1, test_fraction: float = 0.2,
+          seed: int = 0) -> Split:
+    """Two interleaving half circles (generated), as scikit-learn's ``make_moons``,
+    centred on the origin; ``classes`` must be 2.
+
+    Example:
+        >>> (x, y), _ = moons(n=100, seed=1)
+        >>> x.shape
+        torch.Size([80, 2])
+    """
+    _check_toy(n, classes, noise, max_classes=2)
+    rng = np.random.default_rng(seed)
+    upper, lower = _per_class(n, 2)
+    t0, t1 = rng.uniform(0, math.pi, upper), rng.uniform(0, math.pi, lower)
+    parts = [np.stack([np.cos(t0) - 0.5, np.sin(t0) - 0.25], axis=1),
+             np.stack([0.5 - np.cos(t1), 0.25 - np.sin(t1)], axis=1)]
+    parts = [p + rng.normal(0, noise, p.shape) for p in parts]
+    return _toy(parts, test_fraction, seed)
+
+
+def xor(n: int = 500, classes: int = 2, noise: float = 0.1, test_fraction: float = 0.2,
+        seed: int = 0) -> Split:
+    """The XOR quadrants (generated): points uniform in ``[-1, 1]^2`` (kept 0.05 off the
+    axes), class 1 where ``x1 * x2 < 0``, with Gaussian ``noise`` added afterwards;
+    ``classes`` must be 2.
+
+    Example:
+        >>> (x, y), _ = xor(n=100, noise=0.0)
+        >>> bool(((x[:, 0] * x[:, 1] < 0).long() == y).all())
+        True
+    """
+    _check_toy(n, classes, noise, max_classes=2)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for c, count in enumerate(_per_class(n, 2)):
+        a = rng.uniform(0.05, 1, count) * rng.choice([-1, 1], count)
+        b = rng.uniform(0.05, 1, count) * np.sign(a) * (-1 if c else 1)
+        parts.append(np.stack([a, b], axis=1) + rng.normal(0, noise, (count, 2)))
+    return _toy(parts, test_fraction, seed)
+
+
+def blobs(n: int = 500, classes: int = 3, noise: float = 0.2, test_fraction: float = 0.2,
+          seed: int = 0) -> Split:
+    """Gaussian blobs (generated): class ``c`` centred at radius 0.7 and angle ``2 pi c /
+    classes``, with standard deviation ``noise``.
+
+    Example:
+        >>> (x, y), _ = blobs(n=300, classes=4)
+        >>> sorted(set(y.tolist()))
+        [0, 1, 2, 3]
+    """
+    _check_toy(n, classes, noise)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for c, count in enumerate(_per_class(n, classes)):
+        angle = 2 * math.pi * c / classes
+        centre = 0.7 * np.array([math.cos(angle), math.sin(angle)])
+        parts.append(centre + rng.normal(0, noise, (count, 2)))
+    return _toy(parts, test_fraction, seed)
+
+
 def spirals(n: int = 1000, classes: int = 3, noise: float = 0.2, test_fraction: float = 0.2,
             seed: int = 0) -> Split:
-    """Interleaved 2-D spirals (generated): the classroom's decision-boundary data set."""
+    """Interleaved 2-D spirals (generated): the classroom's decision-boundary data set.
+
+    ``n // classes`` points per class; ``noise`` perturbs the angle (radians).
+    """
+    _check_toy(n, classes, noise)
     rng = np.random.default_rng(seed)
     per = n // classes
     xs, ys = [], []
@@ -88,3 +198,20 @@ def spirals(n: int = 1000, classes: int = 3, noise: float = 0.2, test_fraction: 
         xs.append(np.stack([r * np.sin(t), r * np.cos(t)], axis=1))
         ys.append(np.full(per, c, dtype=np.int64))
     return _split(np.concatenate(xs), np.concatenate(ys), test_fraction, seed, standardize=False)
+
+
+TOY_SETS = {"circles": circles, "moons": moons, "xor": xor, "blobs": blobs, "spirals": spirals}
+"""The generated 2-D sets by name (the playground's picker)."""
+
+
+def toy(name: str, **options: float) -> Split:
+    """A generated 2-D set by name (see :data:`TOY_SETS`) with its options.
+
+    Example:
+        >>> (x, y), _ = toy("moons", n=100, noise=0.05)
+        >>> x.shape[1]
+        2
+    """
+    if name not in TOY_SETS:
+        raise ValueError(f"data set name must be one of {', '.join(TOY_SETS)}; got {name!r}")
+    return TOY_SETS[name](**options)

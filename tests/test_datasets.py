@@ -82,3 +82,55 @@ def test_digits_raw_ink_levels_for_pictures():
     (_, y_std), (_, ty_std) = datasets.digits()
     assert torch.equal(y, y_std) and torch.equal(ty, ty_std)  # the same split
     assert x.min() == 0 and x.max() == 16 and x.dtype == torch.float32
+
+
+@pytest.mark.parametrize("name", list(datasets.TOY_SETS))
+def test_generated_2d_sets_shapes_split_seed_and_balance(name):
+    classes = 3 if name in ("circles", "blobs", "spirals") else 2
+    (x, y), (tx, ty) = datasets.toy(name, n=301 if name != "spirals" else 300, classes=classes,
+                                    noise=0.1, test_fraction=0.25, seed=4)
+    n = x.shape[0] + tx.shape[0]
+    assert x.shape[1] == tx.shape[1] == 2 and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert tx.shape[0] == round(n * 0.25)
+    counts = torch.cat([y, ty]).bincount()
+    assert len(counts) == classes and counts.max() - counts.min() <= 1
+    (x2, y2), _ = datasets.toy(name, n=301 if name != "spirals" else 300, classes=classes,
+                               noise=0.1, test_fraction=0.25, seed=4)
+    assert torch.equal(x, x2) and torch.equal(y, y2)
+    (x3, _), _ = datasets.toy(name, n=301 if name != "spirals" else 300, classes=classes,
+                              noise=0.1, test_fraction=0.25, seed=5)
+    assert not torch.equal(x, x3)
+    assert x.abs().max() < 3  # in the playground's plane
+
+
+def test_generated_sets_geometry_without_noise():
+    (x, y), (tx, ty) = datasets.circles(n=300, classes=3, noise=0.0)
+    x, y = torch.cat([x, tx]), torch.cat([y, ty])
+    assert torch.allclose(x.norm(dim=1), (y + 1).float() / 3, atol=1e-5)
+    (x, y), _ = datasets.xor(n=200, noise=0.0)
+    assert torch.equal((x[:, 0] * x[:, 1] < 0).long(), y)
+    (x, y), _ = datasets.blobs(n=400, classes=4, noise=0.0)
+    centres = torch.tensor([[0.7, 0.0], [0.0, 0.7], [-0.7, 0.0], [0.0, -0.7]])
+    assert torch.allclose(x, centres[y], atol=1e-6)
+    (x, y), _ = datasets.moons(n=200, noise=0.0)
+    centre = torch.where(y[:, None] == 0, torch.tensor([-0.5, -0.25]), torch.tensor([0.5, 0.25]))
+    assert torch.allclose((x - centre).norm(dim=1), torch.ones(len(x)), atol=1e-5)
+    # noise moves points off the noiseless shape by about its standard deviation
+    (xn, _), _ = datasets.circles(n=2000, noise=0.1)
+    (x0, _), _ = datasets.circles(n=2000, noise=0.0)
+    assert float((xn - x0).std()) == pytest.approx(0.1, rel=0.1)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: datasets.moons(classes=3), "classes must be an integer 2"),
+    (lambda: datasets.xor(classes=1), "classes"),
+    (lambda: datasets.circles(classes=1), "classes must be an integer >= 2"),
+    (lambda: datasets.blobs(n=5, classes=3), "n must be an integer >= 12"),
+    (lambda: datasets.spirals(noise=-0.1), "noise must be a number >= 0"),
+    (lambda: datasets.circles(n=100.0), "n must be"),
+    (lambda: datasets.blobs(test_fraction=1.0), "test_fraction"),
+    (lambda: datasets.toy("swiss"), "circles, moons, xor, blobs, spirals"),
+])
+def test_generated_sets_reject_bad_options(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -10,8 +10,14 @@
 
 from .builder import ModelBuilder
 from .dashboard import TrainingDashboard
+from .gradcheck import GradCheck
+from .inspect import InspectView, inspect
+from .lr_finder import LRFinderButton
+from .panels import NetworkPanels
+from .playground import Playground
 from .plot import LivePlot, live_plot, make_figure
 from .render import renderer, set_renderer
 
-__all__ = ["LivePlot", "ModelBuilder", "TrainingDashboard", "live_plot", "make_figure",
-           "renderer", "set_renderer"]
+__all__ = ["GradCheck", "InspectView", "LRFinderButton", "LivePlot", "ModelBuilder",
+           "NetworkPanels", "Playground", "TrainingDashboard", "inspect", "live_plot",
+           "make_figure", "renderer", "set_renderer"]

@@ -1,0 +1,77 @@
+"""``LRFinderButton``: run :func:`exburn_nb.lr_find` on a dashboard's model and data, show
+the curve, and set the dashboard's learning-rate slider to the suggestion.
+
+The training dashboard is meant to place this button in its controls row; until it does,
+show it next to the dashboard.
+
+Example:
+    >>> dash = xb.widgets.TrainingDashboard(model, (x, y), epochs=5)  # doctest: +SKIP
+    >>> W.VBox([xb.widgets.LRFinderButton(dash), dash])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+
+from ..tuning import lr_find
+
+
+class LRFinderButton(W.VBox):
+    """A "Find learning rate" button for a ``TrainingDashboard`` and the sweep's figure.
+
+    Args:
+        dashboard: the dashboard (its ``model``, ``runner.data`` and ``learning_rate``
+            slider are used).
+        **options: passed to :func:`exburn_nb.lr_find` (num_iter, start_lr, end_lr, ...).
+
+    Attributes:
+        frame: the last sweep's frame (lr, loss, smoothed_loss), or None.
+        suggestion: the last suggested rate, or None.
+    """
+
+    def __init__(self, dashboard: Any, **options: Any):
+        self.dashboard, self.options = dashboard, options
+        self.frame, self.suggestion = None, None
+        self.button = W.Button(description="Find learning rate", icon="search",
+                               tooltip="a short lr sweep on a copy of the model; sets the slider")
+        self.button.add_class("xb-lr-find")
+        self.label = W.HTML()
+        fig = go.Figure(layout=dict(height=260, width=460, margin=dict(l=50, r=10, t=30, b=40),
+                                    template="plotly_white", title="lr finder",
+                                    xaxis=dict(title="learning rate", type="log"),
+                                    yaxis=dict(title="loss"), showlegend=False))
+        fig.add_scatter(name="loss", mode="lines", x=[], y=[], opacity=0.3)
+        fig.add_scatter(name="smoothed", mode="lines", x=[], y=[])
+        fig.add_scatter(name="suggestion", mode="markers", x=[], y=[],
+                        marker=dict(size=11, color="#d62728", symbol="diamond"))
+        self.figure = go.FigureWidget(fig)
+        self.figure_box = W.Box([self.figure], layout=W.Layout(display="none"))
+        self.button.on_click(lambda _: self.run())
+        super().__init__([W.HBox([self.button, self.label]), self.figure_box])
+
+    def run(self) -> float | None:
+        """Sweep, draw, set the dashboard's slider; returns the rate (None while training)."""
+        dash = self.dashboard
+        if dash.running:
+            self.label.value = "stop training first"
+            return None
+        try:
+            self.frame, self.suggestion = lr_find(dash.model, dash.runner.data, **self.options)
+        except ValueError as exc:
+            self.label.value = f"<span style='color:#c00'>{exc}</span>"
+            return None
+        dash.learning_rate.value = self.suggestion
+        f = self.frame
+        near = (f["lr"] - self.suggestion).abs().idxmin()
+        with self.figure.batch_update():
+            self.figure.data[0].x, self.figure.data[0].y = f["lr"].to_numpy(), f["loss"].to_numpy()
+            self.figure.data[1].x = f["lr"].to_numpy()
+            self.figure.data[1].y = f["smoothed_loss"].to_numpy()
+            self.figure.data[2].x = [self.suggestion]
+            self.figure.data[2].y = [float(f["smoothed_loss"].iloc[near])]
+        self.figure_box.layout.display = None
+        self.label.value = f"suggested learning rate {self.suggestion:.3g} (slider set)"
+        return self.suggestion

@@ -1,0 +1,406 @@
+"""``Playground``: TensorFlow Playground's lessons in the notebook, for exburn_nb models.
+
+A 2-D data set (generated, or your own ``(x, y)``: two features, or the first two
+principal components of more), optional feature transforms, a dense network, and a
+:class:`~exburn_nb.widgets.TrainingDashboard` (``playground.dashboard``) to train it, with
+an LR-finder button (``playground.lr_finder``) and the inside-the-network panels
+(``playground.panels``, closed by default).
+The decision boundary, a heatmap of the predicted class (or probability) over the
+plane with the train and test points on top, is redrawn while training runs: one
+batched forward pass over a grid, at most :data:`MAX_UPDATES_PER_S` times a second.
+
+Feature transforms (x², y², xy, sin) are applied on the data side: the model's input is
+the transformed features, and the boundary grid goes through the same transform.
+
+Example:
+    >>> pg = xb.widgets.Playground(dataset="spirals", hidden=(16, 16))  # doctest: +SKIP
+    >>> pg  # the cell's last expression shows it; press Start  # doctest: +SKIP
+    >>> text = pg.to_json()  # hand the setup to a class  # doctest: +SKIP
+    >>> xb.widgets.Playground.from_json(text)  # the same data, network and run  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import ipywidgets as W
+import plotly.graph_objects as go
+import torch
+
+from .. import datasets
+from ..callbacks import Callback
+from ..model import Model, compile
+from ..optim import OPTIMIZERS
+from ..spec import input as spec_input
+from .dashboard import TrainingDashboard
+from .lr_finder import LRFinderButton
+from .panels import COLORS, NetworkPanels
+
+MAX_UPDATES_PER_S = 5
+GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
+MARGIN = 0.15  # the plane extends this share of the data's range beyond it
+FEATURES = {
+    "x": lambda p: p[:, 0], "y": lambda p: p[:, 1], "x²": lambda p: p[:, 0] ** 2,
+    "y²": lambda p: p[:, 1] ** 2, "xy": lambda p: p[:, 0] * p[:, 1],
+    "sin(x)": lambda p: torch.sin(p[:, 0]), "sin(y)": lambda p: torch.sin(p[:, 1]),
+}
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+SHOW = ("class", "probability")
+DEFAULTS: dict[str, Any] = {
+    "dataset": "circles", "n": 400, "classes": 2, "noise": 0.1, "test_fraction": 0.3,
+    "data_seed": 0, "features": ["x", "y"], "hidden": [8], "activation": "tanh",
+    "optimizer": "adam", "learning_rate": 0.03, "weight_decay": 0.0, "epochs": 100,
+    "batch_size": 16, "seed": 0,
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    "linear model on circles (fails)": {"dataset": "circles", "features": ["x", "y"], "hidden": []},
+    "circles with x², y² (linear works)": {"dataset": "circles", "features": ["x", "y", "x²", "y²"],
+                                           "hidden": []},
+    "circles with a hidden layer": {"dataset": "circles", "features": ["x", "y"], "hidden": [4]},
+    "xor with xy": {"dataset": "xor", "features": ["x", "y", "xy"], "hidden": []},
+    "spirals, deep": {"dataset": "spirals", "classes": 3, "n": 600, "features": ["x", "y"],
+                      "hidden": [32, 32, 32], "activation": "relu", "learning_rate": 0.01},
+    "learning rate too high": {"dataset": "moons", "hidden": [8, 8], "learning_rate": 1.0},
+    "few points, overfitting": {"dataset": "moons", "n": 40, "noise": 0.35, "hidden": [64, 64],
+                                "activation": "relu", "epochs": 300, "weight_decay": 0.0},
+    "few points, regularised": {"dataset": "moons", "n": 40, "noise": 0.35, "hidden": [64, 64],
+                                "activation": "relu", "epochs": 300, "weight_decay": 3e-3},
+}
+
+
+def transform(points: torch.Tensor, features: list[str] | tuple[str, ...]) -> torch.Tensor:
+    """The model's input for 2-D ``points``: one column per feature name in ``features``
+    (see :data:`FEATURES`), in that order.
+
+    Example:
+        >>> transform(torch.tensor([[2.0, 3.0]]), ["x", "xy", "y²"]).tolist()
+        [[2.0, 6.0, 9.0]]
+    """
+    return torch.stack([FEATURES[f](points) for f in features], dim=1).float()
+
+
+def project_2d(train_x: torch.Tensor, test_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets on the training set's first two principal components (2 features as is)."""
+    if train_x.shape[1] == 2:
+        return train_x.float(), test_x.float()
+    mean = train_x.float().mean(dim=0)
+    _, _, v = torch.linalg.svd(train_x.float() - mean, full_matrices=False)
+    basis = v[:2].T
+    return (train_x.float() - mean) @ basis, (test_x.float() - mean) @ basis
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The defaults updated with ``config``; unknown keys and bad values raise ValueError."""
+    unknown = sorted(set(config) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown playground option(s) {', '.join(unknown)}; expected some of "
+                         f"{', '.join(DEFAULTS)}")
+    cfg = {**DEFAULTS, **config}
+    cfg["features"], cfg["hidden"] = list(cfg["features"]), list(cfg["hidden"])
+    if cfg["dataset"] not in (*datasets.TOY_SETS, "custom"):
+        raise ValueError(f"dataset must be one of {', '.join(datasets.TOY_SETS)} (or your own "
+                         f"data=...); got {cfg['dataset']!r}")
+    bad = [f for f in cfg["features"] if f not in FEATURES]
+    if bad or not cfg["features"]:
+        raise ValueError(f"features must be a non-empty list of {', '.join(FEATURES)}; got "
+                         f"{cfg['features']!r}")
+    if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in cfg["hidden"]):
+        raise ValueError(f"hidden must be a list of layer sizes >= 1; got {cfg['hidden']!r}")
+    if cfg["activation"] not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
+                         f"{cfg['activation']!r}")
+    return cfg
+
+
+class _Boundary(Callback):
+    """Redraws the playground's boundary while training, throttled; last draw at the end."""
+
+    def __init__(self, playground: Playground):
+        self.playground, self._last = playground, 0.0
+
+    def on_batch_end(self, batch: int, logs: dict) -> None:
+        now = time.monotonic()
+        if now - self._last >= 1 / MAX_UPDATES_PER_S:
+            self._last = now
+            self.playground.draw()
+
+    def on_train_end(self, logs: dict) -> None:
+        self.playground.draw()
+
+
+class Playground(W.VBox):
+    """Data set and network pickers, the decision boundary and a training dashboard.
+
+    Args:
+        data: your own ``((x, y), (test_x, test_y))`` with integer class labels (more than
+            two features are projected on their first two principal components);
+            ``dataset`` is then ``"custom"``.
+        preset: a name from :data:`PRESETS`, applied over ``config``.
+        show: ``"class"`` (the predicted class) or ``"probability"`` (of class 1 for two
+            classes, of the winning class otherwise).
+        grid: the boundary's resolution (grid x grid points).
+        **config: any of :data:`DEFAULTS`: dataset, n, classes, noise, test_fraction,
+            data_seed (the data), features, hidden, activation (the network), optimizer,
+            learning_rate, weight_decay, epochs, batch_size, seed (weights and run).
+
+    Example:
+        >>> pg = Playground(preset="spirals, deep")  # doctest: +SKIP
+        >>> pg.dashboard.start(); pg.dashboard.wait()  # doctest: +SKIP
+    """
+
+    def __init__(self, data: Any = None, preset: str | None = None, show: str = "class",
+                 grid: int = GRID, **config: Any):
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
+        if show not in SHOW:
+            raise ValueError(f"show must be one of {', '.join(SHOW)}; got {show!r}")
+        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
+            raise ValueError(f"grid must be an integer >= 2; got {grid!r}")
+        if data is not None:
+            config["dataset"] = "custom"
+        self.config = check_config({**(PRESETS[preset] if preset else {}), **config})
+        self.custom = data
+        self.show, self.grid = show, grid
+        self._boundary = _Boundary(self)
+        self._build_controls()
+        self.figure = go.FigureWidget(self._empty_figure())
+        self.figure.add_class("xb-boundary")
+        self.dashboard: TrainingDashboard
+        super().__init__([])
+        self.add_class("xb-playground")
+        self.build()
+
+    # ---------------------------------------------------------------- set-up
+    def _build_controls(self) -> None:
+        c, style = self.config, {"description_width": "initial"}
+        self.preset = W.Dropdown(options=["(custom)", *PRESETS], value="(custom)",
+                                 description="preset", style=style)
+        names = list(datasets.TOY_SETS) + (["custom"] if self.custom is not None else [])
+        self.dataset = W.Dropdown(options=names, value=c["dataset"], description="data",
+                                  style=style)
+        self.dataset.add_class("xb-dataset")
+        self.n = W.BoundedIntText(value=c["n"], min=8, max=20_000, description="points",
+                                  style=style)
+        self.classes = W.BoundedIntText(value=c["classes"], min=2, max=10, description="classes",
+                                        style=style)
+        self.noise = W.BoundedFloatText(value=c["noise"], min=0, max=2, step=0.05,
+                                        description="noise", style=style)
+        self.test_fraction = W.BoundedFloatText(value=c["test_fraction"], min=0.05, max=0.9,
+                                                step=0.05, description="test share", style=style)
+        self.feature_boxes = {f: W.Checkbox(value=f in c["features"], description=f,
+                                            indent=False, layout=W.Layout(width="70px"))
+                              for f in FEATURES}
+        self.hidden = W.Text(value=", ".join(map(str, c["hidden"])), description="hidden units",
+                             placeholder="e.g. 8, 8 (empty: linear)", style=style)
+        self.activation = W.Dropdown(options=ACTIVATIONS, value=c["activation"],
+                                     description="activation", style=style)
+        self.optimizer = W.Dropdown(options=OPTIMIZERS, value=c["optimizer"],
+                                    description="optimizer", style=style)
+        self.show_picker = W.ToggleButtons(options=SHOW, value=self.show)
+        self.build_button = W.Button(description="Build", icon="wrench",
+                                     tooltip="new data and a fresh network from these settings")
+        self.build_button.add_class("xb-build")
+        self.message = W.HTML()
+        self.preset.observe(self._on_preset, names="value")
+        self.show_picker.observe(self._on_show, names="value")
+        self.build_button.on_click(lambda _: self.build_from_controls())
+        self.controls = W.VBox([
+            W.HBox([self.preset, self.build_button, self.show_picker]),
+            W.HBox([self.dataset, self.n, self.classes, self.noise, self.test_fraction]),
+            W.HBox([W.Label("features:"), *self.feature_boxes.values()]),
+            W.HBox([self.hidden, self.activation, self.optimizer]), self.message])
+
+    def _controls_config(self) -> dict[str, Any]:
+        text = self.hidden.value.replace(" ", "")
+        try:
+            hidden = [int(u) for u in text.split(",") if u]
+        except ValueError:
+            raise ValueError(f"hidden units must be comma-separated integers like '8, 8'; got "
+                             f"{self.hidden.value!r}") from None
+        two_only = self.dataset.value in ("moons", "xor")
+        return {"dataset": self.dataset.value, "n": self.n.value,
+                "classes": 2 if two_only else self.classes.value,
+                "noise": self.noise.value, "test_fraction": self.test_fraction.value,
+                "features": [f for f, box in self.feature_boxes.items() if box.value],
+                "hidden": hidden, "activation": self.activation.value,
+                "optimizer": self.optimizer.value}
+
+    def _set_controls(self, cfg: dict[str, Any]) -> None:
+        self.dataset.value, self.n.value, self.classes.value = cfg["dataset"], cfg["n"], cfg["classes"]
+        self.noise.value, self.test_fraction.value = cfg["noise"], cfg["test_fraction"]
+        for f, box in self.feature_boxes.items():
+            box.value = f in cfg["features"]
+        self.hidden.value = ", ".join(map(str, cfg["hidden"]))
+        self.activation.value, self.optimizer.value = cfg["activation"], cfg["optimizer"]
+
+    def _on_preset(self, change: dict) -> None:
+        if change["new"] in PRESETS:
+            self.apply({**DEFAULTS, "data_seed": self.config["data_seed"],
+                        "seed": self.config["seed"], **PRESETS[change["new"]]})
+
+    def _on_show(self, change: dict) -> None:
+        self.show = change["new"]
+        self.draw()
+
+    def build_from_controls(self) -> None:
+        """Rebuild from the pickers (the Build button); a bad setting shows its message."""
+        try:
+            self.apply({**self.config, **self.options_from_dashboard(), **self._controls_config()})
+        except ValueError as exc:
+            self.message.value = f"<span style='color:#c00'>{exc}</span>"
+
+    def apply(self, config: dict[str, Any]) -> None:
+        """Replace the configuration (validated) and rebuild data, network and dashboard."""
+        self.config = check_config(config)
+        self._set_controls(self.config)
+        self.build()
+
+    def build(self) -> None:
+        """Data, network and dashboard from :attr:`config`; the boundary drawn untrained."""
+        old = getattr(self, "dashboard", None)
+        if old is not None:
+            old.stop()
+            old.wait(30)
+        c = self.config
+        self.points, self.test_points = self._make_points()
+        self.inputs = transform(self.points[0], c["features"])
+        self.test_inputs = transform(self.test_points[0], c["features"])
+        self.num_classes = int(torch.cat([self.points[1], self.test_points[1]]).max()) + 1
+        self.model = self.make_model()
+        self.dashboard = TrainingDashboard(
+            self.model, (self.inputs, self.points[1]),
+            validation_data=(self.test_inputs, self.test_points[1]), epochs=c["epochs"],
+            batch_size=c["batch_size"], weight_decay=c["weight_decay"], accuracy=True,
+            seed=c["seed"])
+        self.dashboard.runner.add_callback(self._boundary)
+        self.lr_finder = LRFinderButton(self.dashboard)
+        self.panels = NetworkPanels(self.model)  # off: no hooks until its toggle is pressed
+        self.dashboard.runner.add_callback(self.panels)
+        self._plane()
+        with self.figure.batch_update():
+            self._draw_points()
+        self.draw()
+        self.message.value = ""
+        self.children = [self.controls, self.figure, self.lr_finder, self.dashboard, self.panels]
+
+    def _make_points(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+        c = self.config
+        if c["dataset"] == "custom":
+            if self.custom is None:
+                raise ValueError("dataset 'custom' needs your data: Playground(data=((x, y), "
+                                 "(test_x, test_y)))")
+            (x, y), (tx, ty) = self.custom
+            x, tx = project_2d(torch.as_tensor(x), torch.as_tensor(tx))
+            return (x, torch.as_tensor(y).long()), (tx, torch.as_tensor(ty).long())
+        options = {k: c[k] for k in ("n", "classes", "noise", "test_fraction")}
+        return datasets.toy(c["dataset"], seed=c["data_seed"], **options)
+
+    def make_model(self) -> Model:
+        """A fresh network from :attr:`config` (the same seed gives the same weights)."""
+        c = self.config
+        spec = spec_input("input", shape=(None, len(c["features"])))
+        act = None if c["activation"] == "linear" else c["activation"]
+        for i, units in enumerate(c["hidden"]):
+            spec = spec.dense(units, activation=act, name=f"hidden{i + 1}")
+        spec = spec.dense(self.num_classes, name="output")
+        return compile(spec, loss="cross_entropy", optimizer=c["optimizer"],
+                       learning_rate=c["learning_rate"], weight_decay=c["weight_decay"],
+                       seed=c["seed"])
+
+    def _plane(self) -> None:
+        both = torch.cat([self.points[0], self.test_points[0]])
+        lo, hi = both.min(dim=0).values, both.max(dim=0).values
+        pad = (hi - lo) * MARGIN
+        lo, hi = lo - pad, hi + pad
+        self.grid_x = torch.linspace(float(lo[0]), float(hi[0]), self.grid)
+        self.grid_y = torch.linspace(float(lo[1]), float(hi[1]), self.grid)
+        gy, gx = torch.meshgrid(self.grid_y, self.grid_x, indexing="ij")
+        self.grid_points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1)
+
+    # ---------------------------------------------------------------- drawing
+    @staticmethod
+    def _empty_figure() -> go.Figure:
+        fig = go.Figure(layout=dict(height=440, width=520, margin=dict(l=40, r=10, t=30, b=40),
+                                    template="plotly_white", uirevision="keep",
+                                    title="decision boundary", legend=dict(orientation="h")))
+        fig.add_heatmap(name="boundary", opacity=0.45, showscale=False, hoverinfo="skip")
+        fig.add_scatter(name="train", mode="markers",
+                        marker=dict(size=6, line=dict(width=0.5, color="white")))
+        fig.add_scatter(name="test", mode="markers",
+                        marker=dict(size=7, symbol="circle-open", line=dict(width=2)))
+        return fig
+
+    def boundary(self) -> torch.Tensor:
+        """The heatmap's values over the grid, ``(grid, grid)`` (rows: y, columns: x): the
+        predicted class, or a probability (see ``show``), from one batched forward pass
+        of the transformed grid points."""
+        out = self.model.predict(transform(self.grid_points, self.config["features"]),
+                                 batch_size=len(self.grid_points))
+        probs = out.float().softmax(dim=1)
+        if self.show == "class":
+            values = probs.argmax(dim=1).float()
+        elif self.num_classes == 2:
+            values = probs[:, 1]
+        else:
+            values = probs.max(dim=1).values
+        return values.reshape(self.grid, self.grid)
+
+    def _colorscale(self) -> list:
+        k = self.num_classes
+        if self.show == "probability":
+            return [[0, COLORS[0]], [1, COLORS[1]]] if k == 2 else [[0, "white"], [1, "black"]]
+        scale = []
+        for c in range(k):
+            color = COLORS[c % len(COLORS)]
+            scale += [[c / k, color], [(c + 1) / k, color]]
+        return scale
+
+    def _draw_points(self) -> None:
+        fig = self.figure
+        for trace, (x, y) in zip(fig.data[1:], (self.points, self.test_points), strict=True):
+            trace.x, trace.y = x[:, 0].numpy(), x[:, 1].numpy()
+            trace.marker.color = [COLORS[int(c) % len(COLORS)] for c in y]  # open: the ring
+
+    def draw(self) -> None:
+        """Redraw the boundary heatmap from the model's current weights (one message)."""
+        z = self.boundary()
+        k = self.num_classes
+        zrange = (-0.5, k - 0.5) if self.show == "class" else (0.0, 1.0)
+        with self.figure.batch_update():
+            heat = self.figure.data[0]
+            heat.x, heat.y, heat.z = self.grid_x.numpy(), self.grid_y.numpy(), z.numpy()
+            heat.zmin, heat.zmax = zrange
+            heat.colorscale = self._colorscale()
+
+    # ---------------------------------------------------------------- shareable setups
+    def options_from_dashboard(self) -> dict[str, Any]:
+        """The training options as the dashboard's controls now say (lr, epochs, batch size,
+        weight decay, optimizer)."""
+        d = self.dashboard
+        return {"learning_rate": float(d.learning_rate.value), "epochs": int(d.epochs.value),
+                "batch_size": int(d.batch_size.value), "weight_decay": float(d.weight_decay.value),
+                "optimizer": d.optimizer.value}
+
+    def to_json(self) -> str:
+        """The whole setup (data set and its options, features, network, compile and fit
+        options, seeds) as JSON; :meth:`from_json` rebuilds it and the same run.
+
+        Example:
+            >>> Playground.from_json(pg.to_json()).config == pg.config  # doctest: +SKIP
+            True
+        """
+        return json.dumps({"playground": 1, **self.config, **self.options_from_dashboard()},
+                          indent=1)
+
+    @classmethod
+    def from_json(cls, text: str, data: Any = None, **kwargs: Any) -> Playground:
+        """A playground from :meth:`to_json`'s text (``data`` for a ``"custom"`` data set)."""
+        config = json.loads(text)
+        if not isinstance(config, dict) or config.pop("playground", None) != 1:
+            raise ValueError("text is not a playground setup (made by Playground.to_json)")
+        if config.get("dataset") == "custom" and data is None:
+            raise ValueError("this setup uses your own data set: pass it as data=((x, y), "
+                             "(test_x, test_y))")
+        return cls(data=data, **kwargs, **config)

@@ -1,0 +1,153 @@
+"""The playground in-process: the boundary against model.predict, transforms, multi-class,
+throttled redraws while training, presets, JSON setups that give the same run."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import exburn_nb as xb
+from exburn_nb.widgets import Playground, TrainingDashboard
+from exburn_nb.widgets.playground import PRESETS, transform
+
+
+@pytest.fixture
+def small():
+    made = []
+
+    def make(**kw):
+        pg = Playground(**{"n": 120, "epochs": 3, "grid": 20, **kw})
+        made.append(pg)
+        return pg
+    yield make
+    for pg in made:
+        pg.dashboard.stop()
+        pg.dashboard.wait(30)
+
+
+def test_boundary_grid_equals_predict_on_the_same_points(small):
+    pg = small(dataset="circles", features=["x", "y", "x²", "y²"], hidden=[4])
+    assert pg.model.input_shape == (None, 4) and pg.inputs.shape == (pg.points[0].shape[0], 4)
+    pts = pg.grid_points
+    assert pts.shape == (400, 2)
+    expected = pg.model.predict(transform(pts, ["x", "y", "x²", "y²"])).argmax(dim=1)
+    assert torch.equal(pg.boundary().reshape(-1), expected.float())
+    heat = pg.figure.data[0]
+    assert np.array_equal(np.asarray(heat.z).reshape(-1), expected.numpy())
+    assert np.allclose(np.asarray(heat.x), pg.grid_x) and np.allclose(np.asarray(heat.y), pg.grid_y)
+    # grid rows are y, columns x: point (row i, column j) is (grid_x[j], grid_y[i])
+    assert torch.equal(pts[1 * 20 + 3], torch.stack([pg.grid_x[3], pg.grid_y[1]]))
+    # the plane covers every train and test point
+    both = torch.cat([pg.points[0], pg.test_points[0]])
+    assert pg.grid_x[0] < both[:, 0].min() and pg.grid_x[-1] > both[:, 0].max()
+    # the training inputs went through the same transform
+    assert torch.allclose(pg.inputs[:, 2], pg.points[0][:, 0] ** 2)
+    pg.show_picker.value = "probability"
+    probs = pg.model.predict(transform(pts, pg.config["features"])).softmax(dim=1)[:, 1]
+    assert np.allclose(np.asarray(pg.figure.data[0].z).reshape(-1), probs.numpy(), atol=1e-6)
+
+
+def test_transform_features():
+    p = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    out = transform(p, ["x", "y", "x²", "y²", "xy", "sin(x)", "sin(y)"])
+    assert torch.allclose(out, torch.stack([p[:, 0], p[:, 1], p[:, 0] ** 2, p[:, 1] ** 2,
+                                            p[:, 0] * p[:, 1], p[:, 0].sin(), p[:, 1].sin()], 1))
+
+
+def test_multiclass_training_redraws_throttled(small):
+    pg = small(dataset="blobs", classes=4, hidden=[8], epochs=4, batch_size=4, learning_rate=0.05)
+    assert pg.model.output_shape == (None, 4) and pg.num_classes == 4
+    assert isinstance(pg.dashboard, TrainingDashboard)
+    before = pg.boundary().clone()
+    draws = []
+    original = pg.draw
+    pg.draw = lambda: (draws.append(1), original())
+    assert pg.dashboard.start()
+    assert pg.dashboard.wait(120)
+    batches = len(pg.model.batch_history)
+    assert batches == 4 * -(-len(pg.points[1]) // 4) and 1 <= len(draws) < batches / 4  # throttled, last at the end
+    after = pg.boundary()
+    assert not torch.equal(before, after)
+    assert np.array_equal(np.asarray(pg.figure.data[0].z), after.numpy())  # the end is drawn
+    assert set(after.unique().tolist()) <= {0.0, 1.0, 2.0, 3.0}
+    assert pg.figure.data[0].zmax == 3.5
+
+
+def test_same_json_gives_the_same_run(small):
+    pg = small(dataset="moons", hidden=[6, 6], noise=0.2, seed=7, data_seed=3)
+    pg.dashboard.learning_rate.value = 0.02
+    text = pg.to_json()
+    setup = json.loads(text)
+    assert setup["learning_rate"] == pytest.approx(0.02) and setup["seed"] == 7
+    assert setup["hidden"] == [6, 6] and setup["dataset"] == "moons" and setup["data_seed"] == 3
+    runs = []
+    for _ in range(2):
+        copy = Playground.from_json(text, grid=20)
+        assert copy.config == {k: v for k, v in setup.items() if k != "playground"}
+        assert torch.equal(copy.points[0], pg.points[0])
+        copy.dashboard.start()
+        assert copy.dashboard.wait(120)
+        runs.append((copy.model.history["loss"].tolist(),
+                     {k: v.clone() for k, v in copy.model.module.state_dict().items()}))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+    with pytest.raises(ValueError, match="not a playground setup"):
+        Playground.from_json('{"dataset": "moons"}')
+
+
+def test_lr_finder_and_closed_panels_come_with_the_playground(small):
+    pg = small(dataset="moons", hidden=[8])
+    assert pg.lr_finder in pg.children and pg.panels in pg.children
+    assert not pg.panels.enabled
+    assert sum(len(m._forward_hooks) for m in pg.model.module.modules()) == 0
+    lr = pg.lr_finder.run()
+    assert lr == xb.lr_find(pg.model, (pg.inputs, pg.points[1]))[1]
+    assert pg.dashboard.learning_rate.value == pytest.approx(lr, rel=1e-6)
+    pg.panels.enabled = True
+    assert pg.dashboard.start() and pg.dashboard.wait(60)
+    assert not pg.panels.norms.empty and pg.panels.norms["layer"].tolist()[:2] == ["hidden1", "output"]
+
+
+def test_presets_and_build_button(small):
+    pg = small()
+    pg.preset.value = "linear model on circles (fails)"
+    assert pg.config["hidden"] == [] and len(pg.model.layers) == 1
+    pg.preset.value = "circles with x², y² (linear works)"
+    assert pg.model.input_shape == (None, 4) and pg.feature_boxes["x²"].value
+    for name in PRESETS:
+        assert Playground(preset=name, n=60, grid=5).config["dataset"] in xb.datasets.TOY_SETS
+    pg.dataset.value = "spirals"
+    pg.classes.value = 3
+    pg.hidden.value = "12, 12"
+    pg.build_button.click()
+    assert pg.config["dataset"] == "spirals" and pg.num_classes == 3
+    assert pg.model.output_shape == (None, 3) and pg.dashboard in pg.children
+    pg.hidden.value = "12, x"
+    pg.build_button.click()
+    assert "hidden units must be comma-separated integers" in pg.message.value
+    assert pg.config["hidden"] == [12, 12]  # unchanged
+
+
+def test_own_data_projected_to_2d(digits, small):
+    (x, y), (tx, ty) = digits
+    pg = small(data=((x[:200], y[:200]), (tx[:50], ty[:50])), hidden=[8])
+    assert pg.config["dataset"] == "custom" and pg.points[0].shape == (200, 2)
+    centred = x[:200] - x[:200].mean(0)
+    pcs = torch.linalg.svd(centred, full_matrices=False)[2][:2]
+    assert torch.allclose(pg.points[0], centred @ pcs.T, atol=1e-4)
+    assert pg.num_classes == 10
+    with pytest.raises(ValueError, match="your own data"):
+        Playground.from_json(pg.to_json())
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(dataset="swiss"), "dataset must be one of"), (dict(features=["z"]), "features must be"),
+    (dict(features=[]), "features must be"), (dict(hidden=[0]), "hidden must be"),
+    (dict(activation="softplus"), "activation must be"), (dict(preset="nope"), "preset must be"),
+    (dict(show="both"), "show must be"), (dict(grid=1), "grid must be"),
+    (dict(epoch=3), "unknown playground option"), (dict(dataset="moons", classes=3), "classes"),
+])
+def test_bad_options(kw, match):
+    with pytest.raises(ValueError, match=match):
+        Playground(**kw)
