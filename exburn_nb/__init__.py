@@ -16,9 +16,10 @@ first use, so the core never loads ipywidgets, plotly or IPython.
 from importlib import import_module
 from typing import Any
 
-from . import callbacks, datasets
+from . import callbacks, datasets, space
 from .callbacks import Callback
 from .config import FitConfig
+from .experiment import Experiment
 from .model import Model, available_devices, compile, deserialize_params, load
 from .spec import Spec, input
 from .steps import compute_gradients, evaluate, train_step
@@ -27,8 +28,8 @@ from .training import Trainer, fit
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback", "FitConfig", "Model", "Spec", "Trainer", "available_devices", "callbacks", "compile",
-    "compute_gradients", "datasets", "deserialize_params", "evaluate", "fit", "input", "load",
+    "Callback", "Experiment", "FitConfig", "Model", "Spec", "Trainer", "available_devices", "callbacks", "compile",
+    "compute_gradients", "datasets", "deserialize_params", "evaluate", "fit", "input", "load", "space",
     "train_step", "widgets", "runner",
 ]
 
