@@ -19,7 +19,6 @@ from typing import Any
 from . import callbacks, datasets, space
 from .callbacks import Callback
 from .config import FitConfig
-from .experiment import Experiment
 from .model import Model, available_devices, compile, deserialize_params, load
 from .spec import Spec, input
 from .steps import compute_gradients, evaluate, train_step
@@ -35,7 +34,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``exburn_nb.widgets`` and ``exburn_nb.runner`` lazily on first access."""
+    """Import ``exburn_nb.widgets``, ``exburn_nb.runner`` and ``Experiment`` lazily on first
+    access."""
     if name in ("widgets", "runner"):
         return import_module(f".{name}", __name__)
+    if name == "Experiment":  # lazy, so ``python -m exburn_nb.experiment`` runs it cleanly
+        return import_module(".experiment", __name__).Experiment
     raise AttributeError(f"module 'exburn_nb' has no attribute {name!r}")

@@ -44,6 +44,7 @@ from .model import Model, compile
 from .optim import check_optimizer
 from .runner import Runner
 from .space import Range, check_candidates
+from .spec import Spec
 
 COMPILE_OPTIONS = ("loss", "optimizer", "learning_rate", "weight_decay", "device")
 FIT_OPTIONS = tuple(f.name for f in fields(FitConfig) if f.name not in ("weight_decay", "seed"))
@@ -183,11 +184,11 @@ class Experiment:
                                params=params, search=search, n_trials=n_trials, epochs=epochs,
                                metric=metric, direction=direction, seed=seed, storage=storage,
                                study_name=study_name, pruner=pruner, **fit_options)
-        if not (callable(build) or isinstance(build, (Model, nn.Module)) or
-                type(build).__name__ == "Spec"):
+        if not (callable(build) or isinstance(build, (Model, nn.Module, Spec))):
             raise ValueError(f"build must be a spec, a compiled Model or a function params -> "
                              f"spec; got {type(build).__name__}")
         self.build, self.data, self.validation_data = build, data, validation_data
+        self._is_function = callable(build) and not isinstance(build, (Model, nn.Module, Spec))
         self.seed = check_seed(seed)
         if self.seed is None:
             raise ValueError("seed must be an integer >= 0; got None")
@@ -253,12 +254,12 @@ class Experiment:
             else:
                 routes[name] = "build"
         build_names = [n for n, r in routes.items() if r == "build"]
-        if build_names and not (callable(self.build) and not isinstance(self.build, nn.Module)):
+        if build_names and not self._is_function:
             raise ValueError(f"params: {build_names[0]!r} is neither a compile option "
                              f"({', '.join(COMPILE_OPTIONS)}) nor a fit option "
                              f"({', '.join(FIT_OPTIONS)}), and build is not a function "
                              "params -> spec that could take it")
-        if callable(self.build) and not isinstance(self.build, (Model, nn.Module)):
+        if self._is_function:
             probe = _UsedNames({n: (c[0] if isinstance(c, list) else c.low)
                                 for n, c in self.params.items()})
             self.build(probe)
@@ -346,8 +347,7 @@ class Experiment:
                 compile_kw[name] = value
             elif route == "fit":
                 fit_kw[name] = value.tolist() if hasattr(value, "tolist") else value
-        built = self.build(dict(params)) if callable(self.build) and not isinstance(
-            self.build, (Model, nn.Module)) else self.build
+        built = self.build(dict(params)) if self._is_function else self.build
         return self._model(built, compile_kw, seed), self.config.replace(seed=seed, **fit_kw)
 
     @staticmethod
@@ -382,6 +382,10 @@ class Experiment:
         ``"run_end"`` and ``"end"`` (in the thread that trains)."""
         self._listeners.append(fn)
 
+    def remove_listener(self, fn: Listener) -> None:
+        """Stop calling ``fn``."""
+        self._listeners.remove(fn)
+
     def _emit(self, event: str) -> None:
         for fn in list(self._listeners):
             fn(event, self)
@@ -402,11 +406,11 @@ class Experiment:
             def advance(event: str, exp: Experiment) -> None:
                 if event == "run_end":
                     bar.update(1)
-            self._listeners.append(advance)
+            self.add_listener(advance)
             try:
                 self._loop()
             finally:
-                self._listeners.remove(advance)
+                self.remove_listener(advance)
         return self
 
     def start(self) -> bool:
@@ -650,8 +654,10 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--study", required=True, help="the study's name")
     worker.add_argument("--trials", type=int, required=True, help="trials this worker adds")
     args = parser.parse_args(argv)
+    from exburn_nb.experiment import Experiment as Defined  # the class scripts use, not __main__'s
+
     namespace = runpy.run_path(args.script, run_name="__exburn_worker__")
-    found = [v for v in namespace.values() if isinstance(v, Experiment)]
+    found = [v for v in namespace.values() if isinstance(v, Defined)]
     if len(found) != 1:
         parser.error(f"{args.script} must define exactly one xb.Experiment; found {len(found)}")
     exp = found[0].replace(storage=args.storage, study_name=args.study, n_trials=args.trials)

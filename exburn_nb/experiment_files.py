@@ -76,6 +76,7 @@ def load(cls: type, directory: Path) -> Any:
     exp = cls.__new__(cls)
     exp._init_state()
     exp.build = exp.data = exp.validation_data = None
+    exp._is_function = False
     exp._arguments, exp._plan = {}, None
     for key in ("search", "n_trials", "metric", "direction", "seed", "storage", "study_name",
                 "routes", "compile_options"):
