@@ -85,12 +85,12 @@ def test_pruning_stops_a_diverging_trial_before_its_last_epoch(small):
         exp.study.enqueue_trial({"units": 16, "optimizer": "sgd", "learning_rate": lr})
     exp.run()
     summary = exp.summary.set_index("run")
-    assert summary.state[3] in ("pruned", "failed")  # diverged: pruned, or refused as non-finite
+    assert summary.state[3] == "pruned"
     assert summary.epochs[3] < 6
     assert summary.state[[0, 1, 2]].eq("finished").all()
     partial = exp.runs.query("run == 3")
     assert len(partial) == summary.epochs[3] >= 1 and partial.state.eq(summary.state[3]).all()
-    assert exp.study.trials[3].state.name == ("PRUNED" if summary.state[3] == "pruned" else "FAIL")
+    assert exp.study.trials[3].state.name == "PRUNED"
 
 
 def test_a_pruned_trial_is_recorded_as_pruned(small):
