@@ -222,6 +222,7 @@ class Experiment:
         self._tuner: Any = None
         self._best_model: Model | None = None
         self.current: Run | None = None
+        self._active = False
 
     # ---------------------------------------------------------------- checks
     def _split(self, options: dict, argname: str) -> tuple[dict, dict]:
@@ -392,8 +393,8 @@ class Experiment:
 
     @property
     def running(self) -> bool:
-        """Whether :meth:`start`'s thread is training."""
-        return self._thread is not None and self._thread.is_alive()
+        """Whether :meth:`start`'s thread is training (False from its ``"end"`` event on)."""
+        return self._active
 
     def run(self) -> Experiment:
         """Train the remaining runs here, with one progress bar over runs."""
@@ -421,6 +422,7 @@ class Experiment:
             if self.build is None:
                 raise ValueError("a loaded experiment cannot train; build it again")
             self._stop.clear()
+            self._active = True
             self._thread = threading.Thread(target=self._loop, name="exburn-experiment",
                                             daemon=True)
             self._thread.start()
@@ -439,7 +441,7 @@ class Experiment:
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
-        return not self.running
+        return thread is None or not thread.is_alive()
 
     def _loop(self) -> None:
         self._emit("start")
@@ -447,6 +449,7 @@ class Experiment:
             while not self._stop.is_set() and self._added() < self.total:
                 self._execute(self._next_runs())
         finally:
+            self._active = False
             self._emit("end")
 
     def _execute(self, runs: list[Run]) -> None:
