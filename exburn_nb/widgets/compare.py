@@ -83,7 +83,9 @@ class RunComparison(W.VBox):
 
     def __init__(self, experiment: Experiment, colour_by: str | None = None,
                  poll_s: float | None = 2.0):
-        self._polling = threading.Event()  # set: stop polling (close() may run from __del__)
+        # first: close() may run from __del__ when a check below refuses the arguments
+        self._closed, self._wake, self._idle = threading.Event(), threading.Event(), \
+            threading.Event()
         if not isinstance(experiment, Experiment):
             raise ValueError(f"experiment must be an xb.Experiment; got "
                              f"{type(experiment).__name__}")
@@ -92,8 +94,9 @@ class RunComparison(W.VBox):
         if colour_by is not None and colour_by not in names:
             raise ValueError(f"colour_by must be one of {names}; got {colour_by!r}")
         self.right_columns = self._right_columns()
-        self._last_draw = 0.0
-        self._draw_lock = threading.Lock()
+        self._draw_lock = threading.RLock()
+        self._flag_lock = threading.Lock()  # guards _full_pending (never held while drawing)
+        self._full_pending = False
         self.dashboard = None
         self.runs_frame = pd.DataFrame()
         self.summary_frame = pd.DataFrame()
@@ -101,10 +104,11 @@ class RunComparison(W.VBox):
         super().__init__([self.buttons_row, self.curves, W.HBox([self.table, self.highlight]),
                           self.parallel, self.importance_box, self.dashboard_box])
         self.add_class("xb-run-comparison")
-        exp.add_listener(self._on_event)
-        if poll_s is not None and exp.storage is not None:
-            self._start_polling(poll_s)
         self.refresh()
+        exp.add_listener(self._on_event)
+        poll = poll_s if exp.storage is not None else None
+        threading.Thread(target=self._draw_loop, args=(poll,), name="exburn-compare-draw",
+                         daemon=True).start()
 
     # ---------------------------------------------------------------- layout
     def _right_columns(self) -> tuple[str, str]:
@@ -125,18 +129,24 @@ class RunComparison(W.VBox):
         self.start_button = button("Start", "success", "play")
         self.stop_button = button("Stop", "danger", "stop")
         self.best_button = button("Train best", "info", "trophy")
+        for widget, css in ((self.start_button, "xb-compare-start"),
+                            (self.stop_button, "xb-compare-stop"),
+                            (self.best_button, "xb-compare-best")):
+            widget.add_class(css)
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.best_button.on_click(lambda _: self.train_best())
         self.colour_by = W.Dropdown(options=names, value=colour_by, description="colour by",
                                     layout=W.Layout(width="240px"))
-        self.colour_by.observe(lambda _: self.refresh(force=True), "value")
+        self.colour_by.observe(lambda _: self.refresh(full=False), "value")
         self.status = W.HTML()
+        self.status.add_class("xb-compare-status")
         self.buttons_row = W.HBox([self.start_button, self.stop_button, self.best_button,
                                    self.colour_by, self.status])
         self.start_button.disabled = self.stop_button.disabled = not trainable
         self.best_button.disabled = True
         self.curves = go.FigureWidget(self._curves_figure())
+        self.curves.add_class("xb-compare-curves")
         for trace in self.curves.data:
             trace.on_click(self._on_click)
         columns = ["run", *names, f"best_{exp.metric}", "best_epoch", "seconds", "state"]
@@ -151,7 +161,7 @@ class RunComparison(W.VBox):
                             layout=W.Layout(flex="1 1 auto"))
         self.highlight = W.SelectMultiple(options=[], description="highlight", rows=8,
                                           layout=W.Layout(width="200px"))
-        self.highlight.observe(lambda _: self.refresh(force=True), "value")
+        self.highlight.observe(lambda _: self.refresh(full=False), "value")
         self.parallel = go.FigureWidget(go.Figure(
             go.Parcoords(dimensions=[], line=dict(color=[], colorscale="Viridis",
                                                   showscale=True)),
@@ -223,16 +233,44 @@ class RunComparison(W.VBox):
         return self.dashboard
 
     def close(self) -> None:
-        """Stop polling and listening, then close the widgets."""
-        self._polling.set()
+        """Stop drawing, polling and listening, then close the widgets."""
+        self._closed.set()
+        self._wake.set()
         with contextlib.suppress(ValueError, AttributeError):  # closed twice, or half-built
             self.experiment.remove_listener(self._on_event)
         super().close()
 
     def _on_event(self, event: str, exp: Experiment) -> None:
-        self.refresh(force=event in ("run_end", "end", "start"))
+        # In the training thread: only ask for a redraw, which the drawing thread does.
         if event in ("start", "end"):
             self._sync_buttons()
+        with self._flag_lock:
+            self._full_pending = self._full_pending or event != "epoch"
+        self._idle.clear()
+        self._wake.set()
+
+    def _draw_loop(self, poll_s: float | None) -> None:
+        """Redraw when asked (at most :data:`MAX_UPDATES_PER_S` a second) and, with
+        ``poll_s``, read a shared study that often while this process trains nothing."""
+        while True:
+            woken = self._wake.wait(poll_s)
+            if self._closed.is_set():
+                return
+            if not woken and self.experiment.running:
+                continue
+            t0 = time.monotonic()
+            self._wake.clear()
+            with self._flag_lock:
+                full, self._full_pending = self._full_pending or not woken, False
+            with contextlib.suppress(Exception):  # a widget closed meanwhile; next time
+                self.refresh(full=full)
+            if not self._wake.is_set():
+                self._idle.set()
+            self._closed.wait(max(0.0, 1 / MAX_UPDATES_PER_S - (time.monotonic() - t0)))
+
+    def wait_drawn(self, timeout: float = 30.0) -> bool:
+        """Wait until the redraws asked for so far are on screen; True if they are."""
+        return self._idle.wait(timeout)
 
     def _sync_buttons(self) -> None:
         running = self.experiment.running
@@ -241,13 +279,6 @@ class RunComparison(W.VBox):
         self.stop_button.disabled = not running
         self.best_button.disabled = not trainable or self.experiment.best_run is None
 
-    def _start_polling(self, every: float) -> None:
-        def poll() -> None:
-            while not self._polling.wait(every):
-                if not self.experiment.running:  # a running experiment sends events
-                    self.refresh(force=True)
-        threading.Thread(target=poll, name="exburn-compare-poll", daemon=True).start()
-
     def _on_click(self, trace: Any, points: Any, state: Any) -> None:
         runs = {trace.customdata[i] for i in points.point_inds
                 if trace.customdata[i] is not None}
@@ -255,35 +286,35 @@ class RunComparison(W.VBox):
             self.highlight.value = tuple(sorted(runs))
 
     # ---------------------------------------------------------------- drawing
-    def refresh(self, force: bool = True) -> bool:
-        """Redraw from the experiment (at most :data:`MAX_UPDATES_PER_S` a second unless
-        ``force``); True if it drew."""
-        now = time.monotonic()
-        if not force and now - self._last_draw < 1 / MAX_UPDATES_PER_S:
-            return False
+    def refresh(self, full: bool = True) -> None:
+        """Redraw from the experiment now: the curves, and with ``full`` the table, the
+        parallel coordinates, the importances and the status too."""
         with self._draw_lock:
-            self._last_draw = now
             exp = self.experiment
-            self.runs_frame, self.summary_frame = exp.runs, exp.summary
-            run_ids = tuple(int(r) for r in self.summary_frame.get("run", []))
-            if tuple(self.highlight.options) != run_ids:
-                kept = tuple(r for r in self.highlight.value if r in run_ids)
-                self.highlight.options = run_ids
-                self.highlight.value = kept
+            self.runs_frame = exp.runs
+            if full:
+                self.summary_frame = exp.summary
+                run_ids = tuple(int(r) for r in self.summary_frame.get("run", []))
+                if tuple(self.highlight.options) != run_ids:
+                    kept = tuple(r for r in self.highlight.value if r in run_ids)
+                    self.highlight.options = run_ids
+                    self.highlight.value = kept
             self._draw_curves()
-            self._draw_table()
-            self._draw_parallel()
-            if exp.search == "optuna":
-                self._draw_importance()
-            self._status()
-        self._sync_buttons()
-        return True
+            if full:
+                self._draw_table()
+                self._draw_parallel()
+                if exp.search == "optuna":
+                    self._draw_importance()
+                self._status()
+        if full:
+            self._sync_buttons()
 
     def groups(self) -> dict[int, int]:
         """Run -> colour group under the current ``colour_by``."""
-        summary, name = self.summary_frame, self.colour_by.value
-        if summary.empty:
+        name = self.colour_by.value
+        if self.runs_frame.empty:
             return {}
+        summary = self.runs_frame.drop_duplicates("run")
         values = summary[name].tolist()
         candidates = self.experiment.params[name]
         if isinstance(candidates, Range):

@@ -130,7 +130,7 @@ def test_live_updates_while_running_then_all_runs(small):
             seen_running = True
         time.sleep(0.01)
     assert view.wait(120) and seen_running
-    time.sleep(0.05)
+    assert view.wait_drawn()
     assert drawn(view) == expected(exp.runs)
     assert set(view.summary_frame.state) == {"finished"}
     assert not view.start_button.disabled and view.stop_button.disabled
