@@ -76,7 +76,7 @@ display(view)
 many_times = {{"runs": [], "summary": [], "redraw": []}}
 for _ in range({repeats}):
     for key, fn in (("runs", lambda: many.runs), ("summary", lambda: many.summary),
-                    ("redraw", lambda: view.refresh(force=True))):
+                    ("redraw", lambda: view.refresh())):
         t = time.perf_counter(); fn(); many_times[key].append(time.perf_counter() - t)
 points = sum(sum(v is not None for v in tr.x) for tr in view.curves.data)
 many_times["rows"] = len(many.runs); many_times["points"] = points

@@ -165,7 +165,7 @@ class RunComparison(W.VBox):
         self.parallel = go.FigureWidget(go.Figure(
             go.Parcoords(dimensions=[], line=dict(color=[], colorscale="Viridis",
                                                   showscale=True)),
-            layout=dict(height=320, margin=dict(l=60, r=60, t=50, b=30),
+            layout=dict(height=340, margin=dict(l=60, r=60, t=80, b=30),
                         title=f"params against {exp.metric}")))
         self.importance = go.FigureWidget(go.Figure(
             go.Bar(x=[], y=[], orientation="h", marker_color="#1f77b4"),
@@ -174,7 +174,7 @@ class RunComparison(W.VBox):
                         xaxis=dict(title="importance"))))
         self.importance_box = W.Box([self.importance], layout=W.Layout(
             display=None if exp.search == "optuna" else "none"))
-        self.dashboard_box = W.Box()
+        self.dashboard_box = W.VBox()
 
     def _curves_figure(self) -> go.Figure:
         left, right = "loss", self.right_columns[1]
