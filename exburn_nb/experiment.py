@@ -331,7 +331,7 @@ class Experiment:
 
         Example:
             >>> model, config = exp.prepare_run(3)  # doctest: +SKIP
-            >>> xb.fit(model, (x, y), config, verbose=False).history  # same as run 3's
+            >>> xb.fit(model, (x, y), config, verbose=False).history  # doctest: +SKIP
         """
         if self.build is None:
             raise ValueError("a loaded experiment cannot build models; create the Experiment "

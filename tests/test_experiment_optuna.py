@@ -149,3 +149,25 @@ def test_two_worker_processes_share_one_study(tmp_path, backend):
     assert len(set(summary.seed)) == 6
     runs = watcher.runs
     assert runs.groupby("run").size().eq(2).all() and runs.val_loss.notna().all()
+
+
+def test_pruner_choices_and_bad_ones(small):
+    params = {"units": [4]}
+    hyperband = make(small, n_trials=1, params=params, pruner="hyperband")
+    assert isinstance(hyperband.study.pruner, optuna.pruners.HyperbandPruner)
+    assert isinstance(make(small, n_trials=1, params=params, pruner=None).study.pruner,
+                      optuna.pruners.NopPruner)
+    with pytest.raises(ValueError, match="pruner must be 'median', 'hyperband'"):
+        make(small, n_trials=1, params=params, pruner="early")
+    with pytest.raises(ValueError, match="storage is for search='optuna'"):
+        make(small, params=params, search="grid", storage="sqlite:///x.db")
+
+
+def test_worker_refuses_a_script_without_an_experiment(tmp_path):
+    script = tmp_path / "empty.py"
+    script.write_text("x = 1\n")
+    done = subprocess.run([sys.executable, "-m", "exburn_nb.experiment", "worker", str(script),
+                           "--storage", "sqlite:///x.db", "--study", "s", "--trials", "1"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert done.returncode == 2 and "must define exactly one xb.Experiment" in done.stderr
