@@ -23,6 +23,7 @@ Workers for a study in shared storage (the script defines the experiment; code u
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import math
@@ -359,8 +360,7 @@ class Experiment:
                     "device": built.device}
             if built.spec is not None:
                 return compile(built.spec, seed=seed, **{**base, **compile_kw})
-            import copy  # a torch module: same layers, fresh weights from the run's seed
-
+            # a torch module: the same layers (a deep copy), fresh weights from the run's seed
             model = compile(copy.deepcopy(built.module), input_shape=built.input_shape,
                             **{**base, **compile_kw})
             return model.reset_weights(seed)
@@ -471,8 +471,10 @@ class Experiment:
                 if self._stop.is_set():
                     raise _Stopped
                 self._runner = runner
-                runner.start()
-            self._emit("run_start")
+            self._emit("run_start")  # before the run's own "epoch" events
+            runner.start()
+            if self._stop.is_set():  # stop() came between the two: it found no run to stop
+                runner.stop()
             try:
                 runner.wait()
             except KeyboardInterrupt:  # Ctrl-C in a blocking run(): stop, keep the results

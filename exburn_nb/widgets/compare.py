@@ -97,6 +97,7 @@ class RunComparison(W.VBox):
         self._draw_lock = threading.RLock()
         self._flag_lock = threading.Lock()  # guards _full_pending (never held while drawing)
         self._full_pending = False
+        self._importance_for = -1  # finished runs when the importances were last computed
         self.dashboard = None
         self.runs_frame = pd.DataFrame()
         self.summary_frame = pd.DataFrame()
@@ -437,6 +438,11 @@ class RunComparison(W.VBox):
             trace.line.color = done[metric].astype(float).tolist() if not done.empty else []
 
     def _draw_importance(self) -> None:
+        finished = int((self.summary_frame.get("state") == "finished").sum()) \
+            if not self.summary_frame.empty else 0
+        if finished == self._importance_for:  # Optuna's estimate is slow: once per new trial
+            return
+        self._importance_for = finished
         scores = self.experiment.importances()
         names = sorted(scores, key=scores.get)
         with self.importance.batch_update():
