@@ -98,6 +98,7 @@ class RunComparison(W.VBox):
         self._flag_lock = threading.Lock()  # guards _full_pending (never held while drawing)
         self._full_pending = False
         self._importance_for = -1  # finished runs when the importances were last computed
+        self._sent: dict[int, tuple] = {}  # per curve trace: what it shows now
         self.dashboard = None
         self.runs_frame = pd.DataFrame()
         self.summary_frame = pd.DataFrame()
@@ -378,13 +379,17 @@ class RunComparison(W.VBox):
         fig = self.curves
         with fig.batch_update():
             for slot, (xs, ys, ids) in points.items():
+                group = slot // (PANELS * len(SERIES))
+                style = (names[group], colours[group]) if group < GROUPS else None
+                sent = (xs, ys, ids, style)
+                if self._sent.get(slot) == sent:  # only what changed goes to the browser
+                    continue
+                self._sent[slot] = sent
                 trace = fig.data[slot]
                 trace.x, trace.y, trace.customdata = xs, ys, ids
-                group = slot // (PANELS * len(SERIES))
-                if group < GROUPS:
-                    trace.name, trace.line.color = names[group], colours[group]
+                if style is not None:
+                    trace.name, trace.line.color = style
                     trace.visible = True if xs else "legendonly"
-            fig.layout.yaxis2.title.text = self.right_columns[1].removeprefix("val_")
 
     def table_rows(self) -> pd.DataFrame:
         """The runs table as shown: summary columns, sorted by the chosen column."""

@@ -15,8 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from .config import FitConfig
-from .model import load as load_model
+from ..config import FitConfig
+from ..model import load as load_model
+from ..space import from_dict
+from .runs import Run
 
 FORMAT_VERSION = 1
 SETTINGS, MODEL = "experiment.json", "best_model.exburn"
@@ -66,9 +68,6 @@ def save(exp: Any, directory: Path) -> Path:
 
 def load(cls: type, directory: Path) -> Any:
     """An experiment of class ``cls`` read back from :func:`save` (results only)."""
-    from .experiment import Run
-    from .space import from_dict
-
     path = directory / SETTINGS
     if not path.is_file():
         raise FileNotFoundError(f"{directory} holds no saved experiment ({SETTINGS} is missing)")

@@ -1,37 +1,13 @@
-"""``Experiment``: many ``fit`` runs over a hyperparameter space, one tidy table.
-
-A run is one full ``fit`` with its own :class:`~exburn_nb.config.FitConfig` and seed
-(derived from the experiment's seed and the run number, so any run can be reproduced
-alone: :meth:`Experiment.prepare_run`). Runs train through
-:class:`~exburn_nb.runner.Runner`, the same loop as ``xb.fit``. UI-free: the
-``RunComparison`` widget is one listener among any others.
-
-Example:
-    >>> exp = xb.Experiment(spec, (x, y), validation_data=(vx, vy),
-    ...                     params={"learning_rate": [1e-3, 1e-2], "units": [32, 64]},
-    ...                     epochs=5, batch_size=64)  # doctest: +SKIP
-    >>> exp.run()  # doctest: +SKIP
-    >>> exp.summary.sort_values("best_val_loss").head()  # doctest: +SKIP
-
-Workers for a study in shared storage (the script defines the experiment; code under
-``if __name__ == "__main__":`` does not run in a worker)::
-
-    python -m exburn_nb.experiment worker search.py --storage sqlite:///study.db \
-        --study digits --trials 20
-"""
+"""``Experiment``: the runs over a hyperparameter space, trained through the runner."""
 
 from __future__ import annotations
 
-import argparse
 import copy
 import itertools
-import json
-import math
-import runpy
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -39,89 +15,20 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from .callbacks import Callback
-from .config import MAX_SEED, FitConfig, check_int, check_seed
-from .model import Model, compile
-from .optim import check_optimizer
-from .runner import Runner
-from .space import Range, check_candidates
-from .spec import Spec
+from ..callbacks import Callback
+from ..config import FitConfig, check_int, check_seed
+from ..model import Model, compile
+from ..optim import check_optimizer
+from ..runner import Runner
+from ..space import Range, check_candidates
+from ..spec import Spec
+from . import files
+from .runs import Run, UsedNames, best_value, run_seed, runs_frame, summary_frame
 
 COMPILE_OPTIONS = ("loss", "optimizer", "learning_rate", "weight_decay", "device")
 FIT_OPTIONS = tuple(f.name for f in fields(FitConfig) if f.name not in ("weight_decay", "seed"))
 SEARCHES = ("grid", "random", "optuna")
-HISTORY_SKIP = ("run",)  # the model's own run counter: always 1 for an experiment's run
 Listener = Callable[[str, "Experiment"], None]
-
-
-def run_seed(seed: int, run: int) -> int:
-    """The seed of run ``run`` of an experiment seeded ``seed`` (weights, order, dropout).
-
-    Example:
-        >>> run_seed(0, 3) == run_seed(0, 3) != run_seed(0, 4)
-        True
-    """
-    words = np.random.SeedSequence([seed, run]).generate_state(2, dtype=np.uint32)
-    return ((int(words[0]) << 32) | int(words[1])) & MAX_SEED
-
-
-@dataclass
-class Run:
-    """One run: its number, params, seed, end state, and history (live while it trains)."""
-
-    run: int
-    params: dict
-    seed: int | None
-    state: str = "running"
-    message: str = ""
-    seconds: float = 0.0
-    rows: list[dict] | None = None  # epoch rows, once ended (or loaded, or from a study)
-    model: Model | None = field(default=None, repr=False)  # while it trains; kept if best
-    trial: Any = field(default=None, repr=False)
-
-    def history_rows(self) -> list[dict]:
-        """The epoch rows: live from the model while the run trains."""
-        if self.rows is not None:
-            return self.rows
-        if self.model is None:
-            return []
-        return [{k: v for k, v in r.items() if k not in HISTORY_SKIP}
-                for r in self.model._history.epoch_rows]
-
-
-class _UsedNames(dict):
-    """A dict that records which keys a ``build`` function reads."""
-
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        self.used: set[str] = set()
-
-    def __getitem__(self, key: str) -> Any:
-        self.used.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.used.add(key)
-        return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.used.add(key)  # type: ignore[arg-type]
-        return super().__contains__(key)
-
-    def _all(self) -> None:
-        self.used.update(self.keys())
-
-    def keys(self):  # noqa: ANN201 - ``**params`` and iteration read every name
-        self.used.update(super().keys())
-        return super().keys()
-
-    def items(self):  # noqa: ANN201
-        self._all()
-        return super().items()
-
-    def __iter__(self):  # noqa: ANN204
-        self._all()
-        return super().__iter__()
 
 
 class _Watcher(Callback):
@@ -262,7 +169,7 @@ class Experiment:
                              f"({', '.join(FIT_OPTIONS)}), and build is not a function "
                              "params -> spec that could take it")
         if self._is_function:
-            probe = _UsedNames({n: (c[0] if isinstance(c, list) else c.low)
+            probe = UsedNames({n: (c[0] if isinstance(c, list) else c.low)
                                 for n, c in self.params.items()})
             self.build(probe)
             unused = [n for n in build_names if n not in probe.used]
@@ -491,7 +398,7 @@ class Experiment:
             run.seconds = time.perf_counter() - t0
             run.rows = run.history_rows()
             if self._tuner is not None and run.trial is not None:
-                best = _best_value(run.rows, self.metric, self.direction)
+                best = best_value(run.rows, self.metric, self.direction)
                 self._tuner.tell(run.trial, run.state, best and best[0],
                                  {"state": run.state, "message": run.message,
                                   "seconds": run.seconds, "history": run.rows})
@@ -531,7 +438,7 @@ class Experiment:
 
     def _best(self) -> Run | None:
         scored = [(s[0], r.run, r) for r in self._all_runs() if r.state == "finished"
-                  and (s := _best_value(r.history_rows(), self.metric, self.direction))]
+                  and (s := best_value(r.history_rows(), self.metric, self.direction))]
         if not scored:
             return None
         sign = 1 if self.direction == "minimize" else -1
@@ -541,39 +448,13 @@ class Experiment:
     def runs(self) -> pd.DataFrame:
         """One row per run and epoch: run, the params, epoch, every history column, state
         (running / finished / pruned / failed / stopped). A run with no epoch has one row."""
-        names = list(self.params)
-        records = []
-        for r in self._all_runs():
-            head = {"run": r.run, **{n: r.params.get(n) for n in names}}
-            rows = r.history_rows() or [{"epoch": None}]
-            records.extend({**head, **row, "state": r.state} for row in rows)
-        frame = pd.DataFrame.from_records(records)
-        if frame.empty:
-            return pd.DataFrame(columns=["run", *names, "epoch", "state"])
-        frame["epoch"] = frame["epoch"].astype("Int64")
-        return frame
+        return runs_frame(self._all_runs(), list(self.params))
 
     @property
     def summary(self) -> pd.DataFrame:
         """One row per run: params, state, best metric and its epoch, final metrics,
         epochs, seconds, seed and message."""
-        metric, records = self.metric, []
-        for r in self._all_runs():
-            rows = r.history_rows()
-            best = _best_value(rows, metric, self.direction)
-            record = {"run": r.run, **{n: r.params.get(n) for n in self.params},
-                      "state": r.state, f"best_{metric}": best[0] if best else math.nan,
-                      "best_epoch": best[1] if best else None}
-            last = rows[-1] if rows else {}
-            for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
-                if key in last:
-                    record[f"final_{key}"] = last[key]
-            record.update(epochs=len(rows), seconds=r.seconds, seed=r.seed, message=r.message)
-            records.append(record)
-        frame = pd.DataFrame.from_records(records)
-        if not frame.empty:
-            frame["best_epoch"] = frame["best_epoch"].astype("Int64")
-        return frame
+        return summary_frame(self._all_runs(), list(self.params), self.metric, self.direction)
 
     @property
     def best(self) -> dict | None:
@@ -618,9 +499,7 @@ class Experiment:
         Example:
             >>> exp.save("runs/digits"); again = xb.Experiment.load("runs/digits")  # doctest: +SKIP
         """
-        from . import experiment_files
-
-        return experiment_files.save(self, Path(directory))
+        return files.save(self, Path(directory))
 
     @classmethod
     def load(cls, directory: str | Path) -> Experiment:
@@ -629,47 +508,8 @@ class Experiment:
         Example:
             >>> exp = xb.Experiment.load("runs/digits"); exp.summary  # doctest: +SKIP
         """
-        from . import experiment_files
-
-        return experiment_files.load(cls, Path(directory))
+        return files.load(cls, Path(directory))
 
 
 class _Stopped(Exception):
     """The experiment was stopped before this run began."""
-
-
-def _best_value(rows: list[dict], metric: str, direction: str) -> tuple[float, int] | None:
-    """``(best value, its epoch)`` of ``metric`` over ``rows``, or None."""
-    pairs = [(r[metric], r["epoch"]) for r in rows
-             if r.get(metric) is not None and math.isfinite(r[metric])]
-    if not pairs:
-        return None
-    pick = min if direction == "minimize" else max
-    return pick(pairs, key=lambda p: p[0])
-
-
-# -------------------------------------------------------------------- worker CLI
-def main(argv: list[str] | None = None) -> int:
-    """``python -m exburn_nb.experiment worker SCRIPT --storage URL --study NAME --trials N``."""
-    parser = argparse.ArgumentParser(prog="python -m exburn_nb.experiment")
-    sub = parser.add_subparsers(dest="command", required=True)
-    worker = sub.add_parser("worker", help="run trials for a study defined in a script")
-    worker.add_argument("script", help="a Python file that builds an xb.Experiment")
-    worker.add_argument("--storage", required=True, help="sqlite:///study.db, journal:///f.log...")
-    worker.add_argument("--study", required=True, help="the study's name")
-    worker.add_argument("--trials", type=int, required=True, help="trials this worker adds")
-    args = parser.parse_args(argv)
-    from exburn_nb.experiment import Experiment as Defined  # the class scripts use, not __main__'s
-
-    namespace = runpy.run_path(args.script, run_name="__exburn_worker__")
-    found = [v for v in namespace.values() if isinstance(v, Defined)]
-    if len(found) != 1:
-        parser.error(f"{args.script} must define exactly one xb.Experiment; found {len(found)}")
-    exp = found[0].replace(storage=args.storage, study_name=args.study, n_trials=args.trials)
-    exp.run()
-    print(json.dumps({"study": args.study, "runs_added": len(exp._runs),
-                      "runs_in_study": len(exp.summary)}))
-    return 0
-
-if __name__ == "__main__":
-    raise SystemExit(main())
