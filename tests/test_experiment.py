@@ -219,3 +219,24 @@ def test_optuna_missing_says_what_to_install(small, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(ImportError, match=r"exburn_nb\[tune\]"):
         make(small, params={"units": [4]}, search="optuna", n_trials=1)
+
+
+# ------------------------------------------------------------------ spaces
+def test_space_ranges_draw_inside_their_bounds_and_refuse_bad_ones():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lr = [xb.space.loguniform(1e-4, 1e-1).draw(rng) for _ in range(500)]
+    assert min(lr) >= 1e-4 and max(lr) <= 1e-1
+    assert 0.3 < np.mean(np.log10(lr) < -2.5) < 0.7  # log-uniform: half below the middle
+    units = [xb.space.integers(4, 64, log=True).draw(rng) for _ in range(500)]
+    assert set(units) <= set(range(4, 65)) and {4, 64} <= set(units)
+    assert all(isinstance(u, int) for u in units)
+    assert xb.space.integers(2, 4).values() == [2, 3, 4]
+    assert xb.space.from_dict(xb.space.uniform(0, 1).to_dict()) == xb.space.uniform(0, 1)
+    with pytest.raises(ValueError, match="low must be below high"):
+        xb.space.uniform(1.0, 0.5)
+    with pytest.raises(ValueError, match="a log range needs low > 0"):
+        xb.space.loguniform(0.0, 1.0)
+    with pytest.raises(ValueError, match="integers: low must be an integer"):
+        xb.space.integers(1.5, 3)
