@@ -71,6 +71,15 @@ def check(tables: dict) -> list[dict]:
             r = row["stats"][name]["cost"]
             add(f"{name} within 5% of headless xb.fit, {row['workload']['name']}",
                 _fmt(r) if r["n"] else "not measured", r["median"] <= 1.05 if r["n"] else None)
+    experiment = tables.get("experiment")
+    if experiment:
+        for name, need in (("experiment", 1.02), ("watched", 1.05)):
+            r = experiment["stats"][name]["cost"]
+            add(f"{name} adds <= {need - 1:.0%} over separate xb.fit runs (grid of 8)",
+                _fmt(r) if r["n"] else "not measured", r["median"] <= need if r["n"] else None)
+        r = experiment["many"]["runs"]
+        add(f"exp.runs of {experiment['sizes']['runs']} runs builds in < 0.5 s",
+            f"{r['median']:.3f} s ({r['min']:.3f}–{r['max']:.3f})", r["median"] < 0.5)
     limit = tables.get("limit", {})
     fr = limit.get("fractions", {}).get("256", {}).get("xb")
     add("xb.fit >= 50% of the float32 matmul bound (6 x params FLOPs), guide MLP, batch 256",

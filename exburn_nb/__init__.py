@@ -16,7 +16,7 @@ first use, so the core never loads ipywidgets, plotly or IPython.
 from importlib import import_module
 from typing import Any
 
-from . import callbacks, datasets
+from . import callbacks, datasets, space
 from .callbacks import Callback
 from .config import FitConfig
 from .model import Model, available_devices, compile, deserialize_params, load
@@ -28,14 +28,18 @@ from .tuning import lr_find
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback", "FitConfig", "Model", "Spec", "Trainer", "available_devices", "callbacks", "compile",
-    "compute_gradients", "datasets", "deserialize_params", "evaluate", "fit", "input", "load", "lr_find",
+    "Callback", "Experiment", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
+    "callbacks", "compile", "compute_gradients", "datasets", "deserialize_params", "evaluate",
+    "fit", "input", "load", "lr_find", "space",
     "train_step", "widgets", "runner",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``exburn_nb.widgets`` and ``exburn_nb.runner`` lazily on first access."""
+    """Import ``exburn_nb.widgets``, ``exburn_nb.runner`` and ``Experiment`` lazily on first
+    access."""
     if name in ("widgets", "runner"):
         return import_module(f".{name}", __name__)
+    if name == "Experiment":  # lazy, so ``python -m exburn_nb.experiment`` runs it cleanly
+        return import_module(".experiment", __name__).Experiment
     raise AttributeError(f"module 'exburn_nb' has no attribute {name!r}")

@@ -2,6 +2,8 @@
 
 - :class:`TrainingDashboard`: start/stop/pause/step, live curves, hyperparameter
   controls, freeze toggles, device switch, history table, save and CSV export.
+- :class:`RunComparison`: an experiment's runs side by side (curves, table, parallel
+  coordinates, Optuna importances), Start/Stop and Train best.
 - :func:`live_plot`: the same live figure for a blocking ``xb.fit`` call, with Stop,
   Pause and a learning-rate slider.
 - :func:`set_renderer`: the live figure widget, or a static plotly figure where the front
@@ -9,6 +11,7 @@
 """
 
 from .builder import ModelBuilder
+from .compare import RunComparison
 from .dashboard import TrainingDashboard
 from .gradcheck import GradCheck
 from .inspect import InspectView, inspect
@@ -19,5 +22,5 @@ from .plot import LivePlot, live_plot, make_figure
 from .render import renderer, set_renderer
 
 __all__ = ["GradCheck", "InspectView", "LRFinderButton", "LivePlot", "ModelBuilder",
-           "NetworkPanels", "Playground", "TrainingDashboard", "inspect", "live_plot",
-           "make_figure", "renderer", "set_renderer"]
+           "NetworkPanels", "Playground", "RunComparison", "TrainingDashboard", "inspect",
+           "live_plot", "make_figure", "renderer", "set_renderer"]

@@ -1,0 +1,29 @@
+"""``Experiment``: many ``fit`` runs over a hyperparameter space, one tidy table.
+
+A run is one full ``fit`` with its own :class:`~exburn_nb.config.FitConfig` and seed
+(derived from the experiment's seed and the run number, so any run can be reproduced
+alone: :meth:`Experiment.prepare_run`). Runs train through
+:class:`~exburn_nb.runner.Runner`, the same loop as ``xb.fit``. UI-free: the
+``RunComparison`` widget is one listener among any others.
+
+Example:
+    >>> exp = xb.Experiment(spec, (x, y), validation_data=(vx, vy),
+    ...                     params={"learning_rate": [1e-3, 1e-2], "units": [32, 64]},
+    ...                     epochs=5, batch_size=64)  # doctest: +SKIP
+    >>> exp.run()  # doctest: +SKIP
+    >>> exp.summary.sort_values("best_val_loss").head()  # doctest: +SKIP
+
+Workers for a study in shared storage (the script defines the experiment; code under
+``if __name__ == "__main__":`` does not run in a worker)::
+
+    python -m exburn_nb.experiment worker search.py --storage sqlite:///study.db \
+        --study digits --trials 20
+
+Modules: ``core`` (the class), ``runs`` (runs as data, seeds), ``study`` (Optuna),
+``files`` (save and load), ``__main__`` (the worker command).
+"""
+
+from .core import COMPILE_OPTIONS, FIT_OPTIONS, Experiment
+from .runs import Run, run_seed
+
+__all__ = ["COMPILE_OPTIONS", "FIT_OPTIONS", "Experiment", "Run", "run_seed"]

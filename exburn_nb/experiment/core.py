@@ -1,0 +1,515 @@
+"""``Experiment``: the runs over a hyperparameter space, trained through the runner."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from ..callbacks import Callback
+from ..config import FitConfig, check_int, check_seed
+from ..model import Model, compile
+from ..optim import check_optimizer
+from ..runner import Runner
+from ..space import Range, check_candidates
+from ..spec import Spec
+from . import files
+from .runs import Run, UsedNames, best_value, run_seed, runs_frame, summary_frame
+
+COMPILE_OPTIONS = ("loss", "optimizer", "learning_rate", "weight_decay", "device")
+FIT_OPTIONS = tuple(f.name for f in fields(FitConfig) if f.name not in ("weight_decay", "seed"))
+SEARCHES = ("grid", "random", "optuna")
+Listener = Callable[[str, "Experiment"], None]
+
+
+class _Watcher(Callback):
+    """Per-epoch hook of a run: reports to the Optuna trial (pruning) and emits "epoch"."""
+
+    def __init__(self, exp: Experiment, run: Run):
+        self.exp, self.run, self.pruned = exp, run, False
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        trial = self.run.trial
+        if trial is not None:
+            rows = self.run.history_rows()
+            if self.exp._tuner.report(trial, len(rows), metrics.get(self.exp.metric), rows):
+                self.pruned = True
+                self.trainer.stop()
+        self.exp._emit("epoch")
+
+
+class Experiment:
+    """Runs ``fit`` once per point of a hyperparameter space and gathers the results.
+
+    Args:
+        build: a spec, a compiled :class:`Model` (rebuilt per run with fresh weights from
+            the run's seed), or a function ``params -> spec | Model`` for architecture
+            parameters (it receives the whole params dict and reads its own names).
+        data: training data, as for ``xb.fit``.
+        validation_data: evaluated after every epoch (needed for ``val_*`` metrics).
+        params: name -> a list of candidates or an ``xb.space`` range. ``compile`` options
+            (learning_rate, optimizer, weight_decay, loss) go to compile, ``fit`` options
+            (batch_size, epochs, lr_schedule, clip_norm, ...) go to fit, other names go to
+            ``build`` (a function); a name that fits none is a ``ValueError``.
+        search: ``"grid"`` (every combination), ``"random"`` (``n_trials`` seeded draws),
+            ``"optuna"`` (TPE), or an ``optuna.samplers`` object.
+        n_trials: runs this process adds (random and Optuna; all combinations for a grid).
+        epochs: epochs per run (unless ``epochs`` is a searched param).
+        metric: the history column that ranks runs, e.g. ``"val_loss"``.
+        direction: ``"minimize"`` or ``"maximize"``.
+        seed: the experiment's seed; run ``k`` uses :func:`run_seed` ``(seed, k)``.
+        storage: an Optuna storage (``sqlite:///study.db``, a PostgreSQL/MySQL URL,
+            ``journal:///path.log``, or a storage object) shared by processes.
+        study_name: the study's name in ``storage``; experiments naming the same study
+            join it.
+        pruner: ``"median"``, ``"hyperband"``, ``None`` or an ``optuna.pruners`` object.
+        **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
+            options (loss, optimizer, learning_rate...).
+
+    Example:
+        >>> exp = Experiment(spec, (x, y), params={"learning_rate": [1e-3, 1e-2]},
+        ...                  epochs=3, metric="loss")  # doctest: +SKIP
+        >>> exp.run(); exp.best  # doctest: +SKIP
+        {'learning_rate': 0.01}
+    """
+
+    def __init__(self, build: Any, data: Any, validation_data: Any = None, params:
+                 dict | None = None, search: Any = "grid", n_trials: int | None = None,
+                 epochs: int = 10, metric: str = "val_loss", direction: str = "minimize",
+                 seed: int = 0, storage: Any = None, study_name: str | None = None,
+                 pruner: Any = "median", **fit_options: Any):
+        self._init_state()
+        self._arguments = dict(build=build, data=data, validation_data=validation_data,
+                               params=params, search=search, n_trials=n_trials, epochs=epochs,
+                               metric=metric, direction=direction, seed=seed, storage=storage,
+                               study_name=study_name, pruner=pruner, **fit_options)
+        if not (callable(build) or isinstance(build, (Model, nn.Module, Spec))):
+            raise ValueError(f"build must be a spec, a compiled Model or a function params -> "
+                             f"spec; got {type(build).__name__}")
+        self.build, self.data, self.validation_data = build, data, validation_data
+        self._is_function = callable(build) and not isinstance(build, (Model, nn.Module, Spec))
+        self.seed = check_seed(seed)
+        if self.seed is None:
+            raise ValueError("seed must be an integer >= 0; got None")
+        if direction not in ("minimize", "maximize"):
+            raise ValueError(f"direction must be 'minimize' or 'maximize'; got {direction!r}")
+        self.direction, self.metric, self.storage, self.study_name = (direction, metric,
+                                                                      storage, study_name)
+        if not isinstance(params, dict) or not params:
+            raise ValueError(f"params must be a non-empty dict name -> candidates; got {params!r}")
+        self.params = {name: check_candidates(name, c) for name, c in params.items()}
+        self.compile_options, fixed_fit = self._split(fit_options, "fit_options")
+        self.config = FitConfig.from_options(epochs=check_int("epochs", epochs, 0), **fixed_fit)
+        self.routes = self._route()
+        self._check_metric()
+        self.search, self.n_trials = self._check_search(search, n_trials)
+        self._plan = self._grid() if self.search == "grid" else None
+        if self.search == "optuna":
+            from .study import Tuner
+
+            self._tuner = Tuner(sampler=None if search == "optuna" else search, pruner=pruner,
+                                direction=direction, seed=self.seed, epochs=epochs,
+                                storage=storage, study_name=study_name)
+
+    def _init_state(self) -> None:
+        self._runs: dict[int, Run] = {}
+        self._listeners: list[Listener] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._runner: Runner | None = None
+        self._tuner: Any = None
+        self._best_model: Model | None = None
+        self.current: Run | None = None
+        self._active = False
+
+    # ---------------------------------------------------------------- checks
+    def _split(self, options: dict, argname: str) -> tuple[dict, dict]:
+        compile_options, fit = {}, {}
+        for name, value in options.items():
+            if name in COMPILE_OPTIONS:
+                compile_options[name] = value
+            elif name in FIT_OPTIONS:
+                fit[name] = value
+            else:
+                raise ValueError(f"{argname}: {name!r} is neither a compile option "
+                                 f"({', '.join(COMPILE_OPTIONS)}) nor a fit option "
+                                 f"({', '.join(FIT_OPTIONS)})")
+        return compile_options, fit
+
+    def _route(self) -> dict[str, str]:
+        """Where each param goes: ``"compile"``, ``"fit"`` or ``"build"``; checks values."""
+        routes = {}
+        for name, candidates in self.params.items():
+            values = candidates if isinstance(candidates, list) else [candidates.low]
+            if name in COMPILE_OPTIONS:
+                routes[name] = "compile"
+                if name == "optimizer":
+                    for value in values:
+                        check_optimizer(value)
+            elif name in FIT_OPTIONS:
+                routes[name] = "fit"
+                for value in values:
+                    self.config.replace(**{name: value})
+            else:
+                routes[name] = "build"
+        build_names = [n for n, r in routes.items() if r == "build"]
+        if build_names and not self._is_function:
+            raise ValueError(f"params: {build_names[0]!r} is neither a compile option "
+                             f"({', '.join(COMPILE_OPTIONS)}) nor a fit option "
+                             f"({', '.join(FIT_OPTIONS)}), and build is not a function "
+                             "params -> spec that could take it")
+        if self._is_function:
+            probe = UsedNames({n: (c[0] if isinstance(c, list) else c.low)
+                                for n, c in self.params.items()})
+            self.build(probe)
+            unused = [n for n in build_names if n not in probe.used]
+            if unused:
+                raise ValueError(f"params: {unused[0]!r} is neither a compile option, a fit "
+                                 "option, nor a name that build(params) reads")
+        return routes
+
+    def _check_metric(self) -> None:
+        if self.metric.startswith("val_") and self.validation_data is None:
+            raise ValueError(f"metric {self.metric!r} needs validation_data")
+        accuracy = self.config.accuracy or self.params.get("accuracy") == [True]
+        if self.metric.endswith("accuracy") and not accuracy:
+            raise ValueError(f"metric {self.metric!r} needs accuracy=True")
+
+    def _check_search(self, search: Any, n_trials: Any) -> tuple[str, int | None]:
+        if isinstance(search, str) and search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)} or an "
+                             f"optuna.samplers object; got {search!r}")
+        kind = search if isinstance(search, str) else "optuna"
+        if kind == "grid":
+            if n_trials is not None:
+                raise ValueError(f"n_trials is for search='random' or 'optuna' (a grid runs "
+                                 f"every combination); got {n_trials!r}")
+            if self.storage is not None:
+                raise ValueError("storage is for search='optuna'")
+            return kind, None
+        if kind == "random" and self.storage is not None:
+            raise ValueError("storage is for search='optuna'")
+        return kind, check_int("n_trials", n_trials, 1)
+
+    def _grid(self) -> list[dict]:
+        names = list(self.params)
+        values = [c.values() if isinstance(c, Range) else c for c in self.params.values()]
+        return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+    # ---------------------------------------------------------------- planning
+    @property
+    def total(self) -> int:
+        """Runs this process adds (all grid points, or ``n_trials``)."""
+        return len(self._plan) if self._plan is not None else self.n_trials
+
+    def _added(self) -> int:
+        return sum(1 for r in self._runs.values() if r.state != "stopped")
+
+    def _next_runs(self) -> list[Run]:
+        """The next group of runs to train (one run today)."""
+        if self.search == "optuna":
+            trial, values = self._tuner.ask(self.params)
+            run = Run(trial.number, values, run_seed(self.seed, trial.number), trial=trial)
+            trial.set_user_attr("seed", run.seed)
+            return [run]
+        number = next(i for i in range(self.total)
+                      if i not in self._runs or self._runs[i].state == "stopped")
+        if self._plan is not None:
+            values = dict(self._plan[number])
+        else:
+            rng = np.random.default_rng([self.seed, number])
+            values = {n: c.draw(rng) if isinstance(c, Range) else c[int(rng.integers(len(c)))]
+                      for n, c in self.params.items()}
+        return [Run(number, values, run_seed(self.seed, number))]
+
+    def prepare_run(self, run: int | None = None, params: dict | None = None,
+                    seed: int | None = None) -> tuple[Model, FitConfig]:
+        """The freshly built model and the config of a run (the best one by default), so
+        it can be trained again alone: ``xb.fit(model, data, config, validation_data=...)``.
+
+        Example:
+            >>> model, config = exp.prepare_run(3)  # doctest: +SKIP
+            >>> xb.fit(model, (x, y), config, verbose=False).history  # doctest: +SKIP
+        """
+        if self.build is None:
+            raise ValueError("a loaded experiment cannot build models; create the Experiment "
+                             "again with its build function and data")
+        if params is None:
+            found = self._find(run)
+            params, seed = found.params, found.seed
+        seed = run_seed(self.seed, run or 0) if seed is None else seed
+        compile_kw = {**self.compile_options}
+        fit_kw = {}
+        for name, value in params.items():
+            route = self.routes.get(name, "build")
+            if route == "compile":
+                compile_kw[name] = value
+            elif route == "fit":
+                fit_kw[name] = value.tolist() if hasattr(value, "tolist") else value
+        built = self.build(dict(params)) if self._is_function else self.build
+        return self._model(built, compile_kw, seed), self.config.replace(seed=seed, **fit_kw)
+
+    @staticmethod
+    def _model(built: Any, compile_kw: dict, seed: int) -> Model:
+        if isinstance(built, Model):
+            base = {"loss": built.loss_function, "optimizer": built.optimizer,
+                    "learning_rate": built.learning_rate, "weight_decay": built.weight_decay,
+                    "device": built.device}
+            if built.spec is not None:
+                return compile(built.spec, seed=seed, **{**base, **compile_kw})
+            # a torch module: the same layers (a deep copy), fresh weights from the run's seed
+            model = compile(copy.deepcopy(built.module), input_shape=built.input_shape,
+                            **{**base, **compile_kw})
+            return model.reset_weights(seed)
+        return compile(built, seed=seed, **compile_kw)
+
+    def _find(self, run: int | None) -> Run:
+        runs = {r.run: r for r in self._all_runs()}
+        if run is None:
+            best = self._best()
+            if best is None:
+                raise ValueError("no finished run yet: pass run=")
+            return best
+        if run not in runs:
+            raise ValueError(f"run must be one of {sorted(runs)}; got {run!r}")
+        return runs[run]
+
+    # ---------------------------------------------------------------- running
+    def add_listener(self, fn: Listener) -> None:
+        """Call ``fn(event, experiment)`` on ``"start"``, ``"run_start"``, ``"epoch"``,
+        ``"run_end"`` and ``"end"`` (in the thread that trains)."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        """Stop calling ``fn``."""
+        self._listeners.remove(fn)
+
+    def _emit(self, event: str) -> None:
+        for fn in list(self._listeners):
+            fn(event, self)
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`start`'s thread is training (False from its ``"end"`` event on)."""
+        return self._active
+
+    def run(self) -> Experiment:
+        """Train the remaining runs here, with one progress bar over runs."""
+        if self.running:
+            raise RuntimeError("the experiment is already running in the background")
+        from tqdm.auto import tqdm
+
+        self._stop.clear()
+        with tqdm(total=self.total, initial=self._added(), desc="runs", unit="run") as bar:
+            def advance(event: str, exp: Experiment) -> None:
+                if event == "run_end":
+                    bar.update(1)
+            self.add_listener(advance)
+            try:
+                self._loop()
+            finally:
+                self.remove_listener(advance)
+        return self
+
+    def start(self) -> bool:
+        """Train the remaining runs in a background thread; False if already running."""
+        with self._lock:
+            if self.running:
+                return False
+            if self.build is None:
+                raise ValueError("a loaded experiment cannot train; build it again")
+            self._stop.clear()
+            self._active = True
+            self._thread = threading.Thread(target=self._loop, name="exburn-experiment",
+                                            daemon=True)
+            self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Stop after the batch in progress; the run is recorded as ``"stopped"`` and a
+        later :meth:`run`/:meth:`start` trains it again."""
+        with self._lock:
+            self._stop.set()
+            if self._runner is not None:
+                self._runner.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for :meth:`start`'s thread; True when nothing trains afterwards."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def _loop(self) -> None:
+        self._emit("start")
+        try:
+            while not self._stop.is_set() and self._added() < self.total:
+                self._execute(self._next_runs())
+        finally:
+            self._active = False
+            self._emit("end")
+
+    def _execute(self, runs: list[Run]) -> None:
+        """Train one group of runs (one after another)."""
+        for run in runs:
+            self._train(run)
+
+    def _train(self, run: Run) -> None:
+        t0 = time.perf_counter()
+        with self._lock:
+            self._runs[run.run] = self.current = run
+        watcher = _Watcher(self, run)
+        try:
+            model, config = self.prepare_run(params=run.params, seed=run.seed)
+            run.model = model
+            runner = Runner(model, self.data, config, validation_data=self.validation_data,
+                            callbacks=[watcher])
+            with self._lock:
+                if self._stop.is_set():
+                    raise _Stopped
+                self._runner = runner
+            self._emit("run_start")  # before the run's own "epoch" events
+            runner.start()
+            if self._stop.is_set():  # stop() came between the two: it found no run to stop
+                runner.stop()
+            try:
+                runner.wait()
+            except KeyboardInterrupt:  # Ctrl-C in a blocking run(): stop, keep the results
+                self.stop()
+                runner.wait()
+            self._end(run, runner, watcher)
+        except _Stopped:
+            run.state = "stopped"
+        except Exception as exc:  # a run that cannot start is recorded, the rest go on
+            run.state, run.message = "failed", f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._runner = None
+            run.seconds = time.perf_counter() - t0
+            run.rows = run.history_rows()
+            if self._tuner is not None and run.trial is not None:
+                best = best_value(run.rows, self.metric, self.direction)
+                self._tuner.tell(run.trial, run.state, best and best[0],
+                                 {"state": run.state, "message": run.message,
+                                  "seconds": run.seconds, "history": run.rows})
+            self._keep_if_best(run)
+        self._emit("run_end")
+
+    def _end(self, run: Run, runner: Runner, watcher: _Watcher) -> None:
+        trainer = runner.trainer
+        if runner.state == "error":
+            run.state = "failed"
+            run.message = f"{type(runner.error).__name__}: {runner.error}"
+        elif watcher.pruned:
+            run.state = "pruned"
+        elif trainer.stop_reason == "non-finite":
+            run.state = "failed"
+            run.message = trainer.messages[-1] if trainer.messages else "non-finite loss"
+        elif trainer.stop_reason in ("stopped", "interrupted"):
+            run.state = "stopped"
+        else:
+            run.state = "finished"
+        if trainer.messages and not run.message:
+            run.message = trainer.messages[-1]
+
+    def _keep_if_best(self, run: Run) -> None:
+        model, run.model = run.model, None
+        if run.state == "finished" and self._best() is run:
+            self._best_model = model
+
+    # ---------------------------------------------------------------- results
+    def _all_runs(self) -> list[Run]:
+        runs = dict(self._runs)
+        if self._tuner is not None:
+            for t in self._tuner.trials():
+                if t["run"] not in runs:
+                    runs[t["run"]] = Run(**t)
+        return [runs[k] for k in sorted(runs)]
+
+    def _best(self) -> Run | None:
+        scored = [(s[0], r.run, r) for r in self._all_runs() if r.state == "finished"
+                  and (s := best_value(r.history_rows(), self.metric, self.direction))]
+        if not scored:
+            return None
+        sign = 1 if self.direction == "minimize" else -1
+        return min(scored, key=lambda t: (sign * t[0], t[1]))[2]
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """One row per run and epoch: run, the params, epoch, every history column, state
+        (running / finished / pruned / failed / stopped). A run with no epoch has one row."""
+        return runs_frame(self._all_runs(), list(self.params))
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per run: params, state, best metric and its epoch, final metrics,
+        epochs, seconds, seed and message."""
+        return summary_frame(self._all_runs(), list(self.params), self.metric, self.direction)
+
+    @property
+    def best(self) -> dict | None:
+        """The params of the best finished run (None before one finishes)."""
+        run = self._best()
+        return dict(run.params) if run is not None else None
+
+    @property
+    def best_run(self) -> int | None:
+        """The number of the best finished run."""
+        run = self._best()
+        return run.run if run is not None else None
+
+    @property
+    def best_model(self) -> Model | None:
+        """The trained model of the best run, when this process trained (or loaded) it."""
+        run = self._best()
+        return self._best_model if run is not None and run.run in self._runs else None
+
+    @property
+    def study(self) -> Any:
+        """The Optuna study (``search="optuna"``), else None."""
+        return self._tuner.study if self._tuner is not None else None
+
+    def importances(self) -> dict[str, float]:
+        """Optuna's parameter importances (empty before two trials complete, or without
+        Optuna)."""
+        return self._tuner.importances() if self._tuner is not None else {}
+
+    def replace(self, **changes: Any) -> Experiment:
+        """A new experiment with the same arguments except ``changes`` (e.g. a worker's
+        ``storage``, ``study_name`` and ``n_trials``)."""
+        if self.build is None:
+            raise ValueError("a loaded experiment cannot be rebuilt")
+        return Experiment(**{**self._arguments, **changes})
+
+    # ---------------------------------------------------------------- files
+    def save(self, directory: str | Path) -> Path:
+        """Write ``runs.csv`` (``runs.parquet`` with pyarrow), ``experiment.json`` and
+        ``best_model.exburn``; never pickle.
+
+        Example:
+            >>> exp.save("runs/digits"); again = xb.Experiment.load("runs/digits")  # doctest: +SKIP
+        """
+        return files.save(self, Path(directory))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Experiment:
+        """An experiment read back from :meth:`save` (results only: it cannot train).
+
+        Example:
+            >>> exp = xb.Experiment.load("runs/digits"); exp.summary  # doctest: +SKIP
+        """
+        return files.load(cls, Path(directory))
+
+
+class _Stopped(Exception):
+    """The experiment was stopped before this run began."""

@@ -1,0 +1,465 @@
+"""``RunComparison``: the runs of an :class:`~exburn_nb.experiment.Experiment` side by side.
+
+Curves of every run overlaid (loss, and the metric or accuracy), coloured by a chosen
+hyperparameter, pruned and failed runs drawn distinctly; a sortable runs table; a
+parallel-coordinates plot of the params against the metric; Optuna's parameter
+importances; Start / Stop; and **Train best**, which opens a
+:class:`~exburn_nb.widgets.TrainingDashboard` on the best configuration.
+
+Each figure is built with every trace it will ever hold (a fixed pool: one trace per
+colour group, series and panel, runs separated by gaps), so Voilà and a reloaded page show
+the same thing. Updates come from the experiment's events and, for a study in shared
+storage, from polling; both are throttled to :data:`MAX_UPDATES_PER_S` and decimated to
+:data:`MAX_POINTS_PER_RUN` points per curve.
+
+Example:
+    >>> exp = xb.Experiment(spec, (x, y), validation_data=(vx, vy),
+    ...                     params={"learning_rate": [1e-3, 1e-2]}, epochs=5)  # doctest: +SKIP
+    >>> view = xb.widgets.RunComparison(exp); view  # doctest: +SKIP
+    >>> view.start()  # or click Start  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import math
+import threading
+import time
+from dataclasses import fields
+from typing import Any
+
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative, sample_colorscale
+
+from ..config import FitConfig
+from ..experiment import Experiment
+from ..space import Range
+
+MAX_UPDATES_PER_S = 5
+MAX_POINTS_PER_RUN = 200
+GROUPS = 10  # colour groups (categorical values, or bins of a numeric param)
+SPECIAL = ("pruned", "failed")  # drawn in their own style, whatever their colour
+SERIES = ("train", "val")
+PANELS = 2  # loss, metric
+SPECIAL_STYLE = {"pruned": dict(color="#9e9e9e", dash="dot"),
+                 "failed": dict(color="#d62728", dash="dashdot")}
+TABLE_STYLE = ("<style>.xb-runs-table th, .xb-runs-table td "
+               "{padding: 1px 10px; text-align: right}</style>")
+
+
+def _slot(group: int, panel: int, series: int) -> int:
+    """Index of a trace in the curves figure: groups, then the special states, then the
+    highlight; 4 traces each (panel x series)."""
+    return group * PANELS * len(SERIES) + panel * len(SERIES) + series
+
+
+HIGHLIGHT = GROUPS + len(SPECIAL)
+N_TRACES = (HIGHLIGHT + 1) * PANELS * len(SERIES)
+
+
+def _decimate(values: list, limit: int = MAX_POINTS_PER_RUN) -> list:
+    """Every k-th value (and the last) so at most about ``limit`` remain."""
+    if len(values) <= limit:
+        return values
+    step = math.ceil(len(values) / limit)
+    kept = values[::step]
+    return kept if kept[-1] is values[-1] else [*kept, values[-1]]
+
+
+class RunComparison(W.VBox):
+    """Compare an experiment's runs: curves, table, parallel coordinates, importances.
+
+    Args:
+        experiment: a live :class:`Experiment` (Start/Stop train it) or one read with
+            :meth:`Experiment.load` (viewing only).
+        colour_by: the param that colours the curves (the first param by default).
+        poll_s: with shared Optuna storage, read the study this often (other processes'
+            trials appear); None never polls.
+    """
+
+    def __init__(self, experiment: Experiment, colour_by: str | None = None,
+                 poll_s: float | None = 2.0):
+        # first: close() may run from __del__ when a check below refuses the arguments
+        self._closed, self._wake, self._idle = threading.Event(), threading.Event(), \
+            threading.Event()
+        if not isinstance(experiment, Experiment):
+            raise ValueError(f"experiment must be an xb.Experiment; got "
+                             f"{type(experiment).__name__}")
+        self.experiment = exp = experiment
+        names = list(exp.params)
+        if colour_by is not None and colour_by not in names:
+            raise ValueError(f"colour_by must be one of {names}; got {colour_by!r}")
+        self.right_columns = self._right_columns()
+        self._draw_lock = threading.RLock()
+        self._flag_lock = threading.Lock()  # guards _full_pending (never held while drawing)
+        self._full_pending = False
+        self._importance_for = -1  # finished runs when the importances were last computed
+        self._sent: dict[int, tuple] = {}  # per curve trace: what it shows now
+        self.dashboard = None
+        self.runs_frame = pd.DataFrame()
+        self.summary_frame = pd.DataFrame()
+        self._build(names, colour_by or names[0])
+        super().__init__([self.buttons_row, self.curves, W.HBox([self.table, self.highlight]),
+                          self.parallel, self.importance_box, self.dashboard_box])
+        self.add_class("xb-run-comparison")
+        self.refresh()
+        exp.add_listener(self._on_event)
+        poll = poll_s if exp.storage is not None else None
+        threading.Thread(target=self._draw_loop, args=(poll,), name="exburn-compare-draw",
+                         daemon=True).start()
+
+    # ---------------------------------------------------------------- layout
+    def _right_columns(self) -> tuple[str, str]:
+        metric = self.experiment.metric
+        if metric in ("loss", "val_loss"):
+            return "accuracy", "val_accuracy"
+        base = metric[4:] if metric.startswith("val_") else metric
+        return base, f"val_{base}"
+
+    def _build(self, names: list[str], colour_by: str) -> None:
+        exp = self.experiment
+        trainable = exp.build is not None
+
+        def button(label: str, style: str, icon: str) -> W.Button:
+            return W.Button(description=label, button_style=style, icon=icon,
+                            layout=W.Layout(width="auto"))
+
+        self.start_button = button("Start", "success", "play")
+        self.stop_button = button("Stop", "danger", "stop")
+        self.best_button = button("Train best", "info", "trophy")
+        for widget, css in ((self.start_button, "xb-compare-start"),
+                            (self.stop_button, "xb-compare-stop"),
+                            (self.best_button, "xb-compare-best")):
+            widget.add_class(css)
+        self.start_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.best_button.on_click(lambda _: self.train_best())
+        self.colour_by = W.Dropdown(options=names, value=colour_by, description="colour by",
+                                    layout=W.Layout(width="240px"))
+        self.colour_by.observe(lambda _: self.refresh(full=False), "value")
+        self.status = W.HTML()
+        self.status.add_class("xb-compare-status")
+        self.buttons_row = W.HBox([self.start_button, self.stop_button, self.best_button,
+                                   self.colour_by, self.status])
+        self.start_button.disabled = self.stop_button.disabled = not trainable
+        self.best_button.disabled = True
+        self.curves = go.FigureWidget(self._curves_figure())
+        self.curves.add_class("xb-compare-curves")
+        for trace in self.curves.data:
+            trace.on_click(self._on_click)
+        columns = ["run", *names, f"best_{exp.metric}", "best_epoch", "seconds", "state"]
+        self.sort_by = W.Dropdown(options=columns, value="run", description="sort by",
+                                  layout=W.Layout(width="240px"))
+        self.descending = W.ToggleButton(value=False, description="descending",
+                                         layout=W.Layout(width="auto"))
+        for control in (self.sort_by, self.descending):
+            control.observe(lambda _: self._draw_table(), "value")
+        self.table_html = W.HTML()
+        self.table = W.VBox([W.HBox([self.sort_by, self.descending]), self.table_html],
+                            layout=W.Layout(flex="1 1 auto"))
+        self.highlight = W.SelectMultiple(options=[], description="highlight", rows=8,
+                                          layout=W.Layout(width="200px"))
+        self.highlight.observe(lambda _: self.refresh(full=False), "value")
+        self.parallel = go.FigureWidget(go.Figure(
+            go.Parcoords(dimensions=[], line=dict(color=[], colorscale="Viridis",
+                                                  showscale=True)),
+            layout=dict(height=340, margin=dict(l=60, r=60, t=80, b=30),
+                        title=f"params against {exp.metric}")))
+        self.importance = go.FigureWidget(go.Figure(
+            go.Bar(x=[], y=[], orientation="h", marker_color="#1f77b4"),
+            layout=dict(height=220, margin=dict(l=120, r=20, t=40, b=30),
+                        title="parameter importance (Optuna)",
+                        xaxis=dict(title="importance"))))
+        self.importance_box = W.Box([self.importance], layout=W.Layout(
+            display=None if exp.search == "optuna" else "none"))
+        self.dashboard_box = W.VBox()
+
+    def _curves_figure(self) -> go.Figure:
+        left, right = "loss", self.right_columns[1]
+        fig = go.Figure(layout=dict(
+            height=380, margin=dict(l=50, r=20, t=40, b=40), template="plotly_white",
+            xaxis=dict(title="epoch", domain=[0, 0.47]), yaxis=dict(title=left),
+            xaxis2=dict(title="epoch", domain=[0.53, 1]),
+            yaxis2=dict(title=right.removeprefix("val_"), anchor="x2"),
+            legend=dict(orientation="h", y=1.15), uirevision="keep"))
+        for slot in range(N_TRACES):
+            group, rest = divmod(slot, PANELS * len(SERIES))
+            panel, series = divmod(rest, len(SERIES))
+            if group == HIGHLIGHT:
+                line, name = dict(color="black", width=3), "highlighted"
+            elif group >= GROUPS:
+                state = SPECIAL[group - GROUPS]
+                line, name = dict(width=1.5, **SPECIAL_STYLE[state]), state
+            else:
+                line, name = dict(width=1.5), f"group {group}"
+            if SERIES[series] == "train" and group < GROUPS:
+                line = {**line, "dash": "dot"}
+            fig.add_scatter(x=[], y=[], mode="lines", name=name, line=line, customdata=[],
+                            opacity=0.85, legendgroup=name, xaxis=f"x{panel + 1}",
+                            yaxis=f"y{panel + 1}", hovertemplate="run %{customdata}<br>"
+                            "epoch %{x}<br>%{y:.4g}<extra></extra>",
+                            showlegend=panel == 0 and SERIES[series] == "val")
+        return fig
+
+    # ---------------------------------------------------------------- controls
+    def start(self) -> bool:
+        """Start the experiment in the background (False if it runs already)."""
+        started = self.experiment.start()
+        self._sync_buttons()
+        return started
+
+    def stop(self) -> None:
+        """Stop the experiment after the batch in progress."""
+        self.experiment.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the experiment; True when nothing trains afterwards."""
+        return self.experiment.wait(timeout)
+
+    def train_best(self) -> Any:
+        """Open a :class:`TrainingDashboard` on the best run's params and seed (fresh
+        weights) below the comparison, and return it."""
+        from .dashboard import TrainingDashboard
+
+        exp = self.experiment
+        model, config = exp.prepare_run()
+        options = {f.name: getattr(config, f.name) for f in fields(FitConfig)}
+        self.dashboard = TrainingDashboard(model, exp.data, validation_data=exp.validation_data,
+                                           **options)
+        self.dashboard_box.children = [W.HTML(f"<b>Best run {exp.best_run}</b>: "
+                                              f"{html.escape(str(exp.best))}"), self.dashboard]
+        return self.dashboard
+
+    def close(self) -> None:
+        """Stop drawing, polling and listening, then close the widgets."""
+        self._closed.set()
+        self._wake.set()
+        with contextlib.suppress(ValueError, AttributeError):  # closed twice, or half-built
+            self.experiment.remove_listener(self._on_event)
+        super().close()
+
+    def _on_event(self, event: str, exp: Experiment) -> None:
+        # In the training thread: only ask for a redraw, which the drawing thread does.
+        if event in ("start", "end"):
+            self._sync_buttons()
+        with self._flag_lock:
+            self._full_pending = self._full_pending or event != "epoch"
+        self._idle.clear()
+        self._wake.set()
+
+    def _draw_loop(self, poll_s: float | None) -> None:
+        """Redraw when asked (at most :data:`MAX_UPDATES_PER_S` a second) and, with
+        ``poll_s``, read a shared study that often while this process trains nothing."""
+        while True:
+            woken = self._wake.wait(poll_s)
+            if self._closed.is_set():
+                return
+            if not woken and self.experiment.running:
+                continue
+            t0 = time.monotonic()
+            self._wake.clear()
+            with self._flag_lock:
+                full, self._full_pending = self._full_pending or not woken, False
+            with contextlib.suppress(Exception):  # a widget closed meanwhile; next time
+                self.refresh(full=full)
+            if not self._wake.is_set():
+                self._idle.set()
+            self._closed.wait(max(0.0, 1 / MAX_UPDATES_PER_S - (time.monotonic() - t0)))
+
+    def wait_drawn(self, timeout: float = 30.0) -> bool:
+        """Wait until the redraws asked for so far are on screen; True if they are."""
+        return self._idle.wait(timeout)
+
+    def _sync_buttons(self) -> None:
+        running = self.experiment.running
+        trainable = self.experiment.build is not None
+        self.start_button.disabled = running or not trainable
+        self.stop_button.disabled = not running
+        self.best_button.disabled = not trainable or self.experiment.best_run is None
+
+    def _on_click(self, trace: Any, points: Any, state: Any) -> None:
+        runs = {trace.customdata[i] for i in points.point_inds
+                if trace.customdata[i] is not None}
+        if runs:
+            self.highlight.value = tuple(sorted(runs))
+
+    # ---------------------------------------------------------------- drawing
+    def refresh(self, full: bool = True) -> None:
+        """Redraw from the experiment now: the curves, and with ``full`` the table, the
+        parallel coordinates, the importances and the status too."""
+        with self._draw_lock:
+            exp = self.experiment
+            self.runs_frame = exp.runs
+            if full:
+                self.summary_frame = exp.summary
+                run_ids = tuple(int(r) for r in self.summary_frame.get("run", []))
+                if tuple(self.highlight.options) != run_ids:
+                    kept = tuple(r for r in self.highlight.value if r in run_ids)
+                    self.highlight.options = run_ids
+                    self.highlight.value = kept
+            self._draw_curves()
+            if full:
+                self._draw_table()
+                self._draw_parallel()
+                if exp.search == "optuna":
+                    self._draw_importance()
+                self._status()
+        if full:
+            self._sync_buttons()
+
+    def groups(self) -> dict[int, int]:
+        """Run -> colour group under the current ``colour_by``."""
+        name = self.colour_by.value
+        if self.runs_frame.empty:
+            return {}
+        summary = self.runs_frame.drop_duplicates("run")
+        values = summary[name].tolist()
+        candidates = self.experiment.params[name]
+        if isinstance(candidates, Range):
+            numbers = np.array([float(v) for v in values])
+            if candidates.log:
+                numbers = np.log(numbers)
+            low, high = float(numbers.min()), float(numbers.max())
+            index = (np.zeros(len(numbers), dtype=int) if high == low else
+                     np.minimum(((numbers - low) / (high - low) * GROUPS).astype(int),
+                                GROUPS - 1))
+        else:
+            labels = [repr(c) for c in candidates]
+            index = [labels.index(repr(v)) % GROUPS if repr(v) in labels else 0 for v in values]
+        return dict(zip(summary.run.astype(int), (int(i) for i in index), strict=True))
+
+    def _group_names(self) -> list[str]:
+        name, candidates = self.colour_by.value, self.experiment.params[self.colour_by.value]
+        if isinstance(candidates, Range):
+            low, high = candidates.low, candidates.high
+            if candidates.log:
+                edges = np.exp(np.linspace(math.log(low), math.log(high), GROUPS + 1))
+            else:
+                edges = np.linspace(low, high, GROUPS + 1)
+            return [f"{name} {edges[i]:.3g}–{edges[i + 1]:.3g}" for i in range(GROUPS)]
+        labels = [f"{name}={c!r}" for c in candidates[:GROUPS]]
+        return labels + [f"{name} (more)"] * (GROUPS - len(labels))
+
+    def _colours(self) -> list[str]:
+        if isinstance(self.experiment.params[self.colour_by.value], Range):
+            return sample_colorscale("Viridis", [i / (GROUPS - 1) for i in range(GROUPS)])
+        return list(qualitative.D3[:GROUPS])
+
+    def _draw_curves(self) -> None:
+        frame, groups = self.runs_frame, self.groups()
+        points: dict[int, tuple[list, list, list]] = {i: ([], [], []) for i in range(N_TRACES)}
+        highlighted = set(self.highlight.value)
+        columns = ("loss", "val_loss"), self.right_columns
+        if not frame.empty:
+            frame = frame[frame.epoch.notna()]
+            for run, rows in frame.groupby("run", sort=True):
+                state = rows.state.iat[0]
+                group = GROUPS + SPECIAL.index(state) if state in SPECIAL else groups.get(run, 0)
+                targets = [group] + ([HIGHLIGHT] if run in highlighted else [])
+                epochs = rows.epoch.astype(float).tolist()
+                for panel, pair in enumerate(columns):
+                    for series, column in enumerate(pair):
+                        if column not in rows:
+                            continue
+                        keep = [(e, v) for e, v in zip(epochs, rows[column].tolist(),
+                                                       strict=True) if pd.notna(v)]
+                        keep = _decimate(keep)
+                        if not keep:
+                            continue
+                        for target in targets:
+                            xs, ys, ids = points[_slot(target, panel, series)]
+                            xs.extend([e for e, _ in keep] + [None])
+                            ys.extend([v for _, v in keep] + [None])
+                            ids.extend([int(run)] * len(keep) + [None])
+        names, colours = self._group_names(), self._colours()
+        fig = self.curves
+        with fig.batch_update():
+            for slot, (xs, ys, ids) in points.items():
+                group = slot // (PANELS * len(SERIES))
+                style = (names[group], colours[group]) if group < GROUPS else None
+                sent = (xs, ys, ids, style)
+                if self._sent.get(slot) == sent:  # only what changed goes to the browser
+                    continue
+                self._sent[slot] = sent
+                trace = fig.data[slot]
+                trace.x, trace.y, trace.customdata = xs, ys, ids
+                if style is not None:
+                    trace.name, trace.line.color = style
+                    trace.visible = True if xs else "legendonly"
+
+    def table_rows(self) -> pd.DataFrame:
+        """The runs table as shown: summary columns, sorted by the chosen column."""
+        summary = self.summary_frame
+        if summary.empty:
+            return summary
+        columns = [c for c in self.sort_by.options if c in summary]
+        return summary[columns].sort_values(self.sort_by.value,
+                                            ascending=not self.descending.value,
+                                            kind="stable", na_position="last")
+
+    def _draw_table(self) -> None:
+        rows = self.table_rows()
+        if rows.empty:
+            self.table_html.value = "<i>no runs yet</i>"
+            return
+        self.table_html.value = TABLE_STYLE + rows.to_html(
+            index=False, classes="xb-runs-table", border=0, na_rep="",
+            float_format=lambda v: f"{v:.4g}")
+
+    def _draw_parallel(self) -> None:
+        exp, summary = self.experiment, self.summary_frame
+        metric = f"best_{exp.metric}"
+        done = summary[summary.state.isin(["finished", "pruned"])] if not summary.empty \
+            else summary
+        dimensions = []
+        if not done.empty:
+            for name, candidates in exp.params.items():
+                values = done[name].tolist()
+                if isinstance(candidates, Range):
+                    numbers = np.array([float(v) for v in values])
+                    if candidates.log:  # parcoords has no log axis: log10 values, real ticks
+                        ticks = np.arange(math.floor(math.log10(candidates.low)),
+                                          math.ceil(math.log10(candidates.high)) + 1)
+                        dimensions.append(dict(label=f"{name} (log)", values=np.log10(numbers),
+                                               tickvals=ticks.tolist(),
+                                               ticktext=[f"{10.0 ** t:g}" for t in ticks]))
+                    else:
+                        dimensions.append(dict(label=name, values=numbers))
+                else:
+                    labels = [repr(c) for c in candidates]
+                    dimensions.append(dict(
+                        label=name, values=[labels.index(repr(v)) if repr(v) in labels else 0
+                                            for v in values],
+                        tickvals=list(range(len(labels))),
+                        ticktext=[str(c) for c in candidates]))
+            dimensions.append(dict(label=metric, values=done[metric].astype(float)))
+        trace = self.parallel.data[0]
+        with self.parallel.batch_update():
+            trace.dimensions = dimensions
+            trace.line.color = done[metric].astype(float).tolist() if not done.empty else []
+
+    def _draw_importance(self) -> None:
+        finished = int((self.summary_frame.get("state") == "finished").sum()) \
+            if not self.summary_frame.empty else 0
+        if finished == self._importance_for:  # Optuna's estimate is slow: once per new trial
+            return
+        self._importance_for = finished
+        scores = self.experiment.importances()
+        names = sorted(scores, key=scores.get)
+        with self.importance.batch_update():
+            self.importance.data[0].x = [scores[n] for n in names]
+            self.importance.data[0].y = names
+
+    def _status(self) -> None:
+        summary = self.summary_frame
+        counts = summary.state.value_counts().to_dict() if not summary.empty else {}
+        parts = [f"{n} {s}" for s, n in counts.items()]
+        best = self.experiment.best_run
+        text = f"{len(summary)} runs" + (f" ({', '.join(parts)})" if parts else "")
+        if best is not None:
+            text += f" · best: run {best}"
+        self.status.value = html.escape(text)

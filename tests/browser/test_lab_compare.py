@@ -1,0 +1,78 @@
+"""RunComparison in JupyterLab, driven by headless Chromium: Start, live curves, Train best."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"  # git-ignored
+KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
+               "?.kernel?.status === 'idle'")
+CURVES = "document.querySelector('.js-plotly-plot.xb-compare-curves')"
+RUNS, EPOCHS = 4, 40
+SOURCE = f"""
+import exburn_nb as xb
+(x, y), (tx, ty) = xb.datasets.digits()
+def build(p):
+    return (xb.input("input", shape=(None, 64)).dense(p["units"], activation="relu",
+            name="hidden").dense(10, name="output"))
+exp = xb.Experiment(build, (x, y), validation_data=(tx, ty), epochs={EPOCHS}, batch_size=64,
+                    accuracy=True, params={{"units": [8, 32], "learning_rate": [1e-3, 1e-2]}})
+view = xb.widgets.RunComparison(exp)
+view
+"""
+
+
+def points(page) -> int:
+    """Points drawn on the browser's curves figure (gaps between runs not counted)."""
+    return page.evaluate(f"({CURVES}?.data ?? []).reduce((n, t) => n + (t.x ?? [])"
+                         ".filter(v => v !== null).length, 0)")
+
+
+def test_lab_compare_start_live_curves_train_best(lab_server, page):
+    t0 = time.monotonic()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(SOURCE)]
+    nbformat.write(nb, lab_server["dir"] / "compare.ipynb")
+    page.goto(f"{lab_server['base']}/lab/workspaces/compare/tree/compare.ipynb?reset"
+              f"&token={lab_server['token']}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    page.wait_for_selector("button.xb-compare-start", timeout=120_000)
+    page.wait_for_selector(".js-plotly-plot.xb-compare-curves .main-svg", timeout=120_000)
+    assert points(page) == 0
+
+    page.click("button.xb-compare-start")
+    seen = []
+    deadline = time.monotonic() + 240
+    while f"{RUNS} runs ({RUNS} finished)" not in page.inner_text(".xb-compare-status"):
+        assert time.monotonic() < deadline, page.inner_text(".xb-compare-status")
+        seen.append(points(page))
+        page.wait_for_timeout(200)
+    page.wait_for_timeout(1000)
+    final = points(page)
+    # 4 runs x 40 epochs x (loss, val_loss, accuracy, val_accuracy)
+    assert final == RUNS * EPOCHS * 4
+    growing = sorted(set(p for p in seen if 0 < p < final))
+    assert len(growing) >= 2, f"the curves did not grow while training: {seen}"
+    assert page.locator(".xb-runs-table tbody tr").count() == RUNS
+    assert page.locator(".xb-run-comparison .js-plotly-plot .parcoords").count() == 1
+
+    page.click("button.xb-compare-best")
+    page.wait_for_selector(".xb-run-comparison .xb-dashboard button.xb-start", timeout=60_000)
+    assert not page.errors, page.errors
+    page.mouse.move(0, 0)
+    page.locator(".xb-run-comparison").scroll_into_view_if_needed()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lab_compare.png"), full_page=True)
+    print(f"\n[lab] RunComparison: points while training {growing[:8]}..., final {final}; "
+          f"test {time.monotonic() - t0:.1f}s")

@@ -1,0 +1,204 @@
+"""RunComparison driven in-process: buttons clicked, traits set, figure data read back."""
+
+import time
+
+import pytest
+
+import exburn_nb as xb
+from exburn_nb.widgets import RunComparison, TrainingDashboard
+from exburn_nb.widgets.compare import GROUPS, HIGHLIGHT, N_TRACES, PANELS, SERIES, SPECIAL
+
+
+@pytest.fixture(scope="module")
+def small(digits):
+    (x, y), (tx, ty) = digits
+    return (x[:300], y[:300]), (tx[:150], ty[:150])
+
+
+def build(params):
+    return (xb.input("input", shape=(None, 64))
+            .dense(params["units"], activation="relu", name="hidden").dense(10, name="output"))
+
+
+def make(small, **kw):
+    data, val = small
+    options = dict(validation_data=val, epochs=2, batch_size=64, accuracy=True,
+                   params={"units": [4, 8], "learning_rate": [1e-3, 1e-2]})
+    options.update(kw)
+    return xb.Experiment(build, data, **options)
+
+
+def drawn(view, groups=range(HIGHLIGHT)):
+    """{(run, column): [(epoch, value), ...]} read back from the curve traces."""
+    columns = (("loss", "val_loss"), view.right_columns)
+    out = {}
+    for group in groups:
+        for panel in range(PANELS):
+            for series in range(len(SERIES)):
+                trace = view.curves.data[group * PANELS * len(SERIES) + panel * len(SERIES)
+                                         + series]
+                for x, y, run in zip(trace.x, trace.y, trace.customdata, strict=True):
+                    if run is not None:
+                        out.setdefault((run, columns[panel][series]), []).append((x, y))
+    return out
+
+
+def expected(frame):
+    out = {}
+    for column in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        for run, rows in frame[frame.epoch.notna()].groupby("run"):
+            out[(run, column)] = list(zip(rows.epoch.astype(float), rows[column], strict=True))
+    return out
+
+
+def test_traces_equal_the_runs_frame_and_colour_by_regroups(small):
+    exp = make(small).run()
+    view = RunComparison(exp)
+    assert len(view.curves.data) == N_TRACES
+    assert drawn(view) == expected(exp.runs)
+    groups = view.groups()
+    assert len({groups[r] for r in exp.summary.query("units == 4").run}) == 1
+    view.colour_by.value = "learning_rate"
+    by_lr = view.groups()
+    summary = exp.summary.set_index("run")
+    assert all((by_lr[a] == by_lr[b]) == (summary.learning_rate[a] == summary.learning_rate[b])
+               for a in by_lr for b in by_lr)
+    assert drawn(view) == expected(exp.runs)
+    names = {t.name for t in view.curves.data if t.visible is True}
+    assert "learning_rate=0.001" in names and "learning_rate=0.01" in names
+    view.highlight.value = (2,)
+    highlighted = drawn(view, [HIGHLIGHT])
+    assert {run for run, _ in highlighted} == {2}
+    assert highlighted[(2, "val_loss")] == expected(exp.runs)[(2, "val_loss")]
+    view.close()
+
+
+def test_table_sorts_and_parallel_coordinates_hold_every_finished_run(small):
+    exp = make(small, params={"units": [4, 8],
+                              "learning_rate": [1e-3, 1e-2]}).run()
+    view = RunComparison(exp)
+    view.sort_by.value = "best_val_loss"
+    view.descending.value = True
+    rows = view.table_rows()
+    assert rows.best_val_loss.is_monotonic_decreasing and len(rows) == 4
+    html = view.table_html.value
+    positions = [html.index(f"{v:.4g}") for v in rows.best_val_loss]
+    assert positions == sorted(positions)
+    view.descending.value = False
+    assert view.table_rows().run.iloc[0] == exp.best_run
+    dims = view.parallel.data[0].dimensions
+    assert [d.label for d in dims] == ["units", "learning_rate", "best_val_loss"]
+    assert list(dims[2]["values"]) == pytest.approx(exp.summary.best_val_loss.tolist())
+    view.close()
+
+
+def test_log_params_get_log_axes(small):
+    exp = make(small, params={"units": [4], "learning_rate": xb.space.loguniform(1e-4, 1e-1)},
+               search="random", n_trials=3).run()
+    view = RunComparison(exp)
+    dim = view.parallel.data[0].dimensions[1]
+    assert dim.label == "learning_rate (log)"
+    assert list(dim["values"]) == pytest.approx([__import__("math").log10(v) for v in
+                                                 exp.summary.learning_rate])
+    assert list(dim.ticktext) == ["0.0001", "0.001", "0.01", "0.1"]
+    view.close()
+
+
+def test_train_best_opens_a_dashboard_on_the_best_configuration(small):
+    exp = make(small).run()
+    view = RunComparison(exp)
+    assert not view.best_button.disabled
+    view.best_button.click()
+    dash = view.dashboard
+    assert isinstance(dash, TrainingDashboard) and dash in view.dashboard_box.children
+    assert dash.model.learning_rate == exp.best["learning_rate"]
+    assert dash.model.layers["hidden"].out_features == exp.best["units"]
+    assert dash.model.history.empty  # fresh weights from the best run's seed
+    view.close()
+
+
+def test_live_updates_while_running_then_all_runs(small):
+    exp = make(small, params={"units": [4, 8, 16]}, epochs=30)
+    view = RunComparison(exp)
+    assert view.stop_button.disabled
+    view.start_button.click()
+    assert view.start_button.disabled and not view.stop_button.disabled
+    seen_running, deadline = False, time.monotonic() + 120
+    while exp.running and time.monotonic() < deadline:
+        frame = view.runs_frame
+        if not frame.empty and (frame.state == "running").any() and drawn(view):
+            seen_running = True
+        time.sleep(0.01)
+    assert view.wait(120) and seen_running
+    assert view.wait_drawn()
+    assert drawn(view) == expected(exp.runs)
+    assert set(view.summary_frame.state) == {"finished"}
+    assert not view.start_button.disabled and view.stop_button.disabled
+    assert "3 runs" in view.status.value
+    view.close()
+
+
+def test_stop_button_stops_the_experiment(small):
+    exp = make(small, params={"units": [4, 8]}, epochs=500)
+    view = RunComparison(exp)
+    view.start()
+    deadline = time.monotonic() + 60
+    while exp.runs.empty or exp.runs.epoch.isna().all():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    view.stop_button.click()
+    assert view.wait(60)
+    assert exp.summary.state.tolist() == ["stopped"]
+    view.close()
+
+
+def test_failed_and_pruned_runs_are_drawn_distinctly(small):
+    optuna = pytest.importorskip("optuna")
+    exp = make(small, search="optuna", n_trials=4, epochs=5,
+               params={"units": [16], "learning_rate": [1e-2, 1e-5]},
+               pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    for lr in (1e-2, 1e-2, 1e-2, 1e-5):
+        exp.study.enqueue_trial({"units": 16, "learning_rate": lr})
+    exp.run()
+    view = RunComparison(exp)
+    pruned = drawn(view, [GROUPS + SPECIAL.index("pruned")])
+    assert {run for run, _ in pruned} == {3}
+    assert drawn(view) == expected(exp.runs)
+    assert view.importance_box.layout.display != "none"
+    assert set(view.importance.data[0].y) <= {"units", "learning_rate"}
+    view.close()
+
+
+def test_a_loaded_experiment_is_shown_read_only(small, tmp_path):
+    exp = make(small).run()
+    exp.save(tmp_path)
+    view = RunComparison(xb.Experiment.load(tmp_path))
+    assert view.start_button.disabled and view.best_button.disabled
+    assert drawn(view) == expected(exp.runs)
+    view.close()
+
+
+def test_it_polls_a_study_that_another_experiment_fills(small, tmp_path):
+    pytest.importorskip("optuna")
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    params = {"units": [4, 8], "learning_rate": xb.space.loguniform(1e-3, 1e-1)}
+    writer = make(small, search="optuna", n_trials=2, params=params, storage=storage,
+                  study_name="s", pruner=None)
+    watcher = make(small, search="optuna", n_trials=1, params=params, storage=storage,
+                   study_name="s", pruner=None)
+    view = RunComparison(watcher, poll_s=0.05)
+    assert view.summary_frame.empty
+    writer.run()
+    deadline = time.monotonic() + 60
+    while len(view.summary_frame) < 2 or set(view.summary_frame.state) != {"finished"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    view.close()
+    assert drawn(view) == expected(writer.runs)
+
+
+def test_bad_arguments(small):
+    with pytest.raises(ValueError, match="experiment must be an xb.Experiment"):
+        RunComparison("nope")
+    with pytest.raises(ValueError, match="colour_by must be one of"):
+        RunComparison(make(small), colour_by="depth")
