@@ -16,7 +16,7 @@ first use, so the core never loads ipywidgets, plotly or IPython.
 from importlib import import_module
 from typing import Any
 
-from . import callbacks, datasets
+from . import callbacks, datasets, sweep
 from .callbacks import Callback
 from .config import FitConfig
 from .model import Model, available_devices, compile, deserialize_params, load
@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Callback", "FitConfig", "Model", "Spec", "Trainer", "available_devices", "callbacks", "compile",
     "compute_gradients", "datasets", "deserialize_params", "evaluate", "fit", "input", "load",
-    "train_step", "widgets", "runner",
+    "sweep", "train_step", "widgets", "runner",
 ]
 
 
