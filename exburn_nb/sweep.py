@@ -254,9 +254,13 @@ class StackedTrainer:
         self.step = [0] * len(models)
         try:
             for epoch_index in range(cfg.epochs):
-                if not any(self.active) or not self._run_epoch(epoch_index + 1, epoch_index):
+                if self._stop.is_set() or not any(self.active) or \
+                        not self._run_epoch(epoch_index + 1, epoch_index):
                     break
         finally:
+            if self._stop.is_set():
+                self.stop_reasons = [r or ("stopped" if a else None)
+                                     for r, a in zip(self.stop_reasons, self.active, strict=True)]
             for p in net.params:
                 p.grad = None
             opt.write_back(net)
@@ -310,9 +314,6 @@ class StackedTrainer:
                 if hits is not None:
                     correct += hits * torch.tensor(self.active, dtype=torch.float64)
                 if self._stop.is_set():
-                    for m in range(len(self.models)):
-                        if self.active[m]:
-                            self.stop_reasons[m] = "stopped"
                     self._end_epoch(epoch, running, losses, correct, start, b == batches)
                     return False
         self._end_epoch(epoch, running, losses, correct, start, True)
