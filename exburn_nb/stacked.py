@@ -29,6 +29,8 @@ from .spec import make_activation
 from .steps import all_finite
 
 STACKABLE = ("dense", "dropout", "activation", "flatten")
+FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the
+# vectorised update (measured on the CPU: guide MLP 235k params, digits MLP 2.4k params)
 
 
 def unstackable_reason(model: Model) -> str | None:
@@ -64,11 +66,15 @@ class StackedNet:
         self.models = list(models)
         self.size = len(models)
         spec = models[0].spec
-        with torch.no_grad():
-            self.params = [torch.stack([dict(m.module.named_parameters())[name].detach()
-                                        for m in models]).requires_grad_()
-                           for name, _ in models[0].module.named_parameters()]
         self.names = [name for name, _ in models[0].module.named_parameters()]
+        # weights are held transposed, (M, in, out): baddbmm then reads them as they lie,
+        # twice as fast as through a transposed view (forward and backward)
+        self.params = []
+        with torch.no_grad():
+            for name in self.names:
+                own = [dict(m.module.named_parameters())[name].detach() for m in models]
+                self.params.append(torch.stack([self.layout(name, p) for p in own])
+                                   .requires_grad_())
         self.layers: list[tuple[str, object]] = []  # (kind, payload)
         k = 0
         for index, layer in enumerate(spec.layers):
@@ -94,7 +100,7 @@ class StackedNet:
                 w, b = self.params[k], self.params[k + 1]
                 shape = h.shape
                 h = torch.baddbmm(b.unsqueeze(1), h.reshape(self.size, -1, shape[-1]),
-                                  w.transpose(1, 2)).reshape(*shape[:-1], w.shape[1])
+                                  w).reshape(*shape[:-1], w.shape[2])
                 if act is not None:
                     h = act(h)
             elif kind == "dropout":
@@ -120,9 +126,16 @@ class StackedNet:
                 masks.append((r < keep) * (1.0 / keep))
         return torch.stack(masks)
 
+    @staticmethod
+    def layout(name: str, t: torch.Tensor) -> torch.Tensor:
+        """A member's tensor for ``name`` as the stack holds it (weights transposed); the
+        same call turns it back."""
+        return t.t() if name.endswith(".weight") else t
+
     def member_params(self, m: int) -> dict[str, torch.Tensor]:
-        """Member ``m``'s parameters by name (views into the stack)."""
-        return {name: p.detach()[m] for name, p in zip(self.names, self.params, strict=True)}
+        """Member ``m``'s parameters by name, as its own module holds them."""
+        return {name: self.layout(name, p.detach()[m])
+                for name, p in zip(self.names, self.params, strict=True)}
 
     def nbytes(self) -> int:
         """Bytes held by the stacked parameters and their gradients."""
@@ -162,9 +175,15 @@ class StackedOptimizer:
         self.momentum = [g.get("momentum", 0.0) for g in groups]
         self.alpha = [g.get("alpha", 0.0) for g in groups]
         self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
+        per_member = sum(p[0].numel() for p in params)
+        self.fused = (kind != "rmsprop" and per_member >= FUSED_MIN_PARAMS
+                      and all(g.get("fused") for g in groups))
 
     def step(self, active: Sequence[bool]) -> None:
         """One update of the active members; the others' weights and state stay as they are."""
+        if self.fused:
+            self._fused_step(active)
+            return
         frozen = [m for m, a in enumerate(active) if not a]
         if frozen:
             idx = torch.tensor(frozen)
@@ -182,6 +201,35 @@ class StackedOptimizer:
                     p[idx] = old_p
                     for k, v in old_s.items():
                         state[k][idx] = v
+
+    def _fused_step(self, active: Sequence[bool]) -> None:
+        """Each active member through torch's own fused kernel, on views of the stack (the
+        very kernel its own optimizer runs: one pass over memory, where the vectorised
+        update makes a dozen, which dominates for large members)."""
+        if not self.state[0]:
+            for p, state in zip(self.params, self.state, strict=True):
+                for key in ("exp_avg", "exp_avg_sq") if self.kind != "sgd" else (
+                        "momentum_buffer",):
+                    state[key] = torch.zeros_like(p, requires_grad=False)
+        for m, a in enumerate(active):
+            if not a:
+                continue
+            self.steps[m] += 1
+            params = [p.detach()[m] for p in self.params]
+            grads = [p.grad[m] for p in self.params]
+            if self.kind == "sgd":
+                torch._fused_sgd_(params, grads, [s["momentum_buffer"][m] for s in self.state],
+                                  weight_decay=self.weight_decay[m], momentum=self.momentum[m],
+                                  lr=self.lr[m], dampening=0.0, nesterov=self.nesterov[m],
+                                  maximize=False, is_first_step=self.steps[m] == 1)
+                continue
+            kernel = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
+            step = torch.tensor(float(self.steps[m]))
+            kernel(params, grads, [s["exp_avg"][m] for s in self.state],
+                   [s["exp_avg_sq"][m] for s in self.state], [], [step] * len(params),
+                   lr=self.lr[m], beta1=self.beta1[m], beta2=self.beta2[m],
+                   weight_decay=self.weight_decay[m], eps=self.eps[m], amsgrad=False,
+                   maximize=False)
 
     def _hyper(self) -> dict[str, torch.Tensor]:
         """This step's per-member values as float32 ``(M,)`` tensors (rebuilt when the
@@ -260,10 +308,11 @@ class StackedOptimizer:
             with torch.no_grad():
                 for name, p, state in zip(net.names, self.params, self.state, strict=True):
                     param = own[name]
-                    param.copy_(p.detach()[m])
+                    param.copy_(net.layout(name, p.detach()[m]))
                     if not state or not self.steps[m]:
                         continue
-                    entry = {k: v[m].clone() for k, v in state.items()}
+                    entry = {k: net.layout(name, v[m]).contiguous().clone()
+                             for k, v in state.items()}
                     if self.kind != "sgd":
                         entry["step"] = torch.tensor(float(self.steps[m]), dtype=torch.float32,
                                                      device=param.device)
