@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import exburn_nb as xb
-from exburn_nb import sweep
+from exburn_nb import stacked, sweep
 from exburn_nb.stacked import member_bytes, member_loss
 
 torch.set_num_threads(1)
@@ -98,6 +98,23 @@ def test_each_member_equals_its_own_fit(digits, optimizer, extra):
     ]
     trainer = check_members(members, configs, data, val, then_fit=True)
     assert trainer.stop_reasons == [None] * 4
+
+
+@pytest.mark.parametrize(("optimizer", "extra"), OPTIMIZERS[:4],
+                         ids=["adam", "adamw", "sgd", "sgd-nesterov"])
+def test_the_fused_path_equals_each_members_own_fit(digits, monkeypatch, optimizer, extra):
+    """Large members step through torch's fused kernel, one member at a time."""
+    monkeypatch.setattr(stacked, "FUSED_MIN_PARAMS", 0)
+    data, val = digits
+    lr = 0.05 if optimizer == "sgd" else 3e-3
+    members = [{"optimizer": optimizer, "lr": lr * f, "wd": wd, "init": i, "rate": 0.2}
+               for i, (f, wd) in enumerate([(1.0, 0.0), (0.3, 1e-3), (1e35, 0.0)])]
+    configs = [xb.FitConfig(epochs=2, seed=7, clip_norm=1.0, **extra),
+               xb.FitConfig(epochs=2, seed=8, lr_schedule=("step", lr, 1, 0.5)),
+               xb.FitConfig(epochs=2, seed=9, **extra)]
+    with pytest.warns(UserWarning):  # the huge learning rate diverges, in both runs
+        trainer = check_members(members, configs, data, val, then_fit=True)
+    assert trainer.opt.fused and trainer.stop_reasons == [None, None, "non-finite"]
 
 
 def test_accumulation_and_ragged_batches(digits):
