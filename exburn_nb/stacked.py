@@ -305,7 +305,7 @@ class StackedOptimizer:
         for m, model in enumerate(net.models):
             opt = model.torch_optimizer
             own = dict(model.module.named_parameters())
-            with torch.no_grad():
+            with model.lock, torch.no_grad():
                 for name, p, state in zip(net.names, self.params, self.state, strict=True):
                     param = own[name]
                     param.copy_(net.layout(name, p.detach()[m]))

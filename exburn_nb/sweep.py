@@ -145,7 +145,7 @@ def plan(models: Sequence[Model], configs: Sequence[FitConfig],
                     f"({member_bytes(models[chunk[0]], configs[chunk[0]].batch_size):,} bytes)")
             else:
                 result.groups.append(chunk)
-                result.keys.append({k: v for k, v in keys[name].items()})
+                result.keys.append(dict(keys[name]))
     return result
 
 
@@ -297,9 +297,9 @@ class StackedTrainer:
                 b += 1
                 idx = orders[:, blo:min(hi, blo + cfg.batch_size)]
                 size = idx.shape[1]
-                for m in self._pruned:
+                pruned, self._pruned = self._pruned, set()  # another thread may add to it
+                for m in sorted(pruned):
                     self._freeze(m, "pruned", f"stopped at epoch {epoch}, batch {b}")
-                self._pruned.clear()
                 values, hits = self._forward_backward(x, y, idx, size / total)
                 for m, v in enumerate(values):
                     if self.active[m] and cfg.terminate_on_nan and not math.isfinite(v):

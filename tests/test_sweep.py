@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections import OrderedDict
 
 import pytest
@@ -192,6 +194,20 @@ def test_stop_ends_every_member_like_a_stopping_callback(digits):
         alone = build(member)
         xb.fit(alone, data, cfg, callbacks=[StopAt2()], verbose=False)
         assert_same_run(model, alone)
+
+
+def test_a_group_runs_in_a_thread_and_its_histories_grow_live(digits):
+    data, _ = digits
+    models = [build({"optimizer": "adam", "lr": 1e-3, "init": i}) for i in range(2)]
+    trainer = sweep.StackedTrainer(models, [xb.FitConfig(epochs=500, seed=0)] * 2, data)
+    thread = threading.Thread(target=trainer.run)
+    thread.start()
+    while models[1]._history.batch_count < 3:  # rows appear as the batches end
+        time.sleep(0.01)
+    trainer.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and trainer.stop_reasons == ["stopped", "stopped"]
+    assert len(models[0].batch_history) == len(models[1].batch_history) < 500 * 13
 
 
 def test_stop_member_freezes_one_member(digits):
