@@ -148,7 +148,7 @@ def _per_member(values: Sequence[float] | torch.Tensor, p: torch.Tensor) -> torc
 
     Python floats are rounded once, from float64, as ``torch.optim`` rounds its scalars."""
     if not isinstance(values, torch.Tensor):
-        values = torch.tensor(values, dtype=torch.float64).to(p.dtype)
+        values = torch.tensor(values, dtype=torch.float64).to(p.device, p.dtype)
     return values.view(-1, *[1] * (p.dim() - 1))
 
 
@@ -163,6 +163,7 @@ class StackedOptimizer:
 
     def __init__(self, kind: str, models: Sequence[Model], params: list[torch.Tensor]):
         self.kind, self.params, self.size = kind, params, len(models)
+        self.device = params[0].device
         groups = [m.torch_optimizer.param_groups[0] for m in models]
         self.lr = [g["lr"] for g in groups]
         self.weight_decay = [g["weight_decay"] for g in groups]
@@ -186,7 +187,7 @@ class StackedOptimizer:
             return
         frozen = [m for m, a in enumerate(active) if not a]
         if frozen:
-            idx = torch.tensor(frozen)
+            idx = torch.tensor(frozen, device=self.device)
             kept = [(p.detach()[idx].clone(), {k: v[idx].clone() for k, v in s.items()})
                     for p, s in zip(self.params, self.state, strict=True)]
         for m, a in enumerate(active):
@@ -224,7 +225,7 @@ class StackedOptimizer:
                                   maximize=False, is_first_step=self.steps[m] == 1)
                 continue
             kernel = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
-            step = torch.tensor(float(self.steps[m]))
+            step = torch.tensor(float(self.steps[m]), device=self.device)
             kernel(params, grads, [s["exp_avg"][m] for s in self.state],
                    [s["exp_avg_sq"][m] for s in self.state], [], [step] * len(params),
                    lr=self.lr[m], beta1=self.beta1[m], beta2=self.beta2[m],
@@ -237,14 +238,14 @@ class StackedOptimizer:
         key = (tuple(self.lr), tuple(self.weight_decay), tuple(self.nesterov))
         if getattr(self, "_key", None) != key:
             def vec(values: Sequence[float]) -> torch.Tensor:
-                return torch.tensor(values, dtype=torch.float64).float()
+                return torch.tensor(values, dtype=torch.float64).to(self.device, torch.float32)
 
             self._key = key
             self._h = {"lr": vec(self.lr), "wd": vec(self.weight_decay),
                        "eps": vec(self.eps), "momentum": vec(self.momentum),
                        "alpha": vec(self.alpha), "one_minus_alpha": vec(
                            [1 - a for a in self.alpha]),
-                       "nesterov": torch.tensor(self.nesterov),
+                       "nesterov": torch.tensor(self.nesterov, device=self.device),
                        "decay": vec([1 - a * b for a, b in zip(self.lr, self.weight_decay,
                                                                 strict=True)])}
             if self.kind in ("adam", "adamw"):
@@ -256,10 +257,10 @@ class StackedOptimizer:
             h = {**h, "step_size": torch.tensor(
                 [a / (1 - b ** t) if t else 0.0
                  for a, b, t in zip(self.lr, self.beta1, steps, strict=True)],
-                dtype=torch.float64).float(),
+                dtype=torch.float64).to(self.device, torch.float32),
                 "bc2": torch.tensor([(1 - b ** t) ** 0.5 if t else 1.0
                                      for b, t in zip(self.beta2, steps, strict=True)],
-                                    dtype=torch.float64).float()}
+                                    dtype=torch.float64).to(self.device, torch.float32)}
         return h
 
     def _adam(self, p: torch.Tensor, g: torch.Tensor, s: dict, h: dict) -> None:
@@ -345,7 +346,7 @@ def clip_members(grads: list[torch.Tensor], clip_norm: Sequence[float | None],
         if any(v is not None for v in clip_norm):
             total = grad_norms(grads)
             limit = torch.tensor([v if v is not None else float("inf") for v in clip_norm],
-                                 dtype=total.dtype)
+                                 dtype=total.dtype, device=total.device)
             coef = torch.clamp(limit / (total + 1e-6), max=1.0)
             for g in grads:
                 g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))

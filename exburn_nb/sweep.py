@@ -241,7 +241,8 @@ class StackedTrainer:
         for c in cfgs:  # as Trainer._start_run: a missing seed is drawn from torch's generator
             seeds.append(int(torch.randint(0, 2**62, (1,))) if c.seed is None else c.seed)
         self.shuffle_gens = [torch.Generator().manual_seed(s) for s in seeds]
-        self.dropout_gens = [torch.Generator().manual_seed(s) for s in seeds]
+        device = models[0].torch_device  # dropout draws on the device, as the model's own run
+        self.dropout_gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.run_ids = [m._history.start_run(c.to_dict()) for m, c in zip(models, cfgs,
                                                                           strict=True)]
         self.net = net = StackedNet(models)
@@ -282,14 +283,14 @@ class StackedTrainer:
             if s is not None and self.active[m]:
                 opt.lr[m] = s(epoch_index)
         running = list(self.active)
+        x, y = self.train
         losses: list[list[tuple[float, int]]] = [[] for _ in self.models]
-        correct = torch.zeros(len(self.models), dtype=torch.float64)
+        correct = torch.zeros(len(self.models), dtype=torch.float64, device=x.device)
         start = time.perf_counter()
         batches = -(-n // cfg.batch_size)
         b = 0
-        x, y = self.train
         orders = (torch.stack([torch.randperm(n, generator=g) for g in self.shuffle_gens])
-                  if cfg.shuffle else torch.arange(n).expand(len(self.models), n))
+                  if cfg.shuffle else torch.arange(n).expand(len(self.models), n)).to(x.device)
         for lo in range(0, n, cfg.batch_size * cfg.accumulate_gradients):
             hi = min(n, lo + cfg.batch_size * cfg.accumulate_gradients)
             total = hi - lo
@@ -312,7 +313,8 @@ class StackedTrainer:
                         self.models[m]._history.add_batch(self.run_ids[m], epoch, b,
                                                           self.step[m], v, opt.lr[m])
                 if hits is not None:
-                    correct += hits * torch.tensor(self.active, dtype=torch.float64)
+                    correct += hits * torch.tensor(self.active, dtype=torch.float64,
+                                                   device=x.device)
                 if self._stop.is_set():
                     self._end_epoch(epoch, running, losses, correct, start, b == batches)
                     return False
@@ -398,8 +400,8 @@ class StackedTrainer:
         """Mean validation loss (and accuracy) per member, in inference mode."""
         x, y = self.val
         size = len(self.models)
-        total = torch.zeros(size, dtype=torch.float64)
-        hits = torch.zeros(size, dtype=torch.float64)
+        total = torch.zeros(size, dtype=torch.float64, device=x.device)
+        hits = torch.zeros(size, dtype=torch.float64, device=x.device)
         with torch.no_grad():
             for xb, yb in TensorBatches(x, y, self.configs[0].batch_size * 4).epoch(None):
                 out = self.net.forward(xb.expand(size, *xb.shape), None)
