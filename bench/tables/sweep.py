@@ -36,8 +36,9 @@ def rows(quick: bool) -> list[dict]:
             {**guide, "batch_size": 256, "members": 16}]
 
 
-def worker(row: dict, repeats: int, clock: str) -> dict:
-    """Run in a fresh process: the timed rounds and the memory figures of one row."""
+def worker(row: dict, repeats: int, clock: str, mode: str) -> dict:
+    """Run in a fresh process: the timed rounds (``mode="time"``), or the peak memory of
+    one stacked run (``"stacked"``) or of one ``xb.fit`` (``"single"``) from a clean start."""
     import gc
     import time
 
@@ -81,12 +82,14 @@ def worker(row: dict, repeats: int, clock: str) -> dict:
             total += now() - t
         return total
 
+    if mode != "time":
+        return memory(mode, models(), cfgs, (x, y))
     stacked()  # warm-up, discarded
     times = {"stacked": [], "sequential": []}
     for _ in range(repeats):
         times["stacked"].append(stacked())
         times["sequential"].append(sequential())
-    return {"times": times, "memory": memory(spec, x, y, grid, cfgs)}
+    return {"times": times}
 
 
 def _rss_kib(field: str) -> int:
@@ -96,36 +99,35 @@ def _rss_kib(field: str) -> int:
     return 0
 
 
-def memory(spec, x, y, grid, cfgs) -> dict:  # noqa: ANN001 - worker-side helper
-    """RSS growth of one stacked run and of one xb.fit; stacked tensors vs M x one model."""
+def memory(mode: str, models: list, cfgs: list, data: tuple) -> dict:
+    """Peak RSS growth of one stacked run, or of one ``xb.fit``, in a process that has
+    run nothing else (high-water mark reset first); for the stacked run also the bytes of
+    its stacked tensors (parameters, gradients, optimizer state) against M x one model's."""
     import gc
 
     import exburn_nb as xb
 
-    def peak_growth(fn) -> float:  # noqa: ANN001
-        gc.collect()
-        try:
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            return float("nan")
-        base = _rss_kib("VmRSS")
-        fn()
-        return (_rss_kib("VmHWM") - base) / 1024
-
-    models = [xb.compile(spec, learning_rate=lr, weight_decay=wd, seed=i)
-              for i, (lr, wd) in enumerate(grid)]
-    trainer = xb.sweep.StackedTrainer(models, cfgs, (x, y))
-    stacked_mib = peak_growth(trainer.run)
-    one = xb.compile(spec, seed=0)
-    single_mib = peak_growth(lambda: xb.fit(one, (x, y), cfgs[0], verbose=False))
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return {"rss_mib": float("nan")}
+    base = _rss_kib("VmRSS")
+    x, y = data
+    one = models[0]
     params = sum(p.numel() * p.element_size() for p in one.module.parameters())
-    state = sum(v.numel() * v.element_size() for s in one.torch_optimizer.state.values()
-                for v in s.values() if v.dim())
-    return {"stacked_rss_mib": stacked_mib, "single_rss_mib": single_mib,
+    if mode == "single":
+        xb.fit(one, data, cfgs[0], verbose=False)
+        return {"rss_mib": (_rss_kib("VmHWM") - base) / 2**10,
+                "one_model_mib": (2 * params + sum(
+                    v.numel() * v.element_size() for s in one.torch_optimizer.state.values()
+                    for v in s.values() if v.dim())) / 2**20,
+                "data_mib": (x.numel() * x.element_size() + y.numel() * y.element_size()) / 2**20}
+    trainer = xb.sweep.StackedTrainer(models, cfgs, data)
+    trainer.run()
+    return {"rss_mib": (_rss_kib("VmHWM") - base) / 2**10,
             "engine_mib": (sum(p.numel() * p.element_size() for p in trainer.net.params) * 2
-                           + trainer.opt.nbytes()) / 2**20,
-            "one_model_mib": (2 * params + state) / 2**20,
-            "data_mib": (x.numel() * x.element_size() + y.numel() * y.element_size()) / 2**20}
+                           + trainer.opt.nbytes()) / 2**20}
 
 
 def run(pool: Pool, config: Config, context: dict) -> dict:
@@ -138,17 +140,24 @@ def run(pool: Pool, config: Config, context: dict) -> dict:
     clock = config.clock if config.device == "cpu" else "wall"
     for row in rows(config.quick):
         config.echo(f"  sweep: {row['name']}, batch {row['batch_size']}, M={row['members']}")
-        code = (f"import json, sys, torch; torch.set_num_threads({config.threads}); "
-                "from bench.tables.sweep import worker; "
-                f"print(json.dumps(worker(json.loads(sys.argv[1]), {config.repeats}, {clock!r})))")
-        out = subprocess.run([sys.executable, "-c", code, json.dumps(row)], env=env, cwd=root,
-                             capture_output=True, text=True, check=False)
-        if out.returncode:
-            results.append({"row": row, "error": out.stderr.strip().splitlines()[-1]})
+        data = {}
+        for mode in ("time", "stacked", "single"):
+            code = (f"import json, sys, torch; torch.set_num_threads({config.threads}); "
+                    "from bench.tables.sweep import worker; print(json.dumps(worker("
+                    f"json.loads(sys.argv[1]), {config.repeats}, {clock!r}, {mode!r})))")
+            out = subprocess.run([sys.executable, "-c", code, json.dumps(row)], env=env,
+                                 cwd=root, capture_output=True, text=True, check=False)
+            if out.returncode:
+                data["error"] = out.stderr.strip().splitlines()[-1]
+                break
+            data[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        if "error" in data:
+            results.append({"row": row, "error": data["error"]})
             continue
-        data = json.loads(out.stdout.strip().splitlines()[-1])
-        t = data["times"]
-        results.append({"row": row, "memory": data["memory"],
+        t = data["time"]["times"]
+        results.append({"row": row, "memory": {**data["single"], **data["stacked"],
+                                               "stacked_rss_mib": data["stacked"]["rss_mib"],
+                                               "single_rss_mib": data["single"]["rss_mib"]},
                         "stacked": summary(t["stacked"]), "sequential": summary(t["sequential"]),
                         "ratio": paired(t["stacked"], t["sequential"]),
                         "speedup": paired(t["sequential"], t["stacked"])})
@@ -178,6 +187,6 @@ def markdown(result: dict) -> str:
     return (table(["row", "M", "stacked s", "M x xb.fit s", "stacked / sequential",
                    "speed-up"], lines) + verdict + "\n\n"
             + table(["row", "M", "stacked tensors MiB", "M x one model MiB",
-                     "RSS growth, stacked run MiB", "RSS growth, one xb.fit MiB",
+                     "peak RSS growth, stacked run MiB", "peak RSS growth, one xb.fit MiB",
                      "data MiB (shared)"], mem)
             + f"\n\nClock: {result['clock']}, {result['threads']} thread(s).")
