@@ -16,7 +16,7 @@ first use, so the core never loads ipywidgets, plotly or IPython.
 from importlib import import_module
 from typing import Any
 
-from . import callbacks, datasets, space
+from . import callbacks, datasets, space, sweep
 from .callbacks import Callback
 from .config import FitConfig
 from .model import Model, available_devices, compile, deserialize_params, load
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Callback", "Experiment", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
     "callbacks", "compile", "compute_gradients", "datasets", "deserialize_params", "evaluate",
-    "fit", "input", "load", "lr_find", "space",
+    "fit", "input", "load", "lr_find", "space", "sweep",
     "train_step", "widgets", "runner",
 ]
 

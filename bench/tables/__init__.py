@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import classroom, experiment, inference, limit, live, overhead, scaling, training
+from . import classroom, experiment, inference, limit, live, overhead, scaling, sweep, training
 
 TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
-                                                     scaling, live, classroom, experiment)}
+                                                     scaling, live, classroom, experiment, sweep)}

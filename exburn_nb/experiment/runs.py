@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import MAX_SEED
+from ..checks import MAX_SEED
 from ..model import Model
 
 HISTORY_SKIP = ("run",)  # the model's own run counter: always 1 for an experiment's run

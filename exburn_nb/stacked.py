@@ -1,0 +1,407 @@
+"""The stacked network and optimizers behind :mod:`exburn_nb.sweep`.
+
+M copies of one dense network train as one: each weight is an ``(M, out, in)`` tensor,
+each layer one batched matmul (``torch.baddbmm``), and the optimizers update all M
+members with per-member hyperparameters (``(M,)`` tensors broadcast over each
+parameter). Member ``m`` computes exactly what its own ``torch.optim`` optimizer and
+``nn.Sequential`` compute, in the same order (so to float32 round-off); dropout draws
+each member's masks from that member's own generator, in the order its own run draws
+them, so the masks are identical.
+
+Example:
+    >>> import exburn_nb as xb
+    >>> spec = xb.input("input", shape=(None, 4)).dense(3, name="out")
+    >>> models = [xb.compile(spec, seed=s) for s in (0, 1)]
+    >>> net = StackedNet(models)
+    >>> net.forward(torch.zeros(2, 5, 4), [None, None]).shape
+    torch.Size([2, 5, 3])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .model import Model
+from .spec import make_activation
+from .steps import all_finite
+
+STACKABLE = ("dense", "dropout", "activation", "flatten")
+FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the
+# vectorised update (measured on the CPU: guide MLP 235k params, digits MLP 2.4k params)
+
+
+def unstackable_reason(model: Model) -> str | None:
+    """Why ``model`` cannot train in a stacked group, or None when it can."""
+    if model.spec is None:
+        return "it was compiled from a torch.nn.Module (only specs are stacked)"
+    kinds = sorted({la.kind for la in model.spec.layers if la.kind not in STACKABLE})
+    if kinds:
+        return (f"its layers include {', '.join(kinds)} (the stacked engine handles "
+                f"{', '.join(STACKABLE)})")
+    if model.frozen_layers:
+        return f"it has frozen layers {sorted(model.frozen_layers)}"
+    if model._history.runs or model.torch_optimizer.state:
+        return "it has been trained already (the stacked engine starts fresh models)"
+    return None
+
+
+def _activation(fn: str | None) -> torch.nn.Module | None:
+    if fn is None:
+        return None
+    return torch.nn.Softmax(dim=-1) if fn == "softmax" else make_activation(fn)
+
+
+class StackedNet:
+    """The members' weights stacked, and a forward pass over all of them at once.
+
+    Args:
+        models: fresh compiled models of one spec (dropout rates may differ); their
+            weights are copied into the stack.
+    """
+
+    def __init__(self, models: Sequence[Model]):
+        self.models = list(models)
+        self.size = len(models)
+        spec = models[0].spec
+        self.names = [name for name, _ in models[0].module.named_parameters()]
+        # weights are held transposed, (M, in, out): baddbmm then reads them as they lie,
+        # twice as fast as through a transposed view (forward and backward)
+        self.params = []
+        with torch.no_grad():
+            for name in self.names:
+                own = [dict(m.module.named_parameters())[name].detach() for m in models]
+                self.params.append(torch.stack([self.layout(name, p) for p in own])
+                                   .requires_grad_())
+        self.layers: list[tuple[str, object]] = []  # (kind, payload)
+        k = 0
+        for index, layer in enumerate(spec.layers):
+            if layer.kind == "dense":
+                self.layers.append(("dense", (k, _activation(layer.options["activation"]))))
+                k += 2
+            elif layer.kind == "dropout":
+                rates = [m.spec.layers[index].options["rate"] for m in models]
+                self.layers.append(("dropout", rates))
+            elif layer.kind == "activation":
+                self.layers.append(("activation", _activation(layer.options["fn"])))
+            else:
+                self.layers.append(("flatten", None))
+
+    def forward(self, x: torch.Tensor, generators: Sequence[torch.Generator | None] | None,
+                ) -> torch.Tensor:
+        """Outputs ``(M, B, ...)`` for inputs ``(M, B, ...)``; ``generators`` (one per
+        member) draw the dropout masks in training, None means inference."""
+        h = x
+        for kind, payload in self.layers:
+            if kind == "dense":
+                k, act = payload
+                w, b = self.params[k], self.params[k + 1]
+                shape = h.shape
+                h = torch.baddbmm(b.unsqueeze(1), h.reshape(self.size, -1, shape[-1]),
+                                  w).reshape(*shape[:-1], w.shape[2])
+                if act is not None:
+                    h = act(h)
+            elif kind == "dropout":
+                if generators is not None:
+                    h = h * self._masks(h, payload, generators)
+            elif kind == "activation":
+                h = payload(h)
+            else:
+                h = h.reshape(h.shape[0], h.shape[1], -1)
+        return h
+
+    def _masks(self, h: torch.Tensor, rates: list[float],
+               generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+        """Each member's mask as its own ``Dropout`` draws it (``rand < keep`` over its
+        generator); ones for a rate of 0 (which draws nothing), and for a frozen member."""
+        masks = []
+        for rate, gen in zip(rates, generators, strict=True):
+            if rate == 0 or gen is None:
+                masks.append(torch.ones(h.shape[1:], dtype=h.dtype, device=h.device))
+            else:
+                keep = 1.0 - rate
+                r = torch.rand(h.shape[1:], generator=gen, dtype=h.dtype, device=h.device)
+                masks.append((r < keep) * (1.0 / keep))
+        return torch.stack(masks)
+
+    @staticmethod
+    def layout(name: str, t: torch.Tensor) -> torch.Tensor:
+        """A member's tensor for ``name`` as the stack holds it (weights transposed); the
+        same call turns it back."""
+        return t.t() if name.endswith(".weight") else t
+
+    def member_params(self, m: int) -> dict[str, torch.Tensor]:
+        """Member ``m``'s parameters by name, as its own module holds them."""
+        return {name: self.layout(name, p.detach()[m])
+                for name, p in zip(self.names, self.params, strict=True)}
+
+    def nbytes(self) -> int:
+        """Bytes held by the stacked parameters and their gradients."""
+        return sum(p.numel() * p.element_size() * (2 if p.grad is not None else 1)
+                   for p in self.params)
+
+
+def _per_member(values: Sequence[float] | torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``values`` (one per member) as ``p``'s dtype, shaped to broadcast over ``p``.
+
+    Python floats are rounded once, from float64, as ``torch.optim`` rounds its scalars."""
+    if not isinstance(values, torch.Tensor):
+        values = torch.tensor(values, dtype=torch.float64).to(p.device, p.dtype)
+    return values.view(-1, *[1] * (p.dim() - 1))
+
+
+class StackedOptimizer:
+    """The models' optimizer (one kind), stepping all members with their own settings.
+
+    Reads each member's constants from its ``torch.optim`` param group (betas, momentum,
+    alpha, eps); ``lr``, ``weight_decay`` and ``nesterov`` are set per member by the caller.
+    After training, :meth:`write_back` puts each member's state into its own optimizer in
+    ``torch.optim``'s format, so a later ``xb.fit`` continues exactly.
+    """
+
+    def __init__(self, kind: str, models: Sequence[Model], params: list[torch.Tensor]):
+        self.kind, self.params, self.size = kind, params, len(models)
+        self.device = params[0].device
+        groups = [m.torch_optimizer.param_groups[0] for m in models]
+        self.lr = [g["lr"] for g in groups]
+        self.weight_decay = [g["weight_decay"] for g in groups]
+        self.nesterov = [False] * self.size
+        self.steps = [0] * self.size
+        if kind in ("adam", "adamw"):
+            self.beta1 = [g["betas"][0] for g in groups]
+            self.beta2 = [g["betas"][1] for g in groups]
+        self.eps = [g.get("eps", 0.0) for g in groups]
+        self.momentum = [g.get("momentum", 0.0) for g in groups]
+        self.alpha = [g.get("alpha", 0.0) for g in groups]
+        self.state: list[dict[str, torch.Tensor]] = [{} for _ in params]
+        per_member = sum(p[0].numel() for p in params)
+        self.fused = (kind != "rmsprop" and per_member >= FUSED_MIN_PARAMS
+                      and all(g.get("fused") for g in groups))
+
+    def step(self, active: Sequence[bool]) -> None:
+        """One update of the active members; the others' weights and state stay as they are."""
+        if self.fused:
+            self._fused_step(active)
+            return
+        frozen = [m for m, a in enumerate(active) if not a]
+        if frozen:
+            idx = torch.tensor(frozen, device=self.device)
+            kept = [(p.detach()[idx].clone(), {k: v[idx].clone() for k, v in s.items()})
+                    for p, s in zip(self.params, self.state, strict=True)]
+        for m, a in enumerate(active):
+            self.steps[m] += bool(a)
+        h = self._hyper()
+        with torch.no_grad():
+            update = getattr(self, f"_{self.kind.rstrip('w')}")
+            for p, state in zip(self.params, self.state, strict=True):
+                update(p, p.grad, state, h)
+            if frozen:
+                for p, state, (old_p, old_s) in zip(self.params, self.state, kept, strict=True):
+                    p[idx] = old_p
+                    for k, v in old_s.items():
+                        state[k][idx] = v
+
+    def _fused_step(self, active: Sequence[bool]) -> None:
+        """Each active member through torch's own fused kernel, on views of the stack (the
+        very kernel its own optimizer runs: one pass over memory, where the vectorised
+        update makes a dozen, which dominates for large members)."""
+        if not self.state[0]:
+            for p, state in zip(self.params, self.state, strict=True):
+                for key in ("exp_avg", "exp_avg_sq") if self.kind != "sgd" else (
+                        "momentum_buffer",):
+                    state[key] = torch.zeros_like(p, requires_grad=False)
+        for m, a in enumerate(active):
+            if not a:
+                continue
+            self.steps[m] += 1
+            params = [p.detach()[m] for p in self.params]
+            grads = [p.grad[m] for p in self.params]
+            if self.kind == "sgd":
+                torch._fused_sgd_(params, grads, [s["momentum_buffer"][m] for s in self.state],
+                                  weight_decay=self.weight_decay[m], momentum=self.momentum[m],
+                                  lr=self.lr[m], dampening=0.0, nesterov=self.nesterov[m],
+                                  maximize=False, is_first_step=self.steps[m] == 1)
+                continue
+            kernel = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
+            step = torch.tensor(float(self.steps[m]), device=self.device)
+            kernel(params, grads, [s["exp_avg"][m] for s in self.state],
+                   [s["exp_avg_sq"][m] for s in self.state], [], [step] * len(params),
+                   lr=self.lr[m], beta1=self.beta1[m], beta2=self.beta2[m],
+                   weight_decay=self.weight_decay[m], eps=self.eps[m], amsgrad=False,
+                   maximize=False)
+
+    def _hyper(self) -> dict[str, torch.Tensor]:
+        """This step's per-member values as float32 ``(M,)`` tensors (rebuilt when the
+        learning rates or weight decays change; Adam's bias corrections every step)."""
+        key = (tuple(self.lr), tuple(self.weight_decay), tuple(self.nesterov))
+        if getattr(self, "_key", None) != key:
+            def vec(values: Sequence[float]) -> torch.Tensor:
+                return torch.tensor(values, dtype=torch.float64).to(self.device, torch.float32)
+
+            self._key = key
+            self._h = {"lr": vec(self.lr), "wd": vec(self.weight_decay),
+                       "eps": vec(self.eps), "momentum": vec(self.momentum),
+                       "alpha": vec(self.alpha), "one_minus_alpha": vec(
+                           [1 - a for a in self.alpha]),
+                       "nesterov": torch.tensor(self.nesterov, device=self.device),
+                       "decay": vec([1 - a * b for a, b in zip(self.lr, self.weight_decay,
+                                                                strict=True)])}
+            if self.kind in ("adam", "adamw"):
+                self._h.update(b1=vec([1 - b for b in self.beta1]), b2=vec(self.beta2),
+                               one_minus_b2=vec([1 - b for b in self.beta2]))
+        h = self._h
+        if self.kind in ("adam", "adamw"):
+            steps = self.steps
+            h = {**h, "step_size": torch.tensor(
+                [a / (1 - b ** t) if t else 0.0
+                 for a, b, t in zip(self.lr, self.beta1, steps, strict=True)],
+                dtype=torch.float64).to(self.device, torch.float32),
+                "bc2": torch.tensor([(1 - b ** t) ** 0.5 if t else 1.0
+                                     for b, t in zip(self.beta2, steps, strict=True)],
+                                    dtype=torch.float64).to(self.device, torch.float32)}
+        return h
+
+    def _adam(self, p: torch.Tensor, g: torch.Tensor, s: dict, h: dict) -> None:
+        if not s:
+            s["exp_avg"], s["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+        if self.kind == "adamw":
+            p.mul_(_per_member(h["decay"], p))
+        elif any(self.weight_decay):
+            g = g + _per_member(h["wd"], p) * p
+        s["exp_avg"].lerp_(g, _per_member(h["b1"], p))
+        s["exp_avg_sq"].mul_(_per_member(h["b2"], p)).add_(
+            g * g * _per_member(h["one_minus_b2"], p))
+        denom = (s["exp_avg_sq"].sqrt() / _per_member(h["bc2"], p)).add_(
+            _per_member(h["eps"], p))
+        p.sub_(s["exp_avg"] / denom * _per_member(h["step_size"], p))
+
+    def _sgd(self, p: torch.Tensor, g: torch.Tensor, s: dict, h: dict) -> None:
+        if any(self.weight_decay):
+            g = g + _per_member(h["wd"], p) * p
+        if any(self.momentum):
+            momentum = _per_member(h["momentum"], p)
+            if not s:
+                s["momentum_buffer"] = g.clone()
+            else:
+                s["momentum_buffer"].mul_(momentum).add_(g)
+            buf = s["momentum_buffer"]
+            g = (torch.where(_per_member(h["nesterov"], p), g + momentum * buf, buf)
+                 if any(self.nesterov) else buf)
+        p.sub_(g * _per_member(h["lr"], p))
+
+    def _rmsprop(self, p: torch.Tensor, g: torch.Tensor, s: dict, h: dict) -> None:
+        if not s:
+            s["square_avg"] = torch.zeros_like(p)
+        if any(self.weight_decay):
+            g = g + _per_member(h["wd"], p) * p
+        s["square_avg"].mul_(_per_member(h["alpha"], p)).add_(
+            g * g * _per_member(h["one_minus_alpha"], p))
+        avg = s["square_avg"].sqrt().add_(_per_member(h["eps"], p))
+        p.sub_(g / avg * _per_member(h["lr"], p))
+
+    def write_back(self, net: StackedNet) -> None:
+        """Each member's weights and optimizer state into its own model."""
+        for m, model in enumerate(net.models):
+            opt = model.torch_optimizer
+            own = dict(model.module.named_parameters())
+            with model.lock, torch.no_grad():
+                for name, p, state in zip(net.names, self.params, self.state, strict=True):
+                    param = own[name]
+                    param.copy_(net.layout(name, p.detach()[m]))
+                    if not state or not self.steps[m]:
+                        continue
+                    entry = {k: net.layout(name, v[m]).contiguous().clone()
+                             for k, v in state.items()}
+                    if self.kind != "sgd":
+                        entry["step"] = torch.tensor(float(self.steps[m]), dtype=torch.float32,
+                                                     device=param.device)
+                    opt.state[param] = entry
+            for group in opt.param_groups:
+                group["lr"] = self.lr[m]
+
+    def nbytes(self) -> int:
+        """Bytes held by the optimizer state."""
+        return sum(v.numel() * v.element_size() for s in self.state for v in s.values())
+
+
+def grad_norms(grads: list[torch.Tensor]) -> torch.Tensor:
+    """Each member's global gradient L2 norm, ``(M,)`` (as ``clip_grad_norm_`` computes it)."""
+    norms = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
+                         for g in grads], dim=1)
+    return torch.linalg.vector_norm(norms, dim=1)
+
+
+def clip_members(grads: list[torch.Tensor], clip_norm: Sequence[float | None],
+                 clip_value: Sequence[float | None]) -> None:
+    """Clip each member's gradients by its own thresholds: values first, then the norm
+    (``torch.nn.utils`` semantics; a member without a threshold is left alone)."""
+    with torch.no_grad():
+        if any(v is not None for v in clip_value):
+            for g in grads:
+                bound = _per_member([v if v is not None else float("inf") for v in clip_value],
+                                    g)
+                torch.clamp(g, -bound, bound, out=g)
+        if any(v is not None for v in clip_norm):
+            total = grad_norms(grads)
+            limit = torch.tensor([v if v is not None else float("inf") for v in clip_norm],
+                                 dtype=total.dtype, device=total.device)
+            coef = torch.clamp(limit / (total + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+
+
+def finite_members(tensors: list[torch.Tensor]) -> list[bool]:
+    """For each member (dimension 0), whether all its elements of ``tensors`` are finite
+    (one fused check first, as ``guarded_step`` does; per member only when it fails)."""
+    if all_finite(tensors):
+        return [True] * tensors[0].shape[0]
+    ok = torch.stack([torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1) for t in tensors])
+    return ok.all(dim=0).tolist()
+
+
+def member_loss(model: Model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The model's loss per member: ``(M, B, ...)`` outputs and targets -> ``(M,)``.
+
+    The model's own :class:`~exburn_nb.losses.Loss` mapped over members (``vmap``); for
+    cross-entropy on logits with class indices, the same ``F.cross_entropy`` on all
+    ``M x B`` rows at once, then each member's mean (a third of the vmapped cost).
+    """
+    loss = model.loss
+    mapped = torch.func.vmap(loss)
+
+    def per_member(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if loss.name == "cross_entropy" and not loss.from_probs and \
+                target.dtype == torch.long and out.dim() == 3:
+            rows = F.cross_entropy(out.flatten(0, 1), target.flatten(), reduction="none")
+            return rows.view(out.shape[0], out.shape[1]).mean(dim=1)
+        return mapped(out, target)
+
+    return per_member
+
+
+def member_correct(model: Model) -> object:
+    """Correct predictions per member, ``(M,)``."""
+    return torch.func.vmap(model.loss.correct)
+
+
+def layer_widths(model: Model) -> int:
+    """The sum of the layers' output sizes per sample (activations a batch holds)."""
+    total = 0
+    for _, shape in model.spec.layer_shapes:
+        size = 1
+        for d in shape[1:]:
+            size *= d
+        total += size
+    return total
+
+
+def member_bytes(model: Model, batch_size: int) -> int:
+    """An estimate of one member's memory in a stacked group: parameters, gradients and
+    optimizer state (two slots for Adam, one for SGD and RMSprop), plus the activations
+    of one batch (outputs, masks and their gradients)."""
+    params = sum(p.numel() for p in model.module.parameters())
+    slots = 2 if model.optimizer in ("adam", "adamw") else 1
+    return 4 * (params * (2 + slots) + 3 * batch_size * layer_widths(model))
+

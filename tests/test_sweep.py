@@ -1,0 +1,304 @@
+"""The stacked sweep engine: every member is the same computation as its own ``xb.fit``."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import exburn_nb as xb
+from exburn_nb import stacked, sweep
+from exburn_nb.stacked import member_bytes, member_loss
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    (x, y), (tx, ty) = xb.datasets.digits()
+    return (x[:400], y[:400]), (tx[:100], ty[:100])
+
+
+def make_spec(rate: float = 0.0, width: int = 16):
+    s = xb.input("input", shape=(None, 64)).dense(width, activation="relu", name="hidden")
+    return s.dropout(rate, name="drop").dense(10, name="output")
+
+
+def build(member: dict) -> xb.Model:
+    return xb.compile(make_spec(member.get("rate", 0.0)), optimizer=member["optimizer"],
+                      learning_rate=member["lr"], weight_decay=member.get("wd", 0.0),
+                      seed=member["init"])
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+def assert_same_run(stacked: xb.Model, alone: xb.Model) -> None:
+    """Weights, epoch and batch history and runs of two models agree (1e-5 relative)."""
+    for (name, p), q in zip(alone.module.named_parameters(), stacked.module.parameters(),
+                            strict=True):
+        assert relative_error(q.detach(), p.detach()) <= 1e-5, name
+    h1, h2 = stacked.history, alone.history
+    assert list(h1.columns) == list(h2.columns)
+    assert h1["epoch"].tolist() == h2["epoch"].tolist()
+    for column in ("loss", "val_loss", "accuracy", "val_accuracy", "lr"):
+        if column in h2:
+            assert h1[column].tolist() == pytest.approx(h2[column].tolist(), rel=1e-5, nan_ok=True), column
+    b1, b2 = stacked.batch_history, alone.batch_history
+    for column in ("epoch", "batch", "step", "run"):
+        assert b1[column].tolist() == b2[column].tolist(), column
+    assert b1["loss"].tolist() == pytest.approx(b2["loss"].tolist(), rel=1e-5)
+    assert b1["lr"].tolist() == pytest.approx(b2["lr"].tolist(), rel=1e-12)
+    assert stacked.runs.to_dict("records") == alone.runs.to_dict("records")
+    assert stacked.learning_rate == pytest.approx(alone.learning_rate)
+
+
+def check_members(members: list[dict], configs: list[xb.FitConfig], data, val=None,
+                  then_fit: bool = False) -> sweep.StackedTrainer:
+    models = [build(m) for m in members]
+    trainer = sweep.StackedTrainer(models, configs, data, val)
+    trainer.run()
+    for member, cfg, model in zip(members, configs, models, strict=True):
+        alone = build(member)
+        xb.fit(alone, data, cfg, validation_data=val, verbose=False)
+        assert_same_run(model, alone)
+        if then_fit:  # the optimizer state was written back as torch.optim keeps it
+            more = cfg.replace(epochs=1, lr_schedule=None)
+            xb.fit(model, data, more, verbose=False)
+            xb.fit(alone, data, more, verbose=False)
+            assert_same_run(model, alone)
+    return trainer
+
+
+OPTIMIZERS = [("adam", {}), ("adamw", {}), ("sgd", {}), ("sgd", {"nesterov": True}),
+              ("rmsprop", {})]
+
+
+@pytest.mark.parametrize(("optimizer", "extra"), OPTIMIZERS,
+                         ids=["adam", "adamw", "sgd", "sgd-nesterov", "rmsprop"])
+def test_each_member_equals_its_own_fit(digits, optimizer, extra):
+    data, val = digits
+    lr = 0.05 if optimizer == "sgd" else 3e-3
+    members = [{"optimizer": optimizer, "lr": lr * f, "wd": wd, "init": i, "rate": rate}
+               for i, (f, wd, rate) in enumerate([(1.0, 0.0, 0.0), (0.3, 1e-3, 0.2),
+                                                  (2.0, 1e-2, 0.5), (1.0, 0.0, 0.2)])]
+    configs = [
+        xb.FitConfig(epochs=3, batch_size=32, seed=7, accuracy=True, **extra),
+        xb.FitConfig(epochs=3, batch_size=32, seed=8, clip_norm=0.5, accuracy=True),
+        xb.FitConfig(epochs=3, batch_size=32, seed=9, clip_value=0.01, weight_decay=1e-3,
+                     lr_schedule=("step", lr, 1, 0.5), accuracy=True, **extra),
+        xb.FitConfig(epochs=3, batch_size=32, seed=7, lr_schedule=("cosine", lr, lr / 10),
+                     clip_norm=1.0, clip_value=0.05, accuracy=True),
+    ]
+    trainer = check_members(members, configs, data, val, then_fit=True)
+    assert trainer.stop_reasons == [None] * 4
+
+
+@pytest.mark.parametrize(("optimizer", "extra"), OPTIMIZERS[:4],
+                         ids=["adam", "adamw", "sgd", "sgd-nesterov"])
+def test_the_fused_path_equals_each_members_own_fit(digits, monkeypatch, optimizer, extra):
+    """Large members step through torch's fused kernel, one member at a time."""
+    monkeypatch.setattr(stacked, "FUSED_MIN_PARAMS", 0)
+    data, val = digits
+    lr = 0.05 if optimizer == "sgd" else 3e-3
+    members = [{"optimizer": optimizer, "lr": lr * f, "wd": wd, "init": i, "rate": 0.2}
+               for i, (f, wd) in enumerate([(1.0, 0.0), (0.3, 1e-3), (1e35, 0.0)])]
+    configs = [xb.FitConfig(epochs=2, seed=7, clip_norm=1.0, **extra),
+               xb.FitConfig(epochs=2, seed=8, lr_schedule=("step", lr, 1, 0.5)),
+               xb.FitConfig(epochs=2, seed=9, **extra)]
+    with pytest.warns(UserWarning):  # the huge learning rate diverges, in both runs
+        trainer = check_members(members, configs, data, val, then_fit=True)
+    assert trainer.opt.fused and trainer.stop_reasons == [None, None, "non-finite"]
+
+
+def test_accumulation_and_ragged_batches(digits):
+    (x, y), _ = digits
+    data = (x[:150], y[:150])  # 150 = 4 x 32 + 22: a ragged last batch and a ragged group
+    members = [{"optimizer": "adam", "lr": lr, "init": i, "rate": 0.2}
+               for i, lr in enumerate((1e-3, 1e-2))]
+    configs = [xb.FitConfig(epochs=2, batch_size=32, accumulate_gradients=3, seed=s,
+                            clip_norm=cn) for s, cn in ((1, None), (2, 0.3))]
+    check_members(members, configs, data)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.data())
+def test_random_groups_equal_their_separate_runs(digits, draw):
+    data = draw.draw
+    optimizer = data(st.sampled_from(["adam", "sgd", "rmsprop"]))
+    size = data(st.integers(2, 3))
+    epochs = data(st.integers(1, 2))
+    batch = data(st.sampled_from([16, 50]))
+    accumulate = data(st.integers(1, 2))
+    members, configs = [], []
+    for _ in range(size):
+        lr = data(st.sampled_from([1e-3, 3e-3, 1e-2]))
+        members.append({"optimizer": optimizer, "lr": lr, "init": data(st.integers(0, 3)),
+                        "wd": data(st.sampled_from([0.0, 1e-3])),
+                        "rate": data(st.sampled_from([0.0, 0.3]))})
+        configs.append(xb.FitConfig(
+            epochs=epochs, batch_size=batch, accumulate_gradients=accumulate,
+            seed=data(st.integers(0, 3)), clip_norm=data(st.sampled_from([None, 0.5])),
+            lr_schedule=data(st.sampled_from([None, ("exponential", lr, 0.5)])),
+            nesterov=optimizer == "sgd" and data(st.booleans())))
+    (x, y), _ = digits
+    check_members(members, configs, (x[:200], y[:200]))
+
+
+def test_a_diverging_member_is_frozen_and_the_others_go_on(digits):
+    data, val = digits
+    members = [{"optimizer": "sgd", "lr": lr, "init": i} for i, lr in enumerate((0.05, 1e12,
+                                                                                0.01))]
+    configs = [xb.FitConfig(epochs=2, seed=i) for i in range(3)]
+    with pytest.warns(UserWarning):  # the separate run of the diverging member warns
+        trainer = check_members(members, configs, data, val)
+    assert trainer.stop_reasons == [None, "non-finite", None]
+    assert any(msg.startswith("member 1:") for msg in trainer.messages)
+    assert all(math.isfinite(float(p.detach().abs().max()))
+               for p in trainer.models[1].module.parameters())
+    assert len(trainer.models[0].history) == 2 and len(trainer.models[1].history) == 1
+
+
+def test_stop_ends_every_member_like_a_stopping_callback(digits):
+    data, _ = digits
+    members = [{"optimizer": "adam", "lr": lr, "init": 0} for lr in (1e-3, 1e-2)]
+    configs = [xb.FitConfig(epochs=4, seed=i) for i in range(2)]
+    models = [build(m) for m in members]
+    trainer = sweep.StackedTrainer(models, configs, data)
+    seen = []
+
+    def listener(member, metrics):
+        seen.append((member, metrics["epoch"]))
+        if metrics["epoch"] == 2:
+            trainer.stop()
+
+    trainer.on_epoch_end(listener)
+    trainer.run()
+    assert trainer.stop_reasons == ["stopped", "stopped"]
+    assert seen == [(0, 1), (1, 1), (0, 2), (1, 2)]
+
+    class StopAt2(xb.Callback):
+        def on_epoch_end(self, epoch, metrics):
+            if epoch == 2:
+                self.trainer.stop()
+
+    for member, cfg, model in zip(members, configs, models, strict=True):
+        alone = build(member)
+        xb.fit(alone, data, cfg, callbacks=[StopAt2()], verbose=False)
+        assert_same_run(model, alone)
+
+
+def test_a_group_runs_in_a_thread_and_its_histories_grow_live(digits):
+    data, _ = digits
+    models = [build({"optimizer": "adam", "lr": 1e-3, "init": i}) for i in range(2)]
+    trainer = sweep.StackedTrainer(models, [xb.FitConfig(epochs=500, seed=0)] * 2, data)
+    thread = threading.Thread(target=trainer.run)
+    thread.start()
+    while models[1]._history.batch_count < 3:  # rows appear as the batches end
+        time.sleep(0.01)
+    trainer.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and trainer.stop_reasons == ["stopped", "stopped"]
+    assert len(models[0].batch_history) == len(models[1].batch_history) < 500 * 13
+
+
+def test_stop_member_freezes_one_member(digits):
+    data, _ = digits
+    models = [build({"optimizer": "adam", "lr": 1e-3, "init": i}) for i in range(3)]
+    trainer = sweep.StackedTrainer(models, [xb.FitConfig(epochs=3, seed=0)] * 3, data)
+    trainer.on_epoch_end(lambda m, metrics: trainer.stop_member(1) if m == 1 else None)
+    trainer.run()
+    assert trainer.stop_reasons == [None, "pruned", None]
+    assert [len(m.history) for m in models] == [3, 1, 3]  # frozen before epoch 2 began
+    with pytest.raises(ValueError, match="index must be a member index"):
+        trainer.stop_member(3)
+
+
+def test_plan_groups_by_what_must_be_equal():
+    def model(width=16, optimizer="adam", rate=0.0):
+        return xb.compile(make_spec(rate, width), optimizer=optimizer)
+
+    cfg = xb.FitConfig(epochs=2)
+    models = [model(), model(rate=0.3), model(width=8), model(width=8), model(optimizer="sgd"),
+              model(), model(), model(), xb.compile(nn.Sequential(OrderedDict(h=nn.Linear(64, 10))),
+                                                    input_shape=(None, 64))]
+    configs = [cfg, cfg.replace(seed=3, clip_norm=1.0), cfg, cfg, cfg, cfg.replace(batch_size=64),
+               cfg.replace(precision="bf16"), cfg.replace(epochs=3), cfg]
+    result = sweep.plan(models, configs)
+    assert result.groups == [[0, 1], [2, 3]]
+    assert set(result.sequential) == {4, 5, 6, 7, 8}
+    assert "no other member shares" in result.sequential[4]
+    assert "batch_size=64" in result.sequential[5]
+    assert "precision='bf16'" in result.sequential[6]
+    assert "epochs=3" in result.sequential[7]
+    assert "torch.nn.Module" in result.sequential[8]
+    text = result.describe()
+    assert "stacked group 1: members [0, 1]" in text and "member 8 runs alone" in text
+
+
+def test_plan_names_unstackable_models():
+    conv = (xb.input("input", shape=(None, 1, 8, 8)).conv2d(4, 3).flatten().dense(10))
+    trained = xb.compile(make_spec())
+    xb.fit(trained, (torch.randn(20, 64), torch.randint(0, 10, (20,))), epochs=1, verbose=False)
+    frozen = xb.compile(make_spec()).freeze("hidden")
+    models = [xb.compile(conv), xb.compile(conv), trained, frozen]
+    result = sweep.plan(models, [xb.FitConfig()] * 4)
+    assert "conv2d" in result.sequential[0] and "trained already" in result.sequential[2]
+    assert "frozen" in result.sequential[3]
+
+
+def test_memory_budget_splits_groups():
+    models = [xb.compile(make_spec()) for _ in range(5)]
+    configs = [xb.FitConfig()] * 5
+    one = member_bytes(models[0], 32)
+    result = sweep.plan(models, configs, memory_budget=int(2.5 * one))
+    assert result.groups == [[0, 1], [2, 3]]
+    assert "memory budget" in result.sequential[4]
+    assert sweep.plan(models, configs, memory_budget=10 * one).groups == [[0, 1, 2, 3, 4]]
+
+
+def test_memory_is_members_times_one_model_and_data_is_shared(digits):
+    (x, y), _ = digits
+    models = [build({"optimizer": "adam", "lr": 1e-3, "init": i}) for i in range(4)]
+    trainer = sweep.StackedTrainer(models, [xb.FitConfig(epochs=1, seed=0)] * 4, (x, y))
+    trainer.run()
+    assert trainer.train[0].data_ptr() == x.data_ptr()  # not copied, let alone per member
+    params = sum(p.numel() * 4 for p in models[0].module.parameters())
+    assert trainer.net.nbytes() == 4 * params  # gradients freed after the run
+    assert trainer.opt.nbytes() == 4 * 2 * params  # Adam's two slots
+    state = models[0].torch_optimizer.state_dict()["state"]
+    assert set(state[0]) == {"step", "exp_avg", "exp_avg_sq"}
+
+
+def test_member_loss_equals_each_members_loss():
+    torch.manual_seed(0)
+    for loss, out, target in [("cross_entropy", torch.randn(3, 5, 4), torch.randint(0, 4, (3, 5))),
+                              ("mse", torch.randn(3, 5, 4), torch.randn(3, 5, 4))]:
+        model = xb.compile(xb.input("input", shape=(None, 2)).dense(4), loss=loss)
+        got = member_loss(model)(out, target)
+        want = torch.stack([model.loss(o, t) for o, t in zip(out, target, strict=True)])
+        torch.testing.assert_close(got, want)
+
+
+def test_errors_are_raised_before_training(digits):
+    data, _ = digits
+    models = [xb.compile(make_spec()) for _ in range(2)]
+    cfg = xb.FitConfig(epochs=1)
+    with pytest.raises(ValueError, match="configs must be a list of one FitConfig per model"):
+        sweep.StackedTrainer(models, [cfg], data)
+    with pytest.raises(ValueError, match=r"configs\[1\] must be an xb.FitConfig"):
+        sweep.StackedTrainer(models, [cfg, {"epochs": 1}], data)
+    with pytest.raises(ValueError, match="one stacked group"):
+        sweep.StackedTrainer(models, [cfg, cfg.replace(batch_size=8)], data)
+    loader = torch.utils.data.TensorDataset(*data)
+    with pytest.raises(ValueError, match="data must be \\(x, y\\) in memory"):
+        sweep.StackedTrainer(models, [cfg, cfg], loader)
+    assert all(len(m.history) == 0 for m in models)
