@@ -38,7 +38,10 @@ from .dashboard import TrainingDashboard
 from .lr_finder import LRFinderButton
 from .panels import COLORS, NetworkPanels
 
-MAX_UPDATES_PER_S = 5
+# Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
+# JupyterLab test on a busy 2-core machine, Stop answered 20-24 s late at 5/s (5-36 s at
+# 1-2/s: the dashboard's own figure weighs too), so the boundary stays at 2/s.
+MAX_UPDATES_PER_S = 2
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
 MARGIN = 0.15  # the plane extends this share of the data's range beyond it
 FEATURES = {

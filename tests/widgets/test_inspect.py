@@ -60,3 +60,13 @@ def test_bad_arguments(trained):
         xb.widgets.inspect(model, (tx, ty), k=0)
     with pytest.raises(ValueError, match="data"):
         xb.widgets.inspect(model, (torch.zeros(3, 5), ty[:3]))
+
+
+def test_image_inputs_are_drawn_as_images():
+    (x, y), (tx, ty) = xb.datasets.digits(images=True)
+    spec = xb.input("input", shape=(None, 1, 8, 8)).flatten(name="flat").dense(10, name="out")
+    model = xb.compile(spec, seed=0)
+    view = xb.widgets.inspect(model, (tx, ty), k=4)
+    first = int(view.wrong["index"].iloc[0])
+    assert len(view.figures) == 2 and len(view.figures[1].data) == 4
+    assert np.allclose(np.asarray(view.figures[1].data[0].z), tx[first, 0].numpy())
