@@ -11,6 +11,17 @@ Each model ends with its own weights, optimizer state, ``history``, ``batch_hist
 and ``runs`` row, as a separate ``fit`` leaves them. A member whose loss, gradients or
 update is not finite is frozen and marked (``stop_reasons``) while the others go on.
 
+Scope: a member equals its own ``fit`` exactly (dropout masks included) when its config
+has a ``seed``; without one, each member draws a seed from torch's generator as ``fit``
+does, but its dropout masks then differ from a separate run's (which draws them from the
+global generator). Histories grow live (rows are added as each batch ends, readable from
+another thread); the models' weights and optimizer state are written back when the run
+ends (however it ends), so a prediction made mid-run sees the initial weights. ``fit``'s
+callbacks are not taken: watch with :meth:`StackedTrainer.on_epoch_end` and the
+histories, steer with :meth:`StackedTrainer.stop` / :meth:`StackedTrainer.stop_member`.
+Specs of dense, dropout, activation and flatten layers are stacked; other layers,
+DataLoader data and bf16 run with ``xb.fit`` (:func:`plan` says why).
+
 Example:
     >>> import exburn_nb as xb
     >>> (x, y), _ = xb.datasets.digits()
