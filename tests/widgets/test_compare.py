@@ -190,7 +190,8 @@ def test_it_polls_a_study_that_another_experiment_fills(small, tmp_path):
     assert view.summary_frame.empty
     writer.run()
     deadline = time.monotonic() + 60
-    while len(view.summary_frame) < 2 or set(view.summary_frame.state) != {"finished"}:
+    while len(view.summary_frame) < 2 or set(view.summary_frame.state) != {"finished"} \
+            or drawn(view) != expected(writer.runs):  # the table and curves catch up
         assert time.monotonic() < deadline
         time.sleep(0.05)
     view.close()
