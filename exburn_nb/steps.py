@@ -34,8 +34,10 @@ NUMERICAL_WARN_PARAMS = 10_000
 NUMERICAL_STEP = 1e-6
 
 
-def prepare_pair(model: Model, data: Any, argname: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` checked against the model (shapes, labels, lengths) and on its device."""
+def prepare_pair(model: Model, data: Any, argname: str = "data",
+                 check_data: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` checked against the model (shapes, labels, lengths; with ``check_data``
+    also NaN/inf, before the copy) and on its device (copied without blocking)."""
     if hasattr(model, "to_dict") and not isinstance(model, Model):
         raise ValueError(f"model must be a compiled exburn_nb Model; got a "
                          f"{type(model).__name__}: compile the spec first: "
@@ -47,17 +49,11 @@ def prepare_pair(model: Model, data: Any, argname: str = "data") -> tuple[torch.
     y = model.loss.prepare_targets(to_tensor(y, f"{argname} y"), model.output_shape,
                                    f"{argname} y")
     check_same_length(x, y, f"{argname} x", f"{argname} y")
-    return x.to(model.torch_device), y.to(model.torch_device)
-
-
-def prepare_batch(model: Model, batch: Any, argname: str = "batch",
-                  check_data: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`prepare_pair` for one batch, refusing NaN/inf values when ``check_data``."""
-    x, y = prepare_pair(model, batch, argname)
     if check_data:
         check_finite(x, f"{argname} x")
         check_finite(y, f"{argname} y")
-    return x, y
+    device = model.torch_device
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def check_clip(clip_norm: float | None, clip_value: float | None) -> None:
@@ -201,7 +197,7 @@ def train_step(model: Model, batch: Any, clip_norm: float | None = None,
     warning: the weights keep their previous values.
     """
     check_clip(clip_norm, clip_value)
-    x, y = prepare_batch(model, batch, "batch", check_data)
+    x, y = prepare_pair(model, batch, "batch", check_data)
     with model.lock:
         grads, loss = _gradients(model, x, y, grad_method)
         params = [p for p in model.module.parameters() if p.requires_grad]

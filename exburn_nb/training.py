@@ -32,14 +32,13 @@ from . import checkpoints
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
 from .checks import check_number
 from .config import FitConfig
-from .data import LoaderBatches, TensorBatches, check_finite, is_loader
+from .data import LoaderBatches, TensorBatches, is_loader
 from .model import Model
 from .optim import make_schedule, set_learning_rate
 from .steps import (
     check_accuracy,
     evaluate_batches,
     guarded_step,
-    prepare_batch,
     prepare_pair,
 )
 
@@ -135,13 +134,9 @@ class Trainer:
                 shuffle = (argname == "data" and self.config.shuffle
                            and not isinstance(data, IterableDataset))  # streams keep their order
                 data = DataLoader(data, batch_size=batch_size or self.config.batch_size,
-                                  shuffle=shuffle)
-            return LoaderBatches(data, lambda x, y: prepare_batch(model, (x, y), argname,
-                                                                  check_data=check))
-        x, y = prepare_pair(model, data, argname)
-        if check:
-            check_finite(x, f"{argname} x")
-            check_finite(y, f"{argname} y")
+                                  shuffle=shuffle, pin_memory=model.torch_device.type == "cuda")
+            return LoaderBatches(data, lambda x, y: prepare_pair(model, (x, y), argname, check))
+        x, y = prepare_pair(model, data, argname, check)
         return TensorBatches(x, y, batch_size or self.config.batch_size)
 
     # ---------------------------------------------------------------- controls
