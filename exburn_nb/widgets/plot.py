@@ -40,20 +40,21 @@ def make_figure(height: int = 380, widget: bool | None = None) -> go.FigureWidge
     """The empty figure: epoch losses, smoothed batch loss, accuracies, lr-change marks.
 
     It fills the width of its container (``autosize``) and has a fixed height; the legend
-    sits under the axes, the accuracy axis runs from 0 to 100 %. A live ``FigureWidget``,
+    sits above the axes, in a top margin with room for two rows, the accuracy axis runs
+    from 0 to 100 %. A live ``FigureWidget``,
     or a plain ``Figure`` where :func:`~exburn_nb.widgets.render.renderer` says
     ``"static"`` (or ``widget=False``).
     """
     # Built as a plain Figure, then wrapped: a FigureWidget only syncs the traces it was
     # constructed with as widget state (add_scatter on a widget just sends messages).
     fig = go.Figure(layout=dict(
-        height=height, autosize=True, margin=dict(l=55, r=55, t=20, b=40),
+        height=height, autosize=True, margin=dict(l=55, r=55, t=76, b=40),
         template="plotly_white", showlegend=True, uirevision=0,
         xaxis=dict(title="epoch", rangemode="tozero"),
         yaxis=dict(title="loss", rangemode="tozero"),
         yaxis2=dict(title="accuracy", overlaying="y", side="right", range=[0, 1],
                     tickformat=".0%", dtick=0.2, showgrid=False, zeroline=False),
-        legend=dict(orientation="h", x=0, xanchor="left", y=-0.18, yanchor="top"),
+        legend=dict(orientation="h", x=0, xanchor="left", y=1.12, yanchor="bottom"),
         hovermode="closest"))
     fig.add_scatter(name="train loss", mode="lines+markers", line=dict(color=COLORS["train"]),
                     marker=dict(size=4))

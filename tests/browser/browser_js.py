@@ -36,10 +36,20 @@ LAYOUT_PROBLEMS = """() => {
     if (svg && box(svg).width < 0.95 * d.width) problems.push(`plot ${box(svg).width|0} px in ${d.width|0}`);
     const legend = fig.querySelector('g.legend'), area = fig.querySelector('.nsewdrag');
     if (legend && area) {
-        const l = box(legend), a = box(area);
-        const overlap = Math.min(l.right, a.right) > Math.max(l.left, a.left) &&
-                        Math.min(l.bottom, a.bottom) > Math.max(l.top, a.top);
-        if (overlap) problems.push('the legend overlaps the plotting area');
+        // the entries a person sees (the legend group's own box includes its clip area)
+        const items = [...legend.querySelectorAll('g.traces')].map(box);
+        const l = {left: Math.min(...items.map(b => b.left)), right: Math.max(...items.map(b => b.right)),
+                   top: Math.min(...items.map(b => b.top)), bottom: Math.max(...items.map(b => b.bottom))};
+        const a = box(area);
+        const overlap = Math.min(l.right, a.right) > Math.max(l.left, a.left) + 2 &&
+                        Math.min(l.bottom, a.bottom) > Math.max(l.top, a.top) + 2;  // 2 px: touching
+        if (overlap) problems.push(`the legend [${l.top|0}, ${l.bottom|0}] overlaps the plotting area [${a.top|0}, ${a.bottom|0}]`);
+        for (const title of fig.querySelectorAll('.g-xtitle text, .g-ytitle text, .g-y2title text')) {
+            const t = box(title);
+            if (Math.min(l.right, t.right) > Math.max(l.left, t.left) &&
+                Math.min(l.bottom, t.bottom) > Math.max(l.top, t.top))
+                problems.push(`the legend overlaps the axis title ${title.textContent}`);
+        }
     }
     const ticks = [...fig.querySelectorAll('g.y2tick text')].map(t => t.textContent);
     if (!ticks.length || ticks.some(t => !/^\\d+%$/.test(t))) problems.push(`accuracy ticks ${ticks}`);

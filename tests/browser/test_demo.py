@@ -39,6 +39,19 @@ def notebook_text(page) -> str:
             return "\n".join(parts)
 
 
+def scroll_to(page, selector: str) -> None:
+    """Scroll the notebook down until ``selector`` is rendered (JupyterLab renders cells
+    only near the view), then bring it into view."""
+    scroller = ".jp-NotebookPanel .jp-WindowedPanel-outer"
+    page.eval_on_selector(scroller, "e => e.scrollTop = 0")
+    for _ in range(200):
+        if page.locator(selector).count():
+            break
+        page.eval_on_selector(scroller, "e => e.scrollTop += e.clientHeight * 0.8")
+        page.wait_for_timeout(150)
+    page.locator(selector).first.scroll_into_view_if_needed()
+
+
 def check_no_dead_widgets(text: str) -> None:
     assert "Error displaying widget" not in text and "Loading widget" not in text, \
         [line for line in text.splitlines() if "widget" in line][:5]
@@ -129,7 +142,9 @@ def test_make_demo_quickstart_blocking_cell_layout_reload(demo_server, page):
     page.keyboard.press("Control+s")
     page.wait_for_function("!document.querySelector('.jp-mod-current.jp-mod-dirty')")
     page.reload()
-    page.wait_for_selector(".js-plotly-plot.xb-figure .main-svg", timeout=120_000)
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    scroll_to(page, ".js-plotly-plot.xb-figure .main-svg")
     page.wait_for_function(f"({FIGURE}?.data?.[{TRAIN_LOSS}]?.x?.length ?? 0) > 0",
                            timeout=60_000)
     assert page.evaluate(f"{FIGURE}.data[{TRAIN_LOSS}].x.length") == epochs

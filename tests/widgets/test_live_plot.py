@@ -84,7 +84,7 @@ def test_layout_fills_its_container_and_reads_well():
     fig = plot.make_figure()
     assert fig.layout.autosize and fig.layout.width is None
     assert tuple(fig.layout.yaxis2.range) == (0, 1) and fig.layout.yaxis2.tickformat == ".0%"
-    assert fig.layout.legend.y < 0  # under the axes, not over the data
+    assert fig.layout.legend.y > 1 and fig.layout.legend.yanchor == "bottom"  # above the data
     assert fig.data[plot.LR_MARK].mode == "markers"
     assert fig._config["responsive"]
 
