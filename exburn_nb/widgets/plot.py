@@ -23,15 +23,15 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..callbacks import Callback
+from ..history import SMOOTHING, smooth
 from ..model import Model
-from ..optim import set_learning_rate
+from ..training import Trainer
 from .comms import serve_on_subshell
 from .render import STATIC_UPDATES_PER_S, renderer
 
 MAX_UPDATES_PER_S = 5
 POINT_BUDGET = 400  # points per drawn curve, at most
 MAX_BATCH_POINTS = 2 * POINT_BUDGET  # raw batch points kept before halving them
-SMOOTHING = 0.9
 LR_MARK = 5  # trace index of the learning-rate marks
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "lr": "#9467bd"}
 
@@ -129,6 +129,9 @@ class LivePlot(Callback):
         self._marks: tuple[list, list, list] = ([], [], [])
         self._last_lr: float | None = None
         self._last_draw = 0.0
+        # the model's history is the one source of batch points: rows before _read are drawn
+        self._read = self.model._history.batch_count if self.model is not None else 0
+        self._per_epoch: dict[int, int] = {}  # run -> batches per epoch
 
     def reset(self) -> None:
         """Forget the drawn batch points and marks (after a weight reset), rescale the axes
@@ -140,7 +143,10 @@ class LivePlot(Callback):
 
     # ---------------------------------------------------------------- hooks
     def on_train_begin(self, logs: dict) -> None:
-        self.model = logs["model"]
+        if logs["model"] is not self.model:
+            self.model = logs["model"]
+            self._read = self.model._history.batch_count  # draw this plot's runs only
+        self._per_epoch[self.trainer.run_id if self.trainer else 0] = logs["batches"] or 1
         if self.controls is not None:
             self.controls.begin(self.model)
         if self.display:
@@ -157,25 +163,9 @@ class LivePlot(Callback):
                         W.VBox([self.controls.row, self.figure], layout=W.Layout(width="100%")))
             self.display = False  # once: later runs keep drawing into the same figure
 
-    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
-        with self._lock:
-            self._lr_seen(logs["lr"], epoch - 1)
-
     def on_batch_end(self, batch: int, logs: dict) -> None:
         if self.controls is not None:
-            self.controls.at_batch_end(self.model)
-        x = logs["epoch"] - 1 + batch / logs["batches"]
-        loss = logs["loss"]
-        with self._lock:
-            self._lr_seen(logs["lr"], x)
-            if loss is not None:
-                self._ema = loss if self._ema is None else SMOOTHING * self._ema + (1 - SMOOTHING) * loss
-                self._seen += 1
-                if self._seen % self._stride == 0:
-                    self._bx.append(x)
-                    self._by.append(self._ema)
-                    if len(self._bx) > MAX_BATCH_POINTS:  # keep every other point
-                        self._bx, self._by, self._stride = self._bx[::2], self._by[::2], self._stride * 2
+            self.controls.at_batch_end(self.trainer)
         if time.monotonic() - self._last_draw >= 1 / MAX_UPDATES_PER_S:
             self.draw()
 
@@ -190,19 +180,37 @@ class LivePlot(Callback):
         if self.controls is not None:
             self.controls.end(logs["model"])
 
-    def _lr_seen(self, lr: float, x: float) -> None:
-        if self._last_lr is not None and lr != self._last_lr:
-            xs, ys, texts = self._marks
-            xs.append(x)
-            ys.append(self._ema if self._ema is not None else 0.0)
-            texts.append(f"lr {self._last_lr:.2g} → {lr:.2g} at epoch {x:.2f}")
-        self._last_lr = lr
+    def _read_batches(self) -> None:
+        """Take the batch rows recorded since the last draw from the model's history:
+        smoothed loss points (decimated to a fixed budget) and learning-rate marks."""
+        if self.model is None:
+            return
+        rows = self.model._history.batch_rows_since(self._read)
+        self._read += len(rows["loss"])
+        xs = [e - 1 + b / self._per_epoch.get(r, 1)
+              for e, b, r in zip(rows["epoch"], rows["batch"], rows["run"], strict=True)]
+        smoothed = smooth(rows["loss"], SMOOTHING, self._ema)
+        for x, y, lr in zip(xs, smoothed, rows["lr"], strict=True):
+            if self._last_lr is not None and lr != self._last_lr:
+                self._marks[0].append(x)
+                self._marks[1].append(y)
+                self._marks[2].append(f"lr {self._last_lr:.2g} → {lr:.2g} at epoch {x:.2f}")
+            self._last_lr = lr
+            self._seen += 1
+            if self._seen % self._stride == 0:
+                self._bx.append(x)
+                self._by.append(y)
+                if len(self._bx) > MAX_BATCH_POINTS:  # keep every other point
+                    self._bx, self._by, self._stride = self._bx[::2], self._by[::2], self._stride * 2
+        if smoothed:
+            self._ema = smoothed[-1]
 
     # ---------------------------------------------------------------- drawing
     def curves(self) -> list[tuple[list, list]]:
         """The (x, y) of every trace, decimated, as :meth:`draw` sends them."""
         rows = self.model._history.epoch_rows if self.model is not None else []
         with self._lock:
+            self._read_batches()
             batch = (list(self._bx), list(self._by))
             marks = tuple(list(m) for m in self._marks)
 
@@ -335,17 +343,17 @@ class _Controls:
         if abs(math.log10(change["new"]) - math.log10(self._model_lr)) >= self.learning_rate.step / 2:
             self._new_lr = change["new"]
 
-    def at_batch_end(self, model: Model) -> None:
-        """In the training thread: apply a new rate, hold while paused, stop when asked."""
+    def at_batch_end(self, trainer: Trainer) -> None:
+        """In the training thread: ask for a new rate (from the next batch, recorded),
+        hold while paused, stop when asked (after this batch, as the dashboard does)."""
         lr, self._new_lr = self._new_lr, None
-        if lr is not None:
-            set_learning_rate(model.torch_optimizer, lr)
-            model.learning_rate = self._model_lr = lr
+        if lr is not None and trainer.set_learning_rate(lr):
+            self._model_lr = lr
         while not self._running.wait(0.1) and not self._stop.is_set():
             pass
         if self._stop.is_set():
             self.status.value = "stopping…"
-            raise KeyboardInterrupt("Stop pressed")  # fit ends cleanly, keeping every batch
+            trainer.stop()
 
     def end(self, model: Model) -> None:
         self.stop_button.disabled = self.pause_button.disabled = True
