@@ -118,7 +118,7 @@ def test_train_best_opens_a_dashboard_on_the_best_configuration(small):
 
 
 def test_live_updates_while_running_then_all_runs(small):
-    exp = make(small, params={"units": [4, 8, 16]}, epochs=30)
+    exp = make(small, params={"units": [4, 8, 16]}, epochs=120)  # long enough for 2 draws/s
     view = RunComparison(exp)
     assert view.stop_button.disabled
     view.start_button.click()
@@ -133,8 +133,9 @@ def test_live_updates_while_running_then_all_runs(small):
     assert view.wait_drawn()
     assert drawn(view) == expected(exp.runs)
     assert set(view.summary_frame.state) == {"finished"}
+    assert exp.summary.epochs.tolist() == [120] * 3
     assert not view.start_button.disabled and view.stop_button.disabled
-    assert "3 runs" in view.status.value
+    assert "3 runs (3 finished)" in view.status.value
     view.close()
 
 
