@@ -203,3 +203,20 @@ def test_bad_arguments(small):
         RunComparison("nope")
     with pytest.raises(ValueError, match="colour_by must be one of"):
         RunComparison(make(small), colour_by="depth")
+
+
+def test_a_click_on_a_curve_highlights_its_run(small):
+    from plotly.callbacks import InputDeviceState, Points
+
+    exp = make(small, params={"units": [4, 8]}).run()
+    view = RunComparison(exp)
+    trace = next(t for t in view.curves.data if 1 in t.customdata)
+    index = list(trace.customdata).index(1)
+    points = Points(point_inds=[index], xs=[trace.x[index]], ys=[trace.y[index]],
+                    trace_name=trace.name, trace_index=0)
+    state = InputDeviceState(ctrl=False, alt=False, shift=False, meta=False, button=0,
+                             buttons=1)
+    trace._dispatch_on_click(points, state)
+    assert view.highlight.value == (1,)
+    assert {run for run, _ in drawn(view, [HIGHLIGHT])} == {1}
+    view.close()
