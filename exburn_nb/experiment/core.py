@@ -278,6 +278,8 @@ class Experiment:
             model = compile(copy.deepcopy(built.module), input_shape=built.input_shape,
                             **{**base, **compile_kw})
             return model.reset_weights(seed)
+        if isinstance(built, nn.Module):  # never train the caller's module itself
+            return compile(copy.deepcopy(built), **compile_kw).reset_weights(seed)
         return compile(built, seed=seed, **compile_kw)
 
     def _find(self, run: int | None) -> Run:
