@@ -240,3 +240,21 @@ def test_space_ranges_draw_inside_their_bounds_and_refuse_bad_ones():
         xb.space.loguniform(0.0, 1.0)
     with pytest.raises(ValueError, match="integers: low must be an integer"):
         xb.space.integers(1.5, 3)
+
+
+def test_a_torch_module_is_copied_per_run_with_fresh_seeded_weights(small):
+    from collections import OrderedDict
+
+    from torch import nn
+
+    module = nn.Sequential(OrderedDict(hidden=nn.Linear(64, 8), act=nn.ReLU(),
+                                       output=nn.Linear(8, 10)))
+    before = module.hidden.weight.detach().clone()
+    exp = make(small, build=module, params={"learning_rate": [1e-3, 1e-2]}).run()
+    assert torch.equal(module.hidden.weight, before)  # the caller's module is not trained
+    assert set(exp.summary.state) == {"finished"}
+    first, _ = exp.prepare_run(0)
+    again, _ = exp.prepare_run(0)
+    other, _ = exp.prepare_run(1)
+    weights = [m.parameters()["hidden.weight"] for m in (first, again, other)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])

@@ -66,7 +66,9 @@ class Experiment:
         epochs: epochs per run (unless ``epochs`` is a searched param).
         metric: the history column that ranks runs, e.g. ``"val_loss"``.
         direction: ``"minimize"`` or ``"maximize"``.
-        seed: the experiment's seed; run ``k`` uses :func:`run_seed` ``(seed, k)``.
+        seed: the experiment's seed; run ``k`` uses :func:`run_seed` ``(seed, k)``. It
+            also seeds random draws and, without shared storage, Optuna's sampler (processes
+            sharing a study must not all draw the same trials, so there it is left unseeded).
         storage: an Optuna storage (``sqlite:///study.db``, a PostgreSQL/MySQL URL,
             ``journal:///path.log``, or a storage object) shared by processes.
         study_name: the study's name in ``storage``; experiments naming the same study
@@ -74,6 +76,11 @@ class Experiment:
         pruner: ``"median"``, ``"hyperband"``, ``None`` or an ``optuna.pruners`` object.
         **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
             options (loss, optimizer, learning_rate...).
+
+    Attributes:
+        current: the run in progress (or the last one): ``current.model.history`` is its
+            live history while it trains, readable from any thread; ``exp.runs`` includes
+            it with state ``"running"``.
 
     Example:
         >>> exp = Experiment(spec, (x, y), params={"learning_rate": [1e-3, 1e-2]},
@@ -271,6 +278,8 @@ class Experiment:
             model = compile(copy.deepcopy(built.module), input_shape=built.input_shape,
                             **{**base, **compile_kw})
             return model.reset_weights(seed)
+        if isinstance(built, nn.Module):  # never train the caller's module itself
+            return compile(copy.deepcopy(built), **compile_kw).reset_weights(seed)
         return compile(built, seed=seed, **compile_kw)
 
     def _find(self, run: int | None) -> Run:

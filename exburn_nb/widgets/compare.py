@@ -9,8 +9,10 @@ importances; Start / Stop; and **Train best**, which opens a
 Each figure is built with every trace it will ever hold (a fixed pool: one trace per
 colour group, series and panel, runs separated by gaps), so Voilà and a reloaded page show
 the same thing. Updates come from the experiment's events and, for a study in shared
-storage, from polling; both are throttled to :data:`MAX_UPDATES_PER_S` and decimated to
-:data:`MAX_POINTS_PER_RUN` points per curve.
+storage, from polling; a drawing thread of the widget's own does the work (the training
+thread only asks), at most :data:`MAX_UPDATES_PER_S` times a second for the curves and once
+every :data:`FULL_REFRESH_S` for the table and the other figures while a run trains; curves
+are decimated to :data:`MAX_POINTS_PER_RUN` points each.
 
 Example:
     >>> exp = xb.Experiment(spec, (x, y), validation_data=(vx, vy),
@@ -39,8 +41,9 @@ from ..config import FitConfig
 from ..experiment import Experiment
 from ..space import Range
 
-MAX_UPDATES_PER_S = 5
+MAX_UPDATES_PER_S = 2  # curves while a run trains (each redraw costs the run ~5-10 ms)
 MAX_POINTS_PER_RUN = 200
+FULL_REFRESH_S = 1.0  # while training, the table and parallel coordinates redraw this often
 GROUPS = 10  # colour groups (categorical values, or bins of a numeric param)
 SPECIAL = ("pruned", "failed")  # drawn in their own style, whatever their colour
 SERIES = ("train", "val")
@@ -97,6 +100,7 @@ class RunComparison(W.VBox):
         self._draw_lock = threading.RLock()
         self._flag_lock = threading.Lock()  # guards _full_pending (never held while drawing)
         self._full_pending = False
+        self._last_full = 0.0
         self._importance_for = -1  # finished runs when the importances were last computed
         self._sent: dict[int, tuple] = {}  # per curve trace: what it shows now
         self.dashboard = None
@@ -262,8 +266,15 @@ class RunComparison(W.VBox):
                 continue
             t0 = time.monotonic()
             self._wake.clear()
-            with self._flag_lock:
-                full, self._full_pending = self._full_pending or not woken, False
+            with self._flag_lock:  # the table and the rest: at most once a second in a run
+                wanted = self._full_pending or not woken
+                full = wanted and (not self.experiment.running
+                                   or t0 - self._last_full >= FULL_REFRESH_S)
+                self._full_pending = wanted and not full
+            if full:
+                self._last_full = t0
+            if self._full_pending:
+                self._wake.set()  # draw it on a later turn
             with contextlib.suppress(Exception):  # a widget closed meanwhile; next time
                 self.refresh(full=full)
             if not self._wake.is_set():

@@ -118,7 +118,7 @@ def test_train_best_opens_a_dashboard_on_the_best_configuration(small):
 
 
 def test_live_updates_while_running_then_all_runs(small):
-    exp = make(small, params={"units": [4, 8, 16]}, epochs=30)
+    exp = make(small, params={"units": [4, 8, 16]}, epochs=120)  # long enough for 2 draws/s
     view = RunComparison(exp)
     assert view.stop_button.disabled
     view.start_button.click()
@@ -133,8 +133,9 @@ def test_live_updates_while_running_then_all_runs(small):
     assert view.wait_drawn()
     assert drawn(view) == expected(exp.runs)
     assert set(view.summary_frame.state) == {"finished"}
+    assert exp.summary.epochs.tolist() == [120] * 3
     assert not view.start_button.disabled and view.stop_button.disabled
-    assert "3 runs" in view.status.value
+    assert "3 runs (3 finished)" in view.status.value
     view.close()
 
 
@@ -203,3 +204,20 @@ def test_bad_arguments(small):
         RunComparison("nope")
     with pytest.raises(ValueError, match="colour_by must be one of"):
         RunComparison(make(small), colour_by="depth")
+
+
+def test_a_click_on_a_curve_highlights_its_run(small):
+    from plotly.callbacks import InputDeviceState, Points
+
+    exp = make(small, params={"units": [4, 8]}).run()
+    view = RunComparison(exp)
+    trace = next(t for t in view.curves.data if 1 in t.customdata)
+    index = list(trace.customdata).index(1)
+    points = Points(point_inds=[index], xs=[trace.x[index]], ys=[trace.y[index]],
+                    trace_name=trace.name, trace_index=0)
+    state = InputDeviceState(ctrl=False, alt=False, shift=False, meta=False, button=0,
+                             buttons=1)
+    trace._dispatch_on_click(points, state)
+    assert view.highlight.value == (1,)
+    assert {run for run, _ in drawn(view, [HIGHLIGHT])} == {1}
+    view.close()
