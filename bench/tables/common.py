@@ -66,3 +66,22 @@ def errors_note(errors: dict) -> str:
     if not errors:
         return ""
     return "\n" + "\n".join(f"- {label(n)} failed: `{msg}`" for n, msg in errors.items())
+
+
+def kernel_rounds(setup: str, round_code: str, repeats: int, extra: Sequence[str] = (),
+                  timeout: int = 1800) -> object:
+    """Run ``setup``, then ``round_code`` ``repeats + 1`` times (the first is the warm-up),
+    then the ``extra`` cells, in one real Jupyter kernel (nbclient); the JSON that the last
+    cell prints. The live-cost tables measure widgets where they really run: a kernel."""
+    import json
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(setup)]
+    nb.cells += [nbformat.v4.new_code_cell(round_code) for _ in range(repeats + 1)]
+    nb.cells += [nbformat.v4.new_code_cell(code) for code in extra]
+    NotebookClient(nb, timeout=timeout, kernel_name="python3").execute()
+    return json.loads(nb.cells[-1].outputs[0]["text"])
+

@@ -16,10 +16,8 @@ comparison widget (curves of 100 runs, table, parallel coordinates).
 
 from __future__ import annotations
 
-import json
-
 from ..harness import Config, Pool, paired, summary
-from .common import cell, ratio_cell, table
+from .common import cell, kernel_rounds, ratio_cell, table
 
 NAME = "experiment"
 TITLE = "Experiments: overhead over separate xb.fit runs, and 100 runs on screen (real kernel)"
@@ -99,19 +97,11 @@ def workload(quick: bool) -> dict:
 def measure(sizes: dict, repeats: int, threads: int, clock: str) -> tuple[dict, dict]:
     """Seconds per contender per measured round on ``clock`` (``"wall"``, or ``"cpu"``: the
     kernel's process time, all its threads), and the many-runs timings (wall)."""
-    import nbformat
-    from nbclient import NotebookClient
-
     names = list(CONTENDERS)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP.format(threads=threads, contenders=names,
-                                                       epochs=sizes["epochs"]))]
-    nb.cells += [nbformat.v4.new_code_cell(ROUND.format(contenders=names))
-                 for _ in range(repeats + 1)]
-    nb.cells.append(nbformat.v4.new_code_cell(MANY.format(repeats=repeats, **sizes)))
-    nb.cells.append(nbformat.v4.new_code_cell("print(json.dumps([times, many_times]))"))
-    NotebookClient(nb, timeout=3600, kernel_name="python3").execute()
-    times, many = json.loads(nb.cells[-1].outputs[0]["text"])
+    times, many = kernel_rounds(
+        SETUP.format(threads=threads, contenders=names, epochs=sizes["epochs"]),
+        ROUND.format(contenders=names), repeats, timeout=3600,
+        extra=[MANY.format(repeats=repeats, **sizes), "print(json.dumps([times, many_times]))"])
     index = 1 if clock == "cpu" else 0
     return {name: [v[index] for v in values[1:]] for name, values in times.items()}, many
 

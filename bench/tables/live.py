@@ -9,10 +9,8 @@ warm-up and is discarded. The cost is each round's ratio to that round's headles
 
 from __future__ import annotations
 
-import json
-
 from ..harness import Config, Pool, paired, summary
-from .common import cell, ratio_cell, table
+from .common import cell, kernel_rounds, ratio_cell, table
 
 NAME = "live"
 TITLE = "Live cost: dashboard and live_plot vs headless xb.fit (real kernel)"
@@ -70,19 +68,11 @@ def workloads(quick: bool) -> list[dict]:
 
 def measure(workload: dict, repeats: int, threads: int) -> dict[str, list[float]]:
     """Seconds per contender, one value per measured round (warm-up dropped)."""
-    import nbformat
-    from nbclient import NotebookClient
-
     names = list(CONTENDERS)
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP.format(threads=threads, contenders=names,
-                                                       **{k: v for k, v in workload.items()
-                                                          if k != "name"}))]
-    nb.cells += [nbformat.v4.new_code_cell(ROUND.format(contenders=names))
-                 for _ in range(repeats + 1)]
-    nb.cells.append(nbformat.v4.new_code_cell("print(json.dumps(times))"))
-    NotebookClient(nb, timeout=1800, kernel_name="python3").execute()
-    times = json.loads(nb.cells[-1].outputs[0]["text"])
+    setup = SETUP.format(threads=threads, contenders=names,
+                         **{k: v for k, v in workload.items() if k != "name"})
+    times = kernel_rounds(setup, ROUND.format(contenders=names), repeats,
+                          extra=["print(json.dumps(times))"])
     return {name: values[1:] for name, values in times.items()}
 
 
