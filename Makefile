@@ -66,7 +66,7 @@ serve-app:
 	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser )
 
 test: $(VENV)/.installed-dev browser-deps
-	$(PY) -m ruff check exburn_nb tests bench
+	$(PY) -m ruff check exburn_nb tests bench conftest.py
 	$(PY) -m pytest -q
 
 test-fast: $(VENV)/.installed-dev
@@ -76,7 +76,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) -m bench
 
 lint: $(VENV)/.installed-dev
-	$(PY) -m ruff check exburn_nb tests bench
+	$(PY) -m ruff check exburn_nb tests bench conftest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
