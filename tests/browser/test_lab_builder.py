@@ -87,8 +87,8 @@ def test_lab_build_by_clicking_compile_train_stop(lab_server, page, dashboard):
     dashboard.wait_rendered()
     page.wait_for_function("() => (document.querySelector('.xb-builder-status')?.textContent"
                            " ?? '').includes('compiled (run 1)')", timeout=30_000)
-    seen = dashboard.start_and_watch()
-    epochs = dashboard.stop_and_check_halted(EPOCHS)
+    seen = start_and_watch(page, dashboard)
+    epochs, stop_s = stop_and_check_halted(page, dashboard)
     dashboard.assert_healthy(".jp-NotebookPanel")
 
     page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")
@@ -104,5 +104,34 @@ def test_lab_build_by_clicking_compile_train_stop(lab_server, page, dashboard):
     if not (DOCS / "builder.png").exists() or os.environ.get("XB_UPDATE_DOCS") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copy(shot, DOCS / "builder.png")
-    print(f"\n[lab] builder: while training {seen}; Stop took {dashboard.stop_s:.1f}s after "
+    print(f"\n[lab] builder: while training {seen}; Stop took {stop_s:.1f}s after "
           f"{epochs} epochs; test {time.monotonic() - t0:.1f}s")
+
+
+TRAIN_LOSS = 0  # the figure's first trace: one point per epoch
+
+
+def start_and_watch(page, dashboard) -> dict:
+    """Click Start: the status says training and the loss curve grows epoch by epoch."""
+    assert dashboard.status().startswith("compiled") or dashboard.status().startswith("idle"), \
+        dashboard.status()
+    t0 = time.monotonic()
+    page.click("button.xb-start")
+    dashboard.wait_status("training")
+    first = dashboard.wait_points(TRAIN_LOSS, 0)
+    grown = dashboard.wait_points(TRAIN_LOSS, first)  # and they keep coming
+    return {"epochs_seen": grown, "seconds": round(time.monotonic() - t0, 1)}
+
+
+def stop_and_check_halted(page, dashboard) -> tuple[int, float]:
+    """Click Stop (timed inside the page): the status says stopped, no more points come."""
+    page.evaluate("() => { window._xbStopClicked = performance.now(); }")
+    page.click("button.xb-stop")
+    dashboard.wait_status("stopped", timeout_ms=60_000)
+    stop_s = page.evaluate("() => (performance.now() - window._xbStopClicked) / 1000")
+    halted = dashboard.points(TRAIN_LOSS)
+    page.wait_for_timeout(1500)
+    assert dashboard.points(TRAIN_LOSS) == halted, "points kept coming after Stop"
+    assert halted < EPOCHS
+    return halted, stop_s
+
