@@ -419,7 +419,8 @@ class Experiment:
         alone.update({built[k]: why for k, why in result.sequential.items()})
         by_run = SweepPlan([[runs[i].run for i in g] for g in groups],
                            {runs[i].run: why for i, why in sorted(alone.items())}, result.keys)
-        self.parallel_report.append("members are run numbers\n" + by_run.describe())
+        self.parallel_report.append(f"{len(runs)} runs (members are run numbers):\n"
+                                    + by_run.describe())
         for group in groups:
             self._train_stacked([runs[i] for i in group], [prepared[i] for i in group])
         for i in sorted(alone):
