@@ -66,7 +66,7 @@ def test_a_diverging_member_fails_while_the_others_finish(small):
                 params={"learning_rate": [1e-2, 1e4, 3e-2]}).run()
     summary = exp.summary
     assert list(summary.state) == ["finished", "failed", "finished"]
-    assert "not finite" in summary.message[1] or "loss is" in summary.message[1]
+    assert summary.message[1].startswith("epoch 1, batch ") and "refused" in summary.message[1]
     assert list(summary.epochs) == [3, 1, 3]
     assert exp.best_run in (0, 2)
     # the others are untouched by the failure: equal to their sequential runs
@@ -153,3 +153,18 @@ def test_save_and_load_keep_the_parallel_setting_and_report(small, tmp_path):
     back = xb.Experiment.load(exp.save(tmp_path / "exp"))
     assert back.parallel == "vmap" and back.parallel_report == exp.parallel_report
     assert list(back.summary.state) == ["finished"] * 2
+
+
+def test_a_run_that_cannot_be_built_fails_alone_and_the_others_stack(small):
+    def build(params):
+        if params["units"] == 3:
+            raise ValueError("no network of 3 units")
+        return (xb.input("input", shape=(None, 64)).dense(params["units"], activation="relu")
+                .dense(10))
+    exp = make(small, parallel="vmap", build=build, epochs=1,
+               params={"units": [16, 3], "learning_rate": [1e-2, 3e-2]}).run()
+    assert list(exp.summary.state) == ["finished", "finished", "failed", "failed"]
+    assert exp.summary.message[2] == "ValueError: no network of 3 units"
+    report = exp.parallel_report[0]
+    assert "members [0, 1] (2 at once" in report
+    assert "member 2 runs alone: it cannot be built (ValueError: no network of 3 units)" in report
