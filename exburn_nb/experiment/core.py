@@ -88,12 +88,19 @@ class Experiment:
         current: the run in progress (or the last one): ``current.model.history`` is its
             live history while it trains, readable from any thread; ``exp.runs`` includes
             it with state ``"running"``.
+        parallel_report: with ``parallel`` set, one text per group of runs taken at once:
+            which runs trained stacked together, and why each other one trained alone.
 
     Example:
         >>> exp = Experiment(spec, (x, y), params={"learning_rate": [1e-3, 1e-2]},
         ...                  epochs=3, metric="loss")  # doctest: +SKIP
         >>> exp.run(); exp.best  # doctest: +SKIP
         {'learning_rate': 0.01}
+        >>> fast = Experiment(spec, (x, y), params={"learning_rate": [1e-3, 3e-3, 1e-2]},
+        ...                   epochs=3, metric="loss", parallel="vmap")  # doctest: +SKIP
+        >>> print(fast.run().parallel_report[0])  # doctest: +SKIP
+        3 runs (members are run numbers):
+        stacked group 1: members [0, 1, 2] (3 at once; shared loss=cross_entropy, ...)
     """
 
     def __init__(self, build: Any, data: Any, validation_data: Any = None, params:
