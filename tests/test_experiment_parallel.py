@@ -1,5 +1,7 @@
 """xb.Experiment(parallel="vmap"): runs planned into stacked groups, equal to sequential runs."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -168,3 +170,25 @@ def test_a_run_that_cannot_be_built_fails_alone_and_the_others_stack(small):
     report = exp.parallel_report[0]
     assert "members [0, 1] (2 at once" in report
     assert "member 2 runs alone: it cannot be built (ValueError: no network of 3 units)" in report
+
+
+def test_run_comparison_follows_a_stacked_group_live_and_stops_it(small):
+    pytest.importorskip("ipywidgets")
+    from exburn_nb.widgets import RunComparison
+
+    exp = make(small, params={"learning_rate": [1e-3, 1e-2, 3e-2]}, epochs=400,
+               parallel="vmap")
+    view = RunComparison(exp)
+    view.start_button.click()
+    together, deadline = False, time.monotonic() + 120
+    while not together and exp.running and time.monotonic() < deadline:
+        frame = view.runs_frame  # what the widget shows: every run running, with epochs
+        together = (not frame.empty and set(frame.state) == {"running"}
+                    and frame.run.nunique() == 3 and frame.epoch.notna().all())
+        time.sleep(0.01)
+    view.stop_button.click()
+    assert view.wait(120) and view.wait_drawn()
+    assert together
+    assert set(view.summary_frame.state) == {"stopped"} and len(view.summary_frame) == 3
+    assert "3 runs (3 stopped)" in view.status.value
+    view.close()
