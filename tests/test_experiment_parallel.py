@@ -191,4 +191,5 @@ def test_run_comparison_follows_a_stacked_group_live_and_stops_it(small):
     assert together
     assert set(view.summary_frame.state) == {"stopped"} and len(view.summary_frame) == 3
     assert "3 runs (3 stopped)" in view.status.value
+    assert "stacked group 1: members [0, 1, 2]" in view.status.tooltip
     view.close()
