@@ -17,17 +17,21 @@ from torch import nn
 
 from ..callbacks import Callback
 from ..config import FitConfig, check_int, check_seed
+from ..data import is_loader
 from ..model import Model, compile
 from ..optim import check_optimizer
 from ..runner import Runner
 from ..space import Range, check_candidates
 from ..spec import Spec
+from ..sweep import StackedTrainer, SweepPlan, plan
 from . import files
 from .runs import Run, UsedNames, best_value, run_seed, runs_frame, summary_frame
 
 COMPILE_OPTIONS = ("loss", "optimizer", "learning_rate", "weight_decay", "device")
 FIT_OPTIONS = tuple(f.name for f in fields(FitConfig) if f.name not in ("weight_decay", "seed"))
 SEARCHES = ("grid", "random", "optuna")
+PARALLEL = ("vmap", "auto")
+GROUP_SIZE = 64  # runs taken (or Optuna trials asked) at once when ``parallel`` is set
 Listener = Callable[[str, "Experiment"], None]
 
 
@@ -38,13 +42,9 @@ class _Watcher(Callback):
         self.exp, self.run, self.pruned = exp, run, False
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        trial = self.run.trial
-        if trial is not None:
-            rows = self.run.history_rows()
-            if self.exp._tuner.report(trial, len(rows), metrics.get(self.exp.metric), rows):
-                self.pruned = True
-                self.trainer.stop()
-        self.exp._emit("epoch")
+        if self.exp._epoch_end(self.run, metrics):
+            self.pruned = True
+            self.trainer.stop()
 
 
 class Experiment:
@@ -74,6 +74,13 @@ class Experiment:
         study_name: the study's name in ``storage``; experiments naming the same study
             join it.
         pruner: ``"median"``, ``"hyperband"``, ``None`` or an ``optuna.pruners`` object.
+        parallel: ``None`` (one run after another), ``"vmap"`` (up to 64 runs at a time
+            are planned with :func:`exburn_nb.sweep.plan`; runs sharing the architecture,
+            loss, optimizer, epochs and batch size train together as one stacked
+            ensemble, the same computation as their own ``fit``; the others train alone;
+            needs ``(x, y)`` data in memory) or ``"auto"`` (as ``"vmap"``, but one run
+            after another when the data is a DataLoader). ``parallel_report`` says which
+            ran how. Runs of one stacked group share its wall time as their ``seconds``.
         **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
             options (loss, optimizer, learning_rate...).
 
@@ -81,24 +88,33 @@ class Experiment:
         current: the run in progress (or the last one): ``current.model.history`` is its
             live history while it trains, readable from any thread; ``exp.runs`` includes
             it with state ``"running"``.
+        parallel_report: with ``parallel`` set, one text per group of runs taken at once:
+            which runs trained stacked together, and why each other one trained alone.
 
     Example:
         >>> exp = Experiment(spec, (x, y), params={"learning_rate": [1e-3, 1e-2]},
         ...                  epochs=3, metric="loss")  # doctest: +SKIP
         >>> exp.run(); exp.best  # doctest: +SKIP
         {'learning_rate': 0.01}
+        >>> fast = Experiment(spec, (x, y), params={"learning_rate": [1e-3, 3e-3, 1e-2]},
+        ...                   epochs=3, metric="loss", parallel="vmap")  # doctest: +SKIP
+        >>> print(fast.run().parallel_report[0])  # doctest: +SKIP
+        3 runs (members are run numbers):
+        stacked group 1: members [0, 1, 2] (3 at once; shared loss=cross_entropy, ...)
     """
 
     def __init__(self, build: Any, data: Any, validation_data: Any = None, params:
                  dict | None = None, search: Any = "grid", n_trials: int | None = None,
                  epochs: int = 10, metric: str = "val_loss", direction: str = "minimize",
                  seed: int = 0, storage: Any = None, study_name: str | None = None,
-                 pruner: Any = "median", **fit_options: Any):
+                 pruner: Any = "median", parallel: str | None = None, **fit_options: Any):
         self._init_state()
         self._arguments = dict(build=build, data=data, validation_data=validation_data,
                                params=params, search=search, n_trials=n_trials, epochs=epochs,
                                metric=metric, direction=direction, seed=seed, storage=storage,
-                               study_name=study_name, pruner=pruner, **fit_options)
+                               study_name=study_name, pruner=pruner, parallel=parallel,
+                               **fit_options)
+        self.parallel, self._stacks = self._check_parallel(parallel, data, validation_data)
         if not (callable(build) or isinstance(build, (Model, nn.Module, Spec))):
             raise ValueError(f"build must be a spec, a compiled Model or a function params -> "
                              f"spec; got {type(build).__name__}")
@@ -133,13 +149,27 @@ class Experiment:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._runner: Runner | None = None
+        self._runner: Runner | StackedTrainer | None = None
         self._tuner: Any = None
         self._best_model: Model | None = None
         self.current: Run | None = None
         self._active = False
+        self.parallel: str | None = None
+        self._stacks = False  # whether runs are planned into stacked groups
+        self.parallel_report: list[str] = []  # per group of runs: which ran how
 
     # ---------------------------------------------------------------- checks
+    @staticmethod
+    def _check_parallel(parallel: Any, data: Any, validation_data: Any) -> tuple[Any, bool]:
+        if parallel is not None and not (isinstance(parallel, str) and parallel in PARALLEL):
+            raise ValueError(f"parallel must be None, 'vmap' or 'auto'; got {parallel!r}")
+        loader = is_loader(data) or is_loader(validation_data)
+        if parallel == "vmap" and loader:
+            raise ValueError("parallel='vmap' trains runs stacked on (x, y) tensors in memory; "
+                             "data or validation_data is a DataLoader or Dataset (pass "
+                             "parallel='auto' to train such runs one after another, or None)")
+        return parallel, parallel is not None and not loader
+
     def _split(self, options: dict, argname: str) -> tuple[dict, dict]:
         compile_options, fit = {}, {}
         for name, value in options.items():
@@ -223,21 +253,29 @@ class Experiment:
         return sum(1 for r in self._runs.values() if r.state != "stopped")
 
     def _next_runs(self) -> list[Run]:
-        """The next group of runs to train (one run today)."""
+        """The next group of runs to train: one, or up to ``GROUP_SIZE`` when stacking
+        (Optuna then holds that many trials open at once)."""
+        size = min(GROUP_SIZE if self._stacks else 1, self.total - self._added())
         if self.search == "optuna":
-            trial, values = self._tuner.ask(self.params)
-            run = Run(trial.number, values, run_seed(self.seed, trial.number), trial=trial)
-            trial.set_user_attr("seed", run.seed)
-            return [run]
-        number = next(i for i in range(self.total)
-                      if i not in self._runs or self._runs[i].state == "stopped")
+            runs = []
+            for _ in range(size):
+                trial, values = self._tuner.ask(self.params)
+                run = Run(trial.number, values, run_seed(self.seed, trial.number), trial=trial)
+                trial.set_user_attr("seed", run.seed)
+                runs.append(run)
+            return runs
+        numbers = [i for i in range(self.total)
+                   if i not in self._runs or self._runs[i].state == "stopped"][:size]
+        return [Run(number, self._values(number), run_seed(self.seed, number))
+                for number in numbers]
+
+    def _values(self, number: int) -> dict:
+        """The params of grid or random run ``number``."""
         if self._plan is not None:
-            values = dict(self._plan[number])
-        else:
-            rng = np.random.default_rng([self.seed, number])
-            values = {n: c.draw(rng) if isinstance(c, Range) else c[int(rng.integers(len(c)))]
-                      for n, c in self.params.items()}
-        return [Run(number, values, run_seed(self.seed, number))]
+            return dict(self._plan[number])
+        rng = np.random.default_rng([self.seed, number])
+        return {n: c.draw(rng) if isinstance(c, Range) else c[int(rng.integers(len(c)))]
+                for n, c in self.params.items()}
 
     def prepare_run(self, run: int | None = None, params: dict | None = None,
                     seed: int | None = None) -> tuple[Model, FitConfig]:
@@ -345,8 +383,8 @@ class Experiment:
         return True
 
     def stop(self) -> None:
-        """Stop after the batch in progress; the run is recorded as ``"stopped"`` and a
-        later :meth:`run`/:meth:`start` trains it again."""
+        """Stop after the batch in progress; the run (every run of a stacked group) is
+        recorded as ``"stopped"`` and a later :meth:`run`/:meth:`start` trains it again."""
         with self._lock:
             self._stop.set()
             if self._runner is not None:
@@ -369,17 +407,40 @@ class Experiment:
             self._emit("end")
 
     def _execute(self, runs: list[Run]) -> None:
-        """Train one group of runs (one after another)."""
-        for run in runs:
-            self._train(run)
+        """Train one group of runs: stacked groups (``parallel``), the rest one by one."""
+        if not self._stacks:
+            for run in runs:
+                self._train(run)
+            return
+        prepared: dict[int, tuple[Model, FitConfig]] = {}
+        alone: dict[int, str] = {}
+        for i, run in enumerate(runs):
+            try:
+                prepared[i] = self.prepare_run(params=run.params, seed=run.seed)
+            except Exception as exc:  # _train records the failure
+                alone[i] = f"it cannot be built ({type(exc).__name__}: {exc})"
+        built = sorted(prepared)
+        result = (plan([prepared[i][0] for i in built], [prepared[i][1] for i in built])
+                  if built else SweepPlan())
+        groups = [[built[k] for k in group] for group in result.groups]
+        alone.update({built[k]: why for k, why in result.sequential.items()})
+        by_run = SweepPlan([[runs[i].run for i in g] for g in groups],
+                           {runs[i].run: why for i, why in sorted(alone.items())}, result.keys)
+        self.parallel_report.append(f"{len(runs)} runs (members are run numbers):\n"
+                                    + by_run.describe())
+        for group in groups:
+            self._train_stacked([runs[i] for i in group], [prepared[i] for i in group])
+        for i in sorted(alone):
+            self._train(runs[i], prepared.get(i))
 
-    def _train(self, run: Run) -> None:
+    def _train(self, run: Run, prepared: tuple[Model, FitConfig] | None = None) -> None:
+        """Train one run through a :class:`Runner` (``prepared``: its model and config)."""
         t0 = time.perf_counter()
         with self._lock:
             self._runs[run.run] = self.current = run
         watcher = _Watcher(self, run)
         try:
-            model, config = self.prepare_run(params=run.params, seed=run.seed)
+            model, config = prepared or self.prepare_run(params=run.params, seed=run.seed)
             run.model = model
             runner = Runner(model, self.data, config, validation_data=self.validation_data,
                             callbacks=[watcher])
@@ -404,15 +465,88 @@ class Experiment:
         finally:
             with self._lock:
                 self._runner = None
-            run.seconds = time.perf_counter() - t0
-            run.rows = run.history_rows()
-            if self._tuner is not None and run.trial is not None:
-                best = best_value(run.rows, self.metric, self.direction)
-                self._tuner.tell(run.trial, run.state, best and best[0],
-                                 {"state": run.state, "message": run.message,
-                                  "seconds": run.seconds, "history": run.rows})
-            self._keep_if_best(run)
+            self._finalise(run, time.perf_counter() - t0)
         self._emit("run_end")
+
+    def _train_stacked(self, runs: list[Run], prepared: list[tuple[Model, FitConfig]]) -> None:
+        """Train one :func:`~exburn_nb.sweep.plan` group as one stacked ensemble, in this
+        thread; each run reports its epochs (Optuna, listeners) and ends as it would alone."""
+        t0 = time.perf_counter()
+        with self._lock:
+            for run, (model, _) in zip(runs, prepared, strict=True):
+                run.model = model
+                self._runs[run.run] = run
+            self.current = runs[0]
+        pruned: set[int] = set()
+        error = None
+        interrupted = False
+        try:
+            trainer = StackedTrainer([m for m, _ in prepared], [c for _, c in prepared],
+                                     self.data, self.validation_data)
+
+            def epoch_end(member: int, metrics: dict) -> None:
+                if self._epoch_end(runs[member], metrics):
+                    pruned.add(member)
+                    trainer.stop_member(member)
+
+            trainer.on_epoch_end(epoch_end)
+            with self._lock:
+                self._runner = trainer
+                if self._stop.is_set():  # it then ends before its first batch
+                    trainer.stop()
+            for _ in runs:
+                self._emit("run_start")
+            try:
+                trainer.run()
+            except KeyboardInterrupt:  # Ctrl-C in a blocking run(): stop, keep the results
+                self.stop()
+                interrupted = True
+        except Exception as exc:  # the whole group fails, as each run alone would
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                self._runner = None
+        seconds = time.perf_counter() - t0
+        for m, run in enumerate(runs):
+            reason = trainer.stop_reasons[m] if error is None else None
+            own = [text.split(": ", 1)[1] for text in ([] if error else trainer.messages)
+                   if text.startswith(f"member {m}: ")]
+            if error is not None:
+                run.state, run.message = "failed", error
+            elif m in pruned or reason == "pruned":
+                run.state = "pruned"
+            elif reason == "non-finite":
+                run.state = "failed"
+            elif reason == "stopped" or interrupted:
+                run.state = "stopped"
+            else:
+                run.state = "finished"
+            if own and not run.message:
+                run.message = own[-1]
+        for run in runs:
+            self._finalise(run, seconds)
+            self._emit("run_end")
+
+    def _epoch_end(self, run: Run, metrics: dict) -> bool:
+        """Report an epoch of ``run`` to its Optuna trial and emit ``"epoch"``; True when
+        the pruner says stop."""
+        prune = False
+        if run.trial is not None:
+            rows = run.history_rows()
+            prune = self._tuner.report(run.trial, len(rows), metrics.get(self.metric), rows)
+        self._emit("epoch")
+        return prune
+
+    def _finalise(self, run: Run, seconds: float) -> None:
+        """Record an ended run: its seconds and rows, its trial's end, the best model."""
+        run.seconds = seconds
+        run.rows = run.history_rows()
+        if self._tuner is not None and run.trial is not None:
+            best = best_value(run.rows, self.metric, self.direction)
+            self._tuner.tell(run.trial, run.state, best and best[0],
+                             {"state": run.state, "message": run.message,
+                              "seconds": run.seconds, "history": run.rows})
+        self._keep_if_best(run)
 
     def _end(self, run: Run, runner: Runner, watcher: _Watcher) -> None:
         trainer = runner.trainer

@@ -50,7 +50,8 @@ def save(exp: Any, directory: Path) -> Path:
         "format_version": FORMAT_VERSION, "search": exp.search, "n_trials": exp.n_trials,
         "metric": exp.metric, "direction": exp.direction, "seed": exp.seed,
         "storage": exp.storage if isinstance(exp.storage, str) else None,
-        "study_name": exp.study_name, "routes": exp.routes,
+        "study_name": exp.study_name, "routes": exp.routes, "parallel": exp.parallel,
+        "parallel_report": exp.parallel_report,
         "params": {n: c.to_dict() if hasattr(c, "to_dict") else _jsonable(c)
                    for n, c in exp.params.items()},
         "fit_config": exp.config.to_dict(), "compile_options": _jsonable(exp.compile_options),
@@ -81,6 +82,8 @@ def load(cls: type, directory: Path) -> Any:
                 "routes", "compile_options"):
         setattr(exp, key, settings[key])
     exp.params = {n: from_dict(c) for n, c in settings["params"].items()}
+    exp.parallel = settings.get("parallel")  # absent from files of before it existed
+    exp.parallel_report = settings.get("parallel_report", [])
     fit = settings["fit_config"]
     if isinstance(fit.get("lr_schedule"), dict):  # a callable schedule is not in files
         fit = {**fit, "lr_schedule": None}

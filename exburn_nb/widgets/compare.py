@@ -474,3 +474,5 @@ class RunComparison(W.VBox):
         if best is not None:
             text += f" · best: run {best}"
         self.status.value = html.escape(text)
+        # which runs trained stacked together (parallel="vmap"), on hover
+        self.status.tooltip = "\n\n".join(self.experiment.parallel_report) or None
