@@ -27,6 +27,8 @@ from ..optim import OPTIMIZERS, SCHEDULES, default_schedule
 from ..runner import Runner
 from ..training import Trainer
 from .comms import serve_on_subshell
+from .lr_finder import LRFinderButton
+from .panels import NetworkPanels
 from .plot import LivePlot, make_figure
 
 SCHEDULE_CHOICES = ("none", *SCHEDULES)  # the core's names; default_schedule fills them in
@@ -113,8 +115,10 @@ class _Progress(Callback):
 
 
 class TrainingDashboard(W.VBox):
-    """Buttons, live curves, hyperparameter controls, freeze toggles and a device switch
-    around one model; shown as a cell's last expression.
+    """Buttons, live curves, hyperparameter controls, an LR finder (``lr_finder``), freeze
+    toggles, a device switch and the inside-the-network panels (``panels``: closed by
+    default, their hooks attached only while open) around one model; shown as a cell's
+    last expression.
 
     Args:
         model: a compiled model.
@@ -139,9 +143,15 @@ class TrainingDashboard(W.VBox):
         self.runner.add_callback(self.progress_cb)
         self.runner.add_listener(self._on_event)
         self._build_controls(model, fit_options)
+        # The sweep runs on a copy of the model; it sets the learning-rate slider.
+        self.lr_finder = LRFinderButton(self)
+        # Inside the network: closed by default, its hooks attached only while open.
+        self.panels = NetworkPanels(model)
+        self.runner.add_callback(self.panels)
         super().__init__([W.HTML(DASHBOARD_STYLE), self.buttons_row, self.progress_row,
-                          self.plot.view, self.controls_box, self.freeze_box, self.io_row,
-                          self.table, self.error_box], layout=W.Layout(width="100%"))
+                          self.plot.view, self.controls_box, self.lr_finder, self.freeze_box,
+                          self.io_row, self.table, self.error_box, self.panels],
+                         layout=W.Layout(width="100%"))
         self.add_class("xb-dashboard")
         for row in (self.buttons_row, self.progress_row, self.controls_box, self.freeze_box,
                     self.io_row):
@@ -256,7 +266,7 @@ class TrainingDashboard(W.VBox):
         return [self.start_button, self.stop_button, self.pause_button, self.step_button,
                 self.reset_button, self.log_scale, *self.controls_box.children,
                 *self.freeze_toggles.values(), self.save_path, self.csv_path,
-                self.save_button, self.csv_button]
+                self.save_button, self.csv_button, self.lr_finder.button, self.panels.toggle]
 
     # ---------------------------------------------------------------- Python API
     @property
@@ -359,6 +369,7 @@ class TrainingDashboard(W.VBox):
     def _sync_buttons(self) -> None:
         state, busy = self.runner.state, self.runner.running
         self.start_button.disabled = self.step_button.disabled = busy
+        self.lr_finder.button.disabled = busy
         self.reset_button.disabled = self.optimizer.disabled = busy
         self.stop_button.disabled = self.pause_button.disabled = not busy
         paused = state == "paused"

@@ -3,7 +3,7 @@
 A 2-D data set (generated, or your own ``(x, y)``: two features, or the first two
 principal components of more), optional feature transforms, a dense network, and a
 :class:`~exburn_nb.widgets.TrainingDashboard` (``playground.dashboard``) to train it, with
-an LR-finder button (``playground.lr_finder``) and the inside-the-network panels
+its LR-finder button (``playground.lr_finder``) and inside-the-network panels
 (``playground.panels``, closed by default).
 The decision boundary, a heatmap of the predicted class (or probability) over the
 plane with the train and test points on top, is redrawn while training runs: one
@@ -35,8 +35,7 @@ from ..model import Model, compile
 from ..optim import OPTIMIZERS
 from ..spec import input as spec_input
 from .dashboard import TrainingDashboard
-from .lr_finder import LRFinderButton
-from .panels import COLORS, NetworkPanels
+from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
 # JupyterLab test on a busy 2-core machine, Stop answered 20-24 s late at 5/s (5-36 s at
@@ -278,15 +277,13 @@ class Playground(W.VBox):
             batch_size=c["batch_size"], weight_decay=c["weight_decay"], accuracy=True,
             seed=c["seed"])
         self.dashboard.runner.add_callback(self._boundary)
-        self.lr_finder = LRFinderButton(self.dashboard)
-        self.panels = NetworkPanels(self.model)  # off: no hooks until its toggle is pressed
-        self.dashboard.runner.add_callback(self.panels)
+        self.lr_finder, self.panels = self.dashboard.lr_finder, self.dashboard.panels
         self._plane()
         with self.figure.batch_update():
             self._draw_points()
         self.draw()
         self.message.value = ""
-        self.children = [self.controls, self.figure, self.lr_finder, self.dashboard, self.panels]
+        self.children = [self.controls, self.figure, self.dashboard]
 
     def _make_points(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         c = self.config

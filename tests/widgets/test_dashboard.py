@@ -274,3 +274,41 @@ def test_save_and_export(dash, tmp_path):
 def test_device_selector_offers_what_exists(dash):
     assert list(dash.device.options) == xb.available_devices()
     assert dash.device.value == "cpu"
+
+
+def forward_hooks(model):
+    return sum(len(m._forward_hooks) for m in model.module.modules())
+
+
+def test_lr_finder_button_in_the_controls_sets_the_slider(dash, digits):
+    (x, y), _ = digits
+    assert dash.lr_finder in dash.children and "xb-lr-find" in dash.lr_finder.button._dom_classes
+    assert dash.lr_finder.button in dash.controls()
+    dash.lr_finder.options = {"num_iter": 40}
+    before = {k: v.clone() for k, v in dash.model.module.state_dict().items()}
+    dash.lr_finder.button.click()
+    lr = xb.lr_find(dash.model, (x, y), num_iter=40)[1]
+    assert dash.lr_finder.suggestion == lr
+    assert dash.learning_rate.value == pytest.approx(lr, rel=1e-6)
+    assert dash.model.learning_rate == pytest.approx(lr, rel=1e-6)  # the slider feeds the optimizer
+    assert all(torch.equal(before[k], v) for k, v in dash.model.module.state_dict().items())
+    assert dash.model.history.empty
+
+
+def test_network_panels_hook_only_while_open(mlp, digits):
+    (x, y), _ = digits
+    d = TrainingDashboard(mlp(), (x[:256], y[:256]), epochs=2, batch_size=32)
+    panels = d.panels
+    assert d.children[-1] is panels and not panels.toggle.value
+    assert panels.box.layout.display == "none" and forward_hooks(d.model) == 0
+    assert d.start() and d.wait(60)  # steps 1-16
+    assert panels.norms.empty and forward_hooks(d.model) == 0  # closed: nothing recorded
+    panels.toggle.value = True  # the person opens the section
+    assert forward_hooks(d.model) > 0 and panels.box.layout.display is None
+    assert d.start() and d.wait(60)  # steps 17-32, sampled
+    norms = panels.norms
+    assert not norms.empty and norms["step"].min() > 16 and norms["step"].max() == 32 and set(norms["layer"]) == {"hidden", "output"}
+    assert len(panels.norm_figure.data[0].y) == len(norms[norms["layer"] == "hidden"])
+    assert len(panels.hist_figure.data[0].y) == panels.bins
+    panels.toggle.value = False
+    assert forward_hooks(d.model) == 0 and panels.box.layout.display == "none"

@@ -98,7 +98,7 @@ def test_same_json_gives_the_same_run(small):
 
 def test_lr_finder_and_closed_panels_come_with_the_playground(small):
     pg = small(dataset="moons", hidden=[8])
-    assert pg.lr_finder in pg.children and pg.panels in pg.children
+    assert pg.lr_finder is pg.dashboard.lr_finder and pg.panels is pg.dashboard.panels
     assert not pg.panels.enabled
     assert sum(len(m._forward_hooks) for m in pg.model.module.modules()) == 0
     lr = pg.lr_finder.run()
