@@ -40,7 +40,8 @@ from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
 # JupyterLab test on a busy 2-core machine, Stop answered 20-24 s late at 5/s (5-36 s at
-# 1-2/s: the dashboard's own figure weighs too), so the boundary stays at 2/s.
+# 1-2/s: the dashboard's own figure weighs too), so the boundary stays at 2/s. Since the
+# values go out from a drawing thread and z is sent compactly, Stop took 0.8 s there.
 MAX_UPDATES_PER_S = 2
 # Probabilities are sent with this many decimals: plotly sends a 2-D z as a JSON list of
 # lists, and float32 reprs made one 60 x 60 redraw 73 KB (3 decimals: 22 KB).
