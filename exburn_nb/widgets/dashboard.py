@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import time
@@ -22,14 +23,20 @@ import ipywidgets as W
 import pandas as pd
 
 from ..callbacks import Callback
+from ..config import FitConfig
 from ..model import Model, available_devices
 from ..optim import OPTIMIZERS, SCHEDULES, default_schedule
 from ..runner import Runner
 from ..training import Trainer
 from .comms import serve_on_subshell
+from .lr_finder import LRFinderButton
+from .panels import NetworkPanels
 from .plot import LivePlot, make_figure
 
 SCHEDULE_CHOICES = ("none", *SCHEDULES)  # the core's names; default_schedule fills them in
+# Offered when the config's lr_schedule is none of the named defaults: it is passed as is.
+CONFIGURED_SCHEDULE = "as configured"
+CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(FitConfig))
 PROGRESS_UPDATES_PER_S = 8
 HISTORY_ROWS = 8
 TABLE_REFRESH_S = 1.0  # the history table redraws at most this often (and at the end)
@@ -42,6 +49,28 @@ DASHBOARD_STYLE = ("<style>.xb-dashboard {max-width: 100%; overflow: hidden}"
                    ".xb-dashboard .xb-row {flex-wrap: wrap; gap: 2px 6px; max-width: 100%}"
                    ".xb-dashboard .xb-row > .widget-inline-hbox {margin: 2px 0}</style>")
 CONTROL_WIDTH = "290px"
+
+
+def named_schedule(schedule: Any, learning_rate: float, epochs: int) -> str:
+    """The schedule picker's choice for a config's ``lr_schedule``: ``"none"``, the name
+    whose default (:func:`~exburn_nb.optim.default_schedule` at this rate and run length)
+    it equals, or :data:`CONFIGURED_SCHEDULE` (a callable or other settings).
+
+    Example:
+        >>> named_schedule(("cosine", 0.01, 0.0001), 0.01, 20)
+        'cosine'
+        >>> named_schedule(("cosine", 0.01, 0.0), 0.01, 20)
+        'as configured'
+    """
+    if schedule is None:
+        return "none"
+    if not callable(schedule):
+        for kind in SCHEDULES:
+            named = default_schedule(kind, learning_rate, epochs)
+            if (schedule[0] == kind and len(schedule) == len(named)
+                    and all(math.isclose(a, b) for a, b in zip(schedule[1:], named[1:], strict=True))):
+                return kind
+    return CONFIGURED_SCHEDULE
 
 
 class _Progress(Callback):
@@ -113,35 +142,53 @@ class _Progress(Callback):
 
 
 class TrainingDashboard(W.VBox):
-    """Buttons, live curves, hyperparameter controls, freeze toggles and a device switch
-    around one model; shown as a cell's last expression.
+    """Buttons, live curves, hyperparameter controls, an LR finder (``lr_finder``), freeze
+    toggles, a device switch and the inside-the-network panels (``panels``: closed by
+    default, their hooks attached only while open) around one model; shown as a cell's
+    last expression.
 
     Args:
         model: a compiled model.
         data: ``(x, y)`` training data.
         validation_data: optional ``(x, y)``.
-        **fit_options: any ``xb.fit`` option; they seed the controls (epochs, batch_size,
-            clip_norm, weight_decay, accumulate_gradients, lr_schedule) and the rest pass
-            through (accuracy, callbacks, shuffle, clip_value, nesterov, ...).
+        config: an ``xb.FitConfig``; ``fit_options`` override it. Its epochs, batch_size,
+            clip_norm, weight_decay, accumulate_gradients and lr_schedule (when it is one
+            of the named defaults; otherwise the schedule picker says "as configured")
+            seed the controls, and Start runs it with the controls' values applied.
+        **fit_options: any ``xb.fit`` option; they seed the controls like ``config`` and
+            the rest pass through (accuracy, callbacks, shuffle, clip_value, nesterov, ...).
+
+    Example:
+        >>> cfg = xb.FitConfig(epochs=20, batch_size=64, accuracy=True, seed=0)  # doctest: +SKIP
+        >>> dash = xb.widgets.TrainingDashboard(model, (x, y), config=cfg)  # doctest: +SKIP
     """
 
-    def __init__(self, model: Model, data: Any, validation_data: Any = None, **fit_options: Any):
+    def __init__(self, model: Model, data: Any, validation_data: Any = None,
+                 config: FitConfig | None = None, **fit_options: Any):
         fit_options.pop("verbose", None)
         # Every option and the data's shapes are checked now, as xb.fit checks them: a
         # dashboard that could only fail at Start is not built.
-        Trainer(model, data, validation_data=validation_data, verbose=False,
+        Trainer(model, data, config, validation_data=validation_data, verbose=False,
                 **{**fit_options, "epochs": 0})
-        self.runner = Runner(model, data, validation_data=validation_data, verbose=False,
-                             **fit_options)
+        self.config = FitConfig.from_options(
+            config, **{k: v for k, v in fit_options.items() if k in CONFIG_FIELDS})
+        self.runner = Runner(model, data, config, validation_data=validation_data,
+                             verbose=False, **fit_options)
         self.plot = LivePlot(make_figure(), display=False)
         self.runner.add_callback(self.plot)
         self.progress_cb = _Progress(self)
         self.runner.add_callback(self.progress_cb)
         self.runner.add_listener(self._on_event)
-        self._build_controls(model, fit_options)
+        self._build_controls(model, self.config)
+        # The sweep runs on a copy of the model; it sets the learning-rate slider.
+        self.lr_finder = LRFinderButton(self)
+        # Inside the network: closed by default, its hooks attached only while open.
+        self.panels = NetworkPanels(model)
+        self.runner.add_callback(self.panels)
         super().__init__([W.HTML(DASHBOARD_STYLE), self.buttons_row, self.progress_row,
-                          self.plot.view, self.controls_box, self.freeze_box, self.io_row,
-                          self.table, self.error_box], layout=W.Layout(width="100%"))
+                          self.plot.view, self.controls_box, self.lr_finder, self.freeze_box,
+                          self.io_row, self.table, self.error_box, self.panels],
+                         layout=W.Layout(width="100%"))
         self.add_class("xb-dashboard")
         for row in (self.buttons_row, self.progress_row, self.controls_box, self.freeze_box,
                     self.io_row):
@@ -153,7 +200,7 @@ class TrainingDashboard(W.VBox):
         self._sync_buttons()
 
     # ---------------------------------------------------------------- layout
-    def _build_controls(self, model: Model, opts: dict) -> None:
+    def _build_controls(self, model: Model, cfg: FitConfig) -> None:
         def button(label: str, style: str, icon: str, css: str) -> W.Button:
             b = W.Button(description=label, button_style=style, icon=icon,
                          layout=W.Layout(width="auto"))
@@ -187,26 +234,27 @@ class TrainingDashboard(W.VBox):
         self.progress_row = W.HBox([self.progress, self.progress_label, self.log_scale])
 
         style = {"description_width": "initial"}
-        epochs = opts.get("epochs", 10)
+        schedule = named_schedule(cfg.lr_schedule, model.learning_rate, cfg.epochs)
         self.optimizer = W.Dropdown(options=OPTIMIZERS, value=model.optimizer,
                                     description="optimizer", style=style)
         self.learning_rate = W.FloatLogSlider(value=model.learning_rate, base=10, min=-5, max=0,
                                               step=0.1, description="learning rate",
                                               readout_format=".1e", style=style)
-        self.batch_size = W.BoundedIntText(value=opts.get("batch_size", 32), min=1,
-                                           max=1_000_000, description="batch size", style=style)
-        self.epochs = W.BoundedIntText(value=epochs, min=1, max=100_000, description="epochs",
-                                       style=style)
-        self.schedule = W.Dropdown(options=SCHEDULE_CHOICES, value="none", description="lr schedule",
+        self.batch_size = W.BoundedIntText(value=cfg.batch_size, min=1, max=1_000_000,
+                                           description="batch size", style=style)
+        self.epochs = W.BoundedIntText(value=max(1, cfg.epochs), min=1, max=100_000,
+                                       description="epochs", style=style)
+        choices = SCHEDULE_CHOICES + ((CONFIGURED_SCHEDULE,) if schedule == CONFIGURED_SCHEDULE
+                                      else ())
+        self.schedule = W.Dropdown(options=choices, value=schedule, description="lr schedule",
                                    style=style)
-        self.clip_norm = W.BoundedFloatText(value=opts.get("clip_norm") or 0.0, min=0.0,
+        self.clip_norm = W.BoundedFloatText(value=cfg.clip_norm or 0.0, min=0.0,
                                             max=1e6, description="clip norm (0 = off)",
                                             style=style)
         self.weight_decay = W.BoundedFloatText(
-            value=opts.get("weight_decay") if opts.get("weight_decay") is not None
-            else model.weight_decay, min=0.0, max=1.0, step=1e-4, description="weight decay",
-            style=style)
-        self.accumulate = W.BoundedIntText(value=opts.get("accumulate_gradients", 1), min=1,
+            value=cfg.weight_decay if cfg.weight_decay is not None else model.weight_decay,
+            min=0.0, max=1.0, step=1e-4, description="weight decay", style=style)
+        self.accumulate = W.BoundedIntText(value=cfg.accumulate_gradients, min=1,
                                            max=1024, description="accumulate", style=style)
         self.device = W.Dropdown(options=available_devices(), value=model.device,
                                  description="device", style=style)
@@ -256,7 +304,7 @@ class TrainingDashboard(W.VBox):
         return [self.start_button, self.stop_button, self.pause_button, self.step_button,
                 self.reset_button, self.log_scale, *self.controls_box.children,
                 *self.freeze_toggles.values(), self.save_path, self.csv_path,
-                self.save_button, self.csv_button]
+                self.save_button, self.csv_button, self.lr_finder.button, self.panels.toggle]
 
     # ---------------------------------------------------------------- Python API
     @property
@@ -275,10 +323,12 @@ class TrainingDashboard(W.VBox):
         return self.runner.running
 
     def fit_overrides(self) -> dict[str, Any]:
-        """The fit options the controls currently say."""
+        """The fit options the controls currently say (applied over :attr:`config`)."""
+        schedule = (self.config.lr_schedule if self.schedule.value == CONFIGURED_SCHEDULE
+                    else default_schedule(self.schedule.value, self.learning_rate.value,
+                                          self.epochs.value))
         return {"epochs": self.epochs.value, "batch_size": self.batch_size.value,
-                "lr_schedule": default_schedule(self.schedule.value, self.learning_rate.value,
-                                                self.epochs.value),
+                "lr_schedule": schedule,
                 "clip_norm": self.clip_norm.value or None,
                 "weight_decay": self.weight_decay.value,
                 "accumulate_gradients": self.accumulate.value}
@@ -359,6 +409,7 @@ class TrainingDashboard(W.VBox):
     def _sync_buttons(self) -> None:
         state, busy = self.runner.state, self.runner.running
         self.start_button.disabled = self.step_button.disabled = busy
+        self.lr_finder.button.disabled = busy
         self.reset_button.disabled = self.optimizer.disabled = busy
         self.stop_button.disabled = self.pause_button.disabled = not busy
         paused = state == "paused"

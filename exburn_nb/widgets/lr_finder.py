@@ -1,12 +1,11 @@
 """``LRFinderButton``: run :func:`exburn_nb.lr_find` on a dashboard's model and data, show
 the curve, and set the dashboard's learning-rate slider to the suggestion.
 
-The training dashboard is meant to place this button in its controls row; until it does,
-show it next to the dashboard.
+The training dashboard shows one under its controls (``dash.lr_finder``).
 
 Example:
     >>> dash = xb.widgets.TrainingDashboard(model, (x, y), epochs=5)  # doctest: +SKIP
-    >>> W.VBox([xb.widgets.LRFinderButton(dash), dash])  # doctest: +SKIP
+    >>> dash.lr_finder.run()  # or press its button  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ The panels are a callback (pass them to ``xb.fit(callbacks=[...])`` or a dashboa
 runner: ``dash.runner.add_callback(panels)``) and a widget. They are off by default and
 then cost one attribute check per batch: the hooks that feed them
 (:class:`~exburn_nb.inspection.ActivationProbe`) are attached only while the panels are
-shown (the toggle, or ``panels.enabled = True``). The training dashboard is meant to
-embed them as an optional section.
+shown (the toggle, or ``panels.enabled = True``). The training dashboard embeds them as
+its last section (``dash.panels``).
 
 Example:
     >>> panels = xb.widgets.NetworkPanels(model, enabled=True)  # doctest: +SKIP

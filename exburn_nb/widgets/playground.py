@@ -3,7 +3,7 @@
 A 2-D data set (generated, or your own ``(x, y)``: two features, or the first two
 principal components of more), optional feature transforms, a dense network, and a
 :class:`~exburn_nb.widgets.TrainingDashboard` (``playground.dashboard``) to train it, with
-an LR-finder button (``playground.lr_finder``) and the inside-the-network panels
+its LR-finder button (``playground.lr_finder``) and inside-the-network panels
 (``playground.panels``, closed by default).
 The decision boundary, a heatmap of the predicted class (or probability) over the
 plane with the train and test points on top, is redrawn while training runs: one
@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 
@@ -35,13 +36,16 @@ from ..model import Model, compile
 from ..optim import OPTIMIZERS
 from ..spec import input as spec_input
 from .dashboard import TrainingDashboard
-from .lr_finder import LRFinderButton
-from .panels import COLORS, NetworkPanels
+from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
 # JupyterLab test on a busy 2-core machine, Stop answered 20-24 s late at 5/s (5-36 s at
-# 1-2/s: the dashboard's own figure weighs too), so the boundary stays at 2/s.
+# 1-2/s: the dashboard's own figure weighs too), so the boundary stays at 2/s. Since the
+# values go out from a drawing thread and z is sent compactly, Stop took 0.8 s there.
 MAX_UPDATES_PER_S = 2
+# Probabilities are sent with this many decimals: plotly sends a 2-D z as a JSON list of
+# lists, and float32 reprs made one 60 x 60 redraw 73 KB (3 decimals: 22 KB).
+Z_DECIMALS = 3
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
 MARGIN = 0.15  # the plane extends this share of the data's range beyond it
 FEATURES = {
@@ -118,19 +122,52 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Boundary(Callback):
-    """Redraws the playground's boundary while training, throttled; last draw at the end."""
+    """Redraws the playground's boundary while training, throttled; last draw at the end.
+
+    The training thread only computes the grid's values (one forward pass, at a batch
+    boundary, so the weights are whole) at most :data:`MAX_UPDATES_PER_S` times a second
+    and hands them over; a drawing thread sends them, keeping only the newest when it
+    falls behind. The last values are drawn before the run ends.
+    """
 
     def __init__(self, playground: Playground):
         self.playground, self._last = playground, 0.0
+        self._lock = threading.Lock()
+        self._pending: torch.Tensor | None = None
+        self._wake, self._done = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def on_train_begin(self, logs: dict) -> None:
+        self._last, self._pending = time.monotonic(), None
+        self._done.clear()
+        self._thread = threading.Thread(target=self._draw_loop, name="exburn-boundary-draw",
+                                        daemon=True)
+        self._thread.start()
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
         now = time.monotonic()
         if now - self._last >= 1 / MAX_UPDATES_PER_S:
             self._last = now
-            self.playground.draw()
+            with self._lock:
+                self._pending = self.playground.boundary()
+            self._wake.set()
 
     def on_train_end(self, logs: dict) -> None:
-        self.playground.draw()
+        self._done.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._pending = None
+        self.playground.show_boundary(self.playground.boundary())
+
+    def _draw_loop(self) -> None:
+        while not self._done.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                z, self._pending = self._pending, None
+            if z is not None and not self._done.is_set():
+                self.playground.show_boundary(z)
 
 
 class Playground(W.VBox):
@@ -167,6 +204,7 @@ class Playground(W.VBox):
         self.custom = data
         self.show, self.grid = show, grid
         self._boundary = _Boundary(self)
+        self._draw_lock = threading.Lock()  # the drawing thread and the notebook's draws
         self._build_controls()
         self.figure = go.FigureWidget(self._empty_figure())
         self.figure.add_class("xb-boundary")
@@ -278,15 +316,13 @@ class Playground(W.VBox):
             batch_size=c["batch_size"], weight_decay=c["weight_decay"], accuracy=True,
             seed=c["seed"])
         self.dashboard.runner.add_callback(self._boundary)
-        self.lr_finder = LRFinderButton(self.dashboard)
-        self.panels = NetworkPanels(self.model)  # off: no hooks until its toggle is pressed
-        self.dashboard.runner.add_callback(self.panels)
+        self.lr_finder, self.panels = self.dashboard.lr_finder, self.dashboard.panels
         self._plane()
         with self.figure.batch_update():
             self._draw_points()
         self.draw()
         self.message.value = ""
-        self.children = [self.controls, self.figure, self.lr_finder, self.dashboard, self.panels]
+        self.children = [self.controls, self.figure, self.dashboard]
 
     def _make_points(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
         c = self.config
@@ -368,12 +404,20 @@ class Playground(W.VBox):
 
     def draw(self) -> None:
         """Redraw the boundary heatmap from the model's current weights (one message)."""
-        z = self.boundary()
+        self.show_boundary(self.boundary())
+
+    def show_boundary(self, z: torch.Tensor) -> None:
+        """Put :meth:`boundary`'s values ``z`` on the heatmap: only what changed is sent
+        (plotly skips equal values), classes as integers, probabilities rounded to
+        :data:`Z_DECIMALS` decimals."""
         k = self.num_classes
-        zrange = (-0.5, k - 0.5) if self.show == "class" else (0.0, 1.0)
-        with self.figure.batch_update():
+        if self.show == "class":
+            values, zrange = z.to(torch.int16).numpy(), (-0.5, k - 0.5)
+        else:
+            values, zrange = z.double().numpy().round(Z_DECIMALS), (0.0, 1.0)
+        with self._draw_lock, self.figure.batch_update():
             heat = self.figure.data[0]
-            heat.x, heat.y, heat.z = self.grid_x.numpy(), self.grid_y.numpy(), z.numpy()
+            heat.x, heat.y, heat.z = self.grid_x.numpy(), self.grid_y.numpy(), values
             heat.zmin, heat.zmax = zrange
             heat.colorscale = self._colorscale()
 

@@ -274,3 +274,84 @@ def test_save_and_export(dash, tmp_path):
 def test_device_selector_offers_what_exists(dash):
     assert list(dash.device.options) == xb.available_devices()
     assert dash.device.value == "cpu"
+
+
+def forward_hooks(model):
+    return sum(len(m._forward_hooks) for m in model.module.modules())
+
+
+def test_lr_finder_button_in_the_controls_sets_the_slider(dash, digits):
+    (x, y), _ = digits
+    assert dash.lr_finder in dash.children and "xb-lr-find" in dash.lr_finder.button._dom_classes
+    assert dash.lr_finder.button in dash.controls()
+    dash.lr_finder.options = {"num_iter": 40}
+    before = {k: v.clone() for k, v in dash.model.module.state_dict().items()}
+    dash.lr_finder.button.click()
+    lr = xb.lr_find(dash.model, (x, y), num_iter=40)[1]
+    assert dash.lr_finder.suggestion == lr
+    assert dash.learning_rate.value == pytest.approx(lr, rel=1e-6)
+    assert dash.model.learning_rate == pytest.approx(lr, rel=1e-6)  # the slider feeds the optimizer
+    assert all(torch.equal(before[k], v) for k, v in dash.model.module.state_dict().items())
+    assert dash.model.history.empty
+
+
+def test_network_panels_hook_only_while_open(mlp, digits):
+    (x, y), _ = digits
+    d = TrainingDashboard(mlp(), (x[:256], y[:256]), epochs=2, batch_size=32)
+    panels = d.panels
+    assert d.children[-1] is panels and not panels.toggle.value
+    assert panels.box.layout.display == "none" and forward_hooks(d.model) == 0
+    assert d.start() and d.wait(60)  # steps 1-16
+    assert panels.norms.empty and forward_hooks(d.model) == 0  # closed: nothing recorded
+    panels.toggle.value = True  # the person opens the section
+    assert forward_hooks(d.model) > 0 and panels.box.layout.display is None
+    assert d.start() and d.wait(60)  # steps 17-32, sampled
+    norms = panels.norms
+    assert not norms.empty and norms["step"].min() > 16 and norms["step"].max() == 32 and set(norms["layer"]) == {"hidden", "output"}
+    assert len(panels.norm_figure.data[0].y) == len(norms[norms["layer"] == "hidden"])
+    assert len(panels.hist_figure.data[0].y) == panels.bins
+    panels.toggle.value = False
+    assert forward_hooks(d.model) == 0 and panels.box.layout.display == "none"
+
+
+def test_a_fit_config_seeds_the_controls_and_start_runs_it(mlp, digits):
+    (x, y), _ = digits
+    model = mlp()
+    lr = model.learning_rate
+    cfg = xb.FitConfig(epochs=2, batch_size=50, clip_norm=2.0, weight_decay=1e-3,
+                       accumulate_gradients=2, lr_schedule=("cosine", lr, lr / 100),
+                       accuracy=True, seed=3)
+    d = TrainingDashboard(model, (x[:300], y[:300]), config=cfg, batch_size=60)  # keyword wins
+    assert (d.epochs.value, d.batch_size.value, d.accumulate.value) == (2, 60, 2)
+    assert (d.clip_norm.value, d.weight_decay.value, d.schedule.value) == (2.0, 1e-3, "cosine")
+    assert d.config == cfg.replace(batch_size=60)
+    d.clip_norm.value = 0.5  # a control changed before Start
+    assert d.start() and d.wait(60)
+    ran = d.runner.trainer.config
+    assert ran == cfg.replace(batch_size=60, clip_norm=0.5,
+                              lr_schedule=("cosine", lr, lr / 100))
+    assert ran.accuracy and ran.seed == 3  # not on the controls: straight from the config
+    assert d.model.runs.iloc[-1]["batch_size"] == 60 and len(d.history) == 2
+    assert "accuracy" in d.history.columns
+
+
+def test_a_config_schedule_without_a_name_runs_as_configured(mlp, digits):
+    (x, y), _ = digits
+    cfg = xb.FitConfig(epochs=1, lr_schedule=("step", 0.01, 1, 0.3))
+    d = TrainingDashboard(mlp(), (x[:64], y[:64]), config=cfg)
+    assert d.schedule.value == "as configured" and "as configured" in d.schedule.options
+    assert d.start() and d.wait(60)
+    assert d.runner.trainer.config.lr_schedule == ("step", 0.01, 1, 0.3)
+    assert d.history["lr"].iloc[-1] == pytest.approx(0.01)
+    d.schedule.value = "none"
+    assert d.fit_overrides()["lr_schedule"] is None
+    plain = TrainingDashboard(mlp(), (x[:64], y[:64]))
+    assert "as configured" not in plain.schedule.options and plain.schedule.value == "none"
+
+
+def test_a_config_that_is_not_a_fit_config_is_refused(mlp, digits):
+    (x, y), _ = digits
+    with pytest.raises(ValueError, match="config must be an xb.FitConfig"):
+        TrainingDashboard(mlp(), (x, y), config={"epochs": 3})
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
+        TrainingDashboard(mlp(), (x, y), config=xb.FitConfig(), batch_size=0)
