@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import ipywidgets as W
@@ -38,6 +39,15 @@ class LRFinderButton(W.VBox):
                                tooltip="a short lr sweep on a copy of the model; sets the slider")
         self.button.add_class("xb-lr-find")
         self.label = W.HTML()
+        # the figure is built at the first sweep: a FigureWidget carries ~5 MB of plotly's
+        # front-end code into the page and the saved notebook
+        self.figure_box = W.Box([], layout=W.Layout(display="none"))
+        self.button.on_click(lambda _: self.run())
+        super().__init__([W.HBox([self.button, self.label]), self.figure_box])
+
+    @functools.cached_property
+    def figure(self) -> go.FigureWidget:
+        """The sweep's curve and the suggestion (built on first use)."""
         fig = go.Figure(layout=dict(height=260, width=460, margin=dict(l=50, r=10, t=30, b=40),
                                     template="plotly_white", title="lr finder",
                                     xaxis=dict(title="learning rate", type="log"),
@@ -46,10 +56,7 @@ class LRFinderButton(W.VBox):
         fig.add_scatter(name="smoothed", mode="lines", x=[], y=[])
         fig.add_scatter(name="suggestion", mode="markers", x=[], y=[],
                         marker=dict(size=11, color="#d62728", symbol="diamond"))
-        self.figure = go.FigureWidget(fig)
-        self.figure_box = W.Box([self.figure], layout=W.Layout(display="none"))
-        self.button.on_click(lambda _: self.run())
-        super().__init__([W.HBox([self.button, self.label]), self.figure_box])
+        return go.FigureWidget(fig)
 
     def run(self) -> float | None:
         """Sweep, draw, set the dashboard's slider; returns the rate (None while training)."""
@@ -71,6 +78,7 @@ class LRFinderButton(W.VBox):
             self.figure.data[1].y = f["smoothed_loss"].to_numpy()
             self.figure.data[2].x = [self.suggestion]
             self.figure.data[2].y = [float(f["smoothed_loss"].iloc[near])]
+        self.figure_box.children = [self.figure]
         self.figure_box.layout.display = None
         self.label.value = f"suggested learning rate {self.suggestion:.3g} (slider set)"
         return self.suggestion

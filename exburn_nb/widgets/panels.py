@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -73,29 +74,43 @@ class NetworkPanels(W.VBox, Callback):
         self.toggle = W.ToggleButton(value=False, description="Inside the network",
                                      icon="microscope", tooltip="attach hooks and show the panels")
         self.toggle.add_class("xb-panels-toggle")
-        self.norm_figure = go.FigureWidget(self._figure(
+        # built when first shown: every FigureWidget carries ~5 MB of plotly's front-end
+        # code into the page and the saved notebook, so closed panels cost nothing there
+        self.box = W.VBox([], layout=W.Layout(display="none"))
+        super().__init__([self.toggle, self.box])
+        self.add_class("xb-network-panels")
+        self.toggle.observe(lambda change: self._set_enabled(change["new"]), names="value")
+        self.enabled = enabled
+
+    @functools.cached_property
+    def norm_figure(self) -> go.FigureWidget:
+        """Weight and gradient norms per layer over steps (built on first use)."""
+        return go.FigureWidget(self._figure(
             "weight (solid) and gradient (dotted) norms", "norm", "log",
             [dict(name=f"{n} weights", line=dict(color=COLORS[i % 10]))
              for i, n in enumerate(self.param_layers)] +
             [dict(name=f"{n} grads", line=dict(color=COLORS[i % 10], dash="dot"))
              for i, n in enumerate(self.param_layers)]))
-        self.dead_figure = go.FigureWidget(self._figure(
+
+    @functools.cached_property
+    def dead_figure(self) -> go.FigureWidget:
+        """The share of dead ReLUs per layer over steps (built on first use)."""
+        fig = go.FigureWidget(self._figure(
             "dead ReLUs (share of units 0 for the whole batch)", "share", "linear",
             [dict(name=n, line=dict(color=COLORS[i % 10])) for i, n in enumerate(self.relu_layers)]))
-        self.dead_figure.layout.yaxis.range = [0, 1.02]
+        fig.layout.yaxis.range = [0, 1.02]
+        return fig
+
+    @functools.cached_property
+    def hist_figure(self) -> go.FigureWidget:
+        """Activation histograms of the last sample, per layer (built on first use)."""
         hist = go.Figure(layout=dict(height=280, margin=dict(l=50, r=10, t=30, b=40),
                                      template="plotly_white", title="activations (last sample)",
                                      barmode="overlay", xaxis=dict(title="value"),
                                      yaxis=dict(title="count")))
         for i, n in enumerate(self.layers):
             hist.add_bar(name=n, opacity=0.5, marker=dict(color=COLORS[i % 10]))
-        self.hist_figure = go.FigureWidget(hist)
-        self.box = W.VBox([W.HBox([self.norm_figure, self.dead_figure]), self.hist_figure],
-                          layout=W.Layout(display="none"))
-        super().__init__([self.toggle, self.box])
-        self.add_class("xb-network-panels")
-        self.toggle.observe(lambda change: self._set_enabled(change["new"]), names="value")
-        self.enabled = enabled
+        return go.FigureWidget(hist)
 
     @staticmethod
     def _figure(title: str, ytitle: str, ytype: str, traces: list[dict]) -> go.Figure:
@@ -122,6 +137,8 @@ class NetworkPanels(W.VBox, Callback):
             self.probe.attach()
         elif not on and self.probe.attached:
             self.probe.detach()
+        if on and not self.box.children:
+            self.box.children = [W.HBox([self.norm_figure, self.dead_figure]), self.hist_figure]
         self.box.layout.display = None if on else "none"
 
     # ---------------------------------------------------------------- callback
