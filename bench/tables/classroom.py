@@ -13,7 +13,7 @@ plus the boundary).
 from __future__ import annotations
 
 from ..harness import Config, Pool, paired, summary
-from .common import cell, kernel_rounds, ratio_cell, table
+from .common import cell, measure_contenders, ratio_cell, table
 
 NAME = "classroom"
 TITLE = "Classroom cost: live decision boundary and inside-the-network panels vs headless"
@@ -80,21 +80,12 @@ def workloads(quick: bool) -> list[dict]:
              "n": 600, "hidden": [32, 32, 32], "epochs": 30, "batch_size": 16, "grid": 60}]
 
 
-def measure(workload: dict, repeats: int, threads: int) -> dict[str, list[float]]:
-    """Seconds per contender, one value per measured round (warm-up dropped)."""
-    names = list(CONTENDERS)
-    setup = SETUP.format(threads=threads, contenders=names,
-                         **{k: v for k, v in workload.items() if k != "name"})
-    times = kernel_rounds(setup, ROUND.format(contenders=names), repeats,
-                          extra=["print(json.dumps(times))"])
-    return {name: values[1:] for name, values in times.items()}
-
-
 def run(pool: Pool, config: Config, context: dict) -> dict:
     rows = []
     for workload in workloads(config.quick):
         config.echo(f"  classroom: {workload['name']}")
-        seconds = measure(workload, config.repeats, config.threads)
+        seconds = measure_contenders(SETUP, ROUND, CONTENDERS, workload, config.repeats,
+                                     config.threads)
         base = seconds["headless"]
         rows.append({"workload": workload,
                      "boundary_share": paired(seconds["playground"], seconds["dashboard"]),

@@ -85,3 +85,16 @@ def kernel_rounds(setup: str, round_code: str, repeats: int, extra: Sequence[str
     NotebookClient(nb, timeout=timeout, kernel_name="python3").execute()
     return json.loads(nb.cells[-1].outputs[0]["text"])
 
+
+def measure_contenders(setup: str, round_code: str, contenders: Sequence[str], workload: dict,
+                       repeats: int, threads: int) -> dict[str, list[float]]:
+    """Seconds per contender, one value per measured round (warm-up dropped): ``setup`` and
+    ``round_code`` are templates filled with the contenders, the threads and ``workload``."""
+
+    names = list(contenders)
+    filled = setup.format(threads=threads, contenders=names,
+                          **{k: v for k, v in workload.items() if k != "name"})
+    times = kernel_rounds(filled, round_code.format(contenders=names), repeats,
+                          extra=["print(json.dumps(times))"])
+    return {name: values[1:] for name, values in times.items()}
+

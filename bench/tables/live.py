@@ -10,7 +10,7 @@ warm-up and is discarded. The cost is each round's ratio to that round's headles
 from __future__ import annotations
 
 from ..harness import Config, Pool, paired, summary
-from .common import cell, kernel_rounds, ratio_cell, table
+from .common import cell, measure_contenders, ratio_cell, table
 
 NAME = "live"
 TITLE = "Live cost: dashboard and live_plot vs headless xb.fit (real kernel)"
@@ -66,21 +66,12 @@ def workloads(quick: bool) -> list[dict]:
              "features": 64, "widths": [64], "batch_size": 32, "epochs": 10}]
 
 
-def measure(workload: dict, repeats: int, threads: int) -> dict[str, list[float]]:
-    """Seconds per contender, one value per measured round (warm-up dropped)."""
-    names = list(CONTENDERS)
-    setup = SETUP.format(threads=threads, contenders=names,
-                         **{k: v for k, v in workload.items() if k != "name"})
-    times = kernel_rounds(setup, ROUND.format(contenders=names), repeats,
-                          extra=["print(json.dumps(times))"])
-    return {name: values[1:] for name, values in times.items()}
-
-
 def run(pool: Pool, config: Config, context: dict) -> dict:
     rows = []
     for workload in workloads(config.quick):
         config.echo(f"  live: {workload['name']}")
-        seconds = measure(workload, config.repeats, config.threads)
+        seconds = measure_contenders(SETUP, ROUND, CONTENDERS, workload, config.repeats,
+                                     config.threads)
         base = seconds["headless"]
         samples = workload["samples"] * workload["epochs"]
         rows.append({"workload": workload, "stats": {
