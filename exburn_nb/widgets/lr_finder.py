@@ -36,7 +36,8 @@ class LRFinderButton(W.VBox):
         self.dashboard, self.options = dashboard, options
         self.frame, self.suggestion = None, None
         self.button = W.Button(description="Find learning rate", icon="search",
-                               tooltip="a short lr sweep on a copy of the model; sets the slider")
+                               tooltip="a short lr sweep on a copy of the model; sets the slider",
+                               layout=W.Layout(width="auto"))  # the whole label, not "Find le…"
         self.button.add_class("xb-lr-find")
         self.label = W.HTML()
         # the figure is built at the first sweep: a FigureWidget carries ~5 MB of plotly's

@@ -72,7 +72,8 @@ class NetworkPanels(W.VBox, Callback):
         self._lock = threading.Lock()
         self._last, self._step, self._sampled = 0.0, 0, None
         self.toggle = W.ToggleButton(value=False, description="Inside the network",
-                                     icon="microscope", tooltip="attach hooks and show the panels")
+                                     icon="microscope", tooltip="attach hooks and show the panels",
+                                     layout=W.Layout(width="auto"))
         self.toggle.add_class("xb-panels-toggle")
         # built when first shown: every FigureWidget carries ~5 MB of plotly's front-end
         # code into the page and the saved notebook, so closed panels cost nothing there
