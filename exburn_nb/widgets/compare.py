@@ -40,6 +40,7 @@ from plotly.colors import qualitative, sample_colorscale
 from ..config import FitConfig
 from ..experiment import Experiment
 from ..space import Range
+from .figure import FigureWidget
 
 MAX_UPDATES_PER_S = 2  # curves while a run trains (each redraw costs the run ~5-10 ms)
 MAX_POINTS_PER_RUN = 200
@@ -151,7 +152,7 @@ class RunComparison(W.VBox):
                                    self.colour_by, self.status])
         self.start_button.disabled = self.stop_button.disabled = not trainable
         self.best_button.disabled = True
-        self.curves = go.FigureWidget(self._curves_figure())
+        self.curves = FigureWidget(self._curves_figure())
         self.curves.add_class("xb-compare-curves")
         for trace in self.curves.data:
             trace.on_click(self._on_click)
@@ -168,12 +169,12 @@ class RunComparison(W.VBox):
         self.highlight = W.SelectMultiple(options=[], description="highlight", rows=8,
                                           layout=W.Layout(width="200px"))
         self.highlight.observe(lambda _: self.refresh(full=False), "value")
-        self.parallel = go.FigureWidget(go.Figure(
+        self.parallel = FigureWidget(go.Figure(
             go.Parcoords(dimensions=[], line=dict(color=[], colorscale="Viridis",
                                                   showscale=True)),
             layout=dict(height=340, margin=dict(l=60, r=60, t=80, b=30),
                         title=f"params against {exp.metric}")))
-        self.importance = go.FigureWidget(go.Figure(
+        self.importance = FigureWidget(go.Figure(
             go.Bar(x=[], y=[], orientation="h", marker_color="#1f77b4"),
             layout=dict(height=220, margin=dict(l=120, r=20, t=40, b=30),
                         title="parameter importance (Optuna)",

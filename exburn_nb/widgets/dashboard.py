@@ -199,6 +199,14 @@ class TrainingDashboard(W.VBox):
         self._refresh_table()
         self._sync_buttons()
 
+    def _ipython_display_(self) -> None:
+        """The dashboard, then an export-only copy of its figure (kept up to date at the end
+        of every run) for exports, which cannot draw widgets."""
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)
+        self.plot.display_snapshot()
+
     # ---------------------------------------------------------------- layout
     def _build_controls(self, model: Model, cfg: FitConfig) -> None:
         def button(label: str, style: str, icon: str, css: str) -> W.Button:

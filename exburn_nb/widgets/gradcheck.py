@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 
 from ..inspection import gradient_check
 from ..model import Model
+from .figure import FigureWidget
 
 WRONG = 1e-2  # a relative error above this means the layer's gradient is wrong
 
@@ -46,7 +47,7 @@ class GradCheck(W.VBox):
                                     shapes=[dict(type="line", xref="paper", x0=0, x1=1, y0=WRONG,
                                                  y1=WRONG, line=dict(dash="dash", color="#c00"))]))
         fig.add_bar(x=[], y=[], name="relative error")
-        self.figure = go.FigureWidget(fig)
+        self.figure = FigureWidget(fig)
         self.button.on_click(lambda _: self.run())
         super().__init__([self.button, W.HBox([self.figure, self.table])])
         self.run()

@@ -24,6 +24,7 @@ from plotly.subplots import make_subplots
 from .. import inspection
 from ..model import Model
 from ..steps import prepare_pair
+from .figure import FigureWidget
 
 
 def _images(x: np.ndarray) -> np.ndarray | None:
@@ -78,7 +79,7 @@ class InspectView(W.VBox):
                                      title="confusion (rows: true class)",
                                      xaxis=dict(title="predicted", type="category"),
                                      yaxis=dict(title="true", type="category", autorange="reversed")))
-        self.figures = [go.FigureWidget(heat)]
+        self.figures = [FigureWidget(heat)]
         table = W.HTML(self.scores.to_html(index=False, float_format="{:.3f}".format))
         children: list[W.Widget] = [W.HBox([self.figures[0], table])]
         images = _images(x.numpy())
@@ -102,7 +103,7 @@ class InspectView(W.VBox):
         fig.update_layout(height=150 * math.ceil(len(rows) / cols) + 40,
                           margin=dict(l=10, r=10, t=50, b=10),
                           title="most confidently wrong (true → predicted, confidence)")
-        self.figures.append(go.FigureWidget(fig))
+        self.figures.append(FigureWidget(fig))
         return self.figures[-1]
 
     def _regression(self, model: Model, x: Any, y: Any) -> list[W.Widget]:
@@ -121,7 +122,7 @@ class InspectView(W.VBox):
                                       margin=dict(l=60, r=10, t=40, b=50), showlegend=False))
         resid.add_scatter(x=self.predictions, y=self.residuals, mode="markers", opacity=0.6)
         resid.add_scatter(x=[lo, hi], y=[0, 0], mode="lines", line=dict(dash="dash"))
-        self.figures = [go.FigureWidget(scatter), go.FigureWidget(resid)]
+        self.figures = [FigureWidget(scatter), FigureWidget(resid)]
         return [W.HBox(self.figures)]
 
 

@@ -17,6 +17,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..tuning import lr_find
+from .figure import FigureWidget
 
 
 class LRFinderButton(W.VBox):
@@ -57,7 +58,7 @@ class LRFinderButton(W.VBox):
         fig.add_scatter(name="smoothed", mode="lines", x=[], y=[])
         fig.add_scatter(name="suggestion", mode="markers", x=[], y=[],
                         marker=dict(size=11, color="#d62728", symbol="diamond"))
-        return go.FigureWidget(fig)
+        return FigureWidget(fig)
 
     def run(self) -> float | None:
         """Sweep, draw, set the dashboard's slider; returns the rate (None while training)."""

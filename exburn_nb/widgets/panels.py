@@ -27,6 +27,7 @@ from torch import nn
 from .. import inspection
 from ..callbacks import Callback
 from ..model import Model
+from .figure import FigureWidget
 
 MAX_UPDATES_PER_S = 5
 BINS = 30
@@ -86,7 +87,7 @@ class NetworkPanels(W.VBox, Callback):
     @functools.cached_property
     def norm_figure(self) -> go.FigureWidget:
         """Weight and gradient norms per layer over steps (built on first use)."""
-        return go.FigureWidget(self._figure(
+        return FigureWidget(self._figure(
             "weight (solid) and gradient (dotted) norms", "norm", "log",
             [dict(name=f"{n} weights", line=dict(color=COLORS[i % 10]))
              for i, n in enumerate(self.param_layers)] +
@@ -96,7 +97,7 @@ class NetworkPanels(W.VBox, Callback):
     @functools.cached_property
     def dead_figure(self) -> go.FigureWidget:
         """The share of dead ReLUs per layer over steps (built on first use)."""
-        fig = go.FigureWidget(self._figure(
+        fig = FigureWidget(self._figure(
             "dead ReLUs (share of units 0 for the whole batch)", "share", "linear",
             [dict(name=n, line=dict(color=COLORS[i % 10])) for i, n in enumerate(self.relu_layers)]))
         fig.layout.yaxis.range = [0, 1.02]
@@ -111,7 +112,7 @@ class NetworkPanels(W.VBox, Callback):
                                      yaxis=dict(title="count")))
         for i, n in enumerate(self.layers):
             hist.add_bar(name=n, opacity=0.5, marker=dict(color=COLORS[i % 10]))
-        return go.FigureWidget(hist)
+        return FigureWidget(hist)
 
     @staticmethod
     def _figure(title: str, ytitle: str, ytype: str, traces: list[dict]) -> go.Figure:

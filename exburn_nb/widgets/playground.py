@@ -36,6 +36,7 @@ from ..model import Model, compile
 from ..optim import OPTIMIZERS
 from ..spec import input as spec_input
 from .dashboard import TrainingDashboard
+from .figure import FigureWidget
 from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
@@ -206,7 +207,7 @@ class Playground(W.VBox):
         self._boundary = _Boundary(self)
         self._draw_lock = threading.Lock()  # the drawing thread and the notebook's draws
         self._build_controls()
-        self.figure = go.FigureWidget(self._empty_figure())
+        self.figure = FigureWidget(self._empty_figure())
         self.figure.add_class("xb-boundary")
         self.dashboard: TrainingDashboard
         super().__init__([])

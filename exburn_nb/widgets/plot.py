@@ -14,7 +14,6 @@ Example (blocking fit, the figure appears under the cell):
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
@@ -27,9 +26,11 @@ from ..history import SMOOTHING, smooth
 from ..model import Model
 from ..training import Trainer
 from .comms import serve_on_subshell
+from .figure import FigureWidget
 from .render import STATIC_UPDATES_PER_S, renderer
 
 MAX_UPDATES_PER_S = 5
+EXPORT_ONLY = "xb-export-only"  # figure.js hides this class where live figures run
 POINT_BUDGET = 400  # points per drawn curve, at most
 MAX_BATCH_POINTS = 2 * POINT_BUDGET  # raw batch points kept before halving them
 LR_MARK = 5  # trace index of the learning-rate marks
@@ -72,7 +73,7 @@ def make_figure(height: int = 380, widget: bool | None = None) -> go.FigureWidge
         trace.x, trace.y = [], []
     if not (renderer() == "widget" if widget is None else widget):
         return fig
-    widget = go.FigureWidget(fig)
+    widget = FigureWidget(fig)
     widget._config = {"responsive": True, "displaylogo": False}
     widget.add_class("xb-figure")
     return widget
@@ -107,7 +108,7 @@ class LivePlot(Callback):
             model and history keep every completed batch.
     """
 
-    def __init__(self, figure: go.FigureWidget | None = None, display: bool = True,
+    def __init__(self, figure: FigureWidget | go.Figure | None = None, display: bool = True,
                  controls: bool = False):
         self.figure = figure if figure is not None else make_figure()
         self.display = display
@@ -117,6 +118,7 @@ class LivePlot(Callback):
         if self.static:
             self.view.add_class("xb-figure-static")
         self._handle = None  # a display handle, for a static figure under a blocking fit
+        self._snapshots: list = []  # display handles of the export-only copies
         self._lock = threading.Lock()
         self.model: Model | None = None
         self._reset_batches()
@@ -161,6 +163,7 @@ class LivePlot(Callback):
             else:
                 display(self.figure if self.controls is None else
                         W.VBox([self.controls.row, self.figure], layout=W.Layout(width="100%")))
+                self.display_snapshot()
             self.display = False  # once: later runs keep drawing into the same figure
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
@@ -177,6 +180,8 @@ class LivePlot(Callback):
 
     def on_train_end(self, logs: dict) -> None:
         self.draw(force=True)
+        for handle in self._snapshots:
+            handle.update(export_snapshot(self.figure), raw=True)
         if self.controls is not None:
             self.controls.end(logs["model"])
 
@@ -261,16 +266,33 @@ class LivePlot(Callback):
                 self.view.outputs = ({"output_type": "display_data", "metadata": {},
                                       "data": bundle},)
             return
-        # Set without a change event: the front end got the same data as restyle messages.
-        fig._trait_values["_widget_data"] = copy.deepcopy(fig._data)
-        fig._trait_values["_widget_layout"] = copy.deepcopy(fig._layout)
-        if send:
-            fig.send_state(["_widget_data", "_widget_layout"])
+        fig.save_state(send)
+
+    def display_snapshot(self) -> None:
+        """Show an export-only copy of the live figure here, brought up to date at the end of
+        every run: exports (nbconvert, nbviewer) cannot draw the live figure and show this
+        copy instead; live front ends hide it (see :func:`export_snapshot`)."""
+        if self.static:
+            return  # the static figure is itself in the cell's output
+        from IPython.display import display
+
+        handle = display(export_snapshot(self.figure), raw=True, display_id=True)
+        if handle is not None:  # None outside IPython, where it was printed
+            self._snapshots.append(handle)
 
     def set_log_scale(self, on: bool) -> None:
         """Loss axis on a log scale (True) or linear (False)."""
         self.figure.layout.yaxis.type = "log" if on else "linear"
         self._publish(send=self.static)
+
+
+def export_snapshot(fig: go.Figure) -> dict:
+    """The figure as static HTML (plotly.js from its CDN) in a ``div.xb-export-only``: what
+    an export of the notebook shows in place of the live figure. The live figure's loader
+    hides every such div (and its output row) on pages where it runs."""
+    html = fig.to_html(full_html=False, include_plotlyjs="cdn", config={"displaylogo": False})
+    return {"text/html": f'<div class="{EXPORT_ONLY}">{html}</div>',
+            "text/plain": "training curves (an export-only copy of the live figure)"}
 
 
 def _static_bundle(fig: go.Figure, final: bool) -> dict:

@@ -1,11 +1,13 @@
 """Which figure the widgets draw: the live plotly ``FigureWidget``, or a static fallback.
 
 The live figure needs the front end to run plotly's widget JavaScript (anywidget). Where it
-cannot (VS Code or Colab without that JavaScript, an nbconvert/nbviewer/GitHub export), the
-dashboard and ``live_plot`` draw a static plotly figure instead, redrawn at most
+cannot (VS Code or Colab without that JavaScript), the dashboard and ``live_plot`` draw a
+static plotly figure instead, redrawn at most
 :data:`STATIC_UPDATES_PER_S` times a second. The kernel cannot ask the front end what it
 renders, so the choice is made from environment hints (``VSCODE_PID``,
-``COLAB_NOTEBOOK_ID``/``COLAB_RELEASE_TAG``) or by :func:`set_renderer`.
+``COLAB_NOTEBOOK_ID``/``COLAB_RELEASE_TAG``) or by :func:`set_renderer`. Exports need
+neither: a live figure leaves an export-only static copy under it
+(:func:`~exburn_nb.widgets.plot.export_snapshot`).
 
 Example:
     >>> xb.widgets.set_renderer("static")  # e.g. before a notebook is exported to HTML  # doctest: +SKIP

@@ -297,6 +297,10 @@ class Dashboard:
         """No widget failed to load, no error shown, no anywidget/plotly page error."""
         text = self.page.inner_text(root)
         assert "Loading widget" not in text and "Error displaying widget" not in text, text[:2000]
+        assert "drawn by its kernel" not in text, "a live figure fell back to its static copy"
+        visible = self.page.eval_on_selector_all(
+            f"{root} .xb-export-only", "es => es.filter(e => e.offsetParent !== null).length")
+        assert visible == 0, "an export-only copy of a figure shows beside the live one"
         errors = " ".join(self.page.eval_on_selector_all(".xb-error", "es => es.map(e => e.textContent)"))
         assert not errors.strip(), errors
         bad = [e for e in self.page.errors if "anywidget" in e.lower() or "plotly" in e.lower()]

@@ -82,7 +82,7 @@ def test_points_are_in_the_synced_widget_state(mlp, digits):
     state = cb.figure.get_state()["_widget_data"]
     assert [d["x"] for d in state[:1]] == [[1, 2, 3]]
     assert state[0]["y"] == pytest.approx(model.history["loss"].tolist())
-    assert ["_widget_data", "_widget_layout"] in sent  # the run's end sends it
+    assert ["_widget_data", "_widget_layout", "_xb_synced"] in sent  # the run's end sends it
 
 
 def test_layout_fills_its_container_and_reads_well():

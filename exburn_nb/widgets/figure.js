@@ -1,0 +1,133 @@
+// exburn_nb's live figure: plotly's FigureWidget front end (about 5 MB of JavaScript), asked
+// from the kernel the first time a page draws a figure instead of being stored in every
+// figure's widget state. One copy per page and plotly version, shared by every figure.
+// Without a kernel (an nbconvert export, a notebook opened with its kernel stopped) the
+// figure is drawn once from its saved state with plotly.js from its CDN.
+
+const PAGE = (globalThis.__exburn_nb_plotly ??= {}); // plotly version -> shared loader
+const ASK_AGAIN_MS = 2000; // a request unanswered this long is sent again (JupyterLab sends a
+// new comm's first messages on the busy main shell until the comm's subshell exists)
+const STATIC_AFTER_MS = 4000; // no kernel answer by then: draw the saved state statically
+const SYNC_MS = 3000; // longest wait for the current figure after plotly's late start
+
+function loader(version) {
+  if (!PAGE[version]) {
+    let resolve, reject;
+    const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
+    PAGE[version] = { promise, resolve, reject, asked: -Infinity, settled: false };
+  }
+  return PAGE[version];
+}
+
+// Ask the kernel for plotly's widget module through this model's comm.
+function ask(model, entry) {
+  entry.asked = Date.now();
+  const onMessage = (msg, buffers) => {
+    if (msg?.type !== "xb-plotly-bundle") return;
+    model.off("msg:custom", onMessage);
+    if (entry.settled) return;
+    entry.settled = true;
+    const url = URL.createObjectURL(new Blob([buffers[0]], { type: "text/javascript" }));
+    import(/* webpackIgnore: true */ url)
+      .then(entry.resolve, entry.reject)
+      .finally(() => URL.revokeObjectURL(url));
+  };
+  model.on("msg:custom", onMessage);
+  try {
+    model.send({ type: "xb-plotly-bundle?" });
+  } catch (err) {
+    model.off("msg:custom", onMessage); // no comm (an export): the static drawing shows
+  }
+}
+
+function plotlyModule(model) {
+  const entry = loader(model.get("_xb_plotly"));
+  if (!entry.settled && Date.now() - entry.asked > ASK_AGAIN_MS) ask(model, entry);
+  return entry.promise;
+}
+
+// Draw the model's saved data once; returns what undoes it.
+async function drawStatic(model, el) {
+  const url = `https://cdn.jsdelivr.net/npm/plotly.js-dist-min@${model.get("_xb_plotlyjs")}/+esm`;
+  try {
+    const Plotly = (await import(/* webpackIgnore: true */ url)).default;
+    const layout = { ...model.get("_widget_layout"), autosize: true };
+    await Plotly.newPlot(el, model.get("_widget_data"), layout, { responsive: true });
+    return () => Plotly.purge(el);
+  } catch (err) {
+    el.textContent = "This figure is drawn by its kernel: run the notebook to see it.";
+    return () => {};
+  }
+}
+
+// plotly's model missed the changes sent before it started: ask for the whole figure.
+function sync(model) {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      model.off("change:_xb_synced", done);
+      resolve();
+    };
+    const timer = setTimeout(done, SYNC_MS);
+    model.on("change:_xb_synced", done);
+    try {
+      model.send({ type: "xb-plotly-sync?" });
+    } catch (err) {
+      done();
+    }
+  });
+}
+
+// On a page where live figures run, the export-only copies of them are not shown.
+function hideExportCopies() {
+  if (document.getElementById("xb-export-only-style")) return;
+  const style = document.head.appendChild(document.createElement("style"));
+  style.id = "xb-export-only-style";
+  style.textContent =
+    ".xb-export-only, .jp-OutputArea-child:has(.xb-export-only) { display: none !important; }";
+}
+
+function withTimeout(promise, ms) {
+  let timer;
+  const timeout = new Promise((res) => (timer = setTimeout(() => res(null), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+// The model's plotly widget, asking again while unanswered; null after `ms`.
+async function waitFor(model, ready, ms) {
+  for (const start = Date.now(); Date.now() - start < ms; ) {
+    const figure = await withTimeout(ready, ASK_AGAIN_MS);
+    if (figure) return figure;
+    plotlyModule(model);
+  }
+  return null;
+}
+
+export default () => {
+  let ready; // plotly's own widget for this model, once its module is here
+
+  return {
+    initialize({ model }) {
+      // anywidget gives initialize 2 s; the module may take longer, so render waits for it
+      ready = plotlyModule(model).then(async (module) => {
+        const figure = module.default();
+        figure.initialize({ model });
+        await sync(model);
+        return figure;
+      });
+      ready.catch((err) => console.error("exburn_nb: plotly's widget failed to load", err));
+    },
+    async render({ model, el }) {
+      let figure = await waitFor(model, ready, STATIC_AFTER_MS);
+      if (!figure) {
+        const still = el.appendChild(document.createElement("div"));
+        const undo = await drawStatic(model, still);
+        figure = await waitFor(model, ready, Infinity);
+        undo();
+        still.remove();
+      }
+      hideExportCopies();
+      return figure.render({ model, el });
+    },
+  };
+};

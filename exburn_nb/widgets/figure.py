@@ -1,0 +1,85 @@
+"""The live figure: plotly's ``FigureWidget``, without 5 MB of JavaScript in its state.
+
+plotly's ``FigureWidget`` carries its whole front end (about 5 MB of JavaScript) in a synced
+trait, so every figure added about 5 MB to a saved notebook and to each view's first
+message. :class:`FigureWidget` keeps plotly's Python API and front end but stores a loader
+of a few kilobytes instead: the first figure a page draws asks the kernel for plotly's
+module (one binary message, handled on a kernel subshell even while a cell blocks, see
+:mod:`~exburn_nb.widgets.comms`), and every later figure on the page reuses it. Where no
+kernel answers (an HTML export, a notebook opened with its kernel stopped) the loader draws
+the figure's saved state once with plotly.js from its CDN.
+
+Example:
+    >>> fig = FigureWidget(layout={"height": 300})
+    >>> len(fig._esm) < 10_000  # plotly's own: about 5,000,000
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+import plotly
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs_version
+from traitlets import Int, Unicode
+
+from .comms import serve_on_subshell
+
+REQUEST, REPLY = "xb-plotly-bundle?", "xb-plotly-bundle"
+SYNC = "xb-plotly-sync?"  # a front end that loaded plotly late asks for the current figure
+
+
+@functools.cache
+def plotly_module() -> bytes:
+    """plotly's widget front end (an ES module), encoded once per process."""
+    return str(go.FigureWidget._esm).encode()
+
+
+class FigureWidget(go.FigureWidget):
+    """plotly's ``FigureWidget`` whose front end is sent by the kernel when a page first
+    draws one, not stored in every figure's widget state.
+
+    Example:
+        >>> fig = FigureWidget()
+        >>> fig.add_scatter(y=[1, 3, 2]).data[0].y
+        (1, 3, 2)
+    """
+
+    _esm = Path(__file__).with_name("figure.js")
+    _xb_plotly = Unicode(plotly.__version__).tag(sync=True)  # the page's cache key
+    _xb_plotlyjs = Unicode(get_plotlyjs_version()).tag(sync=True)  # for the CDN fallback
+    _xb_synced = Int(0).tag(sync=True)  # counts save_state(send=True): "the state is current"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_msg(_answer)
+        serve_on_subshell(self)
+
+    def save_state(self, send: bool) -> None:
+        """Make the figure's current data and layout its synced state, which a new view
+        draws (plotly itself sends only changes); ``send`` also sends them to the front end.
+
+        Set without change events: a view that is open got the same data as changes.
+        """
+        for _ in range(3):  # the training thread may be changing the figure meanwhile
+            try:
+                data, layout = copy.deepcopy(self._data), copy.deepcopy(self._layout)
+                break
+            except RuntimeError:
+                continue
+        self._trait_values.update(_widget_data=data, _widget_layout=layout)
+        if send:
+            self._trait_values["_xb_synced"] = self._xb_synced + 1
+            self.send_state(["_widget_data", "_widget_layout", "_xb_synced"])
+
+
+def _answer(widget: FigureWidget, content: Any, buffers: list) -> None:
+    kind = content.get("type") if isinstance(content, dict) else None
+    if kind == REQUEST:
+        widget.send({"type": REPLY}, buffers=[plotly_module()])
+    elif kind == SYNC:
+        widget.save_state(send=True)

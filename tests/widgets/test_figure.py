@@ -1,0 +1,72 @@
+"""The live figure keeps plotly's 5 MB front end out of its widget state and sends it from
+the kernel when a page asks, even while a cell blocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import plotly.graph_objects as go
+import pytest
+
+from exburn_nb.widgets import plot
+from exburn_nb.widgets.figure import REPLY, REQUEST, FigureWidget, plotly_module
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_state_is_small_and_names_plotly():
+    fig = plot.make_figure(widget=True)
+    assert isinstance(fig, FigureWidget) and isinstance(fig, go.FigureWidget)
+    state = fig.get_state()
+    assert len(state["_esm"]) < 10_000
+    assert len(str(go.FigureWidget._esm)) > 1_000_000  # what a plain FigureWidget stores
+    assert len(json.dumps(state, default=str)) < 50_000
+    assert state["_xb_plotly"] and state["_xb_plotlyjs"].count(".") == 2
+
+
+def test_the_module_sent_is_plotlys_es_module():
+    module = plotly_module()
+    assert module == str(go.FigureWidget._esm).encode()
+    assert b"export{" in module[-20_000:]  # an ES module, as the loader imports it
+
+
+def test_a_blocked_kernel_answers_the_request_on_a_subshell():
+    """As JupyterLab >= 4.4 sends it: the request on a subshell while the main shell runs a
+    cell; the answer is plotly's module, before the cell ends."""
+    jupyter_client = pytest.importorskip("jupyter_client")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    km, kc = jupyter_client.manager.start_new_kernel(kernel_name="python3", env=env)
+    try:
+        text = []
+        kc.execute_interactive(
+            "from exburn_nb.widgets.figure import FigureWidget\n"
+            "fig = FigureWidget()\nprint(fig.comm.comm_id)",
+            output_hook=lambda m: text.append(m["content"].get("text", "")), timeout=60)
+        comm_id = "".join(text).split()[-1]
+        kc.control_channel.send(kc.session.msg("create_subshell_request", {}))
+        reply = kc.control_channel.get_msg(timeout=10)["content"]
+        if reply.get("status") != "ok":
+            pytest.skip(f"this ipykernel has no subshells: {reply}")
+        cell = kc.execute("import time\nstart = time.time()\n"
+                          "while time.time() - start < 30: pass\n")
+        time.sleep(0.5)
+        msg = kc.session.msg("comm_msg", {"comm_id": comm_id,
+                                          "data": {"method": "custom",
+                                                   "content": {"type": REQUEST}}})
+        msg["header"]["subshell_id"] = reply["subshell_id"]
+        kc.shell_channel.send(msg)
+        while True:
+            out = kc.get_iopub_msg(timeout=20)
+            if out["msg_type"] == "comm_msg" and out["content"]["data"].get("content", {}).get("type") == REPLY:
+                break
+        assert bytes(out["buffers"][0]) == plotly_module()
+        assert not kc.shell_channel.msg_ready()  # the blocking cell has not replied yet
+        km.interrupt_kernel()
+        while kc.get_shell_msg(timeout=20)["parent_header"].get("msg_id") != cell:
+            pass
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
