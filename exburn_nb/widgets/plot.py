@@ -291,6 +291,9 @@ def export_snapshot(fig: go.Figure) -> dict:
     an export of the notebook shows in place of the live figure. The live figure's loader
     hides every such div (and its output row) on pages where it runs."""
     html = fig.to_html(full_html=False, include_plotlyjs="cdn", config={"displaylogo": False})
+    # an export loads plotly.js before this script runs; a live page (which hides the copy)
+    # may not have it, or be offline: nothing to draw then, and no error
+    html = html.replace("Plotly.newPlot(", "window.Plotly && Plotly.newPlot(", 1)
     return {"text/html": f'<div class="{EXPORT_ONLY}">{html}</div>',
             "text/plain": "training curves (an export-only copy of the live figure)"}
 

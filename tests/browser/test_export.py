@@ -17,9 +17,9 @@ PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 EPOCHS = 3
 
 
-def executed_export(tmp_path: Path) -> str:
-    """The HTML of a notebook that ran a blocking fit with the live plot (the default,
-    widget renderer) and showed a dashboard, exported as `jupyter nbconvert --to html`."""
+def executed_export(tmp_path: Path, renderer: str) -> str:
+    """The HTML of a notebook that ran a blocking fit with the live plot and showed a
+    dashboard with this renderer, exported as `jupyter nbconvert --to html`."""
     nbclient = pytest.importorskip("nbclient")
     from nbconvert import HTMLExporter
 
@@ -27,6 +27,7 @@ def executed_export(tmp_path: Path) -> str:
                                                            "display_name": "Python 3"}})
     nb.cells = [nbformat.v4.new_code_cell(
         "import exburn_nb as xb\n"
+        f"xb.widgets.set_renderer({renderer!r})\n"
         "(x, y), _ = xb.datasets.digits()\n"
         "spec = xb.input('input', shape=(None, 64)).dense(10, name='output')\n"
         "model = xb.compile(spec, loss='cross_entropy', seed=0)\n"
@@ -41,8 +42,12 @@ def executed_export(tmp_path: Path) -> str:
     return html
 
 
-def test_html_export_shows_the_final_curves(page, tmp_path):
-    html = executed_export(tmp_path)
+@pytest.mark.parametrize(("renderer", "figures"), [
+    ("widget", 2),  # the export-only copies of the fit's figure and the dashboard's
+    ("static", 1),  # the fit's static figure (the dashboard's is inside its widget)
+])
+def test_html_export_shows_the_final_curves(page, tmp_path, renderer, figures):
+    html = executed_export(tmp_path, renderer)
     assert len(html) < 3_000_000, len(html)  # no 5 MB of widget JavaScript per figure
     path = tmp_path / "export.html"
     path.write_text(html)
@@ -52,12 +57,11 @@ def test_html_export_shows_the_final_curves(page, tmp_path):
         path=str(PLOTLY_JS), content_type="application/javascript"))
     page.route("https://**", lambda route: route.abort())
     page.goto(path.as_uri())
-    copies = page.locator(".xb-export-only .js-plotly-plot")
-    copies.first.wait_for(timeout=60_000)
-    assert copies.count() == 2  # the blocking fit's figure and the dashboard's
-    for i in range(2):
-        assert copies.nth(i).is_visible()
-        xs = page.evaluate("(i) => document.querySelectorAll('.xb-export-only .js-plotly-plot')"
-                           "[i].data[0].x", i)
+    shown = page.locator(".js-plotly-plot")
+    shown.first.wait_for(timeout=60_000)
+    assert shown.count() == figures
+    for i in range(figures):
+        assert shown.nth(i).is_visible()
+        xs = page.evaluate("(i) => document.querySelectorAll('.js-plotly-plot')[i].data[0].x", i)
         assert list(xs) == list(range(1, EPOCHS + 1)), xs  # the train loss, every epoch
-    copies.first.screenshot(path=str(REPO / "tests" / "artifacts" / "export.png"))
+    shown.first.screenshot(path=str(REPO / "tests" / "artifacts" / f"export-{renderer}.png"))

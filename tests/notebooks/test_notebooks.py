@@ -148,25 +148,3 @@ def test_quickstart_reaches_the_guide_numbers(executed: dict) -> None:
     assert "Total params: 235,146" in text  # the guide's summary, to the parameter
     accuracy = float(text.split("test accuracy ")[1].split("%")[0]) / 100
     assert accuracy >= 0.9, accuracy
-
-
-def test_static_renderer_leaves_the_final_curves_in_an_html_export(tmp_path) -> None:
-    """nbconvert --to html of an executed notebook shows the final curves (static mode)."""
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3",
-                                                           "display_name": "Python 3"}})
-    nb.cells = [nbformat.v4.new_code_cell(
-        "import exburn_nb as xb\n"
-        "xb.widgets.set_renderer('static')\n"
-        "(x, y), _ = xb.datasets.digits()\n"
-        "spec = xb.input('input', shape=(None, 64)).dense(10, name='output')\n"
-        "model = xb.compile(spec, loss='cross_entropy', seed=0)\n"
-        "xb.fit(model, (x, y), epochs=3, verbose=False,\n"
-        "       callbacks=[xb.widgets.live_plot(controls=False)]);")]
-    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    client.execute(env=kernel_env())
-    html, _ = HTMLExporter().from_notebook_node(nb)
-    assert "Plotly.newPlot" in html
-    assert '"x":[1,2,3]' in html.replace(" ", "")  # the train-loss curve, all three epochs
