@@ -16,19 +16,21 @@ first use, so the core never loads ipywidgets, plotly or IPython.
 from importlib import import_module
 from typing import Any
 
-from . import callbacks, datasets, space, sweep
-from .callbacks import Callback
-from .config import FitConfig
-from .model import Model, available_devices, compile, deserialize_params, load
-from .spec import Spec, input
-from .steps import compute_gradients, evaluate, train_step
-from .training import Trainer, fit
-from .tuning import lr_find
+from . import sweep
+from .core import datasets
+from .core.config import CompileConfig, FitConfig
+from .core.model import Model, available_devices, compile, deserialize_params, load
+from .core.spec import Spec, input
+from .train import callbacks
+from .train.callbacks import Callback
+from .train.loop import Trainer, fit
+from .train.lr_finder import lr_find
+from .train.steps import compute_gradients, evaluate, train_step
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback", "Experiment", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
+    "Callback", "CompileConfig", "Experiment", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
     "callbacks", "compile", "compute_gradients", "datasets", "deserialize_params", "evaluate",
     "fit", "input", "load", "lr_find", "space", "sweep",
     "train_step", "widgets", "runner",
@@ -36,10 +38,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``exburn_nb.widgets``, ``exburn_nb.runner`` and ``Experiment`` lazily on first
-    access."""
-    if name in ("widgets", "runner"):
-        return import_module(f".{name}", __name__)
+    """Import ``widgets``, ``runner``, ``space`` and ``Experiment`` lazily on first access."""
+    if name == "widgets":
+        return import_module(".widgets", __name__)
+    if name == "runner":
+        return import_module(".train.runner", __name__)
+    if name == "space":
+        return import_module(".experiment.space", __name__)
     if name == "Experiment":  # lazy, so ``python -m exburn_nb.experiment`` runs it cleanly
         return import_module(".experiment", __name__).Experiment
     raise AttributeError(f"module 'exburn_nb' has no attribute {name!r}")

@@ -23,9 +23,9 @@ from test_persist import assert_unchanged, full_state
 from torch_reference import classification_data, fit, mlp_spec
 
 import exburn_nb as xb
-from exburn_nb.losses import LOSSES
-from exburn_nb.optim import OPTIMIZERS
-from exburn_nb.steps import GRAD_METHODS
+from exburn_nb.core.losses import LOSSES
+from exburn_nb.core.optim import OPTIMIZERS
+from exburn_nb.train.steps import GRAD_METHODS
 
 CASES = settings(max_examples=25, deadline=None)
 

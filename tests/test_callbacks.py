@@ -15,7 +15,7 @@ from torch_reference import (
 )
 
 import exburn_nb as xb
-from exburn_nb.callbacks import EarlyStopping, ReduceLROnPlateau, format_metrics
+from exburn_nb.train.callbacks import EarlyStopping, ReduceLROnPlateau, format_metrics
 
 
 def model_and_data(**compile_kwargs):

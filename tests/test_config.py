@@ -8,9 +8,9 @@ import torch
 from torch_reference import classification_data, fit, mlp_spec
 
 import exburn_nb as xb
-from exburn_nb.config import FitConfig
-from exburn_nb.optim import Schedule
-from exburn_nb.runner import Runner
+from exburn_nb.core.config import FitConfig
+from exburn_nb.core.optim import Schedule
+from exburn_nb.train.runner import Runner
 
 
 def test_defaults_are_the_guides():

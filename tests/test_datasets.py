@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import exburn_nb as xb
-from exburn_nb import datasets
+from exburn_nb.core import datasets
 
 
 def test_digits_shapes_types_and_split():

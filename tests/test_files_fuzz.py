@@ -25,7 +25,7 @@ from test_persist import assert_unchanged, full_state, write_signed
 from torch_reference import classification_data, fit
 
 import exburn_nb as xb
-from exburn_nb import persist
+from exburn_nb.io import persist
 
 FUZZ = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -10,7 +10,7 @@ import torch
 from torch_reference import classification_data, fit, mlp_spec
 
 import exburn_nb as xb
-from exburn_nb.history import BATCH_COLUMNS, EPOCH_COLUMNS, History
+from exburn_nb.core.history import BATCH_COLUMNS, EPOCH_COLUMNS, History
 
 
 def row(epoch, **extra):
@@ -30,11 +30,11 @@ def test_an_empty_history_has_the_schema_and_no_rows():
 
 def test_optional_columns_appear_in_order_once_some_epoch_has_them():
     h = History()
-    h.add_epoch(row(1))
+    h.record_epoch(row(1))
     assert h.epochs_frame().columns.tolist() == ["epoch", "loss", "lr", "seconds",
                                                  "samples_per_s"]
-    h.add_epoch(row(2, val_accuracy=0.5, accuracy=0.4, val_loss=0.3))
-    h.add_epoch(row(3, val_accuracy=0.5, accuracy=0.4, val_loss=0.3, run=2))
+    h.record_epoch(row(2, val_accuracy=0.5, accuracy=0.4, val_loss=0.3))
+    h.record_epoch(row(3, val_accuracy=0.5, accuracy=0.4, val_loss=0.3, run=2))
     frame = h.epochs_frame()
     assert frame.columns.tolist() == list(EPOCH_COLUMNS)
     assert frame["val_loss"].isna().tolist() == [True, False, False]  # missing in epoch 1
@@ -43,8 +43,8 @@ def test_optional_columns_appear_in_order_once_some_epoch_has_them():
 
 def test_extra_columns_come_after_the_base_ones_sorted():
     h = History()
-    h.add_epoch(row(1, zeta=1.0))
-    h.add_epoch(row(2))
+    h.record_epoch(row(1, zeta=1.0))
+    h.record_epoch(row(2))
     h.update_last_epoch({"alpha": 2.0, "zeta": 3.0})
     frame = h.epochs_frame()
     assert frame.columns.tolist()[-2:] == ["alpha", "zeta"]
@@ -54,7 +54,7 @@ def test_extra_columns_come_after_the_base_ones_sorted():
 def test_rows_are_copies():
     h = History()
     original = row(1)
-    h.add_epoch(original)
+    h.record_epoch(original)
     original["loss"] = 99.0
     h.epoch_rows[0]["loss"] = 42.0
     assert h.epoch_rows[0]["loss"] == 1.0
@@ -62,9 +62,9 @@ def test_rows_are_copies():
 
 def test_batches_and_last_step():
     h = History()
-    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
-    h.add_batch(1, 1, 2, 2, torch.tensor(0.4), 0.1)  # a loss still on the device: read lazily
-    h.add_batch(2, 2, 1, 3, 0.3, 0.05)
+    h.record_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.record_batch(1, 1, 2, 2, torch.tensor(0.4), 0.1)  # a loss still on the device: read lazily
+    h.record_batch(2, 2, 1, 3, 0.3, 0.05)
     frame = h.batches_frame()
     assert frame.to_dict("list") == {"epoch": [1, 1, 2], "batch": [1, 2, 1], "step": [1, 2, 3],
                                      "loss": [0.5, pytest.approx(0.4), 0.3],
@@ -76,10 +76,10 @@ def test_batches_and_last_step():
 
 def test_logged_batch_values_become_columns_padded_with_nan():
     h = History()
-    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
-    h.add_batch(1, 1, 2, 2, 0.4, 0.1, {"grad_norm": 3.0})
+    h.record_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.record_batch(1, 1, 2, 2, 0.4, 0.1, {"grad_norm": 3.0})
     h.update_last_batch({"other": 1.0})
-    h.add_batch(1, 1, 3, 3, 0.3, 0.1)
+    h.record_batch(1, 1, 3, 3, 0.3, 0.1)
     frame = h.batches_frame()
     assert frame.columns.tolist()[-2:] == ["grad_norm", "other"]
     assert frame["grad_norm"].isna().tolist() == [True, False, True]
@@ -96,10 +96,10 @@ def test_runs_record_their_configs():
 
 def test_state_round_trips_through_json():
     h = History()
-    h.add_epoch(row(1, val_loss=0.2))
-    h.add_epoch(row(2, val_loss=0.1, extra=3))
-    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
-    h.add_batch(1, 2, 1, 2, 0.4, 0.1)
+    h.record_epoch(row(1, val_loss=0.2))
+    h.record_epoch(row(2, val_loss=0.1, extra=3))
+    h.record_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.record_batch(1, 2, 1, 2, 0.4, 0.1)
     state = json.loads(json.dumps(h.to_state(), allow_nan=False))
     again = History.from_state(state)
     pd.testing.assert_frame_equal(again.epochs_frame(), h.epochs_frame())
@@ -110,8 +110,8 @@ def test_state_round_trips_through_json():
 
 def test_clear_forgets_everything():
     h = History()
-    h.add_epoch(row(1))
-    h.add_batch(1, 1, 1, 1, 0.5, 0.1)
+    h.record_epoch(row(1))
+    h.record_batch(1, 1, 1, 1, 0.5, 0.1)
     h.start_run({})
     h.clear()
     assert not h.runs
@@ -124,7 +124,7 @@ def test_concurrent_writers_and_readers_see_whole_rows():
 
     def write(start):
         for i in range(200):
-            h.add_batch(1, start, i, i, 1.0, 0.1)
+            h.record_batch(1, start, i, i, 1.0, 0.1)
 
     def read():
         for _ in range(50):
@@ -160,7 +160,7 @@ def test_fit_history_holds_plain_finite_numbers(accuracy, validation):
     model = xb.compile(mlp_spec(), seed=0)
     fit(model, (x, y), epochs=2, accuracy=accuracy,
         validation_data=(x, y) if validation else None)
-    state = model._history.to_state()
+    state = model.recorder.to_state()
     json.dumps(state, allow_nan=False)  # no NaN, no tensors, no NumPy scalars
     for r in state["epochs"]:
         assert all(type(v) in (int, float) for v in r.values())

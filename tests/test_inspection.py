@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import exburn_nb as xb
-from exburn_nb import inspection
+from exburn_nb.train import inspection
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

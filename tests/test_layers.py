@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import exburn_nb as xb
-from exburn_nb.layers import REGISTRY, Layer, LayerKind, Option
-from exburn_nb.spec import Spec
+from exburn_nb.core.layers import REGISTRY, Layer, LayerKind, Option
+from exburn_nb.core.spec import Spec
 
 INPUTS = {"dense": (None, 6), "dropout": (None, 3, 5), "activation": (None, 2, 3, 4),
           "flatten": (None, 2, 3, 4), "batch_norm": (None, 3, 5, 5),

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from torch_reference import classification_data, fit, mlp_spec, reference_net, regression_data
 
 import exburn_nb as xb
-from exburn_nb.losses import Loss
+from exburn_nb.core.losses import Loss
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

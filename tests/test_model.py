@@ -16,7 +16,7 @@ from torch_reference import (
 )
 
 import exburn_nb as xb
-from exburn_nb.model import gpu_device
+from exburn_nb.core.model import gpu_device
 
 NO_GPU = gpu_device() is None
 

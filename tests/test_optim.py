@@ -20,7 +20,7 @@ from torch_reference import (
 )
 
 import exburn_nb as xb
-from exburn_nb.optim import make_schedule
+from exburn_nb.core.optim import make_schedule
 
 EPOCHS, BATCH = 3, 16
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch_reference import assert_state_equal, classification_data, fit, mlp_spec, snapshot
 
 import exburn_nb as xb
-from exburn_nb import persist
+from exburn_nb.io import persist
 
 TIMING = ["seconds", "samples_per_s"]
 
@@ -700,7 +700,7 @@ def test_persist_owns_the_layout_and_knows_no_models():
     assert "model" not in imported and ".model" not in imported
     model = trained_model()
     tensors, meta = persist.model_payload(persist.ModelFile(
-        params=model.module.state_dict(), compile={}, history=model._history.to_state()))
+        params=model.module.state_dict(), compile={}, history=model.recorder.to_state()))
     assert {k.split(".")[0] for k in tensors} == {"param", "batch"}
     assert set(meta) >= {"spec", "compile", "frozen", "optimizer_groups", "history"}
 
@@ -783,7 +783,7 @@ def test_the_header_size_is_capped(saved, monkeypatch):
 
 # ----------------------------------------------------------------- saving while training
 def test_saving_while_a_background_run_trains_always_writes_a_loadable_file(tmp_path):
-    from exburn_nb.runner import Runner
+    from exburn_nb.train.runner import Runner
 
     spec = (xb.input("input", shape=(None, 32)).dense(2048, activation="relu", name="hidden")
             .batch_norm(name="bn").dense(4, name="output"))
@@ -885,7 +885,7 @@ def test_a_foreign_safetensors_file_is_a_clear_error(tmp_path, metadata):
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), object()])
 def test_metadata_a_file_cannot_hold_is_a_clear_error_before_writing(tmp_path, value):
     model = trained_model()
-    model._history.update_last_epoch({"note": value})
+    model.recorder.update_last_epoch({"note": value})
     with pytest.raises(ValueError, match="plain JSON data with finite numbers"):
         model.save(tmp_path / "m.exburn")
     assert not os.listdir(tmp_path)

@@ -14,7 +14,7 @@ import torch
 from torch_reference import classification_data
 
 import exburn_nb as xb
-from exburn_nb.checkpoints import checkpoint_files
+from exburn_nb.train.checkpoints import checkpoint_files
 
 TIMING = ["seconds", "samples_per_s"]
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import exburn_nb as xb
-from exburn_nb.runner import Runner
+from exburn_nb.train.runner import Runner
 
 
 class Every(xb.Callback):

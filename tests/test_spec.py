@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import exburn_nb as xb
-from exburn_nb.spec import ACTIVATIONS, Spec
+from exburn_nb.core.spec import ACTIVATIONS, Spec
 
 
 def guide_spec() -> Spec:
@@ -285,7 +285,7 @@ def test_spec_json_keeps_the_guide_model():
 
 
 def test_dropout_layer_matches_torch_dropout_in_distribution_and_scaling():
-    from exburn_nb.spec import Dropout
+    from exburn_nb.core.spec import Dropout
 
     torch.manual_seed(0)
     layer = Dropout(0.3)

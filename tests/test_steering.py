@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_reference import classification_data, mlp_spec, regression_data
 
 import exburn_nb as xb
-from exburn_nb.runner import Runner
+from exburn_nb.train.runner import Runner
 
 
 class Recorder(xb.Callback):
@@ -304,7 +304,7 @@ def test_numpy_values_in_a_schedule_become_plain_numbers():
     xb.fit(model, data, epochs=2, batch_size=8, verbose=False,
            lr_schedule=("step", np.float32(0.01), np.int64(1), np.float64(0.5)))
     assert all(type(v) is float for v in model.history["lr"].tolist())
-    assert type(model._history.epoch_rows[0]["lr"]) is float
+    assert type(model.recorder.epoch_rows[0]["lr"]) is float
 
 
 def test_an_iterable_dataset_streams_in_its_own_order():

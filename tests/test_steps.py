@@ -19,7 +19,7 @@ from torch_reference import (
 )
 
 import exburn_nb as xb
-from exburn_nb import steps
+from exburn_nb.train import steps
 
 
 # ----------------------------------------------------------------- evaluate

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import exburn_nb as xb
-from exburn_nb import stacked, sweep
-from exburn_nb.stacked import member_bytes, member_loss
+from exburn_nb import sweep
+from exburn_nb.sweep import stacked
+from exburn_nb.sweep.stacked import member_bytes, member_loss
 
 torch.set_num_threads(1)
 
@@ -202,7 +203,7 @@ def test_a_group_runs_in_a_thread_and_its_histories_grow_live(digits):
     trainer = sweep.StackedTrainer(models, [xb.FitConfig(epochs=500, seed=0)] * 2, data)
     thread = threading.Thread(target=trainer.run)
     thread.start()
-    while models[1]._history.batch_count < 3:  # rows appear as the batches end
+    while models[1].recorder.batch_count < 3:  # rows appear as the batches end
         time.sleep(0.01)
     trainer.stop()
     thread.join(timeout=60)

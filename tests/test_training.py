@@ -23,7 +23,7 @@ from torch_reference import (
 )
 
 import exburn_nb as xb
-from exburn_nb.data import to_tensor
+from exburn_nb.core.data import to_tensor
 
 TIMING = ["seconds", "samples_per_s"]
 
@@ -141,13 +141,13 @@ def test_history_columns_dtypes_and_plain_python_values():
     assert all(frame[c].dtype == np.float64 for c in frame.columns if c not in ("epoch", "run"))
     assert frame["epoch"].tolist() == [1, 2, 3, 4]
     # the two first epochs had no validation: missing, never NaN-filled into the rows
-    rows = model._history.epoch_rows
+    rows = model.recorder.epoch_rows
     assert "val_loss" not in rows[0] and "val_loss" in rows[3]
     for row in rows:
         for key, value in row.items():
             assert type(value) in (int, float), (key, type(value))
             assert math.isfinite(value)
-    json.dumps(model._history.to_state(), allow_nan=False)
+    json.dumps(model.recorder.to_state(), allow_nan=False)
     assert (frame[["seconds", "samples_per_s"]] > 0).all().all()
     assert frame["lr"].tolist() == [0.001] * 4
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import exburn_nb as xb
-from exburn_nb.optim import make_optimizer
-from exburn_nb.tuning import sweep_rates
+from exburn_nb.core.optim import make_optimizer
+from exburn_nb.train.lr_finder import sweep_rates
 
 
 def manual_sweep(model, x, y, start_lr, end_lr, num_iter, batch_size, seed, beta=0.98):

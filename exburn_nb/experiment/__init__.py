@@ -1,9 +1,9 @@
 """``Experiment``: many ``fit`` runs over a hyperparameter space, one tidy table.
 
-A run is one full ``fit`` with its own :class:`~exburn_nb.config.FitConfig` and seed
+A run is one full ``fit`` with its own :class:`~exburn_nb.core.config.FitConfig` and seed
 (derived from the experiment's seed and the run number, so any run can be reproduced
 alone: :meth:`Experiment.prepare_run`). Runs train through
-:class:`~exburn_nb.runner.Runner`, the same loop as ``xb.fit``, or, with
+:class:`~exburn_nb.train.runner.Runner`, the same loop as ``xb.fit``, or, with
 ``parallel="vmap"``, many at once as one stacked ensemble (:mod:`exburn_nb.sweep`, the
 same computation). UI-free: the ``RunComparison`` widget is one listener among any others.
 

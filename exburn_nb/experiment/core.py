@@ -15,17 +15,17 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ..callbacks import Callback
-from ..config import FitConfig, check_int, check_seed
-from ..data import is_loader
-from ..model import Model, compile
-from ..optim import check_optimizer
-from ..runner import Runner
-from ..space import Range, check_candidates
-from ..spec import Spec
-from ..sweep import StackedTrainer, SweepPlan, plan
+from ..core.config import FitConfig, check_int, check_seed
+from ..core.data import is_loader
+from ..core.model import Model, compile
+from ..core.optim import check_optimizer
+from ..core.spec import Spec
+from ..sweep.planning import StackedTrainer, SweepPlan, plan
+from ..train.callbacks import Callback
+from ..train.runner import Runner
 from . import files
 from .runs import Run, UsedNames, best_value, run_seed, runs_frame, summary_frame
+from .space import Range, check_candidates
 
 COMPILE_OPTIONS = ("loss", "optimizer", "learning_rate", "weight_decay", "device")
 FIT_OPTIONS = tuple(f.name for f in fields(FitConfig) if f.name not in ("weight_decay", "seed"))
@@ -75,7 +75,7 @@ class Experiment:
             join it.
         pruner: ``"median"``, ``"hyperband"``, ``None`` or an ``optuna.pruners`` object.
         parallel: ``None`` (one run after another), ``"vmap"`` (up to 64 runs at a time
-            are planned with :func:`exburn_nb.sweep.plan`; runs sharing the architecture,
+            are planned with :func:`exburn_nb.sweep`; runs sharing the architecture,
             loss, optimizer, epochs and batch size train together as one stacked
             ensemble, the same computation as their own ``fit``; the others train alone;
             needs ``(x, y)`` data in memory) or ``"auto"`` (as ``"vmap"``, but one run
@@ -469,7 +469,7 @@ class Experiment:
         self._emit("run_end")
 
     def _train_stacked(self, runs: list[Run], prepared: list[tuple[Model, FitConfig]]) -> None:
-        """Train one :func:`~exburn_nb.sweep.plan` group as one stacked ensemble, in this
+        """Train one :func:`~exburn_nb.sweep` group as one stacked ensemble, in this
         thread; each run reports its epochs (Optuna, listeners) and ends as it would alone."""
         t0 = time.perf_counter()
         with self._lock:

@@ -15,10 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import FitConfig
-from ..model import load as load_model
-from ..space import from_dict
+from ..core.config import FitConfig
+from ..core.model import load as load_model
 from .runs import Run
+from .space import from_dict
 
 FORMAT_VERSION = 1
 SETTINGS, MODEL = "experiment.json", "best_model.exburn"

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..checks import MAX_SEED
-from ..model import Model
+from ..base.checks import MAX_SEED
+from ..core.model import Model
 
 HISTORY_SKIP = ("run",)  # the model's own run counter: always 1 for an experiment's run
 
@@ -47,7 +47,7 @@ class Run:
         if self.model is None:
             return []
         return [{k: v for k, v in r.items() if k not in HISTORY_SKIP}
-                for r in self.model._history.epoch_rows]
+                for r in self.model.recorder.epoch_rows]
 
 
 class UsedNames(dict):

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from ..space import Range
+from .space import Range
 
 PRIMITIVES = (type(None), bool, int, float, str)
 TRIAL_STATES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed",

@@ -13,13 +13,13 @@
 from .builder import ModelBuilder
 from .compare import RunComparison
 from .dashboard import TrainingDashboard
+from .frontend.render import renderer, set_renderer
 from .gradcheck import GradCheck
 from .inspect import InspectView, inspect
 from .lr_finder import LRFinderButton
 from .panels import NetworkPanels
 from .playground import Playground
 from .plot import LivePlot, live_plot, make_figure
-from .render import renderer, set_renderer
 
 __all__ = ["GradCheck", "InspectView", "LRFinderButton", "LivePlot", "ModelBuilder",
            "NetworkPanels", "Playground", "RunComparison", "TrainingDashboard", "inspect",

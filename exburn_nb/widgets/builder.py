@@ -4,7 +4,7 @@ One row per layer (kind, options, name, move and delete buttons); every edit red
 summary, the parameter counts, the shape after each layer and a diagram of the stack, and
 nothing touches torch until Compile. A stack that cannot work is accepted and marked: each
 bad row says why, and Compile waits until it is fixed. The option widgets come from the
-layer registry's schemas (:mod:`exburn_nb.layers`), so a new layer kind needs no code here.
+layer registry's schemas (:mod:`exburn_nb.core.layers`), so a new layer kind needs no code here.
 Every click has a Python twin (``add``, ``remove``, ``move``, ``set``, ``load_preset``,
 ``compile``).
 
@@ -29,14 +29,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..layers import REGISTRY, Option, kind_of
-from ..losses import LOSSES
-from ..model import Model, available_devices
-from ..model import compile as compile_spec
-from ..optim import OPTIMIZERS
-from ..spec import Spec, auto_name, check_name
-from ..spec import input as spec_input
-from ..summary import SummaryRow, format_shape, render_html, render_text
+from ..core.layers import REGISTRY, Option, kind_of
+from ..core.losses import LOSSES
+from ..core.model import Model, available_devices
+from ..core.model import compile as compile_spec
+from ..core.optim import OPTIMIZERS
+from ..core.spec import Spec, auto_name, check_name
+from ..core.spec import input as spec_input
+from ..core.summary import SummaryRow, format_shape, render_html, render_text
 from .dashboard import TrainingDashboard
 
 PRESETS = {"logistic regression": "logistic_regression", "MLP": "mlp", "small CNN": "cnn"}

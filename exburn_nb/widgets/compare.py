@@ -37,10 +37,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
-from ..config import FitConfig
+from ..core.config import FitConfig
 from ..experiment import Experiment
-from ..space import Range
-from .figure import FigureWidget
+from ..experiment.space import Range
+from .frontend.figure import FigureWidget
 
 MAX_UPDATES_PER_S = 2  # curves while a run trains (each redraw costs the run ~5-10 ms)
 MAX_POINTS_PER_RUN = 200

@@ -1,6 +1,6 @@
 """``TrainingDashboard``: watch and steer a run from the notebook.
 
-Training runs in a background thread (:class:`~exburn_nb.runner.Runner`), so the
+Training runs in a background thread (:class:`~exburn_nb.train.runner.Runner`), so the
 notebook stays usable; the thread only sets widget traits and figure data, never prints.
 Every button has a Python twin (``start()``, ``stop()``, ...) for scripts and tests.
 
@@ -22,13 +22,13 @@ from typing import Any
 import ipywidgets as W
 import pandas as pd
 
-from ..callbacks import Callback
-from ..config import FitConfig
-from ..model import Model, available_devices
-from ..optim import OPTIMIZERS, SCHEDULES, default_schedule
-from ..runner import Runner
-from ..training import Trainer
-from .comms import serve_on_subshell
+from ..core.config import FitConfig
+from ..core.model import Model, available_devices
+from ..core.optim import OPTIMIZERS, SCHEDULES, default_schedule
+from ..train.callbacks import Callback
+from ..train.loop import Trainer
+from ..train.runner import Runner
+from .frontend.comms import serve_on_subshell
 from .lr_finder import LRFinderButton
 from .panels import NetworkPanels
 from .plot import LivePlot, make_figure
@@ -53,7 +53,7 @@ CONTROL_WIDTH = "290px"
 
 def named_schedule(schedule: Any, learning_rate: float, epochs: int) -> str:
     """The schedule picker's choice for a config's ``lr_schedule``: ``"none"``, the name
-    whose default (:func:`~exburn_nb.optim.default_schedule` at this rate and run length)
+    whose default (:func:`~exburn_nb.core.optim.default_schedule` at this rate and run length)
     it equals, or :data:`CONFIGURED_SCHEDULE` (a callable or other settings).
 
     Example:

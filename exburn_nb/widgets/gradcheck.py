@@ -1,6 +1,6 @@
 """``GradCheck``: autograd against numerical gradients, layer by layer, made visible.
 
-The numbers are :func:`exburn_nb.inspection.gradient_check`'s (the guide's
+The numbers are :func:`exburn_nb.train.inspection.gradient_check`'s (the guide's
 ``compute_gradients(..., grad_method="numerical")``, central differences in float64):
 a table and a bar per layer of the relative error on a log scale, with the usual
 thresholds (below 1e-7 excellent in float64; float32 autograd typically gives 1e-6 to
@@ -17,9 +17,9 @@ from typing import Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from ..inspection import gradient_check
-from ..model import Model
-from .figure import FigureWidget
+from ..core.model import Model
+from ..train.inspection import gradient_check
+from .frontend.figure import FigureWidget
 
 WRONG = 1e-2  # a relative error above this means the layer's gradient is wrong
 
@@ -33,7 +33,7 @@ class GradCheck(W.VBox):
         method: ``"numerical"`` or ``"numerical_batch"``.
 
     Attributes:
-        errors: :func:`~exburn_nb.inspection.gradient_check`'s frame of the last run.
+        errors: :func:`~exburn_nb.train.inspection.gradient_check`'s frame of the last run.
     """
 
     def __init__(self, model: Model, batch: Any, method: str = "numerical"):

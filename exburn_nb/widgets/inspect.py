@@ -4,7 +4,7 @@ Classifiers: a confusion matrix (rows the true class, as scikit-learn lays it ou
 per-class precision and recall, and the most confidently wrong examples (drawn as
 images when the input is an image or 64 features, the 8x8 digits). Regression: predicted
 against true values, and the residuals. The numbers come from
-:mod:`exburn_nb.inspection` and are attributes of the view.
+:mod:`exburn_nb.train.inspection` and are attributes of the view.
 
 Example:
     >>> view = xb.widgets.inspect(model, (test_x, test_y))  # doctest: +SKIP
@@ -21,10 +21,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .. import inspection
-from ..model import Model
-from ..steps import prepare_pair
-from .figure import FigureWidget
+from ..core.model import Model
+from ..train import inspection
+from ..train.steps import prepare_pair
+from .frontend.figure import FigureWidget
 
 
 def _images(x: np.ndarray) -> np.ndarray | None:

@@ -16,8 +16,8 @@ from typing import Any
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from ..tuning import lr_find
-from .figure import FigureWidget
+from ..train.lr_finder import lr_find
+from .frontend.figure import FigureWidget
 
 
 class LRFinderButton(W.VBox):

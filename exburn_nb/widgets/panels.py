@@ -4,7 +4,7 @@ norms over time, the share of dead ReLUs, and activation histograms.
 The panels are a callback (pass them to ``xb.fit(callbacks=[...])`` or a dashboard's
 runner: ``dash.runner.add_callback(panels)``) and a widget. They are off by default and
 then cost one attribute check per batch: the hooks that feed them
-(:class:`~exburn_nb.inspection.ActivationProbe`) are attached only while the panels are
+(:class:`~exburn_nb.train.inspection.ActivationProbe`) are attached only while the panels are
 shown (the toggle, or ``panels.enabled = True``). The training dashboard embeds them as
 its last section (``dash.panels``).
 
@@ -24,10 +24,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from torch import nn
 
-from .. import inspection
-from ..callbacks import Callback
-from ..model import Model
-from .figure import FigureWidget
+from ..core.model import Model
+from ..train import inspection
+from ..train.callbacks import Callback
+from .frontend.figure import FigureWidget
 
 MAX_UPDATES_PER_S = 5
 BINS = 30
@@ -51,7 +51,7 @@ class NetworkPanels(W.VBox, Callback):
     Attributes:
         norms: a DataFrame (step, layer, weight_norm, grad_norm) of the samples so far.
         dead: a DataFrame (step, layer, dead_share).
-        probe: the :class:`~exburn_nb.inspection.ActivationProbe` behind them.
+        probe: the :class:`~exburn_nb.train.inspection.ActivationProbe` behind them.
     """
 
     def __init__(self, model: Model, enabled: bool = False, bins: int = BINS,

@@ -30,13 +30,13 @@ import ipywidgets as W
 import plotly.graph_objects as go
 import torch
 
-from .. import datasets
-from ..callbacks import Callback
-from ..model import Model, compile
-from ..optim import OPTIMIZERS
-from ..spec import input as spec_input
+from ..core import datasets
+from ..core.model import Model, compile
+from ..core.optim import OPTIMIZERS
+from ..core.spec import input as spec_input
+from ..train.callbacks import Callback
 from .dashboard import TrainingDashboard
-from .figure import FigureWidget
+from .frontend.figure import FigureWidget
 from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the

@@ -21,13 +21,13 @@ import time
 import ipywidgets as W
 import plotly.graph_objects as go
 
-from ..callbacks import Callback
-from ..history import SMOOTHING, smooth
-from ..model import Model
-from ..training import Trainer
-from .comms import serve_on_subshell
-from .figure import FigureWidget
-from .render import STATIC_UPDATES_PER_S, renderer
+from ..core.history import SMOOTHING, smooth
+from ..core.model import Model
+from ..train.callbacks import Callback
+from ..train.loop import Trainer
+from .frontend.comms import serve_on_subshell
+from .frontend.figure import FigureWidget
+from .frontend.render import STATIC_UPDATES_PER_S, renderer
 
 MAX_UPDATES_PER_S = 5
 EXPORT_ONLY = "xb-export-only"  # figure.js hides this class where live figures run
@@ -104,7 +104,7 @@ class LivePlot(Callback):
             blocking ``fit``); the dashboard passes False and places it itself.
         controls: add Stop, Pause and a learning-rate slider above the figure, which act
             at the next batch even while the ``fit`` cell blocks (see
-            :mod:`exburn_nb.widgets.comms`). Stop ends the run as an interrupt does: the
+            :mod:`exburn_nb.widgets.frontend.comms`). Stop ends the run as an interrupt does: the
             model and history keep every completed batch.
     """
 
@@ -132,7 +132,7 @@ class LivePlot(Callback):
         self._last_lr: float | None = None
         self._last_draw = 0.0
         # the model's history is the one source of batch points: rows before _read are drawn
-        self._read = self.model._history.batch_count if self.model is not None else 0
+        self._read = self.model.recorder.batch_count if self.model is not None else 0
         self._per_epoch: dict[int, int] = {}  # run -> batches per epoch
 
     def reset(self) -> None:
@@ -147,7 +147,7 @@ class LivePlot(Callback):
     def on_train_begin(self, logs: dict) -> None:
         if logs["model"] is not self.model:
             self.model = logs["model"]
-            self._read = self.model._history.batch_count  # draw this plot's runs only
+            self._read = self.model.recorder.batch_count  # draw this plot's runs only
         self._per_epoch[self.trainer.run_id if self.trainer else 0] = logs["batches"] or 1
         if self.controls is not None:
             self.controls.begin(self.model)
@@ -190,7 +190,7 @@ class LivePlot(Callback):
         smoothed loss points (decimated to a fixed budget) and learning-rate marks."""
         if self.model is None:
             return
-        rows = self.model._history.batch_rows_since(self._read)
+        rows = self.model.recorder.batch_rows_since(self._read)
         self._read += len(rows["loss"])
         xs = [e - 1 + b / self._per_epoch.get(r, 1)
               for e, b, r in zip(rows["epoch"], rows["batch"], rows["run"], strict=True)]
@@ -213,7 +213,7 @@ class LivePlot(Callback):
     # ---------------------------------------------------------------- drawing
     def curves(self) -> list[tuple[list, list]]:
         """The (x, y) of every trace, decimated, as :meth:`draw` sends them."""
-        rows = self.model._history.epoch_rows if self.model is not None else []
+        rows = self.model.recorder.epoch_rows if self.model is not None else []
         with self._lock:
             self._read_batches()
             batch = (list(self._bx), list(self._by))

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import exburn_nb as xb
-from exburn_nb.layers import REGISTRY
-from exburn_nb.summary import format_shape
+from exburn_nb.core.layers import REGISTRY
+from exburn_nb.core.summary import format_shape
 from exburn_nb.widgets import ModelBuilder
 from exburn_nb.widgets.builder import PRESETS, infer_output, preset_rows
 

@@ -242,7 +242,7 @@ def test_slider_rounding_does_not_change_the_learning_rate(mlp, digits):
 
 
 def test_controls_are_served_on_the_front_ends_subshell(dash):
-    from exburn_nb.widgets.comms import serve_on_subshell
+    from exburn_nb.widgets.frontend.comms import serve_on_subshell
 
     class FakeComm:  # ipykernel 7's Comm routes replies to the shell that last sent on it
         def _reply_subshell_for(self, data, default):

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import pytest
 
 from exburn_nb.widgets import plot
-from exburn_nb.widgets.figure import REPLY, REQUEST, FigureWidget, plotly_module
+from exburn_nb.widgets.frontend.figure import REPLY, REQUEST, FigureWidget, plotly_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ def test_a_blocked_kernel_answers_the_request_on_a_subshell():
     try:
         text = []
         kc.execute_interactive(
-            "from exburn_nb.widgets.figure import FigureWidget\n"
+            "from exburn_nb.widgets.frontend.figure import FigureWidget\n"
             "fig = FigureWidget()\nprint(fig.comm.comm_id)",
             output_hook=lambda m: text.append(m["content"].get("text", "")), timeout=60)
         comm_id = "".join(text).split()[-1]

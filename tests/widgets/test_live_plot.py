@@ -44,15 +44,15 @@ def test_every_curve_keeps_to_the_point_budget():
     """A 1,000-epoch history (as the figure reads it) is drawn within the budget."""
     from types import SimpleNamespace
 
-    from exburn_nb.history import History
+    from exburn_nb.core.history import History
 
     rows = [{"epoch": e, "loss": 1 / e, "val_loss": 1.1 / e, "accuracy": 1 - 1 / e,
              "val_accuracy": 1 - 1.1 / e} for e in range(1, 1001)]
     history = History()
     for row in rows:
-        history.add_epoch(row)
+        history.record_epoch(row)
     cb = plot.LivePlot(display=False)
-    cb.model = SimpleNamespace(_history=history)
+    cb.model = SimpleNamespace(recorder=history)
     cb.draw(force=True)
     for i in (0, 1, 3, 4):
         assert 0 < len(cb.figure.data[i].x) <= plot.POINT_BUDGET
@@ -141,7 +141,7 @@ def test_live_plot_controls_stop_pause_and_lr_in_a_blocking_fit(mlp, digits):
 
 @pytest.fixture
 def static_renderer():
-    from exburn_nb.widgets import render
+    from exburn_nb.widgets.frontend import render
 
     xb.widgets.set_renderer("static")
     yield
@@ -149,7 +149,7 @@ def static_renderer():
 
 
 def test_renderer_is_chosen_from_hints_and_by_option(monkeypatch):
-    from exburn_nb.widgets import render
+    from exburn_nb.widgets.frontend import render
 
     for hint in render.STATIC_HINTS:
         monkeypatch.delenv(hint, raising=False)

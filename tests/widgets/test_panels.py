@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import exburn_nb as xb
-from exburn_nb import inspection
+from exburn_nb.train import inspection
 from exburn_nb.widgets import GradCheck, LRFinderButton, NetworkPanels, TrainingDashboard
 
 

@@ -1,7 +1,7 @@
 """Run ``fit`` in a background thread: start, stop, pause, resume, and events.
 
 The runner is UI-free: the dashboard is one listener among any others. It runs the very
-loop that ``xb.fit`` runs (:class:`~exburn_nb.training.Trainer`), with the runner's
+loop that ``xb.fit`` runs (:class:`~exburn_nb.train.loop.Trainer`), with the runner's
 callbacks added. Options are checked in the calling thread, so bad input raises at
 ``start()``, before any thread exists.
 
@@ -18,12 +18,12 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ..base.checks import check_number
+from ..core.config import FitConfig
+from ..core.model import Model
+from ..core.optim import set_learning_rate
 from .callbacks import Callback
-from .checks import check_number
-from .config import FitConfig
-from .model import Model
-from .optim import set_learning_rate
-from .training import Trainer
+from .loop import Trainer
 
 Listener = Callable[[str, "Runner"], None]
 

@@ -5,7 +5,7 @@ trait, so every figure added about 5 MB to a saved notebook and to each view's f
 message. :class:`FigureWidget` keeps plotly's Python API and front end but stores a loader
 of a few kilobytes instead: the first figure a page draws asks the kernel for plotly's
 module (one binary message, handled on a kernel subshell even while a cell blocks, see
-:mod:`~exburn_nb.widgets.comms`), and every later figure on the page reuses it. Where no
+:mod:`~exburn_nb.widgets.frontend.comms`), and every later figure on the page reuses it. Where no
 kernel answers (an HTML export, a notebook opened with its kernel stopped) the loader draws
 the figure's saved state once with plotly.js from its CDN.
 

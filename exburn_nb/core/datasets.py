@@ -24,7 +24,7 @@ def _sklearn_datasets():  # noqa: ANN202 - a module
     try:
         from sklearn import datasets
     except ImportError:
-        raise ImportError("exburn_nb.datasets needs scikit-learn for its real data sets: "
+        raise ImportError("exburn_nb.core.datasets needs scikit-learn for its real data sets: "
                           "pip install scikit-learn") from None
     return datasets
 

@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .checks import check_int, check_number
+from ..base.checks import check_int, check_number
+from ..base.vocabulary import METRICS
 
 if TYPE_CHECKING:
-    from .training import Trainer
+    from .loop import Trainer
 
 Metrics = dict[str, Any]
 BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
@@ -47,7 +48,7 @@ BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
 class Callback:
     """Base class with no-op hooks, named ``on_<phase>_<begin|end>``.
 
-    ``self.trainer`` is the running :class:`~exburn_nb.training.Trainer` (set before
+    ``self.trainer`` is the running :class:`~exburn_nb.train.loop.Trainer` (set before
     ``on_train_begin``). ``logs`` for ``on_train_begin``/``on_train_end``: ``model``,
     ``epochs`` (this run), ``batches`` (per epoch; None when a loader has no length),
     ``first_epoch``. ``on_batch_begin`` gets ``epoch``, ``batch`` (1-based in its epoch)
@@ -189,7 +190,7 @@ class MonitorCallback(Callback):
         self.watching = self.monitor or ("val_loss" if validation else "loss")
         produced = {"loss", "lr"} | ({"accuracy"} if accuracy else set())
         produced |= {f"val_{k}" for k in produced - {"lr"}} if validation else set()
-        if self.watching in BUILTIN_METRICS and self.watching not in produced:
+        if self.watching in METRICS and self.watching not in produced:
             raise ValueError(f"monitor {self.watching!r} is not computed by this run; it "
                              f"computes {sorted(produced)}"
                              + ("" if validation else " (pass validation_data for val_ metrics)")
@@ -228,7 +229,6 @@ class MonitorCallback(Callback):
         self.best, self.wait = best, wait
 
 
-BUILTIN_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "lr")
 
 
 class EarlyStopping(MonitorCallback):

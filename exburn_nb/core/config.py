@@ -1,4 +1,5 @@
-"""``FitConfig``: every ``fit`` option in one frozen, validated, JSON-ready value.
+"""``FitConfig`` and ``CompileConfig``: every ``fit`` and every ``compile`` option, each in one
+frozen, validated, JSON-ready value.
 
 A run is data: the same config (and seed) gives the same run, and a saved model records
 the config of each run that trained it. ``fit``, ``Trainer``, ``Runner`` and the dashboard
@@ -24,10 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .checks import check_int, check_optional_number, check_seed
+from ..base.checks import check_int, check_number, check_optional_number, check_seed
+from ..base.vocabulary import COMPILE_FILE_KEYS, DEVICES, LOSSES, OPTIMIZERS, PRECISIONS
 from .optim import check_schedule
-
-PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,7 @@ class FitConfig:
         if config is not None and not isinstance(config, FitConfig):
             raise ValueError(f"config must be an xb.FitConfig or None; got "
                              f"{type(config).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = [k for k in options if k not in names]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise TypeError(f"unknown fit option {unknown[0]!r}{hint} The options are: "
-                            f"{', '.join(names)}")
+        _check_names(options, cls, "fit")
         return dataclasses.replace(config or cls(), **options)
 
     def replace(self, **options: Any) -> FitConfig:
@@ -147,3 +141,87 @@ class FitConfig:
         elif isinstance(schedule, list):
             data["lr_schedule"] = tuple(schedule)
         return cls.from_options(None, **data)
+
+
+@dataclass(frozen=True)
+class CompileConfig:
+    """Every option of ``xb.compile`` in one frozen, validated value (the compile-time
+    counterpart of :class:`FitConfig`); :data:`COMPILE_OPTIONS` lists its names.
+
+    Attributes:
+        loss: ``"cross_entropy"``, ``"mse"`` or ``"binary_cross_entropy"``.
+        optimizer: ``"adam"``, ``"adamw"``, ``"sgd"`` or ``"rmsprop"``.
+        learning_rate: the optimizer's learning rate (> 0).
+        device: ``"cpu"``, ``"gpu"`` or ``"auto"``.
+        weight_decay: the L2 coefficient (decoupled for adamw).
+        input_shape: for a ``torch.nn.Module``: ``(None, d1, ...)``; None for specs.
+        seed: seeds torch before the weights are initialised.
+
+    Example:
+        >>> CompileConfig(optimizer="sgd", learning_rate=0.1).replace(seed=0).seed
+        0
+        >>> CompileConfig(loss="hinge")
+        Traceback (most recent call last):
+        ...
+        ValueError: loss must be one of cross_entropy, mse, binary_cross_entropy; got 'hinge'
+    """
+
+    loss: str = "cross_entropy"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    device: str = "cpu"
+    weight_decay: float = 0.0
+    input_shape: tuple | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("loss", LOSSES), ("optimizer", OPTIMIZERS),
+                              ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got "
+                                 f"{getattr(self, name)!r}")
+        object.__setattr__(self, "learning_rate",
+                           check_number("learning_rate", self.learning_rate, positive=True))
+        object.__setattr__(self, "weight_decay", check_number("weight_decay", self.weight_decay))
+        shape = self.input_shape
+        if shape is not None:
+            if (not isinstance(shape, (tuple, list)) or len(shape) < 2 or shape[0] is not None
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
+                               for d in shape[1:])):
+                raise ValueError("input_shape must be None or (None, d1, ...) with positive "
+                                 f"integer sizes, e.g. (None, 784); got {shape!r}")
+            object.__setattr__(self, "input_shape", tuple(shape))
+        check_seed(self.seed)
+
+    @classmethod
+    def from_options(cls, config: CompileConfig | None = None, **options: Any) -> CompileConfig:
+        """``config`` (or the defaults) with ``options`` applied; unknown names are refused."""
+        _check_names(options, cls, "compile")
+        return dataclasses.replace(config or cls(), **options)
+
+    def replace(self, **options: Any) -> CompileConfig:
+        """A copy with ``options`` changed (validated again)."""
+        return CompileConfig.from_options(self, **options)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values."""
+        data = dataclasses.asdict(self)
+        if self.input_shape is not None:
+            data["input_shape"] = list(self.input_shape)
+        return data
+
+
+FIT_OPTIONS = tuple(f.name for f in fields(FitConfig))
+COMPILE_OPTIONS = tuple(f.name for f in fields(CompileConfig))
+assert set(COMPILE_OPTIONS) - {"seed"} == set(COMPILE_FILE_KEYS)  # what model files record
+
+
+def _check_names(options: dict, cls: type, what: str) -> None:
+    """A ``TypeError`` with a "did you mean" for the first option ``cls`` does not have."""
+    names = [f.name for f in fields(cls)]
+    unknown = [k for k in options if k not in names]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"unknown {what} option {unknown[0]!r}{hint} The options are: "
+                        f"{', '.join(names)}")

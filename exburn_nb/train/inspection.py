@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import as_features
-from .model import Model
+from ..core.data import as_features
+from ..core.model import Model
 from .steps import compute_gradients
 
 

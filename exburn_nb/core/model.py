@@ -22,17 +22,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import persist
-from .checks import check_int, check_number, check_seed
+from ..base.checks import check_int, check_number, check_seed
+from ..base.vocabulary import DEVICES
+from ..io import persist
+from ..io.filecheck import check_optimizer_groups, check_optimizer_state
+from .config import CompileConfig
 from .data import as_features
-from .filecheck import check_optimizer_groups, check_optimizer_state
 from .history import History
 from .losses import Loss
 from .optim import check_optimizer, fused_supported, make_optimizer
 from .spec import Spec
 from .summary import SummaryRow, format_shape, render_html, render_text
-
-DEVICES = ("cpu", "gpu", "auto")
 
 
 def gpu_device() -> torch.device | None:
@@ -87,7 +87,7 @@ class Model:
         self.torch_optimizer = make_optimizer(optimizer, module.parameters(), learning_rate,
                                               weight_decay, self.torch_device)
         self._frozen: set[str] = set()
-        self._history = History()
+        self.recorder = History()
         self._compiled: nn.Module | None = None
         self.lock = threading.RLock()  # held by the loop for each batch; forward/predict take it too
 
@@ -196,23 +196,23 @@ class Model:
     def history(self) -> pd.DataFrame:
         """One row per epoch: epoch, loss, val_loss, accuracy, val_accuracy, lr, seconds,
         samples_per_s (optional columns only where computed), then callbacks' extras."""
-        return self._history.epochs_frame()
+        return self.recorder.epochs_frame()
 
     @property
     def batch_history(self) -> pd.DataFrame:
         """One row per batch: epoch, batch, step, loss, lr."""
-        return self._history.batches_frame()
+        return self.recorder.batches_frame()
 
     @property
     def runs(self) -> pd.DataFrame:
         """One row per ``fit`` run: its id (the ``run`` column of the histories) and the
         config it was trained with."""
-        return self._history.runs_frame()
+        return self.recorder.runs_frame()
 
     @property
     def epochs_trained(self) -> int:
         """Epochs recorded so far; the next ``fit`` numbers its first epoch one higher."""
-        return self._history.last_epoch
+        return self.recorder.last_epoch
 
     # ---------------------------------------------------------------- inference
     def forward(self, x: Any) -> torch.Tensor:
@@ -345,7 +345,7 @@ class Model:
                     if hasattr(child, "reset_parameters"):
                         child.reset_parameters()
             self.torch_optimizer.state.clear()
-            self._history.clear()
+            self.recorder.clear()
         return self
 
     # ---------------------------------------------------------------- persistence
@@ -361,7 +361,7 @@ class Model:
             path: the file to write (its folder must exist).
             extra: optional ``(meta, tensors)`` stored in the same file, under the same
                 checksum, and ignored by :meth:`load` and :func:`load`; read it back with
-                ``exburn_nb.persist.read_extra(path)`` (training checkpoints use it).
+                ``exburn_nb.io.persist.read_extra(path)`` (training checkpoints use it).
 
         Returns:
             The absolute path written.
@@ -388,7 +388,7 @@ class Model:
                 optimizer_state={idx: {k: v.clone() if isinstance(v, torch.Tensor) else v
                                        for k, v in state.items()}
                                  for idx, state in opt["state"].items()},
-                history=self._history.to_state(),
+                history=self.recorder.to_state(),
                 extra=extra)
         return persist.write_model(path, model_file)
 
@@ -414,7 +414,7 @@ class Model:
         return self
 
     def load_state(self, model_file: persist.ModelFile, source: str) -> None:
-        """Load a checked :class:`~exburn_nb.persist.ModelFile` (read from ``source``).
+        """Load a checked :class:`~exburn_nb.io.persist.ModelFile` (read from ``source``).
 
         All or nothing: everything is checked and staged first, so a damaged file leaves
         the model as it was.
@@ -431,7 +431,7 @@ class Model:
                 group = self.torch_optimizer.param_groups[0]
                 self.learning_rate = float(group["lr"])
                 self.weight_decay = float(group["weight_decay"])
-            self._history = history
+            self.recorder = history
             self.unfreeze(list(self._frozen))
             self.freeze(frozen)
 
@@ -496,15 +496,12 @@ def compile(spec_or_module: Spec | nn.Module, loss: str = "cross_entropy",  # no
         >>> spec = xb.input("input", shape=(None, 784)).dense(10, name="output")
         >>> model = xb.compile(spec, loss="cross_entropy", optimizer="adam")  # doctest: +SKIP
     """
+    cfg = CompileConfig(loss=loss, optimizer=optimizer, learning_rate=learning_rate,
+                        device=device, weight_decay=weight_decay, input_shape=input_shape,
+                        seed=seed)
+    input_shape = cfg.input_shape
     if seed is not None:
-        torch.manual_seed(check_seed(seed))
-    if input_shape is not None and (
-            not isinstance(input_shape, (tuple, list)) or len(input_shape) < 2
-            or input_shape[0] is not None
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1
-                       for d in input_shape[1:])):
-        raise ValueError("input_shape must be None or (None, d1, ...) with positive integer "
-                         f"sizes, e.g. (None, 784); got {input_shape!r}")
+        torch.manual_seed(seed)
     if isinstance(spec_or_module, Spec):
         if input_shape is not None and tuple(input_shape) != spec_or_module.input_shape:
             raise ValueError(f"input_shape {tuple(input_shape)} differs from the spec's "

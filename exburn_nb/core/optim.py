@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from .checks import check_int, check_number
+from ..base.checks import check_int, check_number
+from ..base.vocabulary import OPTIMIZERS
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = {"step": ("base_lr", "step_size", "gamma"), "exponential": ("base_lr", "gamma"),
              "cosine": ("base_lr", "min_lr")}
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8

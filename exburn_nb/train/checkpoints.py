@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from . import persist
-from .config import FitConfig
+from ..core.config import FitConfig
+from ..io import persist
 
 if TYPE_CHECKING:
+    from ..core.model import Model
     from .callbacks import Callback
-    from .model import Model
-    from .training import Trainer
+    from .loop import Trainer
 
 KIND = "exburn_nb.checkpoint/1"
 _NAME = re.compile(r"epoch_(\d+)\.exburn$")
@@ -127,7 +127,7 @@ class Resume:
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         trainer.run_id, trainer.epoch_index = self.meta["run"], self.meta["epoch_index"]
-        trainer.step = trainer.model._history.last_step
+        trainer.step = trainer.model.recorder.last_step
         if self.meta["schedule"] is None:
             trainer.schedule = None
         elif trainer.schedule is not None:

@@ -3,7 +3,7 @@
 :func:`plan` groups (model, config) pairs by what must be equal to share a step (the
 architecture, loss, optimizer kind, epochs, batch size, ...); :func:`fit_stacked` (or a
 :class:`StackedTrainer`, to watch or stop it from another thread) trains one group as one
-stacked ensemble (:mod:`exburn_nb.stacked`). Inside a group each member keeps its own
+stacked ensemble (:mod:`exburn_nb.sweep.stacked`). Inside a group each member keeps its own
 learning rate, weight decay, schedule, clipping thresholds, Nesterov flag, dropout rates
 and seed, and is the same computation as ``xb.fit(model, data, config)``: the same
 initial weights, batch order, dropout masks and optimizer math, to float32 round-off.
@@ -47,10 +47,11 @@ from typing import Any
 
 import torch
 
-from .config import FitConfig
-from .data import TensorBatches, check_finite, is_loader
-from .model import Model
-from .optim import make_schedule
+from ..core.config import FitConfig
+from ..core.data import TensorBatches, check_finite, is_loader
+from ..core.model import Model
+from ..core.optim import make_schedule
+from ..train.steps import check_accuracy, prepare_pair
 from .stacked import (
     StackedNet,
     StackedOptimizer,
@@ -61,7 +62,6 @@ from .stacked import (
     member_loss,
     unstackable_reason,
 )
-from .steps import check_accuracy, prepare_pair
 
 SHARED_OPTIONS = ("epochs", "batch_size", "shuffle", "accumulate_gradients", "accuracy",
                   "terminate_on_nan")
@@ -254,7 +254,7 @@ class StackedTrainer:
         self.shuffle_gens = [torch.Generator().manual_seed(s) for s in seeds]
         device = models[0].torch_device  # dropout draws on the device, as the model's own run
         self.dropout_gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-        self.run_ids = [m._history.start_run(c.to_dict()) for m, c in zip(models, cfgs,
+        self.run_ids = [m.recorder.start_run(c.to_dict()) for m, c in zip(models, cfgs,
                                                                           strict=True)]
         self.net = net = StackedNet(models)
         self.opt = opt = StackedOptimizer(models[0].optimizer, models, net.params)
@@ -321,7 +321,7 @@ class StackedTrainer:
                 for m, v in enumerate(values):
                     if self.active[m]:
                         losses[m].append((v, size))
-                        self.models[m]._history.add_batch(self.run_ids[m], epoch, b,
+                        self.models[m].recorder.record_batch(self.run_ids[m], epoch, b,
                                                           self.step[m], v, opt.lr[m])
                 if hits is not None:
                     correct += hits * torch.tensor(self.active, dtype=torch.float64,
@@ -401,7 +401,7 @@ class StackedTrainer:
                 else:
                     self._freeze(m, "non-finite", f"epoch {epoch}: validation gave a "
                                  f"non-finite value {values}; training stopped")
-            model._history.add_epoch({**metrics, "run": self.run_ids[m],
+            model.recorder.record_epoch({**metrics, "run": self.run_ids[m],
                                       "seconds": time.perf_counter() - start,
                                       "samples_per_s": done / max(seconds, 1e-9)})
             for fn in self.epoch_listeners:

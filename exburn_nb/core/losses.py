@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("cross_entropy", "mse", "binary_cross_entropy")
+from ..base.vocabulary import LOSSES
+
 _EPS = 1e-12
 
 

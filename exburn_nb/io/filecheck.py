@@ -24,11 +24,9 @@ from typing import Any
 
 import torch
 
-from .history import BATCH_COLUMNS
-from .losses import LOSSES
-from .optim import OPTIMIZERS
+from ..base.vocabulary import BATCH_COLUMNS, LOSSES, OPTIMIZERS
+from ..base.vocabulary import COMPILE_FILE_KEYS as COMPILE_KEYS
 
-COMPILE_KEYS = ("loss", "optimizer", "learning_rate", "weight_decay", "device", "input_shape")
 # per optimizer: the state keys every stepped parameter has, and those it may have
 OPTIMIZER_STATE = {
     "adam": ({"step", "exp_avg", "exp_avg_sq"}, {"max_exp_avg_sq"}),

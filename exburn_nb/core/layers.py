@@ -6,7 +6,7 @@ builds and the Python call that adds it to a spec. The spec, the summary, the JS
 and the model builder widget all read :data:`REGISTRY`; adding a layer kind is one class.
 
 Example:
-    >>> from exburn_nb.layers import REGISTRY, Layer
+    >>> from exburn_nb.core.layers import REGISTRY, Layer
     >>> dense = REGISTRY["dense"]
     >>> [o.name for o in dense.options]
     ['units', 'activation']

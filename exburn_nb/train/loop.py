@@ -1,6 +1,6 @@
 """``fit``: the one training loop, shared by blocking calls and the dashboard's thread.
 
-Every option is checked before the first step (one :class:`~exburn_nb.config.FitConfig`).
+Every option is checked before the first step (one :class:`~exburn_nb.core.config.FitConfig`).
 In-memory data moves to the model's device once and is batched by index; a
 ``DataLoader`` is read batch by batch. Each batch is recorded in the history as it
 completes, so the history always describes the weights the model holds: after a stop, a
@@ -28,13 +28,14 @@ from typing import Any
 
 import torch
 
+from ..base.checks import check_number
+from ..base.vocabulary import RESERVED_NAMES
+from ..core.config import FitConfig
+from ..core.data import LoaderBatches, TensorBatches, is_loader
+from ..core.model import Model
+from ..core.optim import make_schedule, set_learning_rate
 from . import checkpoints
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
-from .checks import check_number
-from .config import FitConfig
-from .data import LoaderBatches, TensorBatches, is_loader
-from .model import Model
-from .optim import make_schedule, set_learning_rate
 from .steps import (
     check_accuracy,
     evaluate_batches,
@@ -42,8 +43,20 @@ from .steps import (
     prepare_pair,
 )
 
-BASE_METRICS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "lr", "model",
-                "stop_training", "seconds", "samples_per_s")
+
+def check_run_options(model: Model, config: FitConfig) -> None:
+    """Raise naming the option when ``config`` cannot train ``model`` (the checks that
+    need the model; :class:`FitConfig` checks the rest). Copies no data.
+
+    Example:
+        >>> check_run_options(model, FitConfig(nesterov=True))  # an adam model  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: nesterov=True needs optimizer 'sgd'; this model uses 'adam'
+    """
+    if config.nesterov and model.optimizer != "sgd":
+        raise ValueError(f"nesterov=True needs optimizer 'sgd'; this model uses "
+                         f"{model.optimizer!r}")
+    check_accuracy(model, config.accuracy)
 
 
 class Trainer:
@@ -63,7 +76,7 @@ class Trainer:
         callbacks: functions ``metrics -> metrics`` or :class:`Callback` objects.
         verbose: a progress bar and one line per epoch.
         resume_from: a checkpoint file, or a directory of them (its newest), written by
-            :func:`exburn_nb.callbacks.checkpoint`: the interrupted run continues exactly.
+            :func:`exburn_nb.train.callbacks.checkpoint`: the interrupted run continues exactly.
     """
 
     def __init__(self, model: Model, data: Any, config: FitConfig | None = None, *,
@@ -87,10 +100,7 @@ class Trainer:
         if self._resume is not None and config is None:
             config = self._resume.config
         self.config = cfg = FitConfig.from_options(config, **options)
-        if cfg.nesterov and model.optimizer != "sgd":
-            raise ValueError(f"nesterov=True needs optimizer 'sgd'; this model uses "
-                             f"{model.optimizer!r}")
-        check_accuracy(model, cfg.accuracy)
+        check_run_options(model, cfg)
         if not isinstance(callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list; got {type(callbacks).__name__}")
         self.callbacks = [as_callback(c, i) for i, c in enumerate(callbacks)]
@@ -116,7 +126,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self.messages: list[str] = []  # what the run warned about, for front ends
         self.emit_warnings = True  # False in background threads, which must not print
-        self.step = model._history.last_step  # optimizer steps count on across runs
+        self.step = model.recorder.last_step  # optimizer steps count on across runs
         self.epoch = model.epochs_trained
         self.epoch_index = 0  # epochs done in this run
         self.run_id = 0
@@ -191,17 +201,16 @@ class Trainer:
     def log(self, name: str, value: float) -> None:
         """Record ``value`` under ``name``: in this batch's row from a batch hook, in this
         epoch's row from an epoch hook (a new history column)."""
-        if not isinstance(name, str) or name in BASE_METRICS or name in ("batch", "step",
-                                                                           "run"):
+        if not isinstance(name, str) or name in RESERVED_NAMES:
             raise ValueError(f"name must be a new column name; got {name!r}")
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
             raise ValueError(f"the value logged as {name!r} must be a finite number; "
                              f"got {value!r}")
         value = float(value)
         if self._phase == "batch_end":
-            self.model._history.update_last_batch({name: value})
+            self.model.recorder.update_last_batch({name: value})
         elif self._phase == "epoch_end":
-            self.model._history.update_last_epoch({name: value})
+            self.model.recorder.update_last_epoch({name: value})
         elif self._phase == "batch_begin":
             self._batch_logged[name] = value
         else:
@@ -278,7 +287,7 @@ class Trainer:
 
     def _start_run(self) -> None:
         """Seed the run, or put back the state of the run being resumed."""
-        cfg, history = self.config, self.model._history
+        cfg, history = self.config, self.model.recorder
         if self._resume is not None:
             self._resume.restore_run(self)
             return
@@ -364,14 +373,14 @@ class Trainer:
                    "seconds": time.perf_counter() - start,
                    "samples_per_s": tally.done / max(train_seconds, 1e-9)}
             self._epoch_logged = {}
-            model._history.add_epoch(row)
+            model.recorder.record_epoch(row)
         return metrics if finite else None
 
     def _after_callbacks(self, metrics: dict) -> bool:
-        extras = {k: v for k, v in metrics.items() if k not in BASE_METRICS and
+        extras = {k: v for k, v in metrics.items() if k not in RESERVED_NAMES and
                   isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         if extras:
-            self.model._history.update_last_epoch(extras)
+            self.model.recorder.update_last_epoch(extras)
         lr = metrics.get("lr")
         if lr is not None and lr != self.model.torch_optimizer.param_groups[0]["lr"]:
             self._apply_lr(check_number("lr returned by a callback", lr, positive=True),
@@ -392,7 +401,7 @@ class Trainer:
         """The batches of one epoch, in accumulation groups, each recorded as it ends;
         True when the epoch ran to its end (a stop after its last batch included)."""
         model, cfg = self.model, self.config
-        opt, lossfn, history = model.torch_optimizer, model.loss, model._history
+        opt, lossfn, history = model.torch_optimizer, model.loss, model.recorder
         forward = model.compiled_module() if cfg.compile else model.module
         n = self.source.samples
         order = None
@@ -438,7 +447,7 @@ class Trainer:
                     lr = opt.param_groups[0]["lr"]
                     loss_value = value if value is not None else loss.detach()
                     tally.add(loss_value, size)
-                    history.add_batch(self.run_id, epoch, b, self.step, loss_value, lr,
+                    history.record_batch(self.run_id, epoch, b, self.step, loss_value, lr,
                                       self._batch_logged)
                     self._batch_logged = {}
                 if batch_cbs:
@@ -569,14 +578,14 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
         model: a compiled model (:func:`exburn_nb.compile`).
         data: ``(x, y)`` as tensors, NumPy arrays or pandas objects, or a
             ``torch.utils.data.DataLoader`` (or ``Dataset``) of ``(x, y)`` batches.
-        config: a :class:`~exburn_nb.config.FitConfig` holding the options below.
+        config: a :class:`~exburn_nb.core.config.FitConfig` holding the options below.
         validation_data: ``(x, y)`` or a loader, evaluated after every epoch (``val_loss``).
-        callbacks: functions ``metrics -> metrics`` or :class:`~exburn_nb.callbacks.Callback`.
+        callbacks: functions ``metrics -> metrics`` or :class:`~exburn_nb.train.callbacks.Callback`.
         verbose: a progress bar and one line per epoch.
-        resume_from: a checkpoint file or directory (:func:`~exburn_nb.callbacks.checkpoint`):
+        resume_from: a checkpoint file or directory (:func:`~exburn_nb.train.callbacks.checkpoint`):
             continue that run exactly where it was saved, with its config (``options``
             given here override it).
-        **options: any :class:`~exburn_nb.config.FitConfig` field: ``epochs`` (10),
+        **options: any :class:`~exburn_nb.core.config.FitConfig` field: ``epochs`` (10),
             ``batch_size`` (32), ``shuffle`` (True), ``lr_schedule`` (the guide's tuples
             or a callable ``epoch -> lr``), ``clip_norm``, ``clip_value`` (values are
             clamped first, then the norm clipped), ``weight_decay`` (this run's L2),

@@ -10,7 +10,7 @@ Format ``exburn_nb/2``: a plain safetensors file whose header metadata has one k
 "sha256": hex}``. The SHA-256 covers ``json.dumps`` of that object without ``sha256``
 and every tensor's name, dtype, shape and bytes (:func:`_digest`), so a changed byte
 anywhere is caught, never applied. The same content always gives the same bytes. Model
-files lay their contents out as :class:`ModelFile` says; :mod:`exburn_nb.filecheck`
+files lay their contents out as :class:`ModelFile` says; :mod:`exburn_nb.io.filecheck`
 checks every value before a model loads any.
 
 Example:

@@ -3,7 +3,7 @@
 A spec is data, not weights: it round-trips through JSON and Python code, infers every
 layer's output shape and parameter count, and builds a ``torch.nn.Module`` whose children
 keep the layer names, so parameter names are ``<layer>.weight`` and ``<layer>.bias``. What
-each layer kind accepts and computes lives in :mod:`exburn_nb.layers`.
+each layer kind accepts and computes lives in :mod:`exburn_nb.core.layers`.
 
 Example:
     >>> import exburn_nb as xb

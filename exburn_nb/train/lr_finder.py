@@ -20,8 +20,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .model import Model
-from .optim import make_optimizer
+from ..core.model import Model
+from ..core.optim import make_optimizer
 from .steps import prepare_pair
 
 SUGGESTION_FACTOR = 10.0  # the suggestion is the rate at the smoothed loss's minimum / 10

@@ -13,7 +13,7 @@ CSV untouched.
 
 Example:
     >>> h = History()
-    >>> h.add_epoch({"epoch": 1, "loss": 0.5, "lr": 0.001, "seconds": 1.0, "samples_per_s": 100.0})
+    >>> h.record_epoch({"epoch": 1, "loss": 0.5, "lr": 0.001, "seconds": 1.0, "samples_per_s": 100.0})
     >>> h.epochs_frame().columns.tolist()
     ['epoch', 'loss', 'lr', 'seconds', 'samples_per_s']
 """
@@ -27,10 +27,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-EPOCH_COLUMNS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "lr", "seconds",
-                 "samples_per_s", "run")
-OPTIONAL_COLUMNS = ("val_loss", "accuracy", "val_accuracy", "run")
-BATCH_COLUMNS = ("epoch", "batch", "step", "loss", "lr", "run")
+from ..base.vocabulary import BATCH_COLUMNS, EPOCH_COLUMNS, OPTIONAL_COLUMNS
+
 SMOOTHING = 0.9
 
 
@@ -67,7 +65,7 @@ class History:
             self.runs.append({"run": run, "config": dict(config)})
             return run
 
-    def add_batch(self, run: int, epoch: int, batch: int, step: int, loss: Any, lr: float,
+    def record_batch(self, run: int, epoch: int, batch: int, step: int, loss: Any, lr: float,
                   extras: dict | None = None) -> None:
         """Append one batch row as it completes. ``loss`` may be a 0-d tensor: it is read
         (with every other pending one, one device sync) when someone reads the rows."""
@@ -112,7 +110,7 @@ class History:
                 losses[i] = v
             self._pending = 0
 
-    def add_epoch(self, row: dict) -> None:
+    def record_epoch(self, row: dict) -> None:
         """Append one epoch's metrics (plain scalars)."""
         with self._lock:
             self._epochs.append(dict(row))
@@ -154,7 +152,7 @@ class History:
         """The batch columns from row ``start`` on (what a reader has not seen yet).
 
         Example:
-            >>> h = History(); h.add_batch(1, 1, 1, 1, 0.5, 1e-3)
+            >>> h = History(); h.record_batch(1, 1, 1, 1, 0.5, 1e-3)
             >>> h.batch_rows_since(0)["loss"]
             [0.5]
         """
@@ -215,7 +213,7 @@ class History:
         """Rebuild a history from :meth:`to_state` output."""
         history = cls()
         for row in state.get("epochs", []):
-            history.add_epoch(row)
+            history.record_epoch(row)
         batches = state.get("batches") or {}
         n = len(batches.get("epoch", []))
         history._batches = {c: list(batches.get(c, [0 if c == "run" else math.nan] * n))

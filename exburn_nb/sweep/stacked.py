@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from .model import Model
-from .spec import make_activation
-from .steps import all_finite
+from ..core.model import Model
+from ..core.spec import make_activation
+from ..train.steps import all_finite
 
 STACKABLE = ("dense", "dropout", "activation", "flatten")
 FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the
@@ -43,7 +43,7 @@ def unstackable_reason(model: Model) -> str | None:
                 f"{', '.join(STACKABLE)})")
     if model.frozen_layers:
         return f"it has frozen layers {sorted(model.frozen_layers)}"
-    if model._history.runs or model.torch_optimizer.state:
+    if model.recorder.runs or model.torch_optimizer.state:
         return "it has been trained already (the stacked engine starts fresh models)"
     return None
 
@@ -364,7 +364,7 @@ def finite_members(tensors: list[torch.Tensor]) -> list[bool]:
 def member_loss(model: Model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The model's loss per member: ``(M, B, ...)`` outputs and targets -> ``(M,)``.
 
-    The model's own :class:`~exburn_nb.losses.Loss` mapped over members (``vmap``); for
+    The model's own :class:`~exburn_nb.core.losses.Loss` mapped over members (``vmap``); for
     cross-entropy on logits with class indices, the same ``F.cross_entropy`` on all
     ``M x B`` rows at once, then each member's mean (a third of the vmapped cost).
     """

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch.func import functional_call, vmap
 
-from .checks import check_int, check_optional_number
-from .data import (
+from ..base.checks import check_int, check_optional_number
+from ..core.data import (
     TensorBatches,
     as_features,
     check_finite,
@@ -27,7 +27,7 @@ from .data import (
     split_pair,
     to_tensor,
 )
-from .model import Model
+from ..core.model import Model
 
 GRAD_METHODS = ("autograd", "numerical", "numerical_batch")
 NUMERICAL_WARN_PARAMS = 10_000

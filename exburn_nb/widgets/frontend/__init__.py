@@ -1,0 +1,2 @@
+"""Front-end plumbing shared by every widget: kernel comms on subshells, the plotly figure
+loader, the renderer switch (live widget or static figure)."""
