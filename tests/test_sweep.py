@@ -117,7 +117,7 @@ def test_the_fused_path_equals_each_members_own_fit(digits, monkeypatch, optimiz
                xb.FitConfig(epochs=2, seed=9, **extra)]
     with pytest.warns(UserWarning):  # the huge learning rate diverges, in both runs
         trainer = check_members(members, configs, data, val, then_fit=True)
-    assert trainer.opt.fused and trainer.stop_reasons == [None, None, "non-finite"]
+    assert trainer.engine.opt.fused and trainer.stop_reasons == [None, None, "non-finite"]
 
 
 def test_accumulation_and_ragged_batches(digits):
@@ -164,8 +164,8 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(digits):
     assert trainer.stop_reasons == [None, "non-finite", None]
     assert any(msg.startswith("member 1:") for msg in trainer.messages)
     assert all(math.isfinite(float(p.detach().abs().max()))
-               for p in trainer.models[1].module.parameters())
-    assert len(trainer.models[0].history) == 2 and len(trainer.models[1].history) == 1
+               for p in trainer.engine.models[1].module.parameters())
+    assert len(trainer.engine.models[0].history) == 2 and len(trainer.engine.models[1].history) == 1
 
 
 def test_stop_ends_every_member_like_a_stopping_callback(digits):
@@ -271,10 +271,10 @@ def test_memory_is_members_times_one_model_and_data_is_shared(digits):
     models = [build({"optimizer": "adam", "lr": 1e-3, "init": i}) for i in range(4)]
     trainer = sweep.StackedTrainer(models, [xb.FitConfig(epochs=1, seed=0)] * 4, (x, y))
     trainer.run()
-    assert trainer.train[0].data_ptr() == x.data_ptr()  # not copied, let alone per member
+    assert trainer.source.x.data_ptr() == x.data_ptr()  # not copied, let alone per member
     params = sum(p.numel() * 4 for p in models[0].module.parameters())
-    assert trainer.net.nbytes() == 4 * params  # gradients freed after the run
-    assert trainer.opt.nbytes() == 4 * 2 * params  # Adam's two slots
+    assert trainer.engine.net.nbytes() == 4 * params  # gradients freed after the run
+    assert trainer.engine.opt.nbytes() == 4 * 2 * params  # Adam's two slots
     state = models[0].torch_optimizer.state_dict()["state"]
     assert set(state[0]) == {"step", "exp_avg", "exp_avg_sq"}
 

@@ -20,7 +20,7 @@ from ..core.data import is_loader
 from ..core.model import Model, compile
 from ..core.optim import check_optimizer
 from ..core.spec import Spec
-from ..sweep.planning import StackedTrainer, SweepPlan, plan
+from ..sweep import StackedTrainer, SweepPlan, plan
 from ..train.callbacks import Callback
 from ..train.runner import Runner
 from . import files

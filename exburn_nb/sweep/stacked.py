@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..core.model import Model
 from ..core.spec import make_activation
-from ..train.steps import all_finite
+from ..train.engine import all_finite
 
 STACKABLE = ("dense", "dropout", "activation", "flatten")
 FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the

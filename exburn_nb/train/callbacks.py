@@ -31,18 +31,33 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from ..base.checks import check_int, check_number
 from ..base.vocabulary import METRICS
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from .checkpoints import checkpoint_files
 
 Metrics = dict[str, Any]
 BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
+
+
+class RunControls(Protocol):
+    """What a callback may ask of the run it belongs to (``self.trainer``): the
+    :class:`~exburn_nb.train.loop.Trainer` provides these."""
+
+    def stop(self) -> None:
+        """End the run after the batch in progress."""
+
+    def set_learning_rate(self, lr: float) -> bool:
+        """Use ``lr`` from the next batch on."""
+
+    def log(self, name: str, value: float) -> None:
+        """Record ``value`` under ``name`` in this batch's or epoch's row."""
+
+    def save_checkpoint(self, path: str | Path, then: Callable[[], None] | None = None) -> None:
+        """Write a resumable checkpoint at the end of this epoch."""
 
 
 class Callback:
@@ -63,9 +78,9 @@ class Callback:
     and takes it back in :meth:`load_state_dict`.
     """
 
-    trainer: Trainer | None = None
+    trainer: RunControls | None = None
 
-    def set_trainer(self, trainer: Trainer) -> None:
+    def set_trainer(self, trainer: RunControls) -> None:
         """Called by the loop before ``on_train_begin``."""
         self.trainer = trainer
 
@@ -323,8 +338,6 @@ class Checkpoint(Callback):
 
     def _prune(self) -> None:
         if self.keep is not None:
-            from .checkpoints import checkpoint_files
-
             for old in checkpoint_files(self.directory)[:-self.keep]:
                 old.unlink(missing_ok=True)
 
