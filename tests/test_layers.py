@@ -2,6 +2,7 @@
 torch modules the kinds build, code round trips, spec editing and linear-time building."""
 
 import copy
+import inspect
 
 import pytest
 import torch
@@ -84,6 +85,17 @@ def test_builder_calls_read_positional_options_as_each_kind_writes_them():
         REGISTRY["dense"].call_options((1, "relu", 3), {})
     with pytest.raises(TypeError, match="option 'units' twice"):
         REGISTRY["dense"].call_options((1,), {"units": 2})
+
+
+def test_the_specs_builder_methods_follow_their_kinds_schemas():
+    """A kind's own builder method (the built-ins have one) takes its options in the
+    kind's positional order with the schema's defaults, then ``name`` (a kind without one
+    gets a generic builder saying the same: tests/test_sweep.py's new kind)."""
+    for kind, lk in REGISTRY.items():
+        params = list(inspect.signature(getattr(xb.input("x"), kind)).parameters.values())
+        assert [(p.name, p.default) for p in params] == [
+            (o.name, inspect.Parameter.empty if o.required else o.default)
+            for o in lk.positional] + [("name", None)]
 
 
 def test_the_kinds_say_which_of_them_stack_and_what_members_may_vary():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -410,6 +411,7 @@ def test_adding_a_layer_kind_is_one_class(digits, monkeypatch):
     assert spec.layer_shapes[1] == (Layer("scale", "scale_1", {"activation": "tanh"}), (None, 16))
     assert "scale_1  Scale" in spec.summary() and spec.count_params() == 1040 + 32 + 170
     assert '.scale(activation="tanh")' in spec.to_code() and "scale" in dir(spec)
+    assert str(inspect.signature(spec.scale)).startswith("(activation=None, *, name=None)")
     assert run_code(spec.to_code()) == spec == xb.Spec.from_json(spec.to_json())
     assert spec.scale("softmax").output_activation == "softmax"
     with pytest.raises(TypeError, match="option 'activation' twice"):

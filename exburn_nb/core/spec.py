@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 import operator
 import threading
@@ -190,6 +191,12 @@ class Spec:
             return self._add(kind.kind, name, **kind.call_options(args, options))
 
         add.__name__, add.__doc__ = kind.kind, kind.help
+        add.__signature__ = inspect.Signature(  # what Jupyter shows for spec.<kind>(
+            [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               default=inspect.Parameter.empty if o.required else o.default)
+             for o in kind.positional]
+            + [inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None)],
+            return_annotation=Spec)
         return add
 
     def _new_layer(self, kind: str, name: str | None, options: dict,

@@ -100,8 +100,8 @@ class StackedNet:
         for m, model in enumerate(self.models):
             if spec_key(model) != key:
                 raise ValueError(f"models[{m}] has another spec than models[0]; the members "
-                                 "of a stacked net differ at most in their kinds' "
-                                 "member_options (dropout rates)")
+                                 "of a stacked net differ at most in options their layer "
+                                 "kinds list as member_options")
         modules = [dict(m.module.named_children()) for m in self.models]
         self.names: list[str] = []
         self.params: list[torch.Tensor] = []
