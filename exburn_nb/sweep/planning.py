@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from ..core.config import FitConfig
 from ..core.model import Model
-from .stacked import member_bytes, unstackable_reason
+from .stacked import member_bytes, spec_key, unstackable_reason
 
 SHARED_OPTIONS = ("epochs", "batch_size", "shuffle", "accumulate_gradients", "accuracy",
                   "terminate_on_nan")
@@ -76,9 +76,7 @@ def group_key(model: Model, config: FitConfig) -> tuple[dict | None, str | None]
         why = f"nesterov=True needs optimizer 'sgd'; it uses {model.optimizer!r}"
     if why is not None:
         return None, why
-    layers = [{**la.__dict__, "options": {k: v for k, v in la.options.items() if k != "rate"}}
-              for la in model.spec.layers]
-    key = {"spec": repr(layers) + repr(model.spec.input_shape), "loss": model.loss_function,
+    key = {"spec": spec_key(model), "loss": model.loss_function,
            "optimizer": model.optimizer, "device": model.device}
     key.update({name: getattr(config, name) for name in SHARED_OPTIONS})
     return key, None
