@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import torch
 
 from ..base.checks import check_int, check_number
-from ..base.vocabulary import METRICS
+from ..base.vocabulary import METRICS, run_metrics
 from .checkpoints import checkpoint_files
 
 Metrics = dict[str, Any]
@@ -149,11 +149,10 @@ def listens_to_batches(callback: Callback) -> bool:
 def format_metrics(metrics: Metrics) -> str:
     """``Epoch 3: loss=0.1234 val_loss=0.2345 accuracy=0.9712 lr=0.001``."""
     parts = [f"Epoch {metrics['epoch']}:"]
-    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
-        if metrics.get(key) is not None:
-            parts.append(f"{key}={metrics[key]:.4f}")
-    if metrics.get("lr") is not None:
-        parts.append(f"lr={metrics['lr']:.3g}")
+    for key in METRICS:  # lr comes last
+        value = metrics.get(key)
+        if value is not None:
+            parts.append(f"{key}={value:.3g}" if key == "lr" else f"{key}={value:.4f}")
     return " ".join(parts)
 
 
@@ -203,8 +202,7 @@ class MonitorCallback(Callback):
     def on_train_begin(self, logs: dict) -> None:
         validation, accuracy = logs.get("validation", False), logs.get("accuracy", False)
         self.watching = self.monitor or ("val_loss" if validation else "loss")
-        produced = {"loss", "lr"} | ({"accuracy"} if accuracy else set())
-        produced |= {f"val_{k}" for k in produced - {"lr"}} if validation else set()
+        produced = run_metrics(validation, accuracy)
         if self.watching in METRICS and self.watching not in produced:
             raise ValueError(f"monitor {self.watching!r} is not computed by this run; it "
                              f"computes {sorted(produced)}"
