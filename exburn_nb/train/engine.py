@@ -7,8 +7,9 @@ members (one model here; a stacked group of models in :mod:`exburn_nb.sweep.engi
 
 - ``size``: the number of members; ``lock``: held by the loop around each batch.
 - ``start(seeds)``: the run begins (per-member seeds for the engine's random draws).
-- ``forward_backward(xb, yb, scale, active)``: one batch's losses ``(M,)`` (detached),
-  and correct counts ``(M,)`` when accuracy is on (else None); gradients accumulate.
+- ``forward_backward(xb, yb, scale, active)``: one batch's losses ``(M,)`` (a 0-d loss
+  for one model, which the loop reads or detaches), and correct counts ``(M,)`` when
+  accuracy is on (else None); gradients accumulate.
 - ``step(active)``: clip, check and update the members; per member None, or why its
   step was refused (its weights and optimizer state are then unchanged).
 - ``evaluate(batches, accuracy)``: per member ``(mean loss, accuracy or None)``.
@@ -22,7 +23,7 @@ Example:
     >>> losses, _ = engine.forward_backward(torch.ones(4, 2), torch.tensor([0, 1, 0, 1]),
     ...                                     1.0, [True])
     >>> engine.step([True]), losses.shape
-    ([None], torch.Size([1]))
+    ([None], torch.Size([]))
     >>> engine.finish()
 """
 
@@ -177,15 +178,15 @@ class SingleEngine:
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
                          active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The batch's loss as a ``(1,)`` tensor (gradients scaled by ``scale`` for
-        accumulation), and its correct count when the run computes accuracy."""
+        """The batch's loss, 0-d (gradients scaled by ``scale`` for accumulation), and
+        its correct count when the run computes accuracy."""
         lossfn = self.model.loss
         with self.autocast:
             out = self.forward(xb)
             loss = lossfn(out, yb)
         (loss * scale if scale != 1 else loss).backward()
         correct = lossfn.correct(out.detach(), yb) if self.config.accuracy else None
-        return loss.detach().view(1), correct
+        return loss, correct
 
     def step(self, active: Sequence[bool]) -> list[str | None]:
         """One guarded optimizer step (see :func:`guarded_step`)."""

@@ -588,14 +588,18 @@ class Trainer:
     def _train_batches(self, epoch: int, tally: _Tally) -> bool:
         """The batches of one epoch, in accumulation groups, each recorded as it ends;
         True when the epoch ran to its end (a stop after its last batch included)."""
-        cfg, engine, members, control = self.config, self.engine, self.members, self.control
+        cfg, engine, control = self.config, self.engine, self.control
         batch_cbs = [cb for cb in self.callbacks if listens_to_batches(cb)]
         read_loss = cfg.terminate_on_nan or bool(batch_cbs)
-        active = [m.active for m in members]
-        dim = 0 if len(members) == 1 else 1  # several members: batches are (M, B, ...)
+        guard = cfg.terminate_on_nan
+        dim = 0 if len(self.members) == 1 else 1  # several members: batches are (M, B, ...)
+        active, running = self._running()
+        section = control.batch()
         b = 0
         for group in _groups(self.source.epoch(self._orders()), cfg.accumulate_gradients):
-            total = sum(yb.shape[dim] for _, yb in group)
+            last = len(group) - 1
+            total = group[0][1].shape[dim] if not last else sum(yb.shape[dim]
+                                                                 for _, yb in group)
             for i, (xb, yb) in enumerate(group):
                 b += 1
                 size = yb.shape[dim]
@@ -604,43 +608,50 @@ class Trainer:
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches}
                     for cb in batch_cbs:
                         cb.on_batch_begin(b, logs)
-                with engine.lock, control.batch():
+                with engine.lock, section:
                     control.run_pending()
                     if self._pruning:
-                        active = self._apply_member_stops()
-                        if not any(active):
+                        active, running = self._apply_member_stops()
+                        if not running:
                             return False
-                    losses, correct = engine.forward_backward(xb, yb, size / total, active)
-                    values = losses.tolist() if read_loss else None
-                    if values is not None and cfg.terminate_on_nan:
+                    losses, correct = engine.forward_backward(
+                        xb, yb, size / total if size != total else 1.0, active)
+                    if read_loss:  # one host sync; a single model's loss is 0-d
+                        values = losses.tolist() if dim else [losses.item()]
+                    else:
+                        values, losses = None, losses.detach()
+                    if guard and not all(map(math.isfinite, values)):
                         for m, v in enumerate(values):
                             if active[m] and not math.isfinite(v):
                                 self._refuse(m, epoch, b, f"the loss is {v}")
-                        active = [m.active for m in members]
-                        if not any(active):
+                        active, running = self._running()
+                        if not running:
                             engine.zero_grad()
                             return False
-                    if i == len(group) - 1:  # last batch of an accumulation group: step
-                        for m, reason in enumerate(engine.step(active)):
-                            if reason is not None and active[m]:
-                                self._refuse(m, epoch, b, reason)
-                        active = [m.active for m in members]
-                        for m, member in enumerate(members):
-                            member.step += active[m]
-                        if not any(active):
-                            return False
-                    tally.add(losses, values, correct, size, active)
-                    for m, member in enumerate(members):
-                        if active[m]:
-                            member.model.recorder.record_batch(
-                                member.run_id, epoch, b, member.step,
-                                values[m] if values is not None else losses[m],
-                                engine.learning_rate(m), self._batch_logged)
-                    self._batch_logged = {}
+                    if i == last:  # last batch of an accumulation group: step
+                        reasons = engine.step(active)
+                        if any(reasons):
+                            for m, reason in enumerate(reasons):
+                                if reason is not None and active[m]:
+                                    self._refuse(m, epoch, b, reason)
+                            active, running = self._running()
+                            if not running:
+                                return False
+                        for _, member in running:
+                            member.step += 1
+                    tally.add(values if values is not None else losses, correct, size, active)
+                    logged = self._batch_logged
+                    for m, member in running:
+                        member.model.recorder.record_batch(
+                            member.run_id, epoch, b, member.step,
+                            values[m] if values is not None else losses[m] if dim else losses,
+                            engine.learning_rate(m), logged)
+                    if logged:
+                        self._batch_logged = {}
                 if batch_cbs:
                     self._phase = "batch_end"
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches,
-                            "step": members[0].step, "size": size,
+                            "step": self.members[0].step, "size": size,
                             "loss": values[0] if values is not None else None,
                             "lr": engine.learning_rate(0)}
                     for cb in batch_cbs:
@@ -651,14 +662,19 @@ class Trainer:
                     return self.batches is not None and b == self.batches
         return True
 
-    def _apply_member_stops(self) -> list[bool]:
+    def _running(self) -> tuple[list[bool], list[tuple[int, Member]]]:
+        """Which members still step: a flag per member, and the (index, member) pairs."""
+        return ([m.active for m in self.members],
+                [(i, m) for i, m in enumerate(self.members) if m.active])
+
+    def _apply_member_stops(self) -> tuple[list[bool], list[tuple[int, Member]]]:
         """Members asked to end (:meth:`stop_member`) stop stepping from this batch on."""
         self._pruning = False
         for i, m in enumerate(self.members):
             if m.active and m.stop_reason == StopReason.PRUNED:
                 m.active = False
                 self._warn(f"stopped at epoch {self.epoch}", i)
-        return [m.active for m in self.members]
+        return self._running()
 
     def _refuse(self, member: int, epoch: int, batch: int, what: str) -> None:
         """End a member before a step that would leave its weights non-finite."""
@@ -670,23 +686,26 @@ class Trainer:
 
 
 class _Tally:
-    """An epoch's running sums per member: samples done, losses and sizes, correct counts.
+    """An epoch's running sums per member: samples done, losses, correct counts.
 
     Losses stay tensors (read in one go at the epoch's end) unless the loop read them."""
 
     def __init__(self, members: Sequence[Member]):
         self.start = time.perf_counter()
         self.done = [0] * len(members)
-        self.losses: list = []  # per batch: floats per member, or an (M,) tensor
-        self.sizes: list[tuple[int, list[bool]]] = []
+        self.losses: list = []  # per batch: floats per member, or a tensor of them
+        self.steps: list[tuple[int, list[bool]]] = []  # per batch: size, who stepped
         self.correct: torch.Tensor | None = None
 
-    def add(self, losses: torch.Tensor, values: list[float] | None,
-            correct: torch.Tensor | None, size: int, active: list[bool]) -> None:
-        self.losses.append(values if values is not None else losses)
-        self.sizes.append((size, active))
+    def add(self, losses: list[float] | torch.Tensor, correct: torch.Tensor | None,
+            size: int, active: list[bool]) -> None:
+        """Count one batch of ``size`` samples for the ``active`` members."""
+        self.losses.append(losses)
+        self.steps.append((size, active))
+        done = self.done
         for m, a in enumerate(active):
-            self.done[m] += size * a
+            if a:
+                done[m] += size
         if correct is not None:
             if not all(active):
                 correct = correct * torch.tensor(active, dtype=correct.dtype,
@@ -694,14 +713,15 @@ class _Tally:
             self.correct = correct if self.correct is None else self.correct + correct
 
     def loss_sum(self, member: int) -> float:
-        losses = self.losses
-        if losses and isinstance(losses[0], torch.Tensor):
-            losses = torch.stack(losses).tolist()
-        self.losses = losses
-        return sum(v[member] * s for v, (s, a) in zip(losses, self.sizes, strict=True)
+        """Member ``member``'s loss summed over its samples (one host sync for all)."""
+        if self.losses and isinstance(self.losses[0], torch.Tensor):
+            stacked = torch.stack(self.losses)
+            self.losses = (stacked if stacked.dim() == 2 else stacked.view(-1, 1)).tolist()
+        return sum(v[member] * s for v, (s, a) in zip(self.losses, self.steps, strict=True)
                    if a[member])
 
     def correct_count(self, member: int) -> float:
+        """Member ``member``'s correct predictions."""
         correct = self.correct
         return float(correct.reshape(-1)[member]) if correct is not None else 0.0
 
