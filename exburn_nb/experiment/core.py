@@ -105,7 +105,7 @@ class Experiment:
                                **fit_options)
         self.parallel, self._stacks = _check_parallel(parallel, data, validation_data)
         self.space = ParamSpace(build, params, epochs, **fit_options)
-        self.build, self.data, self.validation_data = build, data, validation_data
+        self.data, self.validation_data = data, validation_data
         self.seed = check_seed(seed)
         if self.seed is None:
             raise ValueError("seed must be an integer >= 0; got None")
