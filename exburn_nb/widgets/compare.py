@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
 from ..core.config import FitConfig
-from ..experiment import Experiment
+from ..experiment import Experiment, ExperimentResults
 from ..experiment.space import Range
 from .frontend.figure import FigureWidget
 
@@ -78,20 +78,20 @@ class RunComparison(W.VBox):
     """Compare an experiment's runs: curves, table, parallel coordinates, importances.
 
     Args:
-        experiment: a live :class:`Experiment` (Start/Stop train it) or one read with
-            :meth:`Experiment.load` (viewing only).
+        experiment: a live :class:`Experiment` (Start/Stop train it) or the
+            :class:`ExperimentResults` that :meth:`Experiment.load` reads (viewing only).
         colour_by: the param that colours the curves (the first param by default).
         poll_s: with shared Optuna storage, read the study this often (other processes'
             trials appear); None never polls.
     """
 
-    def __init__(self, experiment: Experiment, colour_by: str | None = None,
+    def __init__(self, experiment: Experiment | ExperimentResults, colour_by: str | None = None,
                  poll_s: float | None = 2.0):
         # first: close() may run from __del__ when a check below refuses the arguments
         self._closed, self._wake, self._idle = threading.Event(), threading.Event(), \
             threading.Event()
-        if not isinstance(experiment, Experiment):
-            raise ValueError(f"experiment must be an xb.Experiment; got "
+        if not isinstance(experiment, (Experiment, ExperimentResults)):
+            raise ValueError(f"experiment must be an xb.Experiment or its results; got "
                              f"{type(experiment).__name__}")
         self.experiment = exp = experiment
         names = list(exp.params)
@@ -112,8 +112,9 @@ class RunComparison(W.VBox):
                           self.parallel, self.importance_box, self.dashboard_box])
         self.add_class("xb-run-comparison")
         self.refresh()
-        exp.add_listener(self._on_event)
-        poll = poll_s if exp.storage is not None else None
+        if self._live:
+            exp.add_listener(self._on_event)
+        poll = poll_s if self._live and exp.storage is not None else None
         threading.Thread(target=self._draw_loop, args=(poll,), name="exburn-compare-draw",
                          daemon=True).start()
 
@@ -127,7 +128,7 @@ class RunComparison(W.VBox):
 
     def _build(self, names: list[str], colour_by: str) -> None:
         exp = self.experiment
-        trainable = exp.build is not None
+        trainable = self._live
 
         def button(label: str, style: str, icon: str) -> W.Button:
             return W.Button(description=label, button_style=style, icon=icon,
@@ -211,6 +212,11 @@ class RunComparison(W.VBox):
         return fig
 
     # ---------------------------------------------------------------- controls
+    @property
+    def _live(self) -> bool:
+        """Whether the view can train (an :class:`Experiment`, not loaded results)."""
+        return isinstance(self.experiment, Experiment)
+
     def start(self) -> bool:
         """Start the experiment in the background (False if it runs already)."""
         started = self.experiment.start()
@@ -244,7 +250,8 @@ class RunComparison(W.VBox):
         self._closed.set()
         self._wake.set()
         with contextlib.suppress(ValueError, AttributeError):  # closed twice, or half-built
-            self.experiment.remove_listener(self._on_event)
+            if self._live:
+                self.experiment.remove_listener(self._on_event)
         super().close()
 
     def _on_event(self, event: str, exp: Experiment) -> None:
@@ -287,8 +294,8 @@ class RunComparison(W.VBox):
         return self._idle.wait(timeout)
 
     def _sync_buttons(self) -> None:
-        running = self.experiment.running
-        trainable = self.experiment.build is not None
+        running = self._live and self.experiment.running
+        trainable = self._live
         self.start_button.disabled = running or not trainable
         self.stop_button.disabled = not running
         self.best_button.disabled = not trainable or self.experiment.best_run is None
@@ -317,7 +324,7 @@ class RunComparison(W.VBox):
             if full:
                 self._draw_table()
                 self._draw_parallel()
-                if exp.search == "optuna":
+                if exp.search == "optuna" and self._live:  # importances need the study
                     self._draw_importance()
                 self._status()
         if full:
