@@ -1,10 +1,11 @@
 """The one execution path of an experiment: train a group of prepared runs, end each one.
 
-A group of one trains through :class:`~exburn_nb.train.runner.Runner` (the loop of
-``xb.fit`` in a thread), a larger group as one stacked ensemble through
-:class:`~exburn_nb.sweep.StackedTrainer`. Either way every run reports its epochs (so an
-Optuna pruner can end it), honours :meth:`Execution.stop` and Ctrl-C, and ends in the
-state :func:`~exburn_nb.base.vocabulary.end_state` gives for how it stopped.
+A group is one :class:`~exburn_nb.train.loop.Trainer` run, the loop of ``xb.fit``: a
+group of one with the single-model engine, a larger group as one stacked ensemble
+(:class:`~exburn_nb.sweep.StackedTrainer`). Either way every run reports its epochs (so
+an Optuna pruner ends it with ``stop_member``), honours :meth:`Execution.stop` and
+Ctrl-C, and ends in the state :func:`~exburn_nb.base.vocabulary.end_state` gives for how
+it stopped.
 
 Example:
     >>> execution = Execution((x, y), on_run_end=lambda run: print(run.run, run.state))
@@ -24,83 +25,8 @@ from ..base.vocabulary import StopReason, end_state
 from ..core.config import FitConfig
 from ..core.model import Model
 from ..sweep import StackedTrainer
-from ..train.callbacks import Callback
-from ..train.runner import Runner
+from ..train.loop import Trainer
 from .runs import Run
-
-EpochHook = Callable[[int, dict], None]  # (member index, the epoch's metrics)
-
-
-class _EpochReport(Callback):
-    """A runner's run reports its epochs as member 0 of a group."""
-
-    def __init__(self, report: EpochHook):
-        self.report = report
-
-    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        self.report(0, metrics)
-
-
-class _Alone:
-    """A group of one, trained through a :class:`Runner` (its own thread)."""
-
-    def __init__(self, model: Model, config: FitConfig, data: Any, validation_data: Any,
-                 report: EpochHook):
-        self.runner = Runner(model, data, config, validation_data=validation_data,
-                             callbacks=[_EpochReport(report)])
-
-    def start(self) -> None:
-        self.runner.start()
-
-    def wait(self) -> None:
-        """Until the run ends; raises what the run raised."""
-        self.runner.wait()
-        if self.runner.error is not None:
-            raise self.runner.error
-
-    def stop(self) -> None:
-        self.runner.stop()
-
-    def stop_member(self, member: int) -> None:
-        self.runner.stop()
-
-    def stop_reason(self, member: int) -> str | None:
-        return self.runner.trainer.stop_reason
-
-    def messages(self, member: int) -> list[str]:
-        return list(self.runner.trainer.messages)
-
-
-class _Stacked:
-    """A stacked group, trained in this thread by a :class:`StackedTrainer`."""
-
-    def __init__(self, models: list[Model], configs: list[FitConfig], data: Any,
-                 validation_data: Any, report: EpochHook):
-        self.trainer = StackedTrainer(models, configs, data, validation_data)
-        self.trainer.on_epoch_end(report)
-        self.pending = True
-
-    def start(self) -> None:
-        """Nothing yet: :meth:`wait` trains (a stop before then still counts)."""
-
-    def wait(self) -> None:
-        """Train the group (once); raises what training raised."""
-        if self.pending:
-            self.pending = False
-            self.trainer.run()
-
-    def stop(self) -> None:
-        self.trainer.stop()
-
-    def stop_member(self, member: int) -> None:
-        self.trainer.stop_member(member)
-
-    def stop_reason(self, member: int) -> str | None:
-        return self.trainer.stop_reasons[member]
-
-    def messages(self, member: int) -> list[str]:
-        prefix = f"member {member}: "
-        return [text[len(prefix):] for text in self.trainer.messages if text.startswith(prefix)]
 
 
 class Execution:
@@ -130,7 +56,7 @@ class Execution:
                                                                  on_run_end)
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._engine: _Alone | _Stacked | None = None
+        self._trainer: Trainer | None = None
 
     # ---------------------------------------------------------------- controls
     @property
@@ -147,62 +73,54 @@ class Execution:
         before their first batch (until :meth:`clear`)."""
         with self._lock:
             self._stop.set()
-            if self._engine is not None:
-                self._engine.stop()
+            if self._trainer is not None:
+                self._trainer.stop()
 
     # ---------------------------------------------------------------- training
     def train(self, runs: list[Run], prepared: list[tuple[Model, FitConfig]]) -> None:
         """Train ``runs`` together (``prepared``: each run's model and config): one run
-        through a :class:`Runner`, more as one stacked ensemble."""
+        alone, more as one stacked ensemble; the same loop either way."""
         t0 = time.perf_counter()
         for run, (model, _) in zip(runs, prepared, strict=True):
             run.model = model
             self.on_run_start(run)
-        pruned: set[int] = set()
-        engine: _Alone | _Stacked | None = None
+        trainer: Trainer | None = None
 
         def report(member: int, metrics: dict) -> None:
             if self.on_epoch_end(runs[member], metrics):
-                pruned.add(member)
-                engine.stop_member(member)
+                trainer.stop_member(member)
 
         error: Exception | None = None
-        interrupted = False
         try:
             models, configs = [m for m, _ in prepared], [c for _, c in prepared]
-            engine = (_Alone(models[0], configs[0], self.data, self.validation_data, report)
-                      if len(runs) == 1 else
-                      _Stacked(models, configs, self.data, self.validation_data, report))
+            trainer = (Trainer(models[0], self.data, configs[0], verbose=False,
+                               validation_data=self.validation_data)
+                       if len(runs) == 1 else
+                       StackedTrainer(models, configs, self.data, self.validation_data))
+            trainer.emit_warnings = False  # each run's message says what happened
+            trainer.on_epoch_end(report)
             with self._lock:
                 if self._stop.is_set():  # stopped before it began: it trains nothing
-                    engine = None
+                    trainer = None
                 else:
-                    self._engine = engine
-                    engine.start()
-            if engine is not None:
-                try:
-                    engine.wait()
-                except KeyboardInterrupt:  # Ctrl-C in a blocking run(): stop, keep results
-                    interrupted = True
-                    self.stop()
-                    engine.wait()
+                    self._trainer = trainer
+            if trainer is not None:
+                trainer.run()  # Ctrl-C here ends the group "interrupted"...
+                if StopReason.INTERRUPTED in trainer.stop_reasons:
+                    self.stop()  # ... and the experiment with it
         except Exception as exc:  # the group fails, as each of its runs alone would
             error = exc
         finally:
             with self._lock:
-                self._engine = None
+                self._trainer = None
         seconds = time.perf_counter() - t0  # runs of a group share its wall time
         for m, run in enumerate(runs):
-            if m in pruned:
-                reason = StopReason.PRUNED
-            elif error is not None:
-                reason = None
-            elif engine is None:
-                reason = StopReason.STOPPED
+            if error is not None:
+                reason, messages = None, []
+            elif trainer is None:
+                reason, messages = StopReason.STOPPED, []
             else:
-                reason = engine.stop_reason(m) or (StopReason.INTERRUPTED if interrupted
-                                                   else None)
-            messages = engine.messages(m) if engine is not None and error is None else []
+                reason, messages = trainer.stop_reasons[m], trainer.member_messages(m)
             self._end(run, reason, error, messages, seconds)
 
     def fail(self, run: Run, error: Exception) -> None:

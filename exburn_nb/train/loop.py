@@ -156,6 +156,7 @@ class Trainer:
         self.batches = self.source.batches
         self.control = RunControl()
         self.messages: list[str] = []  # what the run warned about, for front ends
+        self._member_messages: list[list[str]] = [[] for _ in self.members]
         self.emit_warnings = True  # False in background threads, which must not print
         self.epoch = self.model.epochs_trained
         self.epoch_index = 0  # epochs done in this run
@@ -302,7 +303,12 @@ class Trainer:
         callback (``then`` runs after it is written)."""
         self._checkpoints.append((Path(path), then))
 
+    def member_messages(self, member: int) -> list[str]:
+        """What the run warned about member ``member``, oldest first."""
+        return list(self._member_messages[member])
+
     def _warn(self, message: str, member: int = 0) -> None:
+        self._member_messages[member].append(message)
         self.messages.append(message if len(self.members) == 1 else f"member {member}: "
                              f"{message}")
         if self.emit_warnings:
