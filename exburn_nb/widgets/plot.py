@@ -25,6 +25,7 @@ from ..core.history import SMOOTHING, smooth
 from ..core.model import Model
 from ..train.callbacks import Callback
 from ..train.loop import Trainer
+from .frontend.borrowed import set_figure_config
 from .frontend.comms import serve_on_subshell
 from .frontend.figure import FigureWidget
 from .frontend.render import STATIC_UPDATES_PER_S, renderer
@@ -75,7 +76,7 @@ def make_figure(height: int = 380, widget: bool | None = None) -> go.FigureWidge
     if not (renderer() == "widget" if widget is None else widget):
         return fig
     widget = FigureWidget(fig)
-    widget._config = {"responsive": True, "displaylogo": False}
+    set_figure_config(widget, {"responsive": True, "displaylogo": False})
     widget.add_class("xb-figure")
     return widget
 
