@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +21,24 @@ import ipywidgets as W
 import pandas as pd
 
 from ..base.vocabulary import OPTIMIZERS, RunState
-from ..core.config import FIT_OPTIONS, FitConfig
+from ..core.config import FitConfig
 from ..core.data import is_loader, split_pair
 from ..core.model import Model, available_devices
 from ..core.optim import SCHEDULES, default_schedule
-from ..train.callbacks import Callback
 from ..train.loop import check_run_options
 from ..train.runner import Runner
 from ..train.steps import prepare_pair
 from .frontend.comms import serve_on_subshell
-from .frontend.throttle import Throttle
 from .lr_finder import LRFinderButton
 from .panels import NetworkPanels
 from .plot import LivePlot, make_figure
+from .progress import RunProgress
 
 SCHEDULE_CHOICES = ("none", *SCHEDULES)  # the core's names; default_schedule fills them in
 # Offered when the config's lr_schedule is none of the named defaults: it is passed as is.
 CONFIGURED_SCHEDULE = "as configured"
-PROGRESS_UPDATES_PER_S = 8
 HISTORY_ROWS = 8
-TABLE_REFRESH_S = 1.0  # the history table redraws at most this often (and at the end)
+RUN_ARGUMENTS = ("callbacks", "resume_from")  # what a run takes besides FitConfig's options
 DATA_CHECK_ROWS = 64  # rows of the data checked against the model when a dashboard is built
 # Spaced, right-aligned columns (bare pandas HTML runs the headers together in the browser).
 TABLE_STYLE = ("<style>.xb-history-table th, .xb-history-table td "
@@ -95,73 +92,6 @@ def check_data(model: Model, data: Any, argname: str) -> None:
                          f"got {len(x)} and {len(y)}")
 
 
-class _Progress(Callback):
-    """Feeds the progress bar and its label (epoch, batch, samples/s, ETA), throttled."""
-
-    def __init__(self, dash: TrainingDashboard):
-        self.dash = dash
-        self.throttle = Throttle(PROGRESS_UPDATES_PER_S)
-        self.table_throttle = Throttle(1 / TABLE_REFRESH_S)
-
-    def on_train_begin(self, logs: dict) -> None:
-        self.batches, self.first = logs["batches"], logs["first_epoch"]
-        self.last = logs["first_epoch"] + logs["epochs"] - 1
-        self.total = logs["batches"] * logs["epochs"]
-        self.t0, self.samples, self.done = time.perf_counter(), 0, 0
-        self.paused_s, self._paused_at = 0.0, None
-        self.epoch, self.batch = logs["first_epoch"], 0
-        self.throttle.restart()
-        self.table_throttle.restart(ready_now=False)
-        self.dash.progress.max = max(1, self.total)
-        self.dash.progress.value = 0
-
-    def pause(self) -> None:
-        """The run holds: freeze the clock and say where it stands, without an ETA."""
-        self._paused_at = time.perf_counter()
-        self.dash.progress_label.value = (
-            f"paused at epoch {self.epoch}/{self.last} · batch {self.batch}/{self.batches}")
-
-    def resume(self) -> None:
-        if self._paused_at is not None:
-            self.paused_s += time.perf_counter() - self._paused_at
-            self._paused_at = None
-
-    def elapsed(self) -> float:
-        """Seconds of training so far, paused time excluded."""
-        held = time.perf_counter() - self._paused_at if self._paused_at is not None else 0.0
-        return max(time.perf_counter() - self.t0 - self.paused_s - held, 1e-9)
-
-    def on_batch_end(self, batch: int, logs: dict) -> None:
-        self.samples += logs["size"]
-        self.done += 1
-        self.epoch, self.batch = logs["epoch"], batch
-        if self.throttle.ready(force=self.done == self.total):
-            self.show(logs["epoch"], batch)
-
-    def show(self, epoch: int, batch: int) -> None:
-        if self._paused_at is not None:
-            return
-        elapsed = self.elapsed()
-        rate = self.samples / elapsed
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-        self.dash.progress.value = min(self.done, self.dash.progress.max)
-        self.dash.progress_label.value = (
-            f"epoch {epoch}/{self.last} · batch {batch}/{self.batches} · "
-            f"{rate:,.0f} samples/s · ETA {eta:.1f}s")
-
-    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        if self.table_throttle.ready():  # pandas to_html costs ~5 ms
-            self.dash.refresh_table()
-
-    def on_train_end(self, logs: dict) -> None:
-        self.resume()
-        elapsed = self.elapsed()
-        self.dash.progress.value = min(self.done, self.dash.progress.max)
-        self.dash.progress_label.value = (
-            f"{self.done:,} of {self.total:,} batches in {elapsed:.1f}s · "
-            f"{self.samples / elapsed:,.0f} samples/s")
-
-
 class TrainingDashboard(W.VBox):
     """Buttons, live curves, hyperparameter controls, an LR finder (``lr_finder``), freeze
     toggles, a device switch and the inside-the-network panels (``panels``: closed by
@@ -189,8 +119,8 @@ class TrainingDashboard(W.VBox):
         fit_options.pop("verbose", None)
         # Every option and the data's shapes are checked now, as xb.fit checks them (a
         # dashboard that could only fail at Start is not built), without copying the data.
-        self.config = FitConfig.from_options(
-            config, **{k: v for k, v in fit_options.items() if k in FIT_OPTIONS})
+        self.config = FitConfig.from_options(  # an unknown option raises, naming it
+            config, **{k: v for k, v in fit_options.items() if k not in RUN_ARGUMENTS})
         check_run_options(model, self.config)
         check_data(model, data, "data")
         check_data(model, validation_data, "validation_data")
@@ -198,10 +128,10 @@ class TrainingDashboard(W.VBox):
                              verbose=False, **fit_options)
         self.plot = LivePlot(make_figure(), display=False)
         self.runner.add_callback(self.plot)
-        self.progress_cb = _Progress(self)
-        self.runner.add_callback(self.progress_cb)
         self.runner.add_listener(self._on_event)
         self._build_controls(model, self.config)
+        self.progress_cb = RunProgress(self.progress, self.progress_label, self.refresh_table)
+        self.runner.add_callback(self.progress_cb)
         # The sweep runs on a copy of the model; it sets the learning-rate slider.
         self.lr_finder = LRFinderButton(self)
         # Inside the network: closed by default, its hooks attached only while open.
