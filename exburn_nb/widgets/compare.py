@@ -111,11 +111,11 @@ class RunComparison(W.VBox):
                           self.parallel, self.importance_box, self.dashboard_box])
         self.add_class("xb-run-comparison")
         self.refresh()
-        exp.add_listener(self._on_event)
         self._drawer = DrawingThread(
             self._draw_asked, MAX_UPDATES_PER_S, name="exburn-compare-draw",
             merge=lambda pending, new: pending or new,  # a full redraw asked stays asked
             idle_s=poll_s if exp.storage is not None else None, on_idle=self._poll)
+        exp.add_listener(self._on_event)
 
     # ---------------------------------------------------------------- layout
     def _right_columns(self) -> tuple[str, str]:
