@@ -30,7 +30,7 @@ from .train.steps import compute_gradients, evaluate, train_step
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback", "CompileConfig", "Experiment", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
+    "Callback", "CompileConfig", "Experiment", "ExperimentResults", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
     "callbacks", "compile", "compute_gradients", "datasets", "deserialize_params", "evaluate",
     "fit", "input", "load", "lr_find", "space", "sweep",
     "train_step", "widgets", "runner",
@@ -38,13 +38,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import ``widgets``, ``runner``, ``space`` and ``Experiment`` lazily on first access."""
+    """Import ``widgets``, ``runner``, ``space``, ``Experiment`` and ``ExperimentResults``
+    lazily on first access."""
     if name == "widgets":
         return import_module(".widgets", __name__)
     if name == "runner":
         return import_module(".train.runner", __name__)
     if name == "space":
         return import_module(".experiment.space", __name__)
-    if name == "Experiment":  # lazy, so ``python -m exburn_nb.experiment`` runs it cleanly
-        return import_module(".experiment", __name__).Experiment
+    if name in ("Experiment", "ExperimentResults"):  # lazy: ``python -m exburn_nb.experiment``
+        return getattr(import_module(".experiment", __name__), name)
     raise AttributeError(f"module 'exburn_nb' has no attribute {name!r}")

@@ -78,7 +78,6 @@ def test_imports_only_go_down_the_layers():
     assert not upward, "\n".join(upward)
 
 
-@pytest.mark.xfail(strict=True, reason="callbacks/checkpoints/loop: fixed with Trainer.state_dict")
 def test_no_two_modules_import_each_other():
     graph = {name: {t for t, _ in imports_of(name) if t in MODULES and t != name}
              for name in MODULES}

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import exburn_nb as xb
-from exburn_nb.experiment import run_seed
+from exburn_nb.experiment import ExperimentResults, run_seed
 
 
 @pytest.fixture(scope="module")
@@ -207,10 +207,35 @@ def test_save_and_load_round_trip_without_pickle(small, tmp_path):
     assert again.best_run == exp.best_run and again.metric == "val_loss"
     assert torch.equal(again.best_model.parameters()["output.weight"],
                        exp.best_model.parameters()["output.weight"])
-    with pytest.raises(ValueError, match="loaded experiment"):
-        again.start()
+    assert isinstance(again, ExperimentResults) and not hasattr(again, "start")  # results only
     with pytest.raises(FileNotFoundError, match="no saved experiment"):
         xb.Experiment.load(tmp_path / "nowhere")
+
+
+def test_load_returns_the_results_whole_and_saving_them_again_writes_the_same_files(
+        small, tmp_path):
+    exp = make(small, params={"units": [4, 8], "learning_rate": [1e-2, 1e12],
+                              "optimizer": ["sgd"]}, accuracy=True).run()
+    assert set(exp.summary.state) == {"finished", "failed"}  # the diverging runs fail
+    exp.save(tmp_path / "a")
+    again = xb.Experiment.load(tmp_path / "a")
+    assert type(again) is ExperimentResults and exp.results is not again
+    pd.testing.assert_frame_equal(again.summary, exp.summary)
+    pd.testing.assert_frame_equal(again.runs.drop(columns="epoch"),
+                                  exp.runs.drop(columns="epoch"), check_dtype=False)
+    assert again.runs.epoch.tolist() == exp.runs.epoch.tolist()
+    assert (again.best, again.best_run, again.metric, again.direction) == \
+        (exp.best, exp.best_run, exp.metric, exp.direction)
+    assert again.params == exp.params and again.search == "grid" and again.parallel is None
+    assert again.get().params == exp.best and again.get(1).state == exp.results.get(1).state
+    for run, history in exp.results.histories.items():
+        pd.testing.assert_frame_equal(again.histories[run], history, check_dtype=False)
+    assert torch.equal(again.best_model.parameters()["hidden.weight"],
+                       exp.best_model.parameters()["hidden.weight"])
+    again.save(tmp_path / "b")  # a loaded result saves as it was saved
+    for name in ("experiment.json", "runs.csv"):
+        assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+    assert ExperimentResults.load(tmp_path / "b").summary.equals(again.summary)
 
 
 def test_optuna_missing_says_what_to_install(small, monkeypatch):

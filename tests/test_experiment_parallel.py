@@ -193,3 +193,73 @@ def test_run_comparison_follows_a_stacked_group_live_and_stops_it(small):
     assert "3 runs (3 stopped)" in view.status.value
     assert "stacked group 1: members [0, 1, 2]" in view.status.tooltip
     view.close()
+
+
+# ------------------------------------------------------------------ one execution path
+def execute(small, stacked, lrs, on_epoch_end=None, build_fails=()):
+    """Train runs of ``lrs`` through one Execution: one group of all (stacked) or one group
+    per run (each through a Runner); runs numbered in ``build_fails`` cannot be built."""
+    from exburn_nb.experiment import Run, run_seed
+    from exburn_nb.experiment.execution import Execution
+    from exburn_nb.experiment.params import ParamSpace
+
+    data, val = small
+    space = ParamSpace(spec(), {"learning_rate": lrs}, epochs=3, batch_size=32,
+                       optimizer="sgd")
+    runs = [Run(k, {"learning_rate": lr}, run_seed(0, k)) for k, lr in enumerate(lrs)]
+    ended = []
+    execution = Execution(data, val, on_run_end=ended.append,
+                          on_epoch_end=lambda run, m: on_epoch_end(execution, run, m)
+                          if on_epoch_end else False)
+    built = [r for r in runs if r.run not in build_fails]
+    for run in runs:
+        if run.run in build_fails:
+            execution.fail(run, ValueError("no network for this run"))
+    prepared = [space.prepare(r.params, r.seed) for r in built]
+    groups = [built] if stacked else [[r] for r in built]
+    for group in groups:
+        execution.train(group, [prepared[built.index(r)] for r in group])
+    assert sorted(r.run for r in ended) == [r.run for r in runs]  # every run ends once
+    return runs
+
+
+@pytest.mark.parametrize("case", ["prune", "non-finite", "stop", "build"])
+def test_a_sequential_and_a_stacked_group_end_in_the_same_states(small, case):
+    from exburn_nb.base.vocabulary import RunState
+
+    lrs = [1e-2, 3e-2, 1e4 if case == "non-finite" else 1e-3]
+    hooks = {"prune": lambda ex, run, m: run.run == 1,  # pruned after its first epoch
+             "stop": lambda ex, run, m: ex.stop()}  # after the first epoch of any run
+    expected = {"prune": ["finished", "pruned", "finished"],
+                "non-finite": ["finished", "finished", "failed"],
+                "stop": ["stopped"] * 3,
+                "build": ["finished", "failed", "finished"]}[case]
+    ends = []
+    for stacked in (False, True):
+        runs = execute(small, stacked, lrs, hooks.get(case),
+                       build_fails=(1,) if case == "build" else ())
+        assert all(isinstance(r.state, RunState) for r in runs)
+        ends.append([(r.state, r.message, len(r.rows)) for r in runs])
+        assert [r.state for r in runs] == expected, (stacked, ends[-1])
+    sequential, together = ends
+    if case == "stop":  # the stacked group stops at once; later sequential runs never start
+        assert [n for _, _, n in together] == [1, 1, 1]
+        assert [n for _, _, n in sequential] == [1, 0, 0]
+    else:
+        assert [(s, n) for s, _, n in sequential] == [(s, n) for s, _, n in together]
+    for (state, message, _), (_, other, _) in zip(sequential, together, strict=True):
+        if state == "failed":  # the same failure, said the same way
+            assert message and (message == other or "refused" in message and "refused" in other)
+
+
+def test_the_experiment_fails_a_run_that_cannot_be_built_the_same_way_in_both_modes(small):
+    def build(params):
+        if params["units"] == 3:
+            raise ValueError("no network of 3 units")
+        return (xb.input("input", shape=(None, 64)).dense(params["units"], activation="relu")
+                .dense(10))
+    params = {"units": [16, 3], "learning_rate": [1e-2, 3e-2]}
+    alone = make(small, build=build, epochs=1, params=params).run().summary
+    together = make(small, build=build, epochs=1, params=params, parallel="vmap").run().summary
+    for column in ("state", "message", "epochs"):
+        assert alone[column].tolist() == together[column].tolist()

@@ -2,6 +2,7 @@
 torch modules the kinds build, code round trips, spec editing and linear-time building."""
 
 import copy
+import inspect
 
 import pytest
 import torch
@@ -69,6 +70,44 @@ def test_every_kind_declares_its_schema():
             assert o.help and o.expected
             if not o.required:
                 assert o.validate(o.default) == o.default
+
+
+def test_builder_calls_read_positional_options_as_each_kind_writes_them():
+    """The spec's builder methods and :meth:`LayerKind.call_options` (the generic builder a
+    kind without a method gets) take positional options in the same order, the order
+    :meth:`LayerKind.code` writes them."""
+    for kind, lk in REGISTRY.items():
+        values = tuple(GOOD[o.name] for o in lk.positional)
+        spec = xb.input("x", shape=INPUTS[kind])
+        layer = getattr(spec, kind)(*values, name="l").layers[0]
+        assert layer == Layer(kind, "l", lk.validate(lk.call_options(values, {}), "l"))
+    with pytest.raises(TypeError, match=r"dense\(\) takes at most 2 positional options"):
+        REGISTRY["dense"].call_options((1, "relu", 3), {})
+    with pytest.raises(TypeError, match="option 'units' twice"):
+        REGISTRY["dense"].call_options((1,), {"units": 2})
+
+
+def test_the_specs_builder_methods_follow_their_kinds_schemas():
+    """A kind's own builder method (the built-ins have one) takes its options in the
+    kind's positional order with the schema's defaults, then ``name`` (a kind without one
+    gets a generic builder saying the same: tests/test_sweep.py's new kind)."""
+    for kind, lk in REGISTRY.items():
+        params = list(inspect.signature(getattr(xb.input("x"), kind)).parameters.values())
+        assert [(p.name, p.default) for p in params] == [
+            (o.name, inspect.Parameter.empty if o.required else o.default)
+            for o in lk.positional] + [("name", None)]
+
+
+def test_the_kinds_say_which_of_them_stack_and_what_members_may_vary():
+    assert [k for k, lk in REGISTRY.items() if lk.stackable] == [
+        "dense", "dropout", "activation", "flatten"]
+    assert {k: lk.member_options for k, lk in REGISTRY.items() if lk.member_options} == {
+        "dropout": ("rate",)}
+    with pytest.raises(ValueError, match="MaxPool2D layers have no stacked forward"):
+        REGISTRY["max_pool2d"].stacked_forward([], [])
+    weight = torch.arange(6.0).view(2, 3)
+    assert torch.equal(REGISTRY["dense"].stack_layout("weight", weight), weight.t())
+    assert REGISTRY["dense"].stack_layout("bias", weight) is weight
 
 
 # ----------------------------------------------------------------- shapes and counts vs torch

@@ -152,6 +152,11 @@ def test_output_activation_looks_through_dropout():
             .output_activation == "sigmoid")
     assert xb.input("input", shape=(None, 4)).dense(3, activation="relu").flatten() \
         .output_activation is None
+    img = xb.input("img", shape=(None, 1, 4, 4))
+    assert img.conv2d(2, 3, activation="sigmoid").dropout(0.5).output_activation == "sigmoid"
+    assert img.conv2d(2, 3, activation="sigmoid").max_pool2d().output_activation is None
+    assert img.flatten().batch_norm().output_activation is None
+    assert img.flatten().dropout().output_activation is None
 
 
 # ----------------------------------------------------------------- shapes vs torch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -15,6 +16,15 @@ from torch import nn
 
 import exburn_nb as xb
 from exburn_nb import sweep
+from exburn_nb.core.layers import (
+    ACTIVATIONS,
+    REGISTRY,
+    Layer,
+    LayerKind,
+    Option,
+    make_activation,
+    stacked_activation,
+)
 from exburn_nb.sweep import stacked
 from exburn_nb.sweep.stacked import member_bytes, member_loss
 
@@ -36,6 +46,12 @@ def build(member: dict) -> xb.Model:
     return xb.compile(make_spec(member.get("rate", 0.0)), optimizer=member["optimizer"],
                       learning_rate=member["lr"], weight_decay=member.get("wd", 0.0),
                       seed=member["init"])
+
+
+def run_code(code: str) -> xb.Spec:
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - the code under test
+    return namespace["spec"]
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -117,7 +133,7 @@ def test_the_fused_path_equals_each_members_own_fit(digits, monkeypatch, optimiz
                xb.FitConfig(epochs=2, seed=9, **extra)]
     with pytest.warns(UserWarning):  # the huge learning rate diverges, in both runs
         trainer = check_members(members, configs, data, val, then_fit=True)
-    assert trainer.opt.fused and trainer.stop_reasons == [None, None, "non-finite"]
+    assert trainer.engine.opt.fused and trainer.stop_reasons == [None, None, "non-finite"]
 
 
 def test_accumulation_and_ragged_batches(digits):
@@ -164,8 +180,8 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(digits):
     assert trainer.stop_reasons == [None, "non-finite", None]
     assert any(msg.startswith("member 1:") for msg in trainer.messages)
     assert all(math.isfinite(float(p.detach().abs().max()))
-               for p in trainer.models[1].module.parameters())
-    assert len(trainer.models[0].history) == 2 and len(trainer.models[1].history) == 1
+               for p in trainer.engine.models[1].module.parameters())
+    assert len(trainer.engine.models[0].history) == 2 and len(trainer.engine.models[1].history) == 1
 
 
 def test_stop_ends_every_member_like_a_stopping_callback(digits):
@@ -271,10 +287,10 @@ def test_memory_is_members_times_one_model_and_data_is_shared(digits):
     models = [build({"optimizer": "adam", "lr": 1e-3, "init": i}) for i in range(4)]
     trainer = sweep.StackedTrainer(models, [xb.FitConfig(epochs=1, seed=0)] * 4, (x, y))
     trainer.run()
-    assert trainer.train[0].data_ptr() == x.data_ptr()  # not copied, let alone per member
+    assert trainer.source.x.data_ptr() == x.data_ptr()  # not copied, let alone per member
     params = sum(p.numel() * 4 for p in models[0].module.parameters())
-    assert trainer.net.nbytes() == 4 * params  # gradients freed after the run
-    assert trainer.opt.nbytes() == 4 * 2 * params  # Adam's two slots
+    assert trainer.engine.net.nbytes() == 4 * params  # gradients freed after the run
+    assert trainer.engine.opt.nbytes() == 4 * 2 * params  # Adam's two slots
     state = models[0].torch_optimizer.state_dict()["state"]
     assert set(state[0]) == {"step", "exp_avg", "exp_avg_sq"}
 
@@ -303,3 +319,129 @@ def test_errors_are_raised_before_training(digits):
     with pytest.raises(ValueError, match="data must be \\(x, y\\) in memory"):
         sweep.StackedTrainer(models, [cfg, cfg], loader)
     assert all(len(m.history) == 0 for m in models)
+
+
+# ----------------------------------------------------------------- layer kinds own their stacked forward
+def stacked_vs_own(models: list[xb.Model], x: torch.Tensor, seeds: list[int] | None):
+    """The stacked net's output and each member's own module's, on the same ``(M, B, ...)``
+    inputs: in inference (``seeds`` None) or training, dropout drawn from ``seeds``."""
+    net = stacked.StackedNet(models)
+    gens = None if seeds is None else [torch.Generator().manual_seed(s) for s in seeds]
+    got = net.forward(x, gens)
+    want = []
+    for m, model in enumerate(models):
+        module = model.module.train(seeds is not None)
+        if seeds is not None:
+            torch.manual_seed(seeds[m])
+        want.append(module(x[m]))
+    return got, torch.stack(want)
+
+
+@pytest.mark.parametrize("seeds", [None, [3, 4, 5]], ids=["inference", "training"])
+def test_every_stackable_kind_equals_each_members_own_module(seeds):
+    """Rank-3 inputs too: a stacked softmax normalises the member's own dimension 1."""
+    torch.manual_seed(0)
+    specs = [xb.input("x", shape=(None, 3, 5)).dense(4, activation="softmax", name="d")
+             .dropout(rate, name="p").activation("softmax").flatten().dense(6, name="o")
+             .activation("tanh") for rate in (0.0, 0.3, 0.6)]
+    assert all(REGISTRY[la.kind].stackable for la in specs[0].layers)
+    models = [xb.compile(spec, seed=i) for i, spec in enumerate(specs)]
+    got, want = stacked_vs_own(models, torch.randn(3, 7, 3, 5), seeds)
+    torch.testing.assert_close(got, want)
+
+
+def test_a_stacked_net_refuses_members_that_differ_beyond_member_options():
+    base = xb.input("x", shape=(None, 4)).dense(3, name="h").dropout(0.1)
+    stacked.StackedNet([xb.compile(base), xb.compile(base.replace(1, rate=0.4))])
+    with pytest.raises(ValueError, match=r"models\[1\] has another spec"):
+        stacked.StackedNet([xb.compile(base), xb.compile(base.replace("h", units=5))])
+    conv = xb.compile(xb.input("x", shape=(None, 1, 4, 4)).conv2d(2, 3))
+    with pytest.raises(ValueError, match="Conv2D layers have no stacked forward"):
+        stacked.StackedNet([conv, conv])
+
+
+class Scale(nn.Module):
+    """``x * weight + bias`` on the last axis (randomly initialised weight)."""
+
+    def __init__(self, features: int):
+        super().__init__()
+        self.weight = nn.Parameter(1 + 0.5 * torch.randn(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight + self.bias
+
+
+class ScaleKind(LayerKind):
+    """A layer kind that only this test knows: one class, registered for the test."""
+
+    kind, type_name = "scale", "Scale"
+    help = "A learnt scale and shift per feature, then an optional activation."
+    options = (Option("activation", str, None, choices=ACTIVATIONS, optional=True,
+                      help="the activation applied to the output"),)
+
+    def build(self, layer: Layer, shape: tuple) -> nn.Module:
+        act = layer.options["activation"]
+        scale = Scale(shape[-1])
+        return nn.Sequential(scale) if act is None else nn.Sequential(scale, make_activation(act))
+
+    def count_params(self, layer: Layer, shape: tuple) -> int:
+        return 2 * shape[-1]
+
+    def activation_after(self, layer: Layer, before: str | None) -> str | None:
+        return layer.options["activation"]
+
+    def stacked_forward(self, layers, params):
+        w, b = params  # (M, features)
+        act = stacked_activation(layers[0].options["activation"])
+
+        def forward(h, generators):
+            y = h * w.unsqueeze(1) + b.unsqueeze(1)
+            return y if act is None else act(y)
+
+        return forward
+
+
+def test_adding_a_layer_kind_is_one_class(digits, monkeypatch):
+    """The kit's files stay as they are: the spec builds, summarises, writes and reads its
+    code and JSON, compiles, and a stacked sweep trains it as each member's own fit."""
+    monkeypatch.setitem(REGISTRY, "scale", ScaleKind())
+    spec = (xb.input("input", shape=(None, 64)).dense(16, activation="relu", name="hidden")
+            .scale("tanh").dropout(0.2, name="drop").dense(10, name="output"))
+    assert spec.layer_shapes[1] == (Layer("scale", "scale_1", {"activation": "tanh"}), (None, 16))
+    assert "scale_1  Scale" in spec.summary() and spec.count_params() == 1040 + 32 + 170
+    assert '.scale(activation="tanh")' in spec.to_code() and "scale" in dir(spec)
+    assert str(inspect.signature(spec.scale)).startswith("(activation=None, *, name=None)")
+    assert run_code(spec.to_code()) == spec == xb.Spec.from_json(spec.to_json())
+    assert spec.scale("softmax").output_activation == "softmax"
+    with pytest.raises(TypeError, match="option 'activation' twice"):
+        spec.scale("relu", activation="tanh")
+    with pytest.raises(ValueError, match="layer 's' \\(Scale\\): activation must be one of"):
+        spec.scale("cube", name="s")
+    model = xb.compile(spec)
+    assert model.summary() == spec.summary() and model.count_params() == spec.count_params()
+    assert stacked.unstackable_reason(model) is None
+
+    def build_scaled(member: dict) -> xb.Model:
+        return xb.compile(spec.replace("drop", rate=member["rate"]), optimizer="adam",
+                          learning_rate=member["lr"], seed=member["init"])
+
+    data, val = digits
+    members = [{"lr": 3e-3, "init": 0, "rate": 0.2}, {"lr": 1e-2, "init": 1, "rate": 0.5}]
+    configs = [xb.FitConfig(epochs=2, batch_size=32, seed=s, accuracy=True) for s in (7, 8)]
+    models = [build_scaled(m) for m in members]
+    assert sweep.plan(models, configs).groups == [[0, 1]]
+    sweep.StackedTrainer(models, configs, data, val).run()
+    for member, cfg, model in zip(members, configs, models, strict=True):
+        alone = build_scaled(member)
+        xb.fit(alone, data, cfg, validation_data=val, verbose=False)
+        assert_same_run(model, alone)
+
+
+def test_unstackable_kinds_are_named_and_the_stackable_ones_listed(monkeypatch):
+    conv = xb.compile(xb.input("x", shape=(None, 1, 4, 4)).conv2d(2, 3).batch_norm())
+    assert stacked.unstackable_reason(conv) == (
+        "its layers include batch_norm, conv2d (the stacked engine handles dense, dropout, "
+        "activation, flatten)")
+    monkeypatch.setitem(REGISTRY, "scale", ScaleKind())
+    assert stacked.unstackable_reason(conv).endswith("dense, dropout, activation, flatten, scale)")

@@ -126,8 +126,8 @@ def memory(mode: str, models: list, cfgs: list, data: tuple) -> dict:
     trainer = xb.sweep.StackedTrainer(models, cfgs, data)
     trainer.run()
     return {"rss_mib": (_rss_kib("VmHWM") - base) / 2**10,
-            "engine_mib": (sum(p.numel() * p.element_size() for p in trainer.net.params) * 2
-                           + trainer.opt.nbytes()) / 2**20}
+            "engine_mib": (sum(p.numel() * p.element_size() for p in trainer.engine.net.params) * 2
+                           + trainer.engine.opt.nbytes()) / 2**20}
 
 
 def run(pool: Pool, config: Config, context: dict) -> dict:

@@ -73,6 +73,19 @@ EPOCH_COLUMNS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "lr", 
                  "samples_per_s", "run")
 OPTIONAL_COLUMNS = ("val_loss", "accuracy", "val_accuracy", "run")
 BATCH_COLUMNS = ("epoch", "batch", "step", "loss", "lr", "run")
+
+
+def run_metrics(validation: bool, accuracy: bool) -> list[str]:
+    """The metrics a run computes, in :data:`METRICS` order.
+
+    Example:
+        >>> run_metrics(validation=True, accuracy=False)
+        ['loss', 'val_loss', 'lr']
+    """
+    return [m for m in METRICS if (validation or not m.startswith("val_"))
+            and (accuracy or not m.endswith("accuracy"))]
+
+
 # keys of an epoch's metrics dict that are not numbers a callback may add
 CONTROL_KEYS = ("model", "stop_training")
 # names a callback's ``trainer.log`` may not take (the loop's own columns and keys)

@@ -111,6 +111,14 @@ class TensorBatches:
 
     ``epoch(order)`` yields ``(xb, yb)`` in ``order`` (a permutation tensor) or in
     sequence; gathering by ``index_select`` is about twice as fast as ``x[idx]`` on CPU.
+    With one permutation per member of a stacked run (``order`` of shape ``(M, n)``),
+    each batch is ``(M, B, ...)``: every member's own samples, gathered in one pass.
+
+    Example:
+        >>> b = TensorBatches(torch.arange(6.0).view(6, 1), torch.arange(6), 4)
+        >>> [yb.tolist() for _, yb in b.epoch(torch.tensor([[5, 4, 3, 2, 1, 0],
+        ...                                                  [0, 1, 2, 3, 4, 5]]))]
+        [[[5, 4, 3, 2], [0, 1, 2, 3]], [[1, 0], [4, 5]]]
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int):
@@ -120,14 +128,20 @@ class TensorBatches:
 
     def epoch(self, order: torch.Tensor | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of one epoch."""
-        n, bs = self.samples, self.batch_size
+        n, bs, x, y = self.samples, self.batch_size, self.x, self.y
+        stacked = order is not None and order.dim() == 2
         for lo in range(0, n, bs):
             hi = min(n, lo + bs)
             if order is None:
-                yield self.x[lo:hi], self.y[lo:hi]
-            else:
+                yield x[lo:hi], y[lo:hi]
+            elif not stacked:
                 idx = order[lo:hi]
-                yield self.x.index_select(0, idx), self.y.index_select(0, idx)
+                yield x.index_select(0, idx), y.index_select(0, idx)
+            else:
+                idx = order[:, lo:hi]
+                flat = idx.reshape(-1)
+                yield (x.index_select(0, flat).view(*idx.shape, *x.shape[1:]),
+                       y.index_select(0, flat).view(*idx.shape, *y.shape[1:]))
 
 
 class LoaderBatches:

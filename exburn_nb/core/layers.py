@@ -2,8 +2,10 @@
 
 Each :class:`LayerKind` declares its option schema (:class:`Option`: name, type, range or
 choices, default, help text), its shape rule, its parameter count, the ``torch`` module it
-builds and the Python call that adds it to a spec. The spec, the summary, the JSON format
-and the model builder widget all read :data:`REGISTRY`; adding a layer kind is one class.
+builds, the Python call that adds it to a spec (and reads that call back), the activation
+its output carries, and, where it has one, its forward pass in a stacked ensemble. The
+spec, the summary, the JSON format, the model builder widget and the stacked sweep engine
+all read :data:`REGISTRY`; adding a layer kind is one class (registered under its name).
 
 Example:
     >>> from exburn_nb.core.layers import REGISTRY, Layer
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -31,6 +34,8 @@ from torch import nn
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax", "gelu", "leaky_relu", "elu", "silu")
 
 Shape = tuple  # (None, d1, d2, ...): None is the batch dimension
+Generators = Sequence[torch.Generator | None] | None  # one per member; None: inference
+StackedForward = Callable[[torch.Tensor, Generators], torch.Tensor]
 
 
 class _Required:
@@ -145,12 +150,37 @@ def where(layer: Layer | str, type_name: str) -> str:
 
 class LayerKind:
     """The base of every layer kind; subclasses set the class attributes and override
-    :meth:`output_shape`, :meth:`build` and, for layers with weights, :meth:`count_params`."""
+    :meth:`output_shape`, :meth:`build` and, for layers with weights, :meth:`count_params`.
+
+    A kind that can train in a stacked ensemble (the sweep engine: M members of one spec
+    as one network) overrides :meth:`stacked_forward`, and :meth:`stack_layout` when the
+    stack should hold a parameter differently from the member's module.
+
+    Example:
+        >>> class Scale(LayerKind):
+        ...     kind, type_name, help = "scale", "Scale", "Multiplies by a constant."
+        ...     options = (Option("factor", float, help="the constant"),)
+        ...     member_options = ("factor",)
+        ...     def stacked_forward(self, layers, params):
+        ...         factor = torch.tensor([la.options["factor"] for la in layers])
+        ...         return lambda h, generators: h * factor.view(-1, *[1] * (h.dim() - 1))
+        >>> scale = Scale()
+        >>> scale.stackable, scale.code(Layer("scale", "s", {"factor": 2.0}))
+        (True, '.scale(2.0, name="s")')
+        >>> members = [Layer("scale", "s", {"factor": f}) for f in (1.0, 2.0)]
+        >>> scale.stacked_forward(members, [])(torch.ones(2, 1, 3), None)
+        tensor([[[1., 1., 1.]],
+        <BLANKLINE>
+                [[2., 2., 2.]]])
+    """
 
     kind: ClassVar[str]
     type_name: ClassVar[str]
     help: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
+    member_options: ClassVar[tuple[str, ...]] = ()
+    """Options the members of one stacked ensemble may set differently (dropout's rate);
+    they must agree on all others."""
 
     def check_options(self, options: dict, name: str) -> dict:
         """The options given, each checked and normalised, without defaults or cross-checks.
@@ -196,6 +226,18 @@ class LayerKind:
         """The number of parameters the built module has (computed, nothing allocated)."""
         return 0
 
+    def activation_after(self, layer: Layer, before: str | None) -> str | None:
+        """The activation the layer's output carries (``"softmax"``, ...; None: none), given
+        the one its input carries: None by default, a layer that keeps it returns ``before``.
+        The losses read the last one to tell probabilities from logits."""
+        return None
+
+    @property
+    def positional(self) -> tuple[Option, ...]:
+        """The options in the order a builder call takes them positionally: required first."""
+        return (tuple(o for o in self.options if o.required)
+                + tuple(o for o in self.options if not o.required))
+
     def code(self, layer: Layer, name_is_auto: bool = False) -> str:
         """The chained call that adds ``layer`` to a spec, e.g. ``.dense(8, name="h")``:
         required options positionally, others only where they differ from the default."""
@@ -206,21 +248,83 @@ class LayerKind:
             args.append(f"name={py_literal(layer.name)}")
         return f".{self.kind}({', '.join(args)})"
 
+    def call_options(self, args: tuple, options: dict) -> dict:
+        """The options of a builder call ``.<kind>(*args, **options)`` (the call
+        :meth:`code` writes): positional values fill :attr:`positional` in order.
+
+        Raises:
+            TypeError: for more positional values than options, or an option given twice.
+        """
+        if len(args) > len(self.options):
+            raise TypeError(f"{self.kind}() takes at most {len(self.options)} positional "
+                            f"options ({', '.join(o.name for o in self.positional)}); "
+                            f"got {len(args)}")
+        named = {o.name: v for o, v in zip(self.positional, args, strict=False)}
+        twice = [k for k in named if k in options]
+        if twice:
+            raise TypeError(f"{self.kind}() got option {twice[0]!r} twice")
+        return {**named, **options}
+
     def require_rank(self, layer: Layer, shape: Shape, ranks: tuple[int, ...], hint: str) -> None:
         """Raise a ValueError naming the layer unless ``shape`` has one of ``ranks``."""
         if len(shape) not in ranks:
             raise ValueError(f"layer {layer.name!r} ({self.type_name}) needs an input of rank "
                              f"{' or '.join(map(str, ranks))}, {hint}; it gets shape {shape}")
 
+    # ----------------------------------------------------------------- stacked ensembles
+    @property
+    def stackable(self) -> bool:
+        """Whether the kind trains in a stacked ensemble (it overrides :meth:`stacked_forward`)."""
+        return type(self).stacked_forward is not LayerKind.stacked_forward
+
+    def stack_layout(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """A member's parameter ``name`` (``"weight"``, ...) as the stack holds it, one
+        member of the ``(M, ...)`` stack; the same call turns it back. As it is by default."""
+        return t
+
+    def stacked_forward(self, layers: Sequence[Layer], params: Sequence[torch.Tensor],
+                        ) -> StackedForward:
+        """The layer's forward pass over all M members at once, prepared once per ensemble.
+
+        Args:
+            layers: this layer in each member's spec (they differ at most in
+                :attr:`member_options`).
+            params: the layer's parameters stacked over the members, ``(M, ...)``, in its
+                module's order, each member's as :meth:`stack_layout` holds it.
+
+        Returns:
+            A callable ``(h, generators) -> output``: ``h`` is ``(M, B, ...)``, member ``m``'s
+            output equals the member's own module on ``h[m]``; ``generators`` (one per
+            member, or None in inference) draw any randomness, member ``m``'s exactly as
+            its own run draws it. The sweep engine calls it for every batch: resolve all
+            options here, not there.
+
+        Raises:
+            ValueError: when the kind has no stacked forward (see :attr:`stackable`).
+        """
+        raise ValueError(f"{self.type_name} layers have no stacked forward")
+
 
 # --------------------------------------------------------------------- torch modules
-def make_activation(fn: str) -> nn.Module:
-    """The ``nn.Module`` for an activation name (softmax over dimension 1)."""
+def make_activation(fn: str, softmax_dim: int = 1) -> nn.Module:
+    """The ``nn.Module`` for an activation name; softmax over ``softmax_dim`` (1: the
+    features of a batch; 2 in a stacked ensemble, whose tensors are ``(M, B, ...)``).
+
+    Example:
+        >>> make_activation("softmax", softmax_dim=2)
+        Softmax(dim=2)
+    """
     return {
         "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU,
         "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "silu": nn.SiLU,
-        "softmax": lambda: nn.Softmax(dim=1),
+        "softmax": lambda: nn.Softmax(dim=softmax_dim),
     }[fn]()
+
+
+def stacked_activation(fn: str | None) -> nn.Module | None:
+    """The activation ``fn`` over a stacked ensemble's ``(M, B, ...)`` tensors (None: none):
+    each member's slice gets what :func:`make_activation` gives its own module."""
+    return None if fn is None else make_activation(fn, softmax_dim=2)
 
 
 class Dense(nn.Linear):
@@ -304,15 +408,65 @@ class DenseKind(LayerKind):
     def count_params(self, layer: Layer, shape: Shape) -> int:
         return (shape[-1] + 1) * layer.options["units"]
 
+    def activation_after(self, layer: Layer, before: str | None) -> str | None:
+        return layer.options["activation"]
+
+    def stack_layout(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        # weights held transposed, (M, in, out): baddbmm then reads them as they lie,
+        # twice as fast as through a transposed view (forward and backward)
+        return t.t() if name == "weight" else t
+
+    def stacked_forward(self, layers: Sequence[Layer], params: Sequence[torch.Tensor],
+                        ) -> StackedForward:
+        w, b = params
+        act = stacked_activation(layers[0].options["activation"])
+
+        def forward(h: torch.Tensor, generators: Generators) -> torch.Tensor:
+            shape = h.shape
+            y = torch.baddbmm(b.unsqueeze(1), h.reshape(shape[0], -1, shape[-1]),
+                              w).reshape(*shape[:-1], w.shape[2])
+            return y if act is None else act(y)
+
+        return forward
+
 
 class DropoutKind(LayerKind):
     kind, type_name = "dropout", "Dropout"
     help = "Zeroes inputs with probability rate while training; identity at inference."
     options = (Option("rate", float, 0.5, minimum=0, maximum=1, exclusive_maximum=True,
                       help="the probability of zeroing each input"),)
+    member_options = ("rate",)
 
     def build(self, layer: Layer, shape: Shape) -> nn.Module:
         return Dropout(layer.options["rate"])
+
+    def activation_after(self, layer: Layer, before: str | None) -> str | None:
+        return before
+
+    def stacked_forward(self, layers: Sequence[Layer], params: Sequence[torch.Tensor],
+                        ) -> StackedForward:
+        rates = [la.options["rate"] for la in layers]
+
+        def forward(h: torch.Tensor, generators: Generators) -> torch.Tensor:
+            return h if generators is None else h * self.masks(h, rates, generators)
+
+        return forward
+
+    @staticmethod
+    def masks(h: torch.Tensor, rates: Sequence[float],
+              generators: Sequence[torch.Generator | None]) -> torch.Tensor:
+        """Each member's mask for ``h`` ``(M, B, ...)``, as its own :class:`Dropout` draws
+        it (``rand < keep`` over its generator); ones for a rate of 0 (which draws
+        nothing), and for a member without a generator (frozen)."""
+        masks = []
+        for rate, gen in zip(rates, generators, strict=True):
+            if rate == 0 or gen is None:
+                masks.append(torch.ones(h.shape[1:], dtype=h.dtype, device=h.device))
+            else:
+                keep = 1.0 - rate
+                r = torch.rand(h.shape[1:], generator=gen, dtype=h.dtype, device=h.device)
+                masks.append((r < keep) * (1.0 / keep))
+        return torch.stack(masks)
 
 
 class ActivationKind(LayerKind):
@@ -322,6 +476,14 @@ class ActivationKind(LayerKind):
 
     def build(self, layer: Layer, shape: Shape) -> nn.Module:
         return make_activation(layer.options["fn"])
+
+    def activation_after(self, layer: Layer, before: str | None) -> str | None:
+        return layer.options["fn"]
+
+    def stacked_forward(self, layers: Sequence[Layer], params: Sequence[torch.Tensor],
+                        ) -> StackedForward:
+        act = stacked_activation(layers[0].options["fn"])
+        return lambda h, generators: act(h)
 
 
 class FlattenKind(LayerKind):
@@ -333,6 +495,10 @@ class FlattenKind(LayerKind):
 
     def build(self, layer: Layer, shape: Shape) -> nn.Module:
         return nn.Flatten()
+
+    def stacked_forward(self, layers: Sequence[Layer], params: Sequence[torch.Tensor],
+                        ) -> StackedForward:
+        return lambda h, generators: h.reshape(h.shape[0], h.shape[1], -1)
 
 
 class BatchNormKind(LayerKind):
@@ -395,6 +561,9 @@ class Conv2DKind(LayerKind):
     def count_params(self, layer: Layer, shape: Shape) -> int:
         o = layer.options
         return (shape[1] * o["kernel_size"] ** 2 + 1) * o["filters"]
+
+    def activation_after(self, layer: Layer, before: str | None) -> str | None:
+        return layer.options["activation"]
 
 
 class MaxPool2DKind(LayerKind):

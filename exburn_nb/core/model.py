@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from .config import CompileConfig
 from .data import as_features
 from .history import History
 from .losses import Loss
-from .optim import check_optimizer, fused_supported, make_optimizer
+from .optim import check_optimizer, fused_supported, make_optimizer, set_learning_rate
 from .spec import Spec
 from .summary import SummaryRow, format_shape, render_html, render_text
 
@@ -318,6 +319,18 @@ class Model:
             self.device, self.torch_device = name, target
         return self
 
+    def set_learning_rate(self, lr: float) -> Model:
+        """Use ``lr`` from the next optimizer step on (every param group).
+
+        Example:
+            >>> model.set_learning_rate(0.01).learning_rate  # doctest: +SKIP
+            0.01
+        """
+        lr = check_number("learning_rate", lr, positive=True)
+        set_learning_rate(self.torch_optimizer, lr)
+        self.learning_rate = lr
+        return self
+
     def set_optimizer(self, name: str, learning_rate: float | None = None) -> Model:
         """Switch to another optimizer (fresh state), e.g. from a dashboard's dropdown."""
         check_optimizer(name)
@@ -327,6 +340,22 @@ class Model:
                                                   self.weight_decay, self.torch_device)
             self.optimizer, self.learning_rate = name, float(lr)
         return self
+
+    def copy(self, learning_rate: float | None = None) -> Model:
+        """A separate model with this one's layers, weights, frozen layers and compile
+        settings (``learning_rate`` if given), a fresh optimizer and an empty history.
+
+        Example:
+            >>> probe = model.copy(learning_rate=1e-5)  # doctest: +SKIP
+        """
+        with self.lock:
+            module = copy.deepcopy(self.module)
+            frozen = sorted(self._frozen)
+        twin = Model(module, spec=self.spec, loss=self.loss_function, optimizer=self.optimizer,
+                     learning_rate=self.learning_rate if learning_rate is None else learning_rate,
+                     weight_decay=self.weight_decay, device=self.device,
+                     input_shape=self.input_shape)
+        return twin.freeze(frozen)
 
     # ---------------------------------------------------------------- reset
     def reset_weights(self, seed: int | None = None) -> Model:

@@ -3,7 +3,9 @@
 A spec is data, not weights: it round-trips through JSON and Python code, infers every
 layer's output shape and parameter count, and builds a ``torch.nn.Module`` whose children
 keep the layer names, so parameter names are ``<layer>.weight`` and ``<layer>.bias``. What
-each layer kind accepts and computes lives in :mod:`exburn_nb.core.layers`.
+each layer kind accepts and computes lives in :mod:`exburn_nb.core.layers`; the spec asks
+the kind for everything, so a newly registered kind chains as ``spec.<kind>(...)`` even
+without a builder method of its own here.
 
 Example:
     >>> import exburn_nb as xb
@@ -21,11 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 import operator
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch import nn
@@ -37,6 +40,7 @@ from .layers import (  # noqa: F401 - re-exported: the spec's public vocabulary
     Dense,
     Dropout,
     Layer,
+    LayerKind,
     Shape,
     init_weights,
     kind_of,
@@ -180,6 +184,21 @@ class Spec:
         """Max pooling over ``pool_size`` x ``pool_size`` windows (stride = pool_size)."""
         return self._add("max_pool2d", name, pool_size=pool_size)
 
+    def _builder(self, kind: LayerKind) -> Callable[..., Spec]:
+        """The builder method of a kind that has none above: ``.<kind>(*options, name=None,
+        **options)``, positional options as :meth:`LayerKind.call_options` reads them."""
+        def add(*args: Any, name: str | None = None, **options: Any) -> Spec:
+            return self._add(kind.kind, name, **kind.call_options(args, options))
+
+        add.__name__, add.__doc__ = kind.kind, kind.help
+        add.__signature__ = inspect.Signature(  # what Jupyter shows for spec.<kind>(
+            [inspect.Parameter(o.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               default=inspect.Parameter.empty if o.required else o.default)
+             for o in kind.positional]
+            + [inspect.Parameter("name", inspect.Parameter.KEYWORD_ONLY, default=None)],
+            return_annotation=Spec)
+        return add
+
     def _new_layer(self, kind: str, name: str | None, options: dict,
                    others: tuple[Layer, ...]) -> Layer:
         """A validated layer that may join ``others`` (for its auto name and uniqueness)."""
@@ -300,15 +319,12 @@ class Spec:
 
     @property
     def output_activation(self) -> str | None:
-        """The activation applied last (``"softmax"``, ``"sigmoid"``, ...) or None for logits."""
-        for layer in reversed(self.layers):
-            if layer.kind in ("dense", "conv2d"):
-                return layer.options.get("activation")
-            if layer.kind == "activation":
-                return layer.options["fn"]
-            if layer.kind not in ("dropout",):
-                return None
-        return None
+        """The activation the output carries (``"softmax"``, ``"sigmoid"``, ...) or None
+        for logits, as each layer's kind passes it on (a dropout keeps its input's)."""
+        activation = None
+        for layer in self.layers:
+            activation = REGISTRY[layer.kind].activation_after(layer, activation)
+        return activation
 
     def layer_params(self) -> list[int]:
         """Each layer's parameter count, as the built module will have it (nothing allocated)."""
@@ -431,11 +447,18 @@ class Spec:
         return self
 
     def __getattr__(self, name: str) -> Any:
-        # only called for missing attributes: say what to do when a spec is used as a model
+        # only called for missing attributes: a registered kind without a builder method
+        # of its own gets the generic one (so the code a kind writes runs), and a spec
+        # used as a model says what to do
+        if name in REGISTRY:
+            return self._builder(REGISTRY[name])
         hint = "" if name.startswith("_") else (
             "; a spec describes a network but has no weights, loss or optimizer: compile it "
             "first, e.g. model = xb.compile(spec, loss=\"cross_entropy\", optimizer=\"adam\")")
         raise AttributeError(f"'Spec' object has no attribute {name!r}{hint}")
+
+    def __dir__(self) -> list[str]:
+        return sorted({*super().__dir__(), *REGISTRY})
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Spec) and self.to_dict() == other.to_dict()

@@ -6,6 +6,8 @@ alone: :meth:`Experiment.prepare_run`). Runs train through
 :class:`~exburn_nb.train.runner.Runner`, the same loop as ``xb.fit``, or, with
 ``parallel="vmap"``, many at once as one stacked ensemble (:mod:`exburn_nb.sweep`, the
 same computation). UI-free: the ``RunComparison`` widget is one listener among any others.
+:meth:`Experiment.load` returns an :class:`ExperimentResults`: the runs, summary, best
+run and its model, read back whole.
 
 Example:
     >>> exp = xb.Experiment(spec, (x, y), validation_data=(vx, vy),
@@ -13,6 +15,7 @@ Example:
     ...                     epochs=5, batch_size=64)  # doctest: +SKIP
     >>> exp.run()  # doctest: +SKIP
     >>> exp.summary.sort_values("best_val_loss").head()  # doctest: +SKIP
+    >>> exp.save("runs/grid"); xb.Experiment.load("runs/grid").best  # doctest: +SKIP
 
 Workers for a study in shared storage (the script defines the experiment; code under
 ``if __name__ == "__main__":`` does not run in a worker)::
@@ -20,11 +23,18 @@ Workers for a study in shared storage (the script defines the experiment; code u
     python -m exburn_nb.experiment worker search.py --storage sqlite:///study.db \
         --study digits --trials 20
 
-Modules: ``core`` (the class), ``runs`` (runs as data, seeds), ``study`` (Optuna),
-``files`` (save and load), ``__main__`` (the worker command).
+Modules: ``core`` (the ``Experiment`` facade), ``params`` (routing, checks, grid and
+random draws, one run's model and config), ``execution`` (the one way groups of runs
+train), ``results`` (runs, summary, best: what ``load`` returns), ``runs`` (runs as data,
+seeds, frames), ``study`` (Optuna), ``files`` (the file format), ``space`` (ranges),
+``__main__`` (the worker command).
 """
 
-from .core import COMPILE_OPTIONS, FIT_OPTIONS, Experiment
+from ..core.config import COMPILE_OPTIONS, FIT_OPTIONS
+from .core import Experiment
+from .params import COMPILE_PARAMS, FIT_PARAMS
+from .results import ExperimentResults
 from .runs import Run, run_seed
 
-__all__ = ["COMPILE_OPTIONS", "FIT_OPTIONS", "Experiment", "Run", "run_seed"]
+__all__ = ["COMPILE_OPTIONS", "COMPILE_PARAMS", "FIT_OPTIONS", "FIT_PARAMS", "Experiment",
+           "ExperimentResults", "Run", "run_seed"]

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.script} must define exactly one xb.Experiment; found {len(found)}")
     exp = found[0].replace(storage=args.storage, study_name=args.study, n_trials=args.trials)
     exp.run()
-    print(json.dumps({"study": args.study, "runs_added": len(exp._runs),
+    print(json.dumps({"study": args.study, "runs_added": exp.added,
                       "runs_in_study": len(exp.summary)}))
     return 0
 

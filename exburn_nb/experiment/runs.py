@@ -1,4 +1,12 @@
-"""Runs of an experiment as plain data: their numbers, seeds, params and histories."""
+"""Runs of an experiment as plain data: their numbers, seeds, params, histories and end
+states, and the tidy frames made of them.
+
+Example:
+    >>> run = Run(0, {"learning_rate": 0.1}, seed=1, state=RunState.FINISHED,
+    ...           rows=[{"epoch": 1, "loss": 0.9}, {"epoch": 2, "loss": 0.4}])
+    >>> run.state is RunState.FINISHED, best_value(run.rows, "loss", "minimize")
+    (True, (0.4, 2))
+"""
 
 from __future__ import annotations
 
@@ -10,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from ..base.checks import MAX_SEED
+from ..base.vocabulary import RunState
 from ..core.model import Model
 
 HISTORY_SKIP = ("run",)  # the model's own run counter: always 1 for an experiment's run
+FINAL_COLUMNS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
 
 def run_seed(seed: int, run: int) -> int:
@@ -28,17 +38,28 @@ def run_seed(seed: int, run: int) -> int:
 
 @dataclass
 class Run:
-    """One run: its number, params, seed, end state, and history (live while it trains)."""
+    """One run: its number, params, seed, state, and history (live while it trains).
+
+    ``state`` is a :class:`~exburn_nb.base.vocabulary.RunState` (a plain string such as
+    ``"finished"`` is converted, and an unknown one refused).
+
+    Example:
+        >>> Run(3, {"units": 8}, seed=5).state
+        <RunState.RUNNING: 'running'>
+    """
 
     run: int
     params: dict
     seed: int | None
-    state: str = "running"
+    state: RunState = RunState.RUNNING
     message: str = ""
     seconds: float = 0.0
     rows: list[dict] | None = None  # epoch rows, once ended (or loaded, or from a study)
-    model: Model | None = field(default=None, repr=False)  # while it trains; kept if best
+    model: Model | None = field(default=None, repr=False)  # while it trains
     trial: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.state = RunState(self.state)
 
     def history_rows(self) -> list[dict]:
         """The epoch rows: live from the model while the run trains."""
@@ -50,43 +71,13 @@ class Run:
                 for r in self.model.recorder.epoch_rows]
 
 
-class UsedNames(dict):
-    """A dict that records which keys a ``build`` function reads."""
-
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        self.used: set[str] = set()
-
-    def __getitem__(self, key: str) -> Any:
-        self.used.add(key)
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.used.add(key)
-        return super().get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.used.add(key)  # type: ignore[arg-type]
-        return super().__contains__(key)
-
-    def _all(self) -> None:
-        self.used.update(self.keys())
-
-    def keys(self):  # noqa: ANN201 - ``**params`` and iteration read every name
-        self.used.update(super().keys())
-        return super().keys()
-
-    def items(self):  # noqa: ANN201
-        self._all()
-        return super().items()
-
-    def __iter__(self):  # noqa: ANN204
-        self._all()
-        return super().__iter__()
-
-
 def best_value(rows: list[dict], metric: str, direction: str) -> tuple[float, int] | None:
-    """``(best value, its epoch)`` of ``metric`` over ``rows``, or None."""
+    """``(best value, its epoch)`` of ``metric`` over ``rows``, or None.
+
+    Example:
+        >>> best_value([{"epoch": 1, "acc": 0.5}, {"epoch": 2, "acc": 0.7}], "acc", "maximize")
+        (0.7, 2)
+    """
     pairs = [(r[metric], r["epoch"]) for r in rows
              if r.get(metric) is not None and math.isfinite(r[metric])]
     if not pairs:
@@ -96,12 +87,18 @@ def best_value(rows: list[dict], metric: str, direction: str) -> tuple[float, in
 
 
 def runs_frame(runs: list[Run], names: list[str]) -> pd.DataFrame:
-    """The tidy frame: one row per run and epoch (one row for a run with no epoch)."""
+    """The tidy frame: one row per run and epoch (one row for a run with no epoch).
+
+    Example:
+        >>> runs_frame([Run(0, {"units": 8}, 1, rows=[{"epoch": 1, "loss": 0.5}])],
+        ...            ["units"]).values.tolist()
+        [[0, 8, 1, 0.5, 'running']]
+    """
     records = []
     for r in runs:
         head = {"run": r.run, **{n: r.params.get(n) for n in names}}
         rows = r.history_rows() or [{"epoch": None}]
-        records.extend({**head, **row, "state": r.state} for row in rows)
+        records.extend({**head, **row, "state": r.state.value} for row in rows)
     frame = pd.DataFrame.from_records(records)
     if frame.empty:
         return pd.DataFrame(columns=["run", *names, "epoch", "state"])
@@ -112,16 +109,22 @@ def runs_frame(runs: list[Run], names: list[str]) -> pd.DataFrame:
 def summary_frame(runs: list[Run], names: list[str], metric: str,
                   direction: str) -> pd.DataFrame:
     """One row per run: params, state, best metric and its epoch, final metrics, epochs,
-    seconds, seed and message."""
+    seconds, seed and message.
+
+    Example:
+        >>> summary_frame([Run(0, {"units": 8}, 1, RunState.FINISHED, rows=[{"epoch": 1, "loss": 0.5}])],
+        ...               ["units"], "loss", "minimize").best_loss.tolist()
+        [0.5]
+    """
     records = []
     for r in runs:
         rows = r.history_rows()
         best = best_value(rows, metric, direction)
         record = {"run": r.run, **{n: r.params.get(n) for n in names},
-                  "state": r.state, f"best_{metric}": best[0] if best else math.nan,
+                  "state": r.state.value, f"best_{metric}": best[0] if best else math.nan,
                   "best_epoch": best[1] if best else None}
         last = rows[-1] if rows else {}
-        for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        for key in FINAL_COLUMNS:
             if key in last:
                 record[f"final_{key}"] = last[key]
         record.update(epochs=len(rows), seconds=r.seconds, seed=r.seed, message=r.message)

@@ -13,11 +13,12 @@ import json
 import math
 from typing import Any
 
+from ..base.vocabulary import RunState
 from .space import Range
 
 PRIMITIVES = (type(None), bool, int, float, str)
-TRIAL_STATES = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed",
-                "RUNNING": "running"}
+TRIAL_STATES = {"COMPLETE": RunState.FINISHED, "PRUNED": RunState.PRUNED,
+                "FAIL": RunState.FAILED, "RUNNING": RunState.RUNNING}  # Optuna's -> ours
 
 
 def require_optuna() -> Any:
@@ -103,14 +104,14 @@ class Tuner:
         trial.report(float(value), step)
         return trial.should_prune()
 
-    def tell(self, trial: Any, state: str, value: float | None, info: dict) -> None:
+    def tell(self, trial: Any, state: RunState, value: float | None, info: dict) -> None:
         """End the trial: complete with ``value``, pruned, or failed (``info["state"]``)."""
         for key, item in info.items():
             trial.set_user_attr(key, item)
         states = self.optuna.trial.TrialState
-        if state == "finished" and value is not None and math.isfinite(value):
+        if state == RunState.FINISHED and value is not None and math.isfinite(value):
             self.study.tell(trial, value)
-        elif state == "pruned":
+        elif state == RunState.PRUNED:
             self.study.tell(trial, state=states.PRUNED)
         else:
             self.study.tell(trial, state=states.FAIL)

@@ -6,6 +6,7 @@ step engine. See :mod:`exburn_nb.sweep.planning`.
 """
 
 from . import stacked
-from .planning import StackedTrainer, SweepPlan, fit_stacked, group_key, plan
+from .engine import StackedEngine, StackedTrainer, fit_stacked
+from .planning import SweepPlan, group_key, plan
 
-__all__ = ["StackedTrainer", "SweepPlan", "fit_stacked", "group_key", "plan", "stacked"]
+__all__ = ["StackedEngine", "StackedTrainer", "SweepPlan", "fit_stacked", "group_key", "plan", "stacked"]

@@ -1,12 +1,14 @@
 """The stacked network and optimizers behind :mod:`exburn_nb.sweep`.
 
-M copies of one dense network train as one: each weight is an ``(M, out, in)`` tensor,
-each layer one batched matmul (``torch.baddbmm``), and the optimizers update all M
-members with per-member hyperparameters (``(M,)`` tensors broadcast over each
-parameter). Member ``m`` computes exactly what its own ``torch.optim`` optimizer and
-``nn.Sequential`` compute, in the same order (so to float32 round-off); dropout draws
-each member's masks from that member's own generator, in the order its own run draws
-them, so the masks are identical.
+M copies of one network train as one: each parameter is an ``(M, ...)`` stack of the
+members' own, each layer runs its kind's stacked forward
+(:meth:`~exburn_nb.core.layers.LayerKind.stacked_forward`: a dense layer is one batched
+matmul, ``torch.baddbmm``), and the optimizers update all M members with per-member
+hyperparameters (``(M,)`` tensors broadcast over each parameter). Member ``m`` computes
+exactly what its own ``torch.optim`` optimizer and ``nn.Sequential`` compute, in the same
+order (so to float32 round-off); dropout draws each member's masks from that member's own
+generator, in the order its own run draws them, so the masks are identical. Which layers
+stack, and how, is their kind's business: this module knows no kind by name.
 
 Example:
     >>> import exburn_nb as xb
@@ -24,23 +26,29 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..core.layers import REGISTRY, LayerKind, StackedForward
 from ..core.model import Model
-from ..core.spec import make_activation
-from ..train.steps import all_finite
+from ..train.engine import all_finite
 
-STACKABLE = ("dense", "dropout", "activation", "flatten")
 FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the
 # vectorised update (measured on the CPU: guide MLP 235k params, digits MLP 2.4k params)
 
 
 def unstackable_reason(model: Model) -> str | None:
-    """Why ``model`` cannot train in a stacked group, or None when it can."""
+    """Why ``model`` cannot train in a stacked group, or None when it can.
+
+    Example:
+        >>> import exburn_nb as xb
+        >>> unstackable_reason(xb.compile(xb.input("x", shape=(None, 1, 4, 4)).conv2d(2, 3)))
+        'its layers include conv2d (the stacked engine handles dense, dropout, activation, flatten)'
+    """
     if model.spec is None:
         return "it was compiled from a torch.nn.Module (only specs are stacked)"
-    kinds = sorted({la.kind for la in model.spec.layers if la.kind not in STACKABLE})
+    kinds = sorted({la.kind for la in model.spec.layers if not REGISTRY[la.kind].stackable})
     if kinds:
+        handled = [name for name, kind in REGISTRY.items() if kind.stackable]
         return (f"its layers include {', '.join(kinds)} (the stacked engine handles "
-                f"{', '.join(STACKABLE)})")
+                f"{', '.join(handled)})")
     if model.frozen_layers:
         return f"it has frozen layers {sorted(model.frozen_layers)}"
     if model.recorder.runs or model.torch_optimizer.state:
@@ -48,89 +56,86 @@ def unstackable_reason(model: Model) -> str | None:
     return None
 
 
-def _activation(fn: str | None) -> torch.nn.Module | None:
-    if fn is None:
-        return None
-    return torch.nn.Softmax(dim=-1) if fn == "softmax" else make_activation(fn)
+def spec_key(model: Model) -> str:
+    """What the members of one stacked group must share of their specs: the input and
+    every layer, options included but for those its kind lets members set differently
+    (:attr:`~exburn_nb.core.layers.LayerKind.member_options`, e.g. dropout's rate).
+
+    Example:
+        >>> import exburn_nb as xb
+        >>> spec = xb.input("x", shape=(None, 4)).dense(3).dropout(0.1)
+        >>> key = spec_key(xb.compile(spec))
+        >>> key == spec_key(xb.compile(spec.replace(1, rate=0.5)))
+        True
+        >>> key == spec_key(xb.compile(spec.replace(0, units=5)))
+        False
+    """
+    spec = model.spec
+    layers = [(la.kind, la.name, {k: v for k, v in la.options.items()
+                                  if k not in REGISTRY[la.kind].member_options})
+              for la in spec.layers]
+    return repr((spec.input_name, spec.input_shape, layers))
 
 
 class StackedNet:
     """The members' weights stacked, and a forward pass over all of them at once.
 
+    Each layer's kind prepares its stacked forward once, here; :meth:`forward` only calls
+    them in turn.
+
     Args:
-        models: fresh compiled models of one spec (dropout rates may differ); their
-            weights are copied into the stack.
+        models: fresh compiled models of one spec (options a kind lists in its
+            ``member_options``, such as dropout rates, may differ); their weights are
+            copied into the stack.
+
+    Raises:
+        ValueError: when the members' specs differ otherwise, or a layer's kind has no
+            stacked forward.
     """
 
     def __init__(self, models: Sequence[Model]):
         self.models = list(models)
         self.size = len(models)
-        spec = models[0].spec
-        self.names = [name for name, _ in models[0].module.named_parameters()]
-        # weights are held transposed, (M, in, out): baddbmm then reads them as they lie,
-        # twice as fast as through a transposed view (forward and backward)
-        self.params = []
+        key = spec_key(models[0])
+        for m, model in enumerate(self.models):
+            if spec_key(model) != key:
+                raise ValueError(f"models[{m}] has another spec than models[0]; the members "
+                                 "of a stacked net differ at most in options their layer "
+                                 "kinds list as member_options")
+        modules = [dict(m.module.named_children()) for m in self.models]
+        self.names: list[str] = []
+        self.params: list[torch.Tensor] = []
+        self.steps: list[StackedForward] = []  # each layer's, prepared: (h, generators) -> h
+        self._owners: dict[str, tuple[LayerKind, str]] = {}  # name -> (kind, its local name)
         with torch.no_grad():
-            for name in self.names:
-                own = [dict(m.module.named_parameters())[name].detach() for m in models]
-                self.params.append(torch.stack([self.layout(name, p) for p in own])
-                                   .requires_grad_())
-        self.layers: list[tuple[str, object]] = []  # (kind, payload)
-        k = 0
-        for index, layer in enumerate(spec.layers):
-            if layer.kind == "dense":
-                self.layers.append(("dense", (k, _activation(layer.options["activation"]))))
-                k += 2
-            elif layer.kind == "dropout":
-                rates = [m.spec.layers[index].options["rate"] for m in models]
-                self.layers.append(("dropout", rates))
-            elif layer.kind == "activation":
-                self.layers.append(("activation", _activation(layer.options["fn"])))
-            else:
-                self.layers.append(("flatten", None))
+            for index, layer in enumerate(models[0].spec.layers):
+                kind = REGISTRY[layer.kind]
+                own = [dict(children[layer.name].named_parameters()) for children in modules]
+                params = []
+                for local in own[0]:
+                    name = f"{layer.name}.{local}"
+                    self._owners[name] = (kind, local)
+                    self.names.append(name)
+                    params.append(torch.stack([kind.stack_layout(local, p[local].detach())
+                                               for p in own]).requires_grad_())
+                self.params += params
+                self.steps.append(kind.stacked_forward(
+                    [m.spec.layers[index] for m in self.models], params))
 
     def forward(self, x: torch.Tensor, generators: Sequence[torch.Generator | None] | None,
                 ) -> torch.Tensor:
         """Outputs ``(M, B, ...)`` for inputs ``(M, B, ...)``; ``generators`` (one per
         member) draw the dropout masks in training, None means inference."""
         h = x
-        for kind, payload in self.layers:
-            if kind == "dense":
-                k, act = payload
-                w, b = self.params[k], self.params[k + 1]
-                shape = h.shape
-                h = torch.baddbmm(b.unsqueeze(1), h.reshape(self.size, -1, shape[-1]),
-                                  w).reshape(*shape[:-1], w.shape[2])
-                if act is not None:
-                    h = act(h)
-            elif kind == "dropout":
-                if generators is not None:
-                    h = h * self._masks(h, payload, generators)
-            elif kind == "activation":
-                h = payload(h)
-            else:
-                h = h.reshape(h.shape[0], h.shape[1], -1)
+        for step in self.steps:
+            h = step(h, generators)
         return h
 
-    def _masks(self, h: torch.Tensor, rates: list[float],
-               generators: Sequence[torch.Generator | None]) -> torch.Tensor:
-        """Each member's mask as its own ``Dropout`` draws it (``rand < keep`` over its
-        generator); ones for a rate of 0 (which draws nothing), and for a frozen member."""
-        masks = []
-        for rate, gen in zip(rates, generators, strict=True):
-            if rate == 0 or gen is None:
-                masks.append(torch.ones(h.shape[1:], dtype=h.dtype, device=h.device))
-            else:
-                keep = 1.0 - rate
-                r = torch.rand(h.shape[1:], generator=gen, dtype=h.dtype, device=h.device)
-                masks.append((r < keep) * (1.0 / keep))
-        return torch.stack(masks)
-
-    @staticmethod
-    def layout(name: str, t: torch.Tensor) -> torch.Tensor:
-        """A member's tensor for ``name`` as the stack holds it (weights transposed); the
-        same call turns it back."""
-        return t.t() if name.endswith(".weight") else t
+    def layout(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """A member's tensor for parameter ``name`` as the stack holds it (as its layer's
+        kind lays it out: a dense weight transposed); the same call turns it back."""
+        kind, local = self._owners[name]
+        return kind.stack_layout(local, t)
 
     def member_params(self, m: int) -> dict[str, torch.Tensor]:
         """Member ``m``'s parameters by name, as its own module holds them."""

@@ -31,18 +31,33 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from ..base.checks import check_int, check_number
-from ..base.vocabulary import METRICS
-
-if TYPE_CHECKING:
-    from .loop import Trainer
+from ..base.vocabulary import METRICS, run_metrics
+from .checkpoints import checkpoint_files
 
 Metrics = dict[str, Any]
 BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
+
+
+class RunControls(Protocol):
+    """What a callback may ask of the run it belongs to (``self.trainer``): the
+    :class:`~exburn_nb.train.loop.Trainer` provides these."""
+
+    def stop(self) -> None:
+        """End the run after the batch in progress."""
+
+    def set_learning_rate(self, lr: float) -> bool:
+        """Use ``lr`` from the next batch on."""
+
+    def log(self, name: str, value: float) -> None:
+        """Record ``value`` under ``name`` in this batch's or epoch's row."""
+
+    def save_checkpoint(self, path: str | Path, then: Callable[[], None] | None = None) -> None:
+        """Write a resumable checkpoint at the end of this epoch."""
 
 
 class Callback:
@@ -63,9 +78,9 @@ class Callback:
     and takes it back in :meth:`load_state_dict`.
     """
 
-    trainer: Trainer | None = None
+    trainer: RunControls | None = None
 
-    def set_trainer(self, trainer: Trainer) -> None:
+    def set_trainer(self, trainer: RunControls) -> None:
         """Called by the loop before ``on_train_begin``."""
         self.trainer = trainer
 
@@ -134,11 +149,10 @@ def listens_to_batches(callback: Callback) -> bool:
 def format_metrics(metrics: Metrics) -> str:
     """``Epoch 3: loss=0.1234 val_loss=0.2345 accuracy=0.9712 lr=0.001``."""
     parts = [f"Epoch {metrics['epoch']}:"]
-    for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
-        if metrics.get(key) is not None:
-            parts.append(f"{key}={metrics[key]:.4f}")
-    if metrics.get("lr") is not None:
-        parts.append(f"lr={metrics['lr']:.3g}")
+    for key in METRICS:  # lr comes last
+        value = metrics.get(key)
+        if value is not None:
+            parts.append(f"{key}={value:.3g}" if key == "lr" else f"{key}={value:.4f}")
     return " ".join(parts)
 
 
@@ -188,8 +202,7 @@ class MonitorCallback(Callback):
     def on_train_begin(self, logs: dict) -> None:
         validation, accuracy = logs.get("validation", False), logs.get("accuracy", False)
         self.watching = self.monitor or ("val_loss" if validation else "loss")
-        produced = {"loss", "lr"} | ({"accuracy"} if accuracy else set())
-        produced |= {f"val_{k}" for k in produced - {"lr"}} if validation else set()
+        produced = run_metrics(validation, accuracy)
         if self.watching in METRICS and self.watching not in produced:
             raise ValueError(f"monitor {self.watching!r} is not computed by this run; it "
                              f"computes {sorted(produced)}"
@@ -323,8 +336,6 @@ class Checkpoint(Callback):
 
     def _prune(self) -> None:
         if self.keep is not None:
-            from .checkpoints import checkpoint_files
-
             for old in checkpoint_files(self.directory)[:-self.keep]:
                 old.unlink(missing_ok=True)
 

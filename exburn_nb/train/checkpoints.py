@@ -1,9 +1,10 @@
 """Resumable checkpoints: one model file that also holds what its run needs to go on.
 
 A checkpoint is an ordinary model file (``xb.load`` reads it) with an ``extra`` part:
-the run's config, its id and position (epochs done), the schedule's state, the RNG
-states (torch's global generator, the run's shuffle generator, CUDA's), and the state of
-every callback that has one (early stopping, plateaus). ``xb.fit(model, data,
+the training loop's own state, as :meth:`~exburn_nb.train.loop.Trainer.state_dict` gives
+it (the run's config, id and position, the schedule's state, the RNG states and the
+state of every callback that has one). This module stores and reads that dict; it never
+looks inside a trainer. ``xb.fit(model, data,
 resume_from=path)`` loads it all and continues the run at its next epoch, so a run
 interrupted after epoch k (even by SIGKILL) and resumed in a new process ends with the
 same weights and history, bit for bit on CPU, as one that never stopped.
@@ -19,19 +20,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..core.config import FitConfig
+from ..core.model import Model
 from ..io import persist
 
-if TYPE_CHECKING:
-    from ..core.model import Model
-    from .callbacks import Callback
-    from .loop import Trainer
-
-KIND = "exburn_nb.checkpoint/1"
+KIND = "exburn_nb.checkpoint/2"
 _NAME = re.compile(r"epoch_(\d+)\.exburn$")
 _MAX_DEPTH = 16
 
@@ -57,121 +54,88 @@ def resolve(path: str | Path) -> Path:
     return path
 
 
-def _split(value: Any, prefix: str, tensors: dict[str, torch.Tensor], depth: int = 0) -> Any:
-    """JSON-ready ``value`` with its tensors moved into ``tensors`` (by reference)."""
+def split_tensors(value: Any, prefix: str, tensors: dict[str, torch.Tensor],
+                  depth: int = 0) -> Any:
+    """JSON-ready ``value`` with its tensors moved into ``tensors`` (copied).
+
+    Example:
+        >>> tensors = {}
+        >>> split_tensors({"a": [1, torch.zeros(2)]}, "s", tensors), list(tensors)
+        ({'a': [1, {'__tensor__': 's.a.1'}]}, ['s.a.1'])
+    """
     if depth > _MAX_DEPTH:
-        raise ValueError("callback state is nested too deeply")
+        raise ValueError("the run state is nested too deeply")
     if isinstance(value, torch.Tensor):
         tensors[prefix] = value.detach().clone()
         return {"__tensor__": prefix}
     if isinstance(value, dict):
-        return {str(k): _split(v, f"{prefix}.{k}", tensors, depth + 1) for k, v in value.items()}
+        return {str(k): split_tensors(v, f"{prefix}.{k}", tensors, depth + 1)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_split(v, f"{prefix}.{i}", tensors, depth + 1) for i, v in enumerate(value)]
+        return [split_tensors(v, f"{prefix}.{i}", tensors, depth + 1)
+                for i, v in enumerate(value)]
     return value
 
 
-def _join(value: Any, tensors: dict[str, torch.Tensor], source: str, depth: int = 0) -> Any:
-    """The inverse of :func:`_split`."""
+def join_tensors(value: Any, tensors: dict[str, torch.Tensor], source: str,
+                 depth: int = 0) -> Any:
+    """The inverse of :func:`split_tensors`."""
     if depth > _MAX_DEPTH:
-        raise ValueError(f"{source}: callback state is nested too deeply")
+        raise ValueError(f"{source}: the run state is nested too deeply")
     if isinstance(value, dict):
         if set(value) == {"__tensor__"}:
             if value["__tensor__"] not in tensors:
-                raise ValueError(f"{source}: callback state refers to a missing tensor "
+                raise ValueError(f"{source}: the run state refers to a missing tensor "
                                  f"{value['__tensor__']!r}")
             return tensors[value["__tensor__"]]
-        return {k: _join(v, tensors, source, depth + 1) for k, v in value.items()}
+        return {k: join_tensors(v, tensors, source, depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [_join(v, tensors, source, depth + 1) for v in value]
+        return [join_tensors(v, tensors, source, depth + 1) for v in value]
     return value
 
 
-def _stateful(callbacks: list[Callback]) -> list[tuple[Callback, dict]]:
-    return [(cb, state) for cb in callbacks if (state := cb.state_dict())]
-
-
-def write(trainer: Trainer, path: str | Path) -> Path:
-    """Save ``trainer``'s model with everything its run needs to continue (atomic)."""
-    tensors: dict[str, torch.Tensor] = {
-        "rng.torch": torch.get_rng_state(), "rng.shuffle": trainer.generator.get_state()}
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
-    tensors.update({f"rng.cuda.{i}": s for i, s in enumerate(cuda)})
-    callbacks = [{"class": type(cb).__name__, "state": _split(state, f"cb.{i}", tensors)}
-                 for i, (cb, state) in enumerate(_stateful(trainer.callbacks))]
-    meta = {"kind": KIND, "config": trainer.config.to_dict(), "run": trainer.run_id,
-            "epoch_index": trainer.epoch_index, "stop_reason": trainer.stop_reason,
-            "schedule": trainer.schedule.state_dict() if trainer.schedule is not None else None,
-            "cuda_devices": len(cuda), "callbacks": callbacks}
-    return trainer.model.save(path, extra=(meta, tensors))
+def write(model: Model, path: str | Path, run_state: dict) -> Path:
+    """Save ``model`` with ``run_state`` (a trainer's ``state_dict()``), atomically."""
+    tensors: dict[str, torch.Tensor] = {}
+    meta = {"kind": KIND, "run_state": split_tensors(run_state, "run", tensors)}
+    return model.save(path, extra=(meta, tensors))
 
 
 @dataclass
 class Resume:
-    """A checkpoint read back: its config, and what :class:`Trainer` restores from it."""
+    """A checkpoint read back and checked: its config, the loop's state, and the model
+    file (loaded into the model by :meth:`restore_model`)."""
 
     path: Path
     config: FitConfig
-    meta: dict
-    tensors: dict[str, torch.Tensor]
+    state: dict
     model_file: persist.ModelFile
 
-    def restore_run(self, trainer: Trainer) -> None:
-        """Load the model state, RNG states, counters and schedule position."""
-        source = f"checkpoint {str(self.path)!r}"
-        with persist.damaged_file_errors(source):
-            trainer.model.load_state(self.model_file, source)
-        torch.set_rng_state(self.tensors["rng.torch"])
-        trainer.generator.set_state(self.tensors["rng.shuffle"])
-        cuda = [self.tensors[f"rng.cuda.{i}"] for i in range(self.meta["cuda_devices"])]
-        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(cuda)
-        trainer.run_id, trainer.epoch_index = self.meta["run"], self.meta["epoch_index"]
-        trainer.step = trainer.model.recorder.last_step
-        if self.meta["schedule"] is None:
-            trainer.schedule = None
-        elif trainer.schedule is not None:
-            trainer.schedule.load_state_dict(self.meta["schedule"])
-        if self.meta["stop_reason"] == "stop_training":  # the run had ended: nothing to do
-            trainer.epoch_index = trainer.config.epochs
-        for name in ("run", "epoch_index"):
-            if isinstance(self.meta[name], bool) or not isinstance(self.meta[name], int):
-                raise ValueError(f"{source}: {name} must be an integer")
+    @property
+    def source(self) -> str:
+        """How errors name this checkpoint."""
+        return f"checkpoint {str(self.path)!r}"
 
-    def restore_callbacks(self, callbacks: list[Callback]) -> None:
-        """Give each stateful callback its saved state (after ``on_train_begin``)."""
-        source = f"checkpoint {str(self.path)!r}"
-        saved, current = self.meta["callbacks"], _stateful(callbacks)
-        names = [type(cb).__name__ for cb, _ in current]
-        if [s["class"] for s in saved] != names:
-            raise ValueError(f"resume_from: the checkpoint holds the state of the callbacks "
-                             f"{[s['class'] for s in saved]}, but this run has {names}; pass "
-                             "the same callbacks (in the same order) as the interrupted run")
-        for (cb, _), entry in zip(current, saved, strict=True):
-            cb.load_state_dict(_join(entry["state"], self.tensors, source))
+    def restore_model(self, model: Model) -> None:
+        """Load the weights, optimizer state, history and frozen layers (all or nothing)."""
+        with persist.damaged_file_errors(self.source):
+            model.load_state(self.model_file, self.source)
 
 
 def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
-    """Read and check the checkpoint at ``path`` (a file, or a directory's newest)."""
+    """Read and check the checkpoint at ``path`` (a file, or a directory's newest): its
+    kind, its config and that its weights and optimizer fit ``model``. The loop checks
+    its own state (:meth:`~exburn_nb.train.loop.Trainer.check_state`)."""
     path = resolve(path)
     source = f"checkpoint {str(path)!r}"
     model_file = persist.read_model(path)
     meta, tensors = model_file.extra or ({}, {})
-    if meta.get("kind") != KIND:
+    if meta.get("kind") != KIND or not isinstance(meta.get("run_state"), dict):
         raise ValueError(f"resume_from: {source} is a model file without run state; write "
                          "resumable checkpoints with xb.callbacks.checkpoint(...)")
-    for key in ("config", "run", "epoch_index", "schedule", "stop_reason", "callbacks",
-                "cuda_devices"):
-        if key not in meta:
-            raise ValueError(f"{source} is damaged: its run state lacks {key!r}")
-    for key in ("rng.torch", "rng.shuffle"):
-        if key not in tensors or tensors[key].dtype != torch.uint8:
-            raise ValueError(f"{source} is damaged: {key} is missing or not a byte tensor")
-    if not isinstance(meta["callbacks"], list) or not all(
-            isinstance(c, dict) and "class" in c and "state" in c for c in meta["callbacks"]):
-        raise ValueError(f"{source} is damaged: its callback states are malformed")
+    state = join_tensors(meta["run_state"], tensors, source)
     try:
-        config = FitConfig.from_dict(meta["config"], lr_schedule=lr_schedule)
+        config = FitConfig.from_dict(state.get("config"), lr_schedule=lr_schedule)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: its fit config is not valid ({exc})") from None
     saved_optimizer = model_file.compile["optimizer"]
@@ -180,4 +144,4 @@ def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
                          f"{saved_optimizer!r}, but this model uses {model.optimizer!r}; "
                          f"compile it with optimizer={saved_optimizer!r} to resume")
     model.check_params(model_file.params, source)
-    return Resume(path, config, meta, tensors, model_file)
+    return Resume(path, config, state, model_file)

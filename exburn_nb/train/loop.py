@@ -1,10 +1,18 @@
-"""``fit``: the one training loop, shared by blocking calls and the dashboard's thread.
+"""``fit`` and the :class:`Trainer`: the one training loop, under every engine.
 
-Every option is checked before the first step (one :class:`~exburn_nb.core.config.FitConfig`).
-In-memory data moves to the model's device once and is batched by index; a
-``DataLoader`` is read batch by batch. Each batch is recorded in the history as it
-completes, so the history always describes the weights the model holds: after a stop, a
-Ctrl-C (taken only at batch boundaries), a callback that raises, or a refused step.
+The blocking ``xb.fit``, the runner's background thread, a stacked sweep
+(:mod:`exburn_nb.sweep`) and the learning-rate finder all run this loop; what differs is
+the step engine (:mod:`exburn_nb.train.engine`) and who listens. The loop owns the run:
+every option checked before the first step, seeding, schedules and the learning rate,
+stop and pause, Ctrl-C (taken at batch boundaries), the batch rows (recorded as each
+batch completes) and epoch rows, validation, callbacks and checkpoints. So the history
+always describes the weights the model holds: after a stop, a Ctrl-C, a callback that
+raises, or a refused step.
+
+A run has members: one model for ``fit``, several for a stacked engine. Each member has
+its own config, schedule, shuffle generator, run id, step count and stop reason; the
+options that shape the loop (epochs, batch size, shuffling, accumulation, accuracy, the
+non-finite guard) are shared.
 
 Example:
     >>> model = xb.fit(model, (x, y), epochs=10, batch_size=32,
@@ -14,14 +22,11 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import math
-import signal
-import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -29,19 +34,16 @@ from typing import Any
 import torch
 
 from ..base.checks import check_number
-from ..base.vocabulary import RESERVED_NAMES
+from ..base.vocabulary import RESERVED_NAMES, StopReason
 from ..core.config import FitConfig
 from ..core.data import LoaderBatches, TensorBatches, is_loader
+from ..core.inputs import check_accuracy, prepare_pair
 from ..core.model import Model
-from ..core.optim import make_schedule, set_learning_rate
+from ..core.optim import Schedule, make_schedule
 from . import checkpoints
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
-from .steps import (
-    check_accuracy,
-    evaluate_batches,
-    guarded_step,
-    prepare_pair,
-)
+from .control import RunControl
+from .engine import SingleEngine
 
 
 def check_run_options(model: Model, config: FitConfig) -> None:
@@ -59,79 +61,113 @@ def check_run_options(model: Model, config: FitConfig) -> None:
     check_accuracy(model, config.accuracy)
 
 
+@dataclass(eq=False)
+class Member:
+    """One model's part of a run: its config, schedule, shuffle order and counters."""
+
+    model: Model
+    config: FitConfig
+    schedule: Schedule | None
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    run_id: int = 0
+    step: int = 0
+    active: bool = True
+    stop_reason: StopReason | None = None
+
+
 class Trainer:
-    """One ``fit`` run: validated options, the loop, and thread-safe controls.
+    """One run: validated options, the loop, and thread-safe controls.
 
     ``fit`` builds one and calls :meth:`run`; the runner calls :meth:`run` in a
     background thread. Callbacks reach it as ``self.trainer`` and steer it with
     :meth:`stop`, :meth:`set_learning_rate` and :meth:`log`; other threads also use
-    :meth:`pause`, :meth:`resume` and :meth:`call_at_next_batch`.
+    :meth:`pause`, :meth:`resume` and :meth:`call_at_next_batch`. Its counters, schedule,
+    RNG and callback states are data: :meth:`state_dict` / :meth:`load_state_dict`.
 
     Args:
-        model: a compiled model.
+        model: a compiled model, or a list of them for an ``engine`` that trains several.
         data: ``(x, y)`` in memory, or a ``torch.utils.data.DataLoader`` / ``Dataset``
-            yielding ``(x, y)`` batches.
-        config: a :class:`FitConfig`; ``options`` (its field names) override it.
+            yielding ``(x, y)`` batches (one model only).
+        config: a :class:`FitConfig` (one per model for several); ``options`` (its field
+            names) override it.
         validation_data: ``(x, y)`` or a loader, evaluated after every epoch.
         callbacks: functions ``metrics -> metrics`` or :class:`Callback` objects.
         verbose: a progress bar and one line per epoch.
         resume_from: a checkpoint file, or a directory of them (its newest), written by
-            :func:`exburn_nb.train.callbacks.checkpoint`: the interrupted run continues exactly.
+            :func:`exburn_nb.train.callbacks.checkpoint`: the interrupted run continues
+            exactly.
+        engine: the step engine (default: :class:`~exburn_nb.train.engine.SingleEngine`).
+
+    Example:
+        >>> trainer = Trainer(model, (x, y), epochs=3, verbose=False)  # doctest: +SKIP
+        >>> threading.Thread(target=trainer.run).start(); trainer.stop()  # doctest: +SKIP
     """
 
-    def __init__(self, model: Model, data: Any, config: FitConfig | None = None, *,
+    def __init__(self, model: Model | Sequence[Model], data: Any,
+                 config: FitConfig | Sequence[FitConfig] | None = None, *,
                  validation_data: Any = None, callbacks: Sequence[Callable | Callback] = (),
                  verbose: bool = True, resume_from: str | Path | None = None,
-                 **options: Any):
-        if not isinstance(model, Model):
-            hint = (" (a spec must be compiled first: xb.compile(spec, ...))"
-                    if type(model).__name__ == "Spec" else "")
-            raise ValueError(f"model must be a compiled exburn_nb Model{hint}; "
-                             f"got {type(model).__name__}")
-        if config is not None and not isinstance(config, FitConfig):
+                 engine: Any = None, **options: Any):
+        models = list(model) if isinstance(model, (list, tuple)) else [model]
+        configs = list(config) if isinstance(config, (list, tuple)) else [config] * len(models)
+        for m in models:
+            _check_model(m)
+        if config is not None and not all(isinstance(c, FitConfig) for c in configs):
             if hasattr(config, "shape") or hasattr(config, "__array__"):
                 raise ValueError("data must be one pair: call xb.fit(model, (x, y), ...), "
                                  "not xb.fit(model, x, y)")
             raise ValueError(f"config must be an xb.FitConfig (or pass the options as "
                              f"keywords); got {type(config).__name__}")
-        self.model = model
-        self._resume = (checkpoints.read(resume_from, model, options.get("lr_schedule"))
-                       if resume_from is not None else None)
-        if self._resume is not None and config is None:
-            config = self._resume.config
-        self.config = cfg = FitConfig.from_options(config, **options)
-        check_run_options(model, cfg)
+        self._resume = None
+        if resume_from is not None:
+            if len(models) != 1:
+                raise ValueError("resume_from resumes a run of one model")
+            self._resume = checkpoints.read(resume_from, models[0], options.get("lr_schedule"))
+            configs = [configs[0] or self._resume.config]
+        configs = [FitConfig.from_options(c, **options) for c in configs]
+        for m, c in zip(models, configs, strict=True):
+            check_run_options(m, c)
         if not isinstance(callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list; got {type(callbacks).__name__}")
         self.callbacks = [as_callback(c, i) for i, c in enumerate(callbacks)]
+        if len(models) > 1 and (self.callbacks or self._resume):
+            raise ValueError("callbacks and resume_from need a run of one model; watch a "
+                             "stacked run with trainer.on_epoch_end(fn)")
         if verbose:
             self.callbacks.append(ProgressBar())
+        self.config = cfg = configs[0]
+        self.members = [Member(m, c, make_schedule(c.lr_schedule, c.epochs))
+                        for m, c in zip(models, configs, strict=True)]
+        for member in self.members:
+            if member.schedule is not None and cfg.epochs > 0:
+                member.schedule(0)  # a bad callable fails here, before any step
+        self.model = models[0]
         self.source = self._batches(data, "data")
         self.val = (self._batches(validation_data, "validation_data", cfg.batch_size * 4)
                     if validation_data is not None else None)
+        if len(models) > 1 and not isinstance(self.source, TensorBatches):
+            raise ValueError(f"data must be (x, y) in memory for a stacked run; got a "
+                             f"{type(data).__name__} (run such configurations with xb.fit)")
+        if self._resume is not None:
+            self.check_state(self._resume.state, self._resume.source)
+        if engine is None and len(models) > 1:
+            raise ValueError("a run of several models needs their engine (see xb.sweep)")
+        self.engine = engine if engine is not None else SingleEngine(models[0], cfg)
         self.batches = self.source.batches
-        self.schedule = make_schedule(cfg.lr_schedule, cfg.epochs)
-        if self.schedule is not None and cfg.epochs > 0:
-            self.schedule(0)  # a bad callable fails here, before any step
-        self._stop = threading.Event()
-        self._running = threading.Event()
-        self._running.set()
-        self._pending: deque[Callable[[], None]] = deque()
-        self._pending_lock = threading.Lock()
-        self._closed = False
+        self.control = RunControl()
+        self.messages: list[str] = []  # what the run warned about, for front ends
+        self.emit_warnings = True  # False in background threads, which must not print
+        self.epoch = self.model.epochs_trained
+        self.epoch_index = 0  # epochs done in this run
+        self._epoch_listeners: list[Callable[[int, dict], None]] = []
         self._batch_logged: dict[str, float] = {}  # from on_batch_begin, for this batch's row
         self._epoch_logged: dict[str, float] = {}  # from epoch hooks, for this epoch's row
         self._phase = "epoch"
         self._checkpoints: list[tuple[Path, Callable[[], None] | None]] = []
-        self.stop_reason: str | None = None
-        self.messages: list[str] = []  # what the run warned about, for front ends
-        self.emit_warnings = True  # False in background threads, which must not print
-        self.step = model.recorder.last_step  # optimizer steps count on across runs
-        self.epoch = model.epochs_trained
-        self.epoch_index = 0  # epochs done in this run
-        self.run_id = 0
-        self.generator = torch.Generator()
-        self._in_batch: bool | None = None  # None: Ctrl-C is not deferred (not the main thread)
+        self._callback_states: list[dict] | None = None  # a resume's, for after on_train_begin
+        self._pruning = False  # stop_member was called: apply it at the next batch
+        for member in self.members:
+            member.step = member.model.recorder.last_step  # steps count on across runs
 
     # ---------------------------------------------------------------- data
     def _batches(self, data: Any, argname: str,
@@ -149,46 +185,85 @@ class Trainer:
         x, y = prepare_pair(model, data, argname, check)
         return TensorBatches(x, y, batch_size or self.config.batch_size)
 
+    # ---------------------------------------------------------------- the run's members
+    @property
+    def stop_reason(self) -> StopReason | None:
+        """Why the run ended early (the first member's, for a run of several)."""
+        return self.members[0].stop_reason
+
+    @property
+    def stop_reasons(self) -> list[StopReason | None]:
+        """Each member's stop reason, None for a member that ran all its epochs."""
+        return [m.stop_reason for m in self.members]
+
+    @property
+    def run_id(self) -> int:
+        """The first member's run id (the ``run`` column of its history)."""
+        return self.members[0].run_id
+
+    @property
+    def step(self) -> int:
+        """The first member's optimizer steps so far (counting on across runs)."""
+        return self.members[0].step
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The first member's learning-rate schedule (None: constant, or replaced)."""
+        return self.members[0].schedule
+
+    def on_epoch_end(self, fn: Callable[[int, dict], None]) -> None:
+        """Call ``fn(member, metrics)`` after each member's epoch row is recorded."""
+        self._epoch_listeners.append(fn)
+
     # ---------------------------------------------------------------- controls
     def stop(self) -> None:
         """Stop after the batch in progress (model and history stay consistent); nothing
         happens once the run has ended."""
-        with self._pending_lock:
-            if self._closed:
+        with self.control.lock:
+            if self.control.closed:
                 return
-            self.stop_reason = self.stop_reason or "stopped"
-        self._stop.set()
-        self._running.set()
+            for m in self.members:
+                if m.active and m.stop_reason is None:
+                    m.stop_reason = StopReason.STOPPED
+        self.control.request_stop()
 
     request_stop = stop  # the runner's name for it
 
+    def stop_member(self, index: int) -> None:
+        """End member ``index`` after the batch in progress (e.g. a pruned trial); the
+        others go on. Its stop reason is ``"pruned"``."""
+        if isinstance(index, bool) or not isinstance(index, int) or \
+                not 0 <= index < len(self.members):
+            raise ValueError(f"index must be a member index in [0, {len(self.members)}); "
+                             f"got {index!r}")
+        with self.control.lock:
+            member = self.members[index]
+            if self.control.closed or not member.active or member.stop_reason is not None:
+                return
+            member.stop_reason = StopReason.PRUNED
+            self._pruning = True
+            if all(m.stop_reason is not None or not m.active for m in self.members):
+                self.control.request_stop()
+
     def pause(self) -> None:
         """Hold the loop after the batch in progress until :meth:`resume`."""
-        self._running.clear()
+        self.control.pause()
 
     def resume(self) -> None:
         """Continue a paused run."""
-        self._running.set()
+        self.control.resume()
 
     @property
     def paused(self) -> bool:
         """Whether a pause has been requested and not resumed."""
-        return not self._running.is_set()
+        return self.control.paused
 
     def call_at_next_batch(self, fn: Callable[[], None]) -> bool:
         """Run ``fn`` in the training thread at the next batch boundary (e.g. a freeze).
 
         Returns False, without queueing, once the run has ended: then call ``fn`` yourself.
         """
-        with self._pending_lock:
-            if self._closed:
-                return False
-            self._pending.append(fn)
-            return True
-
-    def _run_pending(self) -> None:
-        while self._pending:
-            self._pending.popleft()()
+        return self.control.call_at_next_batch(fn)
 
     def set_learning_rate(self, lr: float) -> bool:
         """Use ``lr`` from the next batch on (replaces any schedule for the rest of the run).
@@ -196,7 +271,12 @@ class Trainer:
         Returns False once the run has ended (nothing changed).
         """
         lr = check_number("learning_rate", lr, positive=True)
-        return self.call_at_next_batch(lambda: self._apply_lr(lr, manual=True))
+        return self.call_at_next_batch(lambda: self._set_lr(lr))
+
+    def _set_lr(self, lr: float) -> None:
+        for i, m in enumerate(self.members):
+            self.engine.set_learning_rate(i, lr)
+            m.schedule = None
 
     def log(self, name: str, value: float) -> None:
         """Record ``value`` under ``name``: in this batch's row from a batch hook, in this
@@ -207,10 +287,11 @@ class Trainer:
             raise ValueError(f"the value logged as {name!r} must be a finite number; "
                              f"got {value!r}")
         value = float(value)
+        recorder = self.model.recorder
         if self._phase == "batch_end":
-            self.model.recorder.update_last_batch({name: value})
+            recorder.update_last_batch({name: value})
         elif self._phase == "epoch_end":
-            self.model.recorder.update_last_epoch({name: value})
+            recorder.update_last_epoch({name: value})
         elif self._phase == "batch_begin":
             self._batch_logged[name] = value
         else:
@@ -221,111 +302,194 @@ class Trainer:
         callback (``then`` runs after it is written)."""
         self._checkpoints.append((Path(path), then))
 
-    def _apply_lr(self, lr: float, manual: bool = False) -> None:
-        set_learning_rate(self.model.torch_optimizer, lr)
-        self.model.learning_rate = lr
-        if manual:
-            self.schedule = None
-
-    def _warn(self, message: str) -> None:
-        self.messages.append(message)
+    def _warn(self, message: str, member: int = 0) -> None:
+        self.messages.append(message if len(self.members) == 1 else f"member {member}: "
+                             f"{message}")
         if self.emit_warnings:
             warnings.warn(message, stacklevel=4)
 
+    def _end_member(self, index: int, reason: StopReason, message: str) -> None:
+        """Member ``index`` takes no more steps: its weights are the last it stepped to."""
+        member = self.members[index]
+        if member.active:
+            member.active = False
+            member.stop_reason = reason
+            self._warn(message, index)
+        if not any(m.active for m in self.members):
+            self.control.request_stop()
+
+    # ---------------------------------------------------------------- loop state as data
+    def state_dict(self) -> dict:
+        """The run's state, enough to continue it exactly: config, run id, position,
+        schedule, RNG states and the callbacks' states (tensors kept as tensors).
+
+        Example:
+            >>> sorted(Trainer(model, (x, y), verbose=False).state_dict())  # doctest: +SKIP
+            ['callbacks', 'config', 'epoch_index', 'rng', 'run', 'schedule', 'stop_reason']
+        """
+        if len(self.members) != 1:
+            raise ValueError("state_dict holds the state of a run of one model")
+        member = self.members[0]
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
+        return {"config": self.config.to_dict(), "run": member.run_id,
+                "epoch_index": self.epoch_index,
+                "stop_reason": None if member.stop_reason is None else str(member.stop_reason),
+                "schedule": member.schedule.state_dict() if member.schedule else None,
+                "rng": {"torch": torch.get_rng_state(), "shuffle": member.generator.get_state(),
+                        "cuda": cuda},
+                "callbacks": [{"class": type(cb).__name__, "state": state}
+                              for cb, state in self._stateful_callbacks()]}
+
+    def check_state(self, state: dict, source: str) -> None:
+        """Raise a ``ValueError`` naming ``source`` unless ``state`` is a
+        :meth:`state_dict` this run can load (checked before anything changes)."""
+        for key in ("run", "epoch_index", "schedule", "stop_reason", "callbacks", "rng"):
+            if key not in state:
+                raise ValueError(f"{source} is damaged: its run state lacks {key!r}")
+        for key in ("run", "epoch_index"):
+            if isinstance(state[key], bool) or not isinstance(state[key], int) or state[key] < 0:
+                raise ValueError(f"{source}: {key} must be an integer >= 0")
+        rng = state["rng"]
+        if not isinstance(rng, dict) or not all(
+                isinstance(rng.get(k), torch.Tensor) and rng[k].dtype == torch.uint8
+                for k in ("torch", "shuffle")) or not isinstance(rng.get("cuda"), list):
+            raise ValueError(f"{source} is damaged: its RNG states are missing or not byte "
+                             "tensors")
+        if state["stop_reason"] is not None and state["stop_reason"] not in set(StopReason):
+            raise ValueError(f"{source}: unknown stop_reason {state['stop_reason']!r}")
+        if not isinstance(state["callbacks"], list) or not all(
+                isinstance(c, dict) and "class" in c and "state" in c
+                for c in state["callbacks"]):
+            raise ValueError(f"{source} is damaged: its callback states are malformed")
+        names = [type(cb).__name__ for cb, _ in self._stateful_callbacks()]
+        if [c["class"] for c in state["callbacks"]] != names:
+            raise ValueError(f"resume_from: the checkpoint holds the state of the callbacks "
+                             f"{[c['class'] for c in state['callbacks']]}, but this run has "
+                             f"{names}; pass the same callbacks (in the same order) as the "
+                             "interrupted run")
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue the run :meth:`state_dict` describes (after :meth:`check_state`): its
+        id, position, schedule and RNG states; the callbacks' states are given to them
+        after ``on_train_begin``."""
+        member = self.members[0]
+        torch.set_rng_state(state["rng"]["torch"])
+        member.generator.set_state(state["rng"]["shuffle"])
+        cuda = state["rng"]["cuda"]
+        if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+        member.run_id, self.epoch_index = state["run"], state["epoch_index"]
+        member.step = member.model.recorder.last_step
+        if state["schedule"] is None:
+            member.schedule = None
+        elif member.schedule is not None:
+            member.schedule.load_state_dict(state["schedule"])
+        if state["stop_reason"] == StopReason.STOP_TRAINING:  # it had ended: nothing to do
+            self.epoch_index = self.config.epochs
+        self._callback_states = [c["state"] for c in state["callbacks"]]
+
+    def _stateful_callbacks(self) -> list[tuple[Callback, dict]]:
+        return [(cb, state) for cb in self.callbacks if (state := cb.state_dict())]
+
     # ---------------------------------------------------------------- the loop
-    def run(self) -> Model:
-        """Train for ``epochs`` epochs (or until stopped) and return the model."""
-        model, cfg = self.model, self.config
-        self._start_run()  # a resume loads the model first (all or nothing)
-        opt = model.torch_optimizer
-        saved = [(g["weight_decay"], g.get("nesterov")) for g in opt.param_groups]
-        for g in opt.param_groups:  # this run's settings; the model's come back at the end
-            if cfg.weight_decay is not None:
-                g["weight_decay"] = cfg.weight_decay
-            if "nesterov" in g:
-                g["nesterov"] = cfg.nesterov
-        first = model.epochs_trained + 1 - self.epoch_index
-        logs = {"model": model, "epochs": cfg.epochs, "batches": self.batches,
-                "first_epoch": first, "validation": self.val is not None,
-                "accuracy": cfg.accuracy, "trainer": self}
+    def run(self) -> Model | list[Model]:
+        """Train for ``epochs`` epochs (or until stopped); the model (the list of models
+        for a run of several)."""
+        cfg = self.config
+        self._start_run()
+        logs = {"model": self.model, "epochs": cfg.epochs, "batches": self.batches,
+                "first_epoch": self.model.epochs_trained + 1 - self.epoch_index,
+                "validation": self.val is not None, "accuracy": cfg.accuracy,
+                "trainer": self}
         error = None
         try:
-            with _deferred_interrupts(self):
+            with self.control.deferred_interrupts(self._interrupted):
                 for cb in self.callbacks:
                     cb.set_trainer(self)
                 for cb in self.callbacks:
                     cb.on_train_begin(logs)
-                if self._resume is not None:
-                    self._resume.restore_callbacks(self.callbacks)
-                while self.epoch_index < cfg.epochs and not self._stop.is_set():
-                    if not self._run_epoch(model.epochs_trained + 1):
+                if self._callback_states is not None:
+                    for (cb, _), state in zip(self._stateful_callbacks(),
+                                              self._callback_states, strict=True):
+                        cb.load_state_dict(state)
+                while self.epoch_index < cfg.epochs and not self.control.stopping:
+                    if not self._run_epoch(logs["first_epoch"] + self.epoch_index):
                         break
         except KeyboardInterrupt:
-            self.stop_reason = "interrupted"
+            self._interrupted()
         except BaseException as exc:
             error = exc
             raise
         finally:
-            if self.stop_reason == "interrupted":
+            if self.stop_reason == StopReason.INTERRUPTED:
                 self._warn(f"training interrupted; the model and history hold everything up "
-                           f"to the last completed batch (epoch {model.epochs_trained})")
-            for g, (wd, nesterov) in zip(opt.param_groups, saved, strict=True):
-                g["weight_decay"] = wd
-                if nesterov is not None:
-                    g["nesterov"] = nesterov
-            opt.zero_grad(set_to_none=True)
-            with self._pending_lock:
-                self._closed = True
+                           f"to the last completed batch (epoch {self.model.epochs_trained})")
+            self.engine.finish()
             # changes asked for during the last batch still happen, and every callback
             # ends: one failure does not skip the others (the first is raised after)
-            failures = _call_all([*self._pending, *(lambda cb=cb: cb.on_train_end(logs)
-                                                    for cb in self.callbacks)])
-            self._pending.clear()
+            failures = _call_all([*self.control.close(),
+                                  *(lambda cb=cb: cb.on_train_end(logs)
+                                    for cb in self.callbacks)])
             if failures and error is None:
                 raise failures[0]
-        return model
+        return self.model if len(self.members) == 1 else [m.model for m in self.members]
+
+    def _interrupted(self) -> None:
+        for m in self.members:
+            if m.active:
+                m.stop_reason = StopReason.INTERRUPTED
 
     def _start_run(self) -> None:
-        """Seed the run, or put back the state of the run being resumed."""
-        cfg, history = self.config, self.model.recorder
+        """Seed the run (a missing seed is drawn from torch's generator, so the run is
+        still reproducible under ``torch.manual_seed``), or put back the state of the run
+        being resumed (all or nothing: the model first)."""
         if self._resume is not None:
-            self._resume.restore_run(self)
+            self._resume.restore_model(self.model)
+            self.load_state_dict(self._resume.state)
+            self.engine.start(None)  # the RNG states are the checkpoint's
             return
-        seed = cfg.seed
-        if seed is None:  # still reproducible under torch.manual_seed
-            seed = int(torch.randint(0, 2**62, (1,)))
-        else:
-            torch.manual_seed(seed)
-        self.generator.manual_seed(seed)
-        self.run_id = history.start_run(cfg.to_dict())
+        seeds = []
+        for m in self.members:
+            seed = m.config.seed
+            if seed is None:
+                seed = int(torch.randint(0, 2**62, (1,)))
+            m.generator.manual_seed(seed)
+            m.run_id = m.model.recorder.start_run(m.config.to_dict())
+            seeds.append(seed)
+        self.engine.start(seeds)
 
     def _run_epoch(self, epoch: int) -> bool:
         """Train one epoch and record it; False when the run must end."""
-        model = self.model
         self.epoch = epoch
-        if self.schedule is not None:
-            self._apply_lr(self.schedule(self.epoch_index))
+        for i, m in enumerate(self.members):
+            if m.schedule is not None and m.active:
+                self.engine.set_learning_rate(i, m.schedule(self.epoch_index))
         self._phase = "epoch"
         for cb in self.callbacks:
-            cb.on_epoch_begin(epoch, {"lr": model.torch_optimizer.param_groups[0]["lr"]})
-        start = time.perf_counter()
-        tally = _Tally()
+            cb.on_epoch_begin(epoch, {"lr": self.engine.learning_rate(0)})
+        tally = _Tally(self.members)
         try:
             complete = self._train_batches(epoch, tally)
         except BaseException:  # a raising callback or an interrupt: record what was done
-            if tally.done:
-                self._record_epoch(epoch, tally, start, time.perf_counter() - start, False)
+            self._record_epoch(epoch, tally, False)
             raise
-        train_seconds = time.perf_counter() - start
-        if tally.done == 0:
+        if not any(tally.done):
             return False
-        metrics = self._record_epoch(epoch, tally, start, train_seconds, validate=complete)
-        if not complete or metrics is None:
+        metrics = self._record_epoch(epoch, tally, validate=complete)
+        if not complete or not any(m.active for m in self.members):
             return False
         self.epoch_index += 1
-        if self.schedule is not None:
-            self.schedule.advance()
-        metrics["model"] = model
+        for m in self.members:
+            if m.schedule is not None:
+                m.schedule.advance()
+        go_on = self._epoch_callbacks(epoch, metrics[0]) if self.callbacks else True
+        self._write_checkpoints()
+        return go_on and not self.control.stopping
+
+    def _epoch_callbacks(self, epoch: int, metrics: dict) -> bool:
+        """The callbacks' ``on_epoch_end``, then what they returned: extra numbers into the
+        row, a new learning rate, ``stop_training``. False when the run is over."""
+        metrics["model"] = self.model
         self._phase = "epoch_end"
         for cb in self.callbacks:
             out = cb.on_epoch_end(epoch, metrics)
@@ -334,168 +498,240 @@ class Trainer:
                     raise ValueError(f"callback {cb!r} returned {type(out).__name__}; "
                                      "a callback returns the metrics dict or None")
                 metrics = out
-        go_on = self._after_callbacks(metrics)
         self._phase = "epoch"
-        if not go_on:  # the run is over by its own rule (a stop asked for too changes nothing)
-            self.stop_reason = "stop_training"
-        self._write_checkpoints()
-        return go_on and not self._stop.is_set()
-
-    def _record_epoch(self, epoch: int, tally: _Tally, start: float, train_seconds: float,
-                      validate: bool) -> dict | None:
-        """Add the epoch's row (validation only after a complete epoch); the metrics dict,
-        or None when validation gave a non-finite value (the row is recorded without it).
-        The row is added however this ends (an interrupt while validating included)."""
-        model, cfg = self.model, self.config
-        metrics: dict[str, Any] = {"epoch": epoch, "loss": tally.loss_sum() / tally.done}
-        if cfg.accuracy:
-            metrics["accuracy"] = float(tally.correct) / tally.done
-        metrics["lr"] = model.torch_optimizer.param_groups[0]["lr"]
-        finite = True
-        try:
-            if validate and self.val is not None:
-                val_loss, val_acc = evaluate_batches(model, self.val.epoch(None), cfg.accuracy)
-                values = {"val_loss": val_loss,
-                          **({"val_accuracy": val_acc} if cfg.accuracy else {})}
-                finite = all(math.isfinite(v) for v in values.values())
-                if finite:
-                    metrics.update(values)
-                else:
-                    self.stop_reason = "non-finite"
-                    self._warn(f"epoch {epoch}: validation gave a non-finite value {values}; "
-                               "the epoch is recorded without it and training stopped")
-            if validate:
-                self._phase = "validation"
-                for cb in self.callbacks:
-                    cb.on_validation_end(epoch, metrics)
-        finally:
-            row = {**metrics, "run": self.run_id, **self._epoch_logged,
-                   "seconds": time.perf_counter() - start,
-                   "samples_per_s": tally.done / max(train_seconds, 1e-9)}
-            self._epoch_logged = {}
-            model.recorder.record_epoch(row)
-        return metrics if finite else None
-
-    def _after_callbacks(self, metrics: dict) -> bool:
         extras = {k: v for k, v in metrics.items() if k not in RESERVED_NAMES and
                   isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         if extras:
             self.model.recorder.update_last_epoch(extras)
         lr = metrics.get("lr")
-        if lr is not None and lr != self.model.torch_optimizer.param_groups[0]["lr"]:
-            self._apply_lr(check_number("lr returned by a callback", lr, positive=True),
-                           manual=True)
-        return not metrics.get("stop_training")
+        if lr is not None and lr != self.engine.learning_rate(0):
+            self._set_lr(check_number("lr returned by a callback", lr, positive=True))
+        if metrics.get("stop_training"):  # the run is over by its own rule
+            self.members[0].stop_reason = StopReason.STOP_TRAINING
+            return False
+        return True
+
+    def _record_epoch(self, epoch: int, tally: _Tally, validate: bool) -> list[dict | None]:
+        """Add each member's epoch row (validation only after a complete epoch); the
+        metrics per member (None where no batch was done). A non-finite validation value
+        ends that member (its row is recorded without it). The rows are added however this
+        ends (an interrupt while validating included)."""
+        cfg, engine = self.config, self.engine
+        train_seconds = time.perf_counter() - tally.start
+        rows: list[dict | None] = []
+        for i, done in enumerate(tally.done):
+            metrics = None
+            if done:
+                metrics = {"epoch": epoch, "loss": tally.loss_sum(i) / done}
+                if cfg.accuracy:
+                    metrics["accuracy"] = tally.correct_count(i) / done
+                metrics["lr"] = engine.learning_rate(i)
+            rows.append(metrics)
+        try:
+            if validate and self.val is not None:
+                values = engine.evaluate(self.val.epoch(None), cfg.accuracy)
+                for i, (metrics, (val_loss, val_acc)) in enumerate(zip(rows, values,
+                                                                        strict=True)):
+                    if metrics is None or not self.members[i].active:
+                        continue
+                    found = {"val_loss": val_loss,
+                             **({"val_accuracy": val_acc} if cfg.accuracy else {})}
+                    if all(math.isfinite(v) for v in found.values()):
+                        metrics.update(found)
+                    else:
+                        self._end_member(i, StopReason.NON_FINITE, f"epoch {epoch}: "
+                                         f"validation gave a non-finite value {found}; the "
+                                         "epoch is recorded without it and training stopped")
+            if validate and rows[0] is not None:
+                self._phase = "validation"
+                for cb in self.callbacks:
+                    cb.on_validation_end(epoch, rows[0])
+        finally:
+            seconds = time.perf_counter() - tally.start
+            for i, metrics in enumerate(rows):
+                if metrics is None:
+                    continue
+                member = self.members[i]
+                member.model.recorder.record_epoch(
+                    {**metrics, "run": member.run_id, **(self._epoch_logged if i == 0 else {}),
+                     "seconds": seconds,
+                     "samples_per_s": tally.done[i] / max(train_seconds, 1e-9)})
+            self._epoch_logged = {}
+        for i, metrics in enumerate(rows):
+            if metrics is not None:
+                for fn in self._epoch_listeners:
+                    fn(i, metrics)
+        return rows
 
     def _write_checkpoints(self) -> None:
         if self._checkpoints:
             with self.model.lock:
-                self._run_pending()  # an epoch's end is a batch boundary: changes land first
+                self.control.run_pending()  # an epoch's end is a batch boundary: changes land
         while self._checkpoints:
             path, then = self._checkpoints.pop(0)
-            checkpoints.write(self, path)
+            checkpoints.write(self.model, path, self.state_dict())
             if then is not None:
                 then()
+
+    def _orders(self) -> torch.Tensor | None:
+        """This epoch's sample order: one permutation per member from its own generator
+        (stacked into ``(M, n)`` for several), or None to go in sequence."""
+        n, cfg = self.source.samples, self.config
+        if n is None or (not cfg.shuffle and len(self.members) == 1):
+            return None
+        device = self.source.x.device
+        if not cfg.shuffle:
+            return torch.arange(n, device=device).expand(len(self.members), n)
+        orders = [torch.randperm(n, generator=m.generator) for m in self.members]
+        return (orders[0] if len(orders) == 1 else torch.stack(orders)).to(device)
 
     def _train_batches(self, epoch: int, tally: _Tally) -> bool:
         """The batches of one epoch, in accumulation groups, each recorded as it ends;
         True when the epoch ran to its end (a stop after its last batch included)."""
-        model, cfg = self.model, self.config
-        opt, lossfn, history = model.torch_optimizer, model.loss, model.recorder
-        forward = model.compiled_module() if cfg.compile else model.module
-        n = self.source.samples
-        order = None
-        if cfg.shuffle and n is not None:
-            order = torch.randperm(n, generator=self.generator).to(self.source.x.device)
+        cfg, engine, control = self.config, self.engine, self.control
         batch_cbs = [cb for cb in self.callbacks if listens_to_batches(cb)]
         read_loss = cfg.terminate_on_nan or bool(batch_cbs)
-        params = list(model.module.parameters())
-        clip = cfg.clip_norm is not None or cfg.clip_value is not None
-        model.train_mode()
-        section = _BatchSection(self)
+        guard = cfg.terminate_on_nan
+        dim = 0 if len(self.members) == 1 else 1  # several members: batches are (M, B, ...)
+        active, running = self._running()
+        section = control.batch()
         b = 0
-        for group in _groups(self.source.epoch(order), cfg.accumulate_gradients):
-            total = sum(xb.shape[0] for xb, _ in group)
+        for group in _groups(self.source.epoch(self._orders()), cfg.accumulate_gradients):
+            last = len(group) - 1
+            total = group[0][1].shape[dim] if not last else sum(yb.shape[dim]
+                                                                 for _, yb in group)
             for i, (xb, yb) in enumerate(group):
                 b += 1
-                size = xb.shape[0]
+                size = yb.shape[dim]
                 if batch_cbs:
                     self._phase = "batch_begin"
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches}
                     for cb in batch_cbs:
                         cb.on_batch_begin(b, logs)
-                with model.lock, section:
-                    self._run_pending()
-                    with self._autocast():
-                        out = forward(xb)
-                        loss = lossfn(out, yb)
-                    (loss * (size / total) if size != total else loss).backward()
-                    value = loss.item() if read_loss else None
-                    if value is not None and not math.isfinite(value) and cfg.terminate_on_nan:
-                        self._refuse(epoch, b, f"the loss is {value}")
-                        return False
-                    if i == len(group) - 1:  # last batch of an accumulation group: step
-                        refused = guarded_step(model, params, cfg.clip_norm if clip else None,
-                                               cfg.clip_value if clip else None,
-                                               cfg.terminate_on_nan)
-                        if refused:
-                            self._refuse(epoch, b, refused)
+                with engine.lock, section:
+                    control.run_pending()
+                    if self._pruning:
+                        active, running = self._apply_member_stops()
+                        if not running:
                             return False
-                        self.step += 1
-                    if cfg.accuracy:
-                        tally.correct += lossfn.correct(out.detach(), yb)
-                    lr = opt.param_groups[0]["lr"]
-                    loss_value = value if value is not None else loss.detach()
-                    tally.add(loss_value, size)
-                    history.record_batch(self.run_id, epoch, b, self.step, loss_value, lr,
-                                      self._batch_logged)
-                    self._batch_logged = {}
+                    losses, correct = engine.forward_backward(
+                        xb, yb, size / total if size != total else 1.0, active)
+                    if read_loss:  # one host sync; a single model's loss is 0-d
+                        values = losses.tolist() if dim else [losses.item()]
+                    else:
+                        values, losses = None, losses.detach()
+                    if guard and not all(map(math.isfinite, values)):
+                        for m, v in enumerate(values):
+                            if active[m] and not math.isfinite(v):
+                                self._refuse(m, epoch, b, f"the loss is {v}")
+                        active, running = self._running()
+                        if not running:
+                            engine.zero_grad()
+                            return False
+                    if i == last:  # last batch of an accumulation group: step
+                        reasons = engine.step(active)
+                        if any(reasons):
+                            for m, reason in enumerate(reasons):
+                                if reason is not None and active[m]:
+                                    self._refuse(m, epoch, b, reason)
+                            active, running = self._running()
+                            if not running:
+                                return False
+                        for _, member in running:
+                            member.step += 1
+                    tally.add(values if values is not None else losses, correct, size, active)
+                    logged = self._batch_logged
+                    for m, member in running:
+                        member.model.recorder.record_batch(
+                            member.run_id, epoch, b, member.step,
+                            values[m] if values is not None else losses[m] if dim else losses,
+                            engine.learning_rate(m), logged)
+                    if logged:
+                        self._batch_logged = {}
                 if batch_cbs:
                     self._phase = "batch_end"
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches,
-                            "step": self.step, "size": size, "loss": value, "lr": lr}
+                            "step": self.members[0].step, "size": size,
+                            "loss": values[0] if values is not None else None,
+                            "lr": engine.learning_rate(0)}
                     for cb in batch_cbs:
                         cb.on_batch_end(b, logs)
                     self._phase = "epoch"
-                if not self._running.is_set():
-                    self._running.wait()
-                if self._stop.is_set():
+                control.wait_while_paused()
+                if control.stopping:
                     return self.batches is not None and b == self.batches
         return True
 
-    def _refuse(self, epoch: int, batch: int, what: str) -> None:
-        """End the run before a step that would leave the weights non-finite."""
-        self.model.torch_optimizer.zero_grad(set_to_none=True)
-        self.stop_reason = "non-finite"
-        self._stop.set()
-        self._warn(f"epoch {epoch}, batch {batch}: {what}; the step was refused, training "
-                   "stopped and the model keeps its last finite weights (try a lower "
-                   "learning_rate or clip_norm)")
+    def _running(self) -> tuple[list[bool], list[tuple[int, Member]]]:
+        """Which members still step: a flag per member, and the (index, member) pairs."""
+        return ([m.active for m in self.members],
+                [(i, m) for i, m in enumerate(self.members) if m.active])
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.config.precision == "bf16":
-            return torch.autocast(self.model.torch_device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def _apply_member_stops(self) -> tuple[list[bool], list[tuple[int, Member]]]:
+        """Members asked to end (:meth:`stop_member`) stop stepping from this batch on."""
+        self._pruning = False
+        for i, m in enumerate(self.members):
+            if m.active and m.stop_reason == StopReason.PRUNED:
+                m.active = False
+                self._warn(f"stopped at epoch {self.epoch}", i)
+        return self._running()
+
+    def _refuse(self, member: int, epoch: int, batch: int, what: str) -> None:
+        """End a member before a step that would leave its weights non-finite."""
+        if len(self.members) == 1:
+            self.engine.zero_grad()
+        self._end_member(member, StopReason.NON_FINITE, f"epoch {epoch}, batch {batch}: "
+                         f"{what}; the step was refused, training stopped and the model keeps "
+                         "its last finite weights (try a lower learning_rate or clip_norm)")
 
 
 class _Tally:
-    """An epoch's running sums: samples done, per-batch losses and sizes, correct count."""
+    """An epoch's running sums per member: samples done, losses, correct counts.
 
-    def __init__(self) -> None:
-        self.done, self.correct, self.error = 0, 0.0, False
-        self.losses: list = []
-        self.sizes: list[int] = []
+    Losses stay tensors (read in one go at the epoch's end) unless the loop read them."""
 
-    def add(self, loss: float | torch.Tensor, size: int) -> None:
-        self.losses.append(loss)
-        self.sizes.append(size)
-        self.done += size
+    def __init__(self, members: Sequence[Member]):
+        self.start = time.perf_counter()
+        self.done = [0] * len(members)
+        self.losses: list = []  # per batch: floats per member, or a tensor of them
+        self.steps: list[tuple[int, list[bool]]] = []  # per batch: size, who stepped
+        self.correct: torch.Tensor | None = None
 
-    def loss_sum(self) -> float:
-        losses = self.losses
-        if losses and isinstance(losses[0], torch.Tensor):
-            losses = torch.stack(losses).tolist()
-        return sum(v * s for v, s in zip(losses, self.sizes, strict=True))
+    def add(self, losses: list[float] | torch.Tensor, correct: torch.Tensor | None,
+            size: int, active: list[bool]) -> None:
+        """Count one batch of ``size`` samples for the ``active`` members."""
+        self.losses.append(losses)
+        self.steps.append((size, active))
+        done = self.done
+        for m, a in enumerate(active):
+            if a:
+                done[m] += size
+        if correct is not None:
+            if not all(active):
+                correct = correct * torch.tensor(active, dtype=correct.dtype,
+                                                 device=correct.device)
+            self.correct = correct if self.correct is None else self.correct + correct
+
+    def loss_sum(self, member: int) -> float:
+        """Member ``member``'s loss summed over its samples (one host sync for all)."""
+        if self.losses and isinstance(self.losses[0], torch.Tensor):
+            stacked = torch.stack(self.losses)
+            self.losses = (stacked if stacked.dim() == 2 else stacked.view(-1, 1)).tolist()
+        return sum(v[member] * s for v, (s, a) in zip(self.losses, self.steps, strict=True)
+                   if a[member])
+
+    def correct_count(self, member: int) -> float:
+        """Member ``member``'s correct predictions."""
+        correct = self.correct
+        return float(correct.reshape(-1)[member]) if correct is not None else 0.0
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, Model):
+        hint = (" (a spec must be compiled first: xb.compile(spec, ...))"
+                if type(model).__name__ == "Spec" else "")
+        raise ValueError(f"model must be a compiled exburn_nb Model{hint}; "
+                         f"got {type(model).__name__}")
 
 
 def _call_all(functions: list[Callable[[], None]]) -> list[BaseException]:
@@ -521,50 +757,6 @@ def _groups(batches: Iterator, size: int) -> Iterator[list]:
         yield group
 
 
-@contextlib.contextmanager
-def _deferred_interrupts(trainer: Trainer) -> Iterator[None]:
-    """In the main thread, take Ctrl-C at batch boundaries: one arriving inside a batch's
-    step-and-record section stops the run after that batch; elsewhere it raises at once."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    trainer._in_batch = False
-
-    def handler(signum: int, frame: Any) -> None:
-        if trainer._in_batch and trainer.stop_reason != "interrupted":
-            trainer.stop_reason = "interrupted"  # a second Ctrl-C raises at once
-            trainer._stop.set()
-            trainer._running.set()
-        else:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        trainer._in_batch = None
-
-
-class _BatchSection:
-    """Marks a batch's step-and-record section (see :func:`_deferred_interrupts`); a
-    plain object, not a generator, because it is entered for every batch."""
-
-    __slots__ = ("trainer",)
-
-    def __init__(self, trainer: Trainer):
-        self.trainer = trainer
-
-    def __enter__(self) -> None:
-        if self.trainer._in_batch is not None:
-            self.trainer._in_batch = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self.trainer._in_batch is not None:
-            self.trainer._in_batch = False
-
-
 def fit(model: Model, data: Any, config: FitConfig | None = None, *,
         validation_data: Any = None, callbacks: Sequence[Callable | Callback] = (),
         verbose: bool = True, resume_from: str | Path | None = None, **options: Any) -> Model:
@@ -580,11 +772,12 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
             ``torch.utils.data.DataLoader`` (or ``Dataset``) of ``(x, y)`` batches.
         config: a :class:`~exburn_nb.core.config.FitConfig` holding the options below.
         validation_data: ``(x, y)`` or a loader, evaluated after every epoch (``val_loss``).
-        callbacks: functions ``metrics -> metrics`` or :class:`~exburn_nb.train.callbacks.Callback`.
+        callbacks: functions ``metrics -> metrics`` or
+            :class:`~exburn_nb.train.callbacks.Callback` objects.
         verbose: a progress bar and one line per epoch.
-        resume_from: a checkpoint file or directory (:func:`~exburn_nb.train.callbacks.checkpoint`):
-            continue that run exactly where it was saved, with its config (``options``
-            given here override it).
+        resume_from: a checkpoint file or directory
+            (:func:`~exburn_nb.train.callbacks.checkpoint`): continue that run exactly where
+            it was saved, with its config (``options`` given here override it).
         **options: any :class:`~exburn_nb.core.config.FitConfig` field: ``epochs`` (10),
             ``batch_size`` (32), ``shuffle`` (True), ``lr_schedule`` (the guide's tuples
             or a callable ``epoch -> lr``), ``clip_norm``, ``clip_value`` (values are

@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..base.checks import check_number
+from ..base.vocabulary import RunState, end_state
 from ..core.config import FitConfig
 from ..core.model import Model
-from ..core.optim import set_learning_rate
 from .callbacks import Callback
 from .loop import Trainer
 
@@ -31,10 +31,12 @@ Listener = Callable[[str, "Runner"], None]
 class Runner:
     """Trains ``model`` on ``data`` in a background thread, one run at a time.
 
-    :attr:`state` is one of ``"idle"``, ``"running"``, ``"paused"``, ``"stopped"``,
-    ``"finished"`` or ``"error"``. Events sent to listeners (``fn(event, runner)``, called
-    in the thread that caused them): ``"start"``, ``"pause"``, ``"resume"``, ``"end"`` (the run ended: see
-    :attr:`state` — ``"finished"``, ``"stopped"`` or ``"error"``). Per-batch and
+    :attr:`state` is a :class:`~exburn_nb.base.vocabulary.RunState` (a ``str``):
+    ``"idle"``, ``"running"``, ``"paused"``, then how the run ended: ``"finished"``,
+    ``"stopped"``, ``"failed"`` (it diverged; see
+    :func:`~exburn_nb.base.vocabulary.end_state`) or ``"error"`` (it raised, see
+    :attr:`error`). Events sent to listeners (``fn(event, runner)``, called in the thread
+    that caused them): ``"start"``, ``"pause"``, ``"resume"``, ``"end"``. Per-batch and
     per-epoch hooks come from :meth:`add_callback`.
     """
 
@@ -46,7 +48,7 @@ class Runner:
         if config is not None:
             fit_options["config"] = config
         self.model, self.data, self.fit_options = model, data, fit_options
-        self.state = "idle"
+        self.state = RunState.IDLE
         self.error: BaseException | None = None
         self.error_traceback: str | None = None
         self._listeners: list[Listener] = []
@@ -72,7 +74,7 @@ class Runner:
     @property
     def running(self) -> bool:
         """Whether a run is in progress (paused counts as running)."""
-        return self.state in ("running", "paused")
+        return self.state in (RunState.RUNNING, RunState.PAUSED)
 
     @property
     def trainer(self) -> Trainer | None:
@@ -93,7 +95,7 @@ class Runner:
             trainer = Trainer(self.model, self.data, **options)
             trainer.emit_warnings = False  # kept in trainer.messages instead
             previous = (self._trainer, self.state, self.error, self.error_traceback)
-            self._trainer, self.state = trainer, "running"
+            self._trainer, self.state = trainer, RunState.RUNNING
             self.error = self.error_traceback = None
             try:
                 self._emit("start")  # before the thread: a run that fails at once ends after it
@@ -113,9 +115,8 @@ class Runner:
             error, tb = exc, traceback.format_exc()
         with self._lock:
             self.error, self.error_traceback = error, tb
-            self.state = ("error" if error is not None else
-                          "finished" if trainer.stop_reason in (None, "stop_training")
-                          else "stopped")
+            self.state = (RunState.ERROR if error is not None
+                          else end_state(trainer.stop_reason))
         self._emit("end")
 
     def stop(self) -> None:
@@ -127,18 +128,18 @@ class Runner:
     def pause(self) -> None:
         """Hold the run after the batch in progress (nothing happens once it has ended)."""
         with self._lock:
-            if self._trainer is None or self.state != "running":
+            if self._trainer is None or self.state != RunState.RUNNING:
                 return
             self._trainer.pause()
-            self.state = "paused"
+            self.state = RunState.PAUSED
         self._emit("pause")
 
     def resume(self) -> None:
         """Continue a paused run."""
         with self._lock:
-            if self._trainer is None or self.state != "paused":
+            if self._trainer is None or self.state != RunState.PAUSED:
                 return
-            self.state = "running"
+            self.state = RunState.RUNNING
             self._trainer.resume()
         self._emit("resume")
 
@@ -162,5 +163,4 @@ class Runner:
         lr = check_number("learning_rate", lr, positive=True)
         trainer = self._trainer
         if trainer is None or not self.running or not trainer.set_learning_rate(lr):
-            set_learning_rate(self.model.torch_optimizer, lr)
-            self.model.learning_rate = lr
+            self.model.set_learning_rate(lr)

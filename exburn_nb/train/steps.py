@@ -1,8 +1,5 @@
 """Single steps for custom loops: ``evaluate``, ``train_step``, ``compute_gradients``.
 
-Also the data preparation that ``fit`` shares with them: inputs checked against the
-model and moved to its device once.
-
 Example:
     >>> loss, model = xb.train_step(model, (bx, by), clip_norm=1.0)  # doctest: +SKIP
     >>> grads = xb.compute_gradients(model, (bx, by), grad_method="numerical")  # doctest: +SKIP
@@ -19,41 +16,14 @@ import torch
 from torch.func import functional_call, vmap
 
 from ..base.checks import check_int, check_optional_number
-from ..core.data import (
-    TensorBatches,
-    as_features,
-    check_finite,
-    check_same_length,
-    split_pair,
-    to_tensor,
-)
+from ..core.data import TensorBatches
+from ..core.inputs import check_accuracy, prepare_pair
 from ..core.model import Model
+from .engine import evaluate_batches, guarded_step
 
 GRAD_METHODS = ("autograd", "numerical", "numerical_batch")
 NUMERICAL_WARN_PARAMS = 10_000
 NUMERICAL_STEP = 1e-6
-
-
-def prepare_pair(model: Model, data: Any, argname: str = "data",
-                 check_data: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` checked against the model (shapes, labels, lengths; with ``check_data``
-    also NaN/inf, before the copy) and on its device (copied without blocking)."""
-    if hasattr(model, "to_dict") and not isinstance(model, Model):
-        raise ValueError(f"model must be a compiled exburn_nb Model; got a "
-                         f"{type(model).__name__}: compile the spec first: "
-                         "model = xb.compile(spec, ...)")
-    if not isinstance(model, Model):
-        raise ValueError(f"model must be a compiled exburn_nb Model; got {type(model).__name__}")
-    x, y = split_pair(data, argname)
-    x = as_features(x, model.input_shape, f"{argname} x")
-    y = model.loss.prepare_targets(to_tensor(y, f"{argname} y"), model.output_shape,
-                                   f"{argname} y")
-    check_same_length(x, y, f"{argname} x", f"{argname} y")
-    if check_data:
-        check_finite(x, f"{argname} x")
-        check_finite(y, f"{argname} y")
-    device = model.torch_device
-    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
 def check_clip(clip_norm: float | None, clip_value: float | None) -> None:
@@ -62,113 +32,10 @@ def check_clip(clip_norm: float | None, clip_value: float | None) -> None:
     check_optional_number("clip_value", clip_value, positive=True)
 
 
-def clip_gradients(params: list[torch.Tensor], clip_norm: float | None,
-                   clip_value: float | None) -> None:
-    """Clip by value first (each element into ``[-clip_value, clip_value]``), then rescale
-    so the global L2 norm is at most ``clip_norm`` (``torch.nn.utils`` semantics)."""
-    if clip_value is not None:
-        torch.nn.utils.clip_grad_value_(params, clip_value)
-    if clip_norm is not None:
-        torch.nn.utils.clip_grad_norm_(params, clip_norm)
-
-
-def all_finite(tensors: list[torch.Tensor]) -> bool:
-    """Whether every element of ``tensors`` is finite: one fused pass, one host sync.
-
-    Uses the check ``torch.amp.GradScaler`` uses (exact, unlike a sum, which can overflow;
-    it multiplies by 1 in place, which changes nothing). An infinity-norm per tensor gives
-    the same answer at 20x the cost (0.7 ms a step on the guide's MLP).
-    """
-    if not tensors:
-        return True
-    device = tensors[0].device
-    found = torch.zeros(1, device=device)
-    with torch.no_grad():
-        torch._amp_foreach_non_finite_check_and_unscale_(tensors, found,
-                                                          torch.ones(1, device=device))
-    return not bool(found)
-
-
-def gradients_finite(params: list[torch.Tensor]) -> bool:
-    """Whether every gradient element is finite."""
-    return all_finite([p.grad for p in params if p.grad is not None])
-
-
-OVERFLOW_GUARD_LR = 1.0  # above this learning rate a step is undone if it overflows
-
-
-def guarded_step(model: Model, params: list[torch.nn.Parameter], clip_norm: float | None,
-                 clip_value: float | None, guard: bool = True) -> str | None:
-    """Clip, then take one optimizer step and clear the gradients. With ``guard``, a step
-    whose gradients are not finite is refused (nothing changes), and above a learning
-    rate of :data:`OVERFLOW_GUARD_LR` a step that leaves a weight non-finite (an update
-    that overflows float32) is undone: weights and optimizer state are put back.
-
-    Below that rate a step with finite gradients cannot overflow the weights (Adam's and
-    RMSprop's updates are bounded by a few times the rate, SGD's by the rate times the
-    gradients), so the common path pays one fused check and no copy.
-
-    Returns None after a step, or the reason the step was refused. The caller holds
-    ``model.lock``.
-    """
-    opt = model.torch_optimizer
-    if clip_norm is not None or clip_value is not None:
-        clip_gradients([p for p in params if p.grad is not None], clip_norm, clip_value)
-    if guard and not gradients_finite(params):
-        opt.zero_grad(set_to_none=True)
-        return "the gradients are not finite"
-    if not guard or all(g["lr"] <= OVERFLOW_GUARD_LR for g in opt.param_groups):
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return None
-    moving = [p for p in params if p.grad is not None]
-    weights = [p.detach().clone() for p in moving]
-    states = {p: {k: v.clone() if isinstance(v, torch.Tensor) else v
-                  for k, v in opt.state[p].items()} for p in moving if p in opt.state}
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-    if all_finite(moving):
-        return None
-    with torch.no_grad():
-        for p, w in zip(moving, weights, strict=True):
-            p.copy_(w)
-            if p in states:
-                opt.state[p] = states[p]
-            else:
-                opt.state.pop(p, None)
-    return ("the update overflowed the weights (the weights and the optimizer state were "
-            "put back)")
-
-
-def evaluate_batches(model: Model, batches: Any, accuracy: bool = False
-                     ) -> tuple[float, float | None]:
-    """Mean loss (and accuracy) over prepared ``(x, y)`` batches, in inference mode; one
-    host sync."""
-    total = torch.zeros((), device=model.torch_device, dtype=torch.float64)
-    correct = torch.zeros((), device=model.torch_device, dtype=torch.float64)
-    n = 0
-    with model.lock, model.eval_mode():
-        for xb, yb in batches:
-            out = model.module(xb)
-            total += model.loss(out, yb).double() * yb.shape[0]
-            n += yb.shape[0]
-            if accuracy:
-                correct += model.loss.correct(out, yb)
-    values = torch.stack([total / max(n, 1), correct / max(n, 1)]).tolist()
-    return values[0], values[1] if accuracy else None
-
-
 def evaluate_tensors(model: Model, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024,
                      accuracy: bool = False) -> tuple[float, float | None]:
     """Mean loss (and accuracy) over prepared tensors, in inference mode; one host sync."""
     return evaluate_batches(model, TensorBatches(x, y, batch_size).epoch(None), accuracy)
-
-
-def check_accuracy(model: Model, accuracy: bool) -> None:
-    """Accuracy is defined for the classification losses only."""
-    if accuracy and not model.loss.is_classification:
-        raise ValueError(f"accuracy=True needs a classification loss (cross_entropy or "
-                         f"binary_cross_entropy); this model uses {model.loss_function!r}")
 
 
 def evaluate(model: Model, data: Any, accuracy: bool = False,

@@ -40,7 +40,7 @@ from plotly.colors import qualitative, sample_colorscale
 
 from ..base.vocabulary import RunState
 from ..core.config import FitConfig
-from ..experiment import Experiment
+from ..experiment import Experiment, ExperimentResults
 from ..experiment.space import Range
 from .frontend.figure import FigureWidget
 from .frontend.throttle import DrawingThread
@@ -81,18 +81,18 @@ class RunComparison(W.VBox):
     """Compare an experiment's runs: curves, table, parallel coordinates, importances.
 
     Args:
-        experiment: a live :class:`Experiment` (Start/Stop train it) or one read with
-            :meth:`Experiment.load` (viewing only).
+        experiment: a live :class:`Experiment` (Start/Stop train it) or the
+            :class:`ExperimentResults` that :meth:`Experiment.load` reads (viewing only).
         colour_by: the param that colours the curves (the first param by default).
         poll_s: with shared Optuna storage, read the study this often (other processes'
             trials appear); None never polls.
     """
 
-    def __init__(self, experiment: Experiment, colour_by: str | None = None,
+    def __init__(self, experiment: Experiment | ExperimentResults, colour_by: str | None = None,
                  poll_s: float | None = 2.0):
         self._drawer: DrawingThread | None = None  # close() may run before it exists
-        if not isinstance(experiment, Experiment):
-            raise ValueError(f"experiment must be an xb.Experiment; got "
+        if not isinstance(experiment, (Experiment, ExperimentResults)):
+            raise ValueError(f"experiment must be an xb.Experiment or its results; got "
                              f"{type(experiment).__name__}")
         self.experiment = exp = experiment
         names = list(exp.params)
@@ -114,8 +114,10 @@ class RunComparison(W.VBox):
         self._drawer = DrawingThread(
             self._draw_asked, MAX_UPDATES_PER_S, name="exburn-compare-draw",
             merge=lambda pending, new: pending or new,  # a full redraw asked stays asked
-            idle_s=poll_s if exp.storage is not None else None, on_idle=self._poll)
-        exp.add_listener(self._on_event)
+            idle_s=poll_s if self._live and exp.storage is not None else None,
+            on_idle=self._poll)
+        if self._live:
+            exp.add_listener(self._on_event)
 
     # ---------------------------------------------------------------- layout
     def _right_columns(self) -> tuple[str, str]:
@@ -127,7 +129,7 @@ class RunComparison(W.VBox):
 
     def _build(self, names: list[str], colour_by: str) -> None:
         exp = self.experiment
-        trainable = exp.build is not None
+        trainable = self._live
 
         def button(label: str, style: str, icon: str) -> W.Button:
             return W.Button(description=label, button_style=style, icon=icon,
@@ -211,6 +213,11 @@ class RunComparison(W.VBox):
         return fig
 
     # ---------------------------------------------------------------- controls
+    @property
+    def _live(self) -> bool:
+        """Whether the view can train (an :class:`Experiment`, not loaded results)."""
+        return isinstance(self.experiment, Experiment)
+
     def start(self) -> bool:
         """Start the experiment in the background (False if it runs already)."""
         started = self.experiment.start()
@@ -244,7 +251,8 @@ class RunComparison(W.VBox):
         if self._drawer is not None:
             self._drawer.close()
         with contextlib.suppress(ValueError, AttributeError):  # closed twice, or half-built
-            self.experiment.remove_listener(self._on_event)
+            if self._live:
+                self.experiment.remove_listener(self._on_event)
         super().close()
 
     def _on_event(self, event: str, exp: Experiment) -> None:
@@ -256,13 +264,14 @@ class RunComparison(W.VBox):
 
     def _poll(self) -> bool | None:
         """Nothing asked for a while: read a shared study, unless this process trains."""
-        return None if self.experiment.running else True
+        return None if self._live and self.experiment.running else True
 
     def _draw_asked(self, full: bool) -> None:
         """In the drawing thread: the curves, and the rest at most once every
         :data:`FULL_REFRESH_S` while a run trains (asked again for a later turn)."""
         now = time.monotonic()
-        if full and self.experiment.running and now - self._last_full < FULL_REFRESH_S:
+        if (full and self._live and self.experiment.running
+                and now - self._last_full < FULL_REFRESH_S):
             self._drawer.request(True)
             full = False
         if full:
@@ -274,8 +283,8 @@ class RunComparison(W.VBox):
         return self._drawer.wait_drawn(timeout)
 
     def _sync_buttons(self) -> None:
-        running = self.experiment.running
-        trainable = self.experiment.build is not None
+        running = self._live and self.experiment.running
+        trainable = self._live
         self.start_button.disabled = running or not trainable
         self.stop_button.disabled = not running
         self.best_button.disabled = not trainable or self.experiment.best_run is None
@@ -304,7 +313,7 @@ class RunComparison(W.VBox):
             if full:
                 self._draw_table()
                 self._draw_parallel()
-                if exp.search == "optuna":
+                if exp.search == "optuna" and self._live:  # importances need the study
                     self._draw_importance()
                 self._status()
         if full:

@@ -21,9 +21,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..core.inputs import prepare_pair
 from ..core.model import Model
 from ..train import inspection
-from ..train.steps import prepare_pair
 from .frontend.figure import FigureWidget
 
 

@@ -1,0 +1,48 @@
+"""Training inputs checked against a model: ``(x, y)`` pairs on its device, and the
+options that depend on the model (accuracy needs a classification loss).
+
+Example:
+    >>> import exburn_nb as xb
+    >>> model = xb.compile(xb.input("input", shape=(None, 2)).dense(3))
+    >>> x, y = prepare_pair(model, ([[0.0, 1.0]], [2]))
+    >>> x.shape, y.tolist()
+    (torch.Size([1, 2]), [2])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .data import as_features, check_finite, check_same_length, split_pair, to_tensor
+from .model import Model
+
+
+def prepare_pair(model: Model, data: Any, argname: str = "data",
+                 check_data: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` checked against the model (shapes, labels, lengths; with ``check_data``
+    also NaN/inf, before the copy) and on its device (copied without blocking)."""
+    if hasattr(model, "to_dict") and not isinstance(model, Model):
+        raise ValueError(f"model must be a compiled exburn_nb Model; got a "
+                         f"{type(model).__name__}: compile the spec first: "
+                         "model = xb.compile(spec, ...)")
+    if not isinstance(model, Model):
+        raise ValueError(f"model must be a compiled exburn_nb Model; got {type(model).__name__}")
+    x, y = split_pair(data, argname)
+    x = as_features(x, model.input_shape, f"{argname} x")
+    y = model.loss.prepare_targets(to_tensor(y, f"{argname} y"), model.output_shape,
+                                   f"{argname} y")
+    check_same_length(x, y, f"{argname} x", f"{argname} y")
+    if check_data:
+        check_finite(x, f"{argname} x")
+        check_finite(y, f"{argname} y")
+    device = model.torch_device
+    return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def check_accuracy(model: Model, accuracy: bool) -> None:
+    """Accuracy is defined for the classification losses only."""
+    if accuracy and not model.loss.is_classification:
+        raise ValueError(f"accuracy=True needs a classification loss (cross_entropy or "
+                         f"binary_cross_entropy); this model uses {model.loss_function!r}")

@@ -1,0 +1,201 @@
+"""The stacked step engine: M models of one network trained as one, under the one loop.
+
+:class:`StackedEngine` is a step engine for :class:`~exburn_nb.train.loop.Trainer`
+(see :mod:`exburn_nb.train.engine` for the interface): its members' weights are stacked
+(:class:`~exburn_nb.sweep.stacked.StackedNet`), one batched forward and backward pass
+serves all of them, and :class:`~exburn_nb.sweep.stacked.StackedOptimizer` updates each
+with its own learning rate, weight decay, Nesterov flag and clipping thresholds. Member
+``m`` draws its dropout masks from its own generator seeded with its run's seed, so it is
+the same computation as its own ``xb.fit`` (to float32 round-off).
+
+:class:`StackedTrainer` is that loop with this engine: seeding, schedules, stop and
+``stop_member``, the batch and epoch rows of every member, validation, all come from the
+loop. Weights and optimizer state are written back into the models when the run ends.
+
+Example:
+    >>> import exburn_nb as xb
+    >>> (x, y), _ = xb.datasets.digits()
+    >>> spec = xb.input("input", shape=(None, 64)).dense(16, activation="relu").dense(10)
+    >>> models = [xb.compile(spec, learning_rate=lr, seed=0) for lr in (1e-3, 3e-3)]
+    >>> trainer = StackedTrainer(models, [xb.FitConfig(epochs=1, seed=0)] * 2, (x, y))
+    >>> [len(m.history) for m in trainer.run()], trainer.stop_reasons
+    ([1, 1], [None, None])
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+
+from ..core.config import FitConfig
+from ..core.model import Model
+from ..train.loop import Trainer
+from .planning import check_members, plan
+from .stacked import (
+    StackedNet,
+    StackedOptimizer,
+    clip_members,
+    finite_members,
+    member_correct,
+    member_loss,
+)
+
+
+class StackedEngine:
+    """The step engine for one stacked group (one :func:`~exburn_nb.sweep.plan` group).
+
+    Args:
+        models: fresh compiled models of one spec (dropout rates may differ).
+        configs: one :class:`FitConfig` per model.
+    """
+
+    lock = contextlib.nullcontext()  # the models are written back only when the run ends
+
+    def __init__(self, models: Sequence[Model], configs: Sequence[FitConfig]):
+        self.models, self.configs = list(models), list(configs)
+        self.size = len(self.models)
+        self.guard = configs[0].terminate_on_nan
+        self.accuracy = configs[0].accuracy
+        self.loss, self.correct = member_loss(models[0]), member_correct(models[0])
+        self.net: StackedNet | None = None
+        self.opt: StackedOptimizer | None = None
+
+    def start(self, seeds: Sequence[int] | None) -> None:
+        """Stack the weights, and seed each member's dropout generator with its seed."""
+        models, cfgs = self.models, self.configs
+        device = models[0].torch_device  # dropout draws on the device, as the model's own run
+        self.dropout_gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.net = net = StackedNet(models)
+        self.opt = opt = StackedOptimizer(models[0].optimizer, models, net.params)
+        opt.weight_decay = [c.weight_decay if c.weight_decay is not None else m.weight_decay
+                            for m, c in zip(models, cfgs, strict=True)]
+        opt.nesterov = [c.nesterov for c in cfgs]
+
+    def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
+                         active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One batch ``(M, B, ...)`` for every member: losses ``(M,)`` and correct counts."""
+        gens = [g if a else None for g, a in zip(self.dropout_gens, active, strict=True)]
+        out = self.net.forward(xb, gens)
+        loss = self.loss(out, yb)
+        (loss.sum() * scale if scale != 1 else loss.sum()).backward()
+        correct = self.correct(out.detach(), yb).double() if self.accuracy else None
+        return loss.detach(), correct
+
+    def step(self, active: Sequence[bool]) -> list[str | None]:
+        """Clip, check and update the active members (guarded as ``guarded_step`` is, per
+        member: a member whose gradients or updated weights are not finite keeps its
+        previous weights)."""
+        net, opt, cfgs = self.net, self.opt, self.configs
+        grads = [p.grad for p in net.params]
+        clip_members(grads, [c.clip_norm for c in cfgs], [c.clip_value for c in cfgs])
+        reasons: list[str | None] = [None] * self.size
+        stepping = list(active)
+        if self.guard:
+            for m, ok in enumerate(finite_members(grads)):
+                if stepping[m] and not ok:
+                    stepping[m], reasons[m] = False, "the gradients are not finite"
+            before = [p.detach().clone() for p in net.params]
+        opt.step(stepping)
+        for p in net.params:
+            p.grad = None
+        if self.guard:
+            for m, ok in enumerate(finite_members([p.detach() for p in net.params])):
+                if stepping[m] and not ok:
+                    with torch.no_grad():
+                        for p, old in zip(net.params, before, strict=True):
+                            p[m] = old[m]
+                    reasons[m] = ("the update overflowed the weights (the previous weights "
+                                  "were put back)")
+        return reasons
+
+    def evaluate(self, batches: Iterable, accuracy: bool) -> list[tuple[float, float | None]]:
+        """Mean loss (and accuracy) per member, in inference mode."""
+        size, device = self.size, self.net.params[0].device
+        total = torch.zeros(size, dtype=torch.float64, device=device)
+        hits = torch.zeros(size, dtype=torch.float64, device=device)
+        n = 0
+        with torch.no_grad():
+            for xb, yb in batches:
+                out = self.net.forward(xb.expand(size, *xb.shape), None)
+                ys = yb.expand(size, *yb.shape)
+                total += self.loss(out, ys).double() * yb.shape[0]
+                n += yb.shape[0]
+                if accuracy:
+                    hits += self.correct(out, ys).double()
+        losses, accs = (total / max(n, 1)).tolist(), (hits / max(n, 1)).tolist()
+        return [(loss, acc if accuracy else None) for loss, acc in zip(losses, accs,
+                                                                       strict=True)]
+
+    def learning_rate(self, member: int) -> float:
+        """Member ``member``'s learning rate for the next step."""
+        return self.opt.lr[member] if self.opt is not None else \
+            self.models[member].torch_optimizer.param_groups[0]["lr"]
+
+    def set_learning_rate(self, member: int, lr: float) -> None:
+        """Use ``lr`` for member ``member`` from the next step on (its model records it)."""
+        self.opt.lr[member] = lr
+        self.models[member].learning_rate = lr
+
+    def zero_grad(self) -> None:
+        """Drop the gradients accumulated so far."""
+        for p in self.net.params:
+            p.grad = None
+
+    def finish(self) -> None:
+        """Each member's weights and optimizer state back into its own model."""
+        if self.net is None:
+            return
+        self.zero_grad()
+        self.opt.write_back(self.net)
+
+
+class StackedTrainer(Trainer):
+    """The training loop over one stacked group: fit every member at once.
+
+    Args:
+        models: the group's models (one :func:`plan` group: fresh, same key).
+        configs: one :class:`FitConfig` per model.
+        data: ``(x, y)`` in memory (shared by every member, never copied per member).
+        validation_data: ``(x, y)``, evaluated for every member after each epoch.
+
+    ``stop_reasons`` holds per member None, ``"stopped"`` (:meth:`stop`), ``"pruned"``
+    (:meth:`stop_member`) or ``"non-finite"`` (frozen: its weights are the last finite
+    ones); ``messages`` says what happened, by member; :meth:`on_epoch_end` watches.
+
+    Example:
+        >>> trainer = StackedTrainer(models, configs, (x, y))  # doctest: +SKIP
+        >>> threading.Thread(target=trainer.run).start(); trainer.stop()  # doctest: +SKIP
+    """
+
+    def __init__(self, models: Sequence[Model], configs: Sequence[FitConfig], data: Any,
+                 validation_data: Any = None):
+        check_members(models, configs)
+        result = plan(models, configs)
+        if result.groups != [list(range(len(models)))]:
+            why = "; ".join(f"member {m}: {w}" for m, w in result.sequential.items())
+            raise ValueError("models and configs must form one stacked group (see "
+                             f"xb.sweep.plan); {why or result.describe()}")
+        super().__init__(list(models), data, list(configs), validation_data=validation_data,
+                         verbose=False, engine=StackedEngine(models, configs))
+        self.emit_warnings = False  # what happened to each member is in ``messages``
+
+
+def fit_stacked(models: Sequence[Model], configs: Sequence[FitConfig] | FitConfig, data: Any,
+                validation_data: Any = None) -> list[Model]:
+    """Train one stacked group (see :func:`plan`); returns the models, trained in place.
+
+    Args:
+        models: fresh compiled models of one spec (dropout rates may differ).
+        configs: one :class:`FitConfig` per model, or one for all.
+        data: ``(x, y)`` in memory, shared by every member.
+        validation_data: ``(x, y)``, evaluated for every member after each epoch.
+
+    Example:
+        >>> fit_stacked(models, xb.FitConfig(epochs=1, seed=0), (x, y))  # doctest: +SKIP
+    """
+    if isinstance(configs, FitConfig):
+        configs = [configs] * len(models)
+    return StackedTrainer(models, configs, data, validation_data).run()
