@@ -194,3 +194,30 @@ def test_gradient_check_agrees_with_torch_gradcheck(wrong):
     else:
         assert first["first"] < 1e-4
     assert first["second"] < 1e-4  # the second layer's gradient never goes through tanh
+
+
+def test_network_inspector_samples_as_asked_and_tells_its_listeners(digits, mlp):
+    (x, y), _ = digits
+    model = mlp()
+    off = inspection.NetworkInspector(model)
+    xb.fit(model, (x[:128], y[:128]), epochs=1, batch_size=32, callbacks=[off], verbose=False)
+    assert off.norms.empty and not off.probe.attached  # off: no hooks, nothing sampled
+    asked, heard = [], []
+
+    def every_other() -> bool:
+        asked.append(1)
+        return len(asked) % 2 == 0
+
+    inspector = inspection.NetworkInspector(model, enabled=True, sample_when=every_other)
+    inspector.add_listener(heard.append)
+    xb.fit(model, (x[:128], y[:128]), epochs=1, batch_size=32, callbacks=[inspector],
+           verbose=False)
+    assert len(asked) == 4 and heard == [6, 8]  # steps 5-8 of the model: every other one
+    assert inspector.norms["step"].unique().tolist() == [6, 8]
+    assert set(inspector.norms["layer"]) == set(inspector.param_layers)
+    assert set(inspector.histograms) == set(inspector.layers)
+    direct = inspection.layer_norms(model)
+    last = inspector.norms[inspector.norms["step"] == 8].set_index("layer")
+    assert last["weight_norm"].to_numpy() == pytest.approx(direct["weight_norm"].to_numpy())
+    inspector.enabled = False
+    assert not inspector.probe.attached and not inspector.probe.outputs

@@ -57,7 +57,7 @@ def panels(enabled):
     cb = xb.widgets.NetworkPanels(m, enabled=enabled)
     display(cb)
     t = time.perf_counter()
-    xb.fit(m, (x, y), callbacks=[cb], **fit_options)
+    xb.fit(m, (x, y), callbacks=[cb.inspector], **fit_options)
     return time.perf_counter() - t
 def panels_off():
     return panels(False)

@@ -3,9 +3,10 @@ happens inside it.
 
 - After training: :func:`confusion_matrix` (rows the true class, as scikit-learn lays it
   out), :func:`per_class_scores`, :func:`most_confidently_wrong`, :func:`class_probabilities`.
-- Inside the network: :func:`layer_norms` (weight and gradient norms per layer) and
+- Inside the network: :func:`layer_norms` (weight and gradient norms per layer),
   :class:`ActivationProbe` (dead-ReLU shares and activation histograms from forward hooks
-  that exist only while the probe is attached).
+  that exist only while the probe is attached) and :class:`NetworkInspector`, the
+  callback that samples them while a model trains (the panels widget views it).
 - :func:`gradient_check`: autograd against central differences, layer by layer.
 
 Example:
@@ -16,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,7 @@ from torch import nn
 
 from ..core.data import as_features
 from ..core.model import Model
+from .callbacks import Callback
 from .steps import compute_gradients
 
 
@@ -233,6 +237,105 @@ class ActivationProbe:
         between the minimum and the maximum, as ``numpy.histogram``)."""
         return {layer: np.histogram(out.float().cpu().numpy().ravel(), bins=bins)
                 for layer, out in self.outputs.items()}
+
+
+class NetworkInspector(Callback):
+    """Inside the network while it trains: a callback that samples per-layer weight and
+    gradient norms, dead-ReLU shares and activation histograms of the latest batch.
+
+    Off by default, it then costs one attribute check per batch: its
+    :class:`ActivationProbe`'s hooks exist only while :attr:`enabled`. While on, it samples
+    after each batch that ``sample_when()`` allows (every batch without it) and at the end
+    of a run, and tells its listeners (``fn(step)``, in the training thread).
+
+    Args:
+        model: the model whose layers are watched.
+        bins: activation histogram bins.
+        sample_when: ``() -> bool``, asked after each batch while on: sample now? A front
+            end passes its throttle, so sampling costs the same however fast batches come.
+
+    Attributes:
+        layers: the model's top-level layers (the histograms' keys).
+        param_layers: the layers with parameters (the norms' layers).
+        relu_layers: the layers holding a ReLU (the dead shares' layers).
+        histograms: per layer ``(counts, edges)`` of the last sample.
+
+    Example:
+        >>> inspector = NetworkInspector(model, enabled=True)  # doctest: +SKIP
+        >>> xb.fit(model, (x, y), epochs=1, callbacks=[inspector])  # doctest: +SKIP
+        >>> inspector.norms.tail()  # step, layer, weight_norm, grad_norm  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Model, enabled: bool = False, bins: int = 30,
+                 sample_when: Callable[[], bool] | None = None):
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ValueError(f"bins must be an integer >= 1; got {bins!r}")
+        self.model, self.bins, self.sample_when = model, bins, sample_when
+        self.probe = ActivationProbe(model)
+        module = model.module
+        self.layers = [n for n, _ in module.named_children()]
+        self.param_layers = list(dict.fromkeys(_layer_of(n) for n, _ in module.named_parameters()))
+        self.relu_layers = list(dict.fromkeys(n.split(".", 1)[0] for n, m in module.named_modules()
+                                              if isinstance(m, nn.ReLU) and n))
+        self.histograms: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._norm_rows: list[dict] = []
+        self._dead_rows: list[dict] = []
+        self._listeners: list[Callable[[int], None]] = []
+        self._lock = threading.Lock()
+        self._step, self._sampled = 0, None
+        self.enabled = enabled
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the hooks are attached and batches are sampled."""
+        return self.probe.attached
+
+    @enabled.setter
+    def enabled(self, on: bool) -> None:
+        if on:
+            self.probe.attach()
+        else:
+            self.probe.detach()
+
+    def add_listener(self, fn: Callable[[int], None]) -> None:
+        """Call ``fn(step)`` after each sample (in the thread that trains)."""
+        self._listeners.append(fn)
+
+    def on_batch_end(self, batch: int, logs: dict) -> None:
+        self._step = logs["step"]
+        if self.probe.attached and (self.sample_when is None or self.sample_when()):
+            self.sample(self._step)
+
+    def on_train_end(self, logs: dict) -> None:
+        if self.probe.attached and self.probe.outputs and self._sampled != self._step:
+            self.sample(self._step)
+
+    def sample(self, step: int) -> None:
+        """Record the norms, dead-ReLU shares and histograms of the latest batch the probe
+        saw, then tell the listeners."""
+        norms = layer_norms(self.model, self.probe.gradients)
+        dead = self.probe.dead_relu_share()
+        histograms = self.probe.histograms(self.bins)
+        with self._lock:
+            self._sampled, self.histograms = step, histograms
+            self._norm_rows += [{"step": step, **row} for row in norms.to_dict("records")]
+            self._dead_rows += [{"step": step, "layer": k, "dead_share": v}
+                                for k, v in dead.items()]
+        for fn in list(self._listeners):
+            fn(step)
+
+    @property
+    def norms(self) -> pd.DataFrame:
+        """The samples' norms: ``step``, ``layer``, ``weight_norm``, ``grad_norm``."""
+        with self._lock:
+            return pd.DataFrame(self._norm_rows,
+                                columns=["step", "layer", "weight_norm", "grad_norm"])
+
+    @property
+    def dead(self) -> pd.DataFrame:
+        """The samples' dead-ReLU shares: ``step``, ``layer``, ``dead_share``."""
+        with self._lock:
+            return pd.DataFrame(self._dead_rows, columns=["step", "layer", "dead_share"])
 
 
 def gradient_check(model: Model, batch: Any, method: str = "numerical") -> pd.DataFrame:

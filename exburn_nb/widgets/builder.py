@@ -3,10 +3,11 @@
 One row per layer (kind, options, name, move and delete buttons); every edit redraws the
 summary, the parameter counts, the shape after each layer and a diagram of the stack, and
 nothing touches torch until Compile. A stack that cannot work is accepted and marked: each
-bad row says why, and Compile waits until it is fixed. The option widgets come from the
-layer registry's schemas (:mod:`exburn_nb.core.layers`), so a new layer kind needs no code here.
-Every click has a Python twin (``add``, ``remove``, ``move``, ``set``, ``load_preset``,
-``compile``).
+bad row says why, and Compile waits until it is fixed. The builder is a view of a
+:class:`~exburn_nb.core.draft.Draft` (``builder.draft``), which holds the rows and does every
+check; the option widgets come from the layer registry's schemas
+(:mod:`exburn_nb.core.layers`), so a new layer kind needs no code here. Every click has a
+Python twin (``add``, ``remove``, ``move``, ``set``, ``load_preset``, ``compile``).
 
 Example:
     >>> (x, y), (vx, vy) = xb.datasets.digits()  # doctest: +SKIP
@@ -21,92 +22,21 @@ from __future__ import annotations
 import functools
 import html
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as W
-import numpy as np
 import pandas as pd
-import torch
 
-from ..core.layers import REGISTRY, Option, kind_of
-from ..core.losses import LOSSES
+from ..base.vocabulary import LOSSES, OPTIMIZERS
+from ..core.draft import PRESETS, Draft, Row
+from ..core.layers import REGISTRY, Option
 from ..core.model import Model, available_devices
-from ..core.model import compile as compile_spec
-from ..core.optim import OPTIMIZERS
-from ..core.spec import Spec, auto_name, check_name
-from ..core.spec import input as spec_input
-from ..core.summary import SummaryRow, format_shape, render_html, render_text
+from ..core.spec import Spec
+from ..core.summary import format_shape, render_html
 from .dashboard import TrainingDashboard
 
-PRESETS = {"logistic regression": "logistic_regression", "MLP": "mlp", "small CNN": "cnn"}
-# The options a new layer starts with where its kind has no default (units, filters, ...).
-STARTING_OPTIONS = {"units": 32, "filters": 16, "kernel_size": 3, "fn": "relu"}
-COMPILE_OPTIONS = ("loss", "optimizer", "learning_rate", "weight_decay", "device", "seed")
-OUTPUT_NAME = "output"
 NONE_LABEL = "none"
 RUN_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
-
-
-@dataclass
-class Row:
-    """One layer as the builder holds it: its options may be invalid while being edited."""
-
-    kind: str
-    name: str
-    options: dict = field(default_factory=dict)
-
-
-def infer_output(y: Any) -> tuple[int, str]:
-    """``(units, loss)`` for targets ``y``: integer labels → one unit per class and
-    ``cross_entropy``; 0/1 floats in a vector → 1 unit and ``binary_cross_entropy``; other
-    floats → ``mse`` with one unit per column of ``y``.
-
-    Example:
-        >>> infer_output(torch.tensor([0, 2, 1]))
-        (3, 'cross_entropy')
-    """
-    y = torch.as_tensor(np.asarray(y))
-    if y.ndim == 0 or len(y) == 0:
-        raise ValueError(f"data: y must hold one target per sample; got shape {tuple(y.shape)}")
-    if not torch.is_floating_point(y):
-        return int(y.max()) + 1, "cross_entropy"
-    if y.ndim == 1 and bool(((y == 0) | (y == 1)).all()):
-        return 1, "binary_cross_entropy"
-    return (1 if y.ndim == 1 else int(np.prod(y.shape[1:]))), "mse"
-
-
-def _hidden_width(features: int) -> int:
-    """The guide's MLP first width, sized to the input: a power of two from 16 to 256."""
-    return min(256, max(16, 1 << (features - 1).bit_length()))
-
-
-def preset_rows(name: str, input_shape: tuple) -> list[Row]:
-    """The hidden layers of a preset for this input shape (the output layer comes after)."""
-    image = len(input_shape) == 4
-    if name == "logistic_regression":
-        return [Row("flatten", "flatten_1")] if image else []
-    if name == "mlp":
-        width = _hidden_width(int(np.prod(input_shape[1:])))
-        rows = [Row("flatten", "flatten_1")] if image else []
-        return rows + [Row("dense", "hidden1", {"units": width, "activation": "relu"}),
-                       Row("dropout", "dropout_1", {"rate": 0.2}),
-                       Row("dense", "hidden2", {"units": width // 2, "activation": "relu"}),
-                       Row("dropout", "dropout_2", {"rate": 0.2})]
-    if name == "cnn":
-        if not image:
-            raise ValueError(f"name: the small CNN needs an image input (None, C, H, W); this "
-                             f"builder's input is {input_shape}")
-        rows, side = [], min(input_shape[2:])
-        for i, filters in enumerate((16, 32), start=1):
-            rows.append(Row("conv2d", f"conv{i}", {"filters": filters, "kernel_size": 3,
-                                                   "activation": "relu"}))
-            if side // 2 >= 2:
-                rows.append(Row("max_pool2d", f"pool{i}", {"pool_size": 2}))
-                side //= 2
-        return rows + [Row("flatten", "flatten_1"),
-                       Row("dense", "hidden", {"units": 64, "activation": "relu"})]
-    raise ValueError(f"name must be one of {', '.join(PRESETS.values())}; got {name!r}")
 
 
 def _callback(method: Callable) -> Callable:
@@ -143,35 +73,17 @@ class ModelBuilder(W.VBox):
     def __init__(self, data: Any = None, validation_data: Any = None, *,
                  input_shape: tuple | None = None, output_units: int | None = None,
                  loss: str | None = None, input_name: str = "input", **fit_options: Any):
-        if data is not None:
-            if not isinstance(data, (tuple, list)) or len(data) != 2:
-                raise ValueError(f"data must be an (x, y) pair; got {type(data).__name__}")
-            x, y = data
-            x_shape = (None, *np.shape(x)[1:])
-            if input_shape is not None and tuple(input_shape) != x_shape:
-                raise ValueError(f"input_shape {tuple(input_shape)} differs from the data's "
-                                 f"{x_shape}; leave it out when giving data")
-            units, inferred_loss = infer_output(y)
-            input_shape, output_units = x_shape, output_units or units
-            loss = loss or inferred_loss
-        if input_shape is None or output_units is None:
-            raise ValueError("ModelBuilder needs data=(x, y), or input_shape=(None, ...) and "
-                             "output_units")
-        self._start = spec_input(input_name, shape=tuple(input_shape))
-        self.input_shape = self._start.input_shape
-        self.loss = loss or "cross_entropy"
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
-        self.output = Row("dense", OUTPUT_NAME, REGISTRY["dense"].validate(
-            {"units": output_units}, OUTPUT_NAME))
+        self._init(Draft(data, input_shape=input_shape, output_units=output_units, loss=loss,
+                         input_name=input_name), data, validation_data, fit_options)
+
+    def _init(self, draft: Draft, data: Any, validation_data: Any,
+              fit_options: dict[str, Any]) -> None:
+        self.draft = draft
         self.data, self.validation_data = data, validation_data
-        if data is not None and self.loss == "cross_entropy":
+        if data is not None and draft.loss == "cross_entropy":
             fit_options.setdefault("accuracy", True)
         self.fit_options = fit_options
-        self.rows: list[Row] = []
         self.runs: list[tuple[Spec, Model]] = []
-        self._spec: Spec = self._start
-        self._errors: list[tuple[int, str]] = []
         self._model: Model | None = None
         self._dashboard: TrainingDashboard | None = None
         self._build_controls()
@@ -190,19 +102,8 @@ class ModelBuilder(W.VBox):
         Example:
             >>> b = ModelBuilder.from_spec(xb.input("x", shape=(None, 4)).dense(3))  # doctest: +SKIP
         """
-        if not isinstance(spec, Spec) or not spec.layers or spec.layers[-1].kind != "dense":
-            raise ValueError("spec must be an exburn_nb spec whose last layer is a dense output "
-                             f"layer; got {spec!r}")
-        last = spec.layers[-1]
-        builder = cls(data, validation_data, input_shape=spec.input_shape,
-                      output_units=None if data is not None else last.options["units"],
-                      loss=loss, input_name=spec.input_name, **fit_options)
-        if builder.output.options["units"] != last.options["units"]:
-            raise ValueError(f"spec: its output layer has {last.options['units']} units; the "
-                             f"data needs {builder.output.options['units']}")
-        builder.output = Row("dense", last.name, dict(last.options))
-        builder.rows = [Row(la.kind, la.name, dict(la.options)) for la in spec.layers[:-1]]
-        builder._redraw_rows()
+        builder = cls.__new__(cls)
+        builder._init(Draft.from_spec(spec, data, loss=loss), data, validation_data, fit_options)
         return builder
 
     @classmethod
@@ -222,17 +123,37 @@ class ModelBuilder(W.VBox):
     @property
     def spec(self) -> Spec:
         """The last valid spec (while a row is bad, the spec before the bad edit)."""
-        return self._spec
+        return self.draft.spec
 
     @property
     def code(self) -> str:
         """Formatted Python that builds :attr:`spec`."""
-        return self._spec.to_code()
+        return self.draft.code
 
     @property
     def errors(self) -> list[tuple[int, str]]:
         """``(row index, message)`` for every bad row; empty when the stack compiles."""
-        return list(self._errors)
+        return self.draft.errors
+
+    @property
+    def rows(self) -> list[Row]:
+        """The hidden layers' rows (the draft's)."""
+        return self.draft.rows
+
+    @property
+    def output(self) -> Row:
+        """The output layer's row."""
+        return self.draft.output
+
+    @property
+    def input_shape(self) -> tuple:
+        """The input shape, ``(None, ...)``."""
+        return self.draft.input_shape
+
+    @property
+    def loss(self) -> str:
+        """The loss the output layer is sized for."""
+        return self.draft.loss
 
     @property
     def model(self) -> Model | None:
@@ -247,62 +168,42 @@ class ModelBuilder(W.VBox):
     @property
     def out_of_date(self) -> bool:
         """True when the stack changed since the last Compile."""
-        return self._model is not None and (bool(self._errors) or self._model.spec != self._spec)
+        return self._model is not None and (bool(self.errors) or self._model.spec != self.spec)
 
     def summary(self) -> str:
         """The summary of the stack up to its first bad row (``Model.summary``'s table)."""
-        return render_text(self._summary_rows())
+        return self.draft.summary()
 
     def add(self, kind: str, index: int | None = None, **options: Any) -> None:
-        """Insert a ``kind`` layer at position ``index`` (None: just before the output layer).
+        """Insert a ``kind`` layer at position ``index`` (None: just before the output
+        layer); see :meth:`Draft.add <exburn_nb.core.draft.Draft.add>`.
 
-        Options not given start at their defaults (units 32, filters 16, kernel_size 3).
-
-        Raises:
-            ValueError: for an unknown kind, an out-of-range index or a malformed option.
+        Example:
+            >>> builder.add("dropout", rate=0.3)  # doctest: +SKIP
         """
-        lk = kind_of(kind)
-        index = len(self.rows) if index is None else self._index(index, "index", extra=1)
-        name = options.pop("name", None)
-        if name is None:
-            count = sum(r.kind == kind for r in self.rows[:index])
-            name = auto_name(kind, count, {r.name for r in self._stack()} | {self._start.input_name})
-        row = Row(kind, check_name(name), self._starting_options(lk, name))
-        row.options.update(lk.check_options(options, name))
-        self.rows.insert(index, row)
+        self.draft.add(kind, index, **options)
         self._redraw_rows()
 
     def remove(self, index: int) -> None:
         """Delete the layer at ``index`` (the output layer stays)."""
-        del self.rows[self._index(index, "index")]
+        self.draft.remove(index)
         self._redraw_rows()
 
     def move(self, index: int, new_index: int) -> None:
         """Move the layer at ``index`` to ``new_index`` (both above the output layer)."""
-        row = self.rows.pop(self._index(index, "index"))
-        self.rows.insert(self._index(new_index, "new_index", size=len(self.rows) + 1), row)
+        self.draft.move(index, new_index)
         self._redraw_rows()
 
     def set(self, index: int, kind: str | None = None, **options: Any) -> None:
         """Change the options (and ``name``) of the layer at ``index``; with ``kind``, make
         it a layer of that kind (options not given start at their defaults)."""
-        i = self._index(index, "index", extra=1, output=True)
-        row = self._stack()[i]
-        if row is self.output and (kind not in (None, "dense") or "units" in options):
-            raise ValueError("index: the output layer stays a dense layer sized to the data; "
-                             "set only its activation or name")
-        name = check_name(options.pop("name", row.name))
-        new_kind = row.kind if kind is None else kind_of(kind).kind
-        lk = REGISTRY[new_kind]
-        start = row.options if new_kind == row.kind else self._starting_options(lk, name)
-        checked = lk.check_options(options, name)  # raises before anything changes
-        row.name, row.kind, row.options = name, new_kind, {**start, **checked}
+        self.draft.set(index, kind, **options)
         self._redraw_rows()
 
     def load_preset(self, name: str) -> None:
         """Replace the hidden layers with a preset: ``"logistic_regression"``, ``"mlp"`` (the
         guide's MLP sized to the input) or ``"cnn"`` (image inputs only)."""
-        self.rows = preset_rows(PRESETS.get(name, name), self.input_shape)
+        self.draft.load_preset(name)
         self._redraw_rows()
 
     def compile(self, **compile_options: Any) -> Model:
@@ -313,16 +214,9 @@ class ModelBuilder(W.VBox):
         Raises:
             ValueError: while a row is bad, or for an invalid compile option.
         """
-        unknown = sorted(set(compile_options) - set(COMPILE_OPTIONS))
-        if unknown:
-            raise ValueError(f"compile_options: unknown option {unknown[0]!r}; the options are "
-                             f"{', '.join(COMPILE_OPTIONS)}")
-        if self._errors:
-            raise ValueError("fix the stack before compiling: " + "; ".join(
-                m for _, m in self._errors))
         widgets = self._compile_widgets()
-        settings = {**{k: w.value for k, w in widgets.items()}, **compile_options}
-        model = compile_spec(self._spec, **settings)
+        model = self.draft.compile(**{**{k: w.value for k, w in widgets.items()},
+                                      **compile_options})
         for name, value in compile_options.items():
             if value is not None:
                 widgets[name].value = value
@@ -330,7 +224,7 @@ class ModelBuilder(W.VBox):
             self._dashboard.stop()
             self._dashboard.wait(60)
         self._model = model
-        self.runs.append((self._spec, model))
+        self.runs.append((self.spec, model))
         if self.data is not None:
             self._dashboard = TrainingDashboard(model, self.data,
                                                 validation_data=self.validation_data,
@@ -359,50 +253,6 @@ class ModelBuilder(W.VBox):
                          **{k: last[k] for k in RUN_METRICS if k in last}})
         return pd.DataFrame(rows)
 
-    # ----------------------------------------------------------------- checks
-    def _stack(self) -> list[Row]:
-        return [*self.rows, self.output]
-
-    def _index(self, index: Any, argname: str, extra: int = 0, output: bool = False,
-               size: int | None = None) -> int:
-        size = len(self.rows) + extra if size is None else size
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < size:
-            where = "the layers above the output layer" if not output else "the layers"
-            raise ValueError(f"{argname} must be an integer in [0, {size}) ({where}); "
-                             f"got {index!r}")
-        return index
-
-    @staticmethod
-    def _starting_options(lk: Any, name: str) -> dict:
-        return lk.validate({o.name: STARTING_OPTIONS[o.name] for o in lk.options
-                            if o.required}, name)
-
-    def _check_stack(self) -> tuple[Spec, list[tuple[int, str]], list[tuple | None]]:
-        """The spec up to the first bad row, every row's error, and each row's output shape."""
-        spec, errors, shapes, ok = self._start, [], [], True
-        seen = {self._start.input_name: "the input"}
-        for i, row in enumerate(self._stack()):
-            try:
-                try:
-                    check_name(row.name)
-                except ValueError as exc:
-                    raise ValueError(f"layer {i}: {exc}") from None
-                if row.name in seen:
-                    raise ValueError(f"layer {row.name!r}: the name is already used by "
-                                     f"{seen[row.name]}")
-                seen[row.name] = f"layer {i}"
-                options = REGISTRY[row.kind].validate(row.options, row.name)
-                if ok:
-                    spec = spec.insert(len(spec.layers), row.kind, name=row.name, **options)
-            except ValueError as exc:
-                errors.append((i, str(exc)))
-                ok = False
-            shapes.append(spec.output_shape if ok else None)
-        return spec, errors, shapes
-
-    def _summary_rows(self) -> list[SummaryRow]:
-        return self._preview.summary_rows()
-
     # ----------------------------------------------------------------- widgets
     def _build_controls(self) -> None:
         image = len(self.input_shape) == 4
@@ -411,7 +261,7 @@ class ModelBuilder(W.VBox):
                                  layout=W.Layout(width="260px"))
         self.preset_button = self._button("load preset", "xb-builder-preset", self._on_preset)
         self.preset_row = W.HBox([self.preset, self.preset_button, W.HTML(
-            f"input <b>{html.escape(self._start.input_name)}</b> "
+            f"input <b>{html.escape(self.draft.input_name)}</b> "
             f"{format_shape(self.input_shape)} · loss <b>{self.loss}</b>")])
         self.rows_box = W.VBox()
         self.rows_box.add_class("xb-builder-rows")
@@ -492,7 +342,7 @@ class ModelBuilder(W.VBox):
         return w
 
     def _row_widget(self, i: int, row: Row) -> W.VBox:
-        fixed = row is self.output
+        fixed = row is self.draft.output
         kind = W.Dropdown(options=list(REGISTRY), value=row.kind, disabled=fixed,
                           layout=W.Layout(width="120px"))
         kind.add_class("xb-builder-kind")
@@ -529,44 +379,43 @@ class ModelBuilder(W.VBox):
         """Rebuild the row widgets (after a structural edit), then refresh the views; the old
         ones are closed, so a long session does not pile up widgets in the kernel."""
         old = self.rows_box.children
-        self.rows_box.children = [self._row_widget(i, r) for i, r in enumerate(self._stack())]
+        self.rows_box.children = [self._row_widget(i, r)
+                                  for i, r in enumerate(self.draft.stack())]
         for box in old:
             for widget in (*box.controls.children, box.controls, box.error, box):
                 widget.close()
         choices = [(f"{i}: {r.name}", i) for i, r in enumerate(self.rows)]
-        self.add_after.options = [(f"input: {self._start.input_name}", -1), *choices]
+        self.add_after.options = [(f"input: {self.draft.input_name}", -1), *choices]
         self.add_after.value = len(self.rows) - 1
         self._refresh()
 
     def _refresh(self) -> None:
-        """Recheck the stack and redraw summary, counts, shapes, diagram, code and status."""
-        self._preview, self._errors, shapes = self._check_stack()
-        if not self._errors:
-            self._spec = self._preview
-        bad = dict(self._errors)
+        """Redraw summary, counts, shapes, diagram, code and status from the draft."""
+        errors, shapes, preview = self.draft.errors, self.draft.shapes, self.draft.preview
+        bad = dict(errors)
         for i, (box, shape) in enumerate(zip(self.rows_box.children, shapes, strict=True)):
             box.shape.value = f"→ {format_shape(shape)}"
             box.error.value = (f"<span style='color:#b00020'>⚠ {html.escape(bad[i])}</span>"
                                if i in bad else "")
             box.layout.border = "1px solid #b00020" if i in bad else None
-        total = self._preview.count_params()
-        note = "" if not self._errors else (
-            f" · <span style='color:#b00020'>shown up to layer {self._errors[0][0]}; "
-            f"{len(self._errors)} layer(s) to fix</span>")
+        total = preview.count_params()
+        note = "" if not errors else (
+            f" · <span style='color:#b00020'>shown up to layer {errors[0][0]}; "
+            f"{len(errors)} layer(s) to fix</span>")
         self.params.value = (f"<b>Total params: {total:,}</b> · Trainable params: "
                              f"{total:,}{note}")
-        self.summary_html.value = render_html(self._summary_rows())
+        self.summary_html.value = render_html(self.draft.summary_rows())
         self.diagram.value = self._svg(shapes, bad)
         code = self.code
         self.code_box.value = code
         self.copy_html.value = (
             "<button class='xb-builder-copy' onclick='navigator.clipboard.writeText("
             f"this.dataset.code)' data-code=\"{html.escape(code)}\">copy</button>")
-        self.compile_button.disabled = bool(self._errors)
+        self.compile_button.disabled = bool(errors)
         self.status.value = self._status_text()
 
     def _status_text(self) -> str:
-        if self._errors:
+        if self.draft.errors:
             return ("<span style='color:#b00020'>Compile is off until every marked layer is "
                     "fixed</span>")
         if self._model is None:
@@ -577,9 +426,9 @@ class ModelBuilder(W.VBox):
 
     def _svg(self, shapes: list[tuple | None], bad: dict[int, str]) -> str:
         """The stack as boxes with shapes, input at the top."""
-        boxes = [(self._start.input_name, "Input", self.input_shape, False)] + [
+        boxes = [(self.draft.input_name, "Input", self.input_shape, False)] + [
             (r.name, REGISTRY[r.kind].type_name, s, i in bad)
-            for i, (r, s) in enumerate(zip(self._stack(), shapes, strict=True))]
+            for i, (r, s) in enumerate(zip(self.draft.stack(), shapes, strict=True))]
         height, width, gap = 34, 230, 14
         parts = []
         for j, (name, type_name, shape, is_bad) in enumerate(boxes):
@@ -604,12 +453,12 @@ class ModelBuilder(W.VBox):
             value = None
         elif option.choices and option.type is int and value not in option.choices:
             value = int(value) if str(value).strip().isdigit() else value
-        self._stack()[i].options[option.name] = value
+        self.draft.set_option(i, option.name, value)
         self._refresh()
 
     @_callback
     def _on_name(self, i: int, name: str) -> None:
-        self._stack()[i].name = name
+        self.draft.rename(i, name)
         self._redraw_rows()
 
     @_callback

@@ -9,8 +9,9 @@ importances; Start / Stop; and **Train best**, which opens a
 Each figure is built with every trace it will ever hold (a fixed pool: one trace per
 colour group, series and panel, runs separated by gaps), so Voilà and a reloaded page show
 the same thing. Updates come from the experiment's events and, for a study in shared
-storage, from polling; a drawing thread of the widget's own does the work (the training
-thread only asks), at most :data:`MAX_UPDATES_PER_S` times a second for the curves and once
+storage, from polling; a :class:`~exburn_nb.widgets.frontend.throttle.DrawingThread` does
+the work (the training thread only asks), at most :data:`MAX_UPDATES_PER_S` times a second
+for the curves and once
 every :data:`FULL_REFRESH_S` for the table and the other figures while a run trains; curves
 are decimated to :data:`MAX_POINTS_PER_RUN` points each.
 
@@ -37,20 +38,22 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
+from ..base.vocabulary import RunState
 from ..core.config import FitConfig
 from ..experiment import Experiment, ExperimentResults
 from ..experiment.space import Range
 from .frontend.figure import FigureWidget
+from .frontend.throttle import DrawingThread
 
 MAX_UPDATES_PER_S = 2  # curves while a run trains (each redraw costs the run ~5-10 ms)
 MAX_POINTS_PER_RUN = 200
 FULL_REFRESH_S = 1.0  # while training, the table and parallel coordinates redraw this often
 GROUPS = 10  # colour groups (categorical values, or bins of a numeric param)
-SPECIAL = ("pruned", "failed")  # drawn in their own style, whatever their colour
+SPECIAL = (RunState.PRUNED, RunState.FAILED)  # drawn in their own style, whatever their colour
 SERIES = ("train", "val")
 PANELS = 2  # loss, metric
-SPECIAL_STYLE = {"pruned": dict(color="#9e9e9e", dash="dot"),
-                 "failed": dict(color="#d62728", dash="dashdot")}
+SPECIAL_STYLE = {RunState.PRUNED: dict(color="#9e9e9e", dash="dot"),
+                 RunState.FAILED: dict(color="#d62728", dash="dashdot")}
 TABLE_STYLE = ("<style>.xb-runs-table th, .xb-runs-table td "
                "{padding: 1px 10px; text-align: right}</style>")
 
@@ -87,9 +90,7 @@ class RunComparison(W.VBox):
 
     def __init__(self, experiment: Experiment | ExperimentResults, colour_by: str | None = None,
                  poll_s: float | None = 2.0):
-        # first: close() may run from __del__ when a check below refuses the arguments
-        self._closed, self._wake, self._idle = threading.Event(), threading.Event(), \
-            threading.Event()
+        self._drawer: DrawingThread | None = None  # close() may run before it exists
         if not isinstance(experiment, (Experiment, ExperimentResults)):
             raise ValueError(f"experiment must be an xb.Experiment or its results; got "
                              f"{type(experiment).__name__}")
@@ -98,9 +99,7 @@ class RunComparison(W.VBox):
         if colour_by is not None and colour_by not in names:
             raise ValueError(f"colour_by must be one of {names}; got {colour_by!r}")
         self.right_columns = self._right_columns()
-        self._draw_lock = threading.RLock()
-        self._flag_lock = threading.Lock()  # guards _full_pending (never held while drawing)
-        self._full_pending = False
+        self._draw_lock = threading.RLock()  # the drawing thread and the notebook's redraws
         self._last_full = 0.0
         self._importance_for = -1  # finished runs when the importances were last computed
         self._sent: dict[int, tuple] = {}  # per curve trace: what it shows now
@@ -112,11 +111,13 @@ class RunComparison(W.VBox):
                           self.parallel, self.importance_box, self.dashboard_box])
         self.add_class("xb-run-comparison")
         self.refresh()
+        self._drawer = DrawingThread(
+            self._draw_asked, MAX_UPDATES_PER_S, name="exburn-compare-draw",
+            merge=lambda pending, new: pending or new,  # a full redraw asked stays asked
+            idle_s=poll_s if self._live and exp.storage is not None else None,
+            on_idle=self._poll)
         if self._live:
             exp.add_listener(self._on_event)
-        poll = poll_s if self._live and exp.storage is not None else None
-        threading.Thread(target=self._draw_loop, args=(poll,), name="exburn-compare-draw",
-                         daemon=True).start()
 
     # ---------------------------------------------------------------- layout
     def _right_columns(self) -> tuple[str, str]:
@@ -199,7 +200,7 @@ class RunComparison(W.VBox):
                 line, name = dict(color="black", width=3), "highlighted"
             elif group >= GROUPS:
                 state = SPECIAL[group - GROUPS]
-                line, name = dict(width=1.5, **SPECIAL_STYLE[state]), state
+                line, name = dict(width=1.5, **SPECIAL_STYLE[state]), str(state)
             else:
                 line, name = dict(width=1.5), f"group {group}"
             if SERIES[series] == "train" and group < GROUPS:
@@ -247,51 +248,39 @@ class RunComparison(W.VBox):
 
     def close(self) -> None:
         """Stop drawing, polling and listening, then close the widgets."""
-        self._closed.set()
-        self._wake.set()
+        if self._drawer is not None:
+            self._drawer.close()
         with contextlib.suppress(ValueError, AttributeError):  # closed twice, or half-built
             if self._live:
                 self.experiment.remove_listener(self._on_event)
         super().close()
 
     def _on_event(self, event: str, exp: Experiment) -> None:
-        # In the training thread: only ask for a redraw, which the drawing thread does.
+        # In the training thread: only ask for a redraw, which the drawing thread does
+        # (the table and the rest too, unless only an epoch ended).
         if event in ("start", "end"):
             self._sync_buttons()
-        with self._flag_lock:
-            self._full_pending = self._full_pending or event != "epoch"
-        self._idle.clear()
-        self._wake.set()
+        self._drawer.request(event != "epoch")
 
-    def _draw_loop(self, poll_s: float | None) -> None:
-        """Redraw when asked (at most :data:`MAX_UPDATES_PER_S` a second) and, with
-        ``poll_s``, read a shared study that often while this process trains nothing."""
-        while True:
-            woken = self._wake.wait(poll_s)
-            if self._closed.is_set():
-                return
-            if not woken and self.experiment.running:
-                continue
-            t0 = time.monotonic()
-            self._wake.clear()
-            with self._flag_lock:  # the table and the rest: at most once a second in a run
-                wanted = self._full_pending or not woken
-                full = wanted and (not self.experiment.running
-                                   or t0 - self._last_full >= FULL_REFRESH_S)
-                self._full_pending = wanted and not full
-            if full:
-                self._last_full = t0
-            if self._full_pending:
-                self._wake.set()  # draw it on a later turn
-            with contextlib.suppress(Exception):  # a widget closed meanwhile; next time
-                self.refresh(full=full)
-            if not self._wake.is_set():
-                self._idle.set()
-            self._closed.wait(max(0.0, 1 / MAX_UPDATES_PER_S - (time.monotonic() - t0)))
+    def _poll(self) -> bool | None:
+        """Nothing asked for a while: read a shared study, unless this process trains."""
+        return None if self._live and self.experiment.running else True
+
+    def _draw_asked(self, full: bool) -> None:
+        """In the drawing thread: the curves, and the rest at most once every
+        :data:`FULL_REFRESH_S` while a run trains (asked again for a later turn)."""
+        now = time.monotonic()
+        if (full and self._live and self.experiment.running
+                and now - self._last_full < FULL_REFRESH_S):
+            self._drawer.request(True)
+            full = False
+        if full:
+            self._last_full = now
+        self.refresh(full=full)
 
     def wait_drawn(self, timeout: float = 30.0) -> bool:
         """Wait until the redraws asked for so far are on screen; True if they are."""
-        return self._idle.wait(timeout)
+        return self._drawer.wait_drawn(timeout)
 
     def _sync_buttons(self) -> None:
         running = self._live and self.experiment.running
@@ -432,7 +421,8 @@ class RunComparison(W.VBox):
     def _draw_parallel(self) -> None:
         exp, summary = self.experiment, self.summary_frame
         metric = f"best_{exp.metric}"
-        done = summary[summary.state.isin(["finished", "pruned"])] if not summary.empty \
+        done = summary[summary.state.isin([RunState.FINISHED, RunState.PRUNED])] \
+            if not summary.empty \
             else summary
         dimensions = []
         if not done.empty:
@@ -462,7 +452,7 @@ class RunComparison(W.VBox):
             trace.line.color = done[metric].astype(float).tolist() if not done.empty else []
 
     def _draw_importance(self) -> None:
-        finished = int((self.summary_frame.get("state") == "finished").sum()) \
+        finished = int((self.summary_frame.get("state") == RunState.FINISHED).sum()) \
             if not self.summary_frame.empty else 0
         if finished == self._importance_for:  # Optuna's estimate is slow: once per new trial
             return

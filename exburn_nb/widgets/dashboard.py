@@ -12,34 +12,34 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
 import pandas as pd
 
+from ..base.vocabulary import OPTIMIZERS, RunState
 from ..core.config import FitConfig
+from ..core.data import is_loader, split_pair
 from ..core.model import Model, available_devices
-from ..core.optim import OPTIMIZERS, SCHEDULES, default_schedule
-from ..train.callbacks import Callback
-from ..train.loop import Trainer
+from ..core.optim import SCHEDULES, default_schedule
+from ..train.loop import check_run_options
 from ..train.runner import Runner
+from ..train.steps import prepare_pair
 from .frontend.comms import serve_on_subshell
 from .lr_finder import LRFinderButton
 from .panels import NetworkPanels
 from .plot import LivePlot, make_figure
+from .progress import RunProgress
 
 SCHEDULE_CHOICES = ("none", *SCHEDULES)  # the core's names; default_schedule fills them in
 # Offered when the config's lr_schedule is none of the named defaults: it is passed as is.
 CONFIGURED_SCHEDULE = "as configured"
-CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(FitConfig))
-PROGRESS_UPDATES_PER_S = 8
 HISTORY_ROWS = 8
-TABLE_REFRESH_S = 1.0  # the history table redraws at most this often (and at the end)
+RUN_ARGUMENTS = ("callbacks", "resume_from")  # what a run takes besides FitConfig's options
+DATA_CHECK_ROWS = 64  # rows of the data checked against the model when a dashboard is built
 # Spaced, right-aligned columns (bare pandas HTML runs the headers together in the browser).
 TABLE_STYLE = ("<style>.xb-history-table th, .xb-history-table td "
                "{padding: 1px 10px; text-align: right}</style>")
@@ -73,72 +73,23 @@ def named_schedule(schedule: Any, learning_rate: float, epochs: int) -> str:
     return CONFIGURED_SCHEDULE
 
 
-class _Progress(Callback):
-    """Feeds the progress bar and its label (epoch, batch, samples/s, ETA), throttled."""
+def check_data(model: Model, data: Any, argname: str) -> None:
+    """Raise, as ``xb.fit`` would, when in-memory ``data`` cannot train ``model``: its pair,
+    the shapes and dtypes of its first :data:`DATA_CHECK_ROWS` rows (labels included) and
+    the lengths of ``x`` and ``y``. Copies at most those rows (a loader, or None, passes).
 
-    def __init__(self, dash: TrainingDashboard):
-        self.dash, self._last = dash, 0.0
-
-    def on_train_begin(self, logs: dict) -> None:
-        self.batches, self.first = logs["batches"], logs["first_epoch"]
-        self.last = logs["first_epoch"] + logs["epochs"] - 1
-        self.total = logs["batches"] * logs["epochs"]
-        self.t0, self.samples, self.done = time.perf_counter(), 0, 0
-        self.paused_s, self._paused_at = 0.0, None
-        self.epoch, self.batch = logs["first_epoch"], 0
-        self._last_table = self.t0
-        self.dash.progress.max = max(1, self.total)
-        self.dash.progress.value = 0
-
-    def pause(self) -> None:
-        """The run holds: freeze the clock and say where it stands, without an ETA."""
-        self._paused_at = time.perf_counter()
-        self.dash.progress_label.value = (
-            f"paused at epoch {self.epoch}/{self.last} · batch {self.batch}/{self.batches}")
-
-    def resume(self) -> None:
-        if self._paused_at is not None:
-            self.paused_s += time.perf_counter() - self._paused_at
-            self._paused_at = None
-
-    def elapsed(self) -> float:
-        """Seconds of training so far, paused time excluded."""
-        held = time.perf_counter() - self._paused_at if self._paused_at is not None else 0.0
-        return max(time.perf_counter() - self.t0 - self.paused_s - held, 1e-9)
-
-    def on_batch_end(self, batch: int, logs: dict) -> None:
-        self.samples += logs["size"]
-        self.done += 1
-        self.epoch, self.batch = logs["epoch"], batch
-        now = time.perf_counter()
-        if now - self._last >= 1 / PROGRESS_UPDATES_PER_S or self.done == self.total:
-            self._last = now
-            self.show(logs["epoch"], batch)
-
-    def show(self, epoch: int, batch: int) -> None:
-        if self._paused_at is not None:
-            return
-        elapsed = self.elapsed()
-        rate = self.samples / elapsed
-        eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
-        self.dash.progress.value = min(self.done, self.dash.progress.max)
-        self.dash.progress_label.value = (
-            f"epoch {epoch}/{self.last} · batch {batch}/{self.batches} · "
-            f"{rate:,.0f} samples/s · ETA {eta:.1f}s")
-
-    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
-        now = time.perf_counter()
-        if now - self._last_table >= TABLE_REFRESH_S:  # pandas to_html costs ~5 ms
-            self._last_table = now
-            self.dash._refresh_table()
-
-    def on_train_end(self, logs: dict) -> None:
-        self.resume()
-        elapsed = self.elapsed()
-        self.dash.progress.value = min(self.done, self.dash.progress.max)
-        self.dash.progress_label.value = (
-            f"{self.done:,} of {self.total:,} batches in {elapsed:.1f}s · "
-            f"{self.samples / elapsed:,.0f} samples/s")
+    Example:
+        >>> check_data(model, (x[:, :10], y), "data")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: data x has shape (1437, 10), but the input layer expects ...
+    """
+    if data is None or is_loader(data):
+        return
+    x, y = split_pair(data, argname)
+    prepare_pair(model, (x[:DATA_CHECK_ROWS], y[:DATA_CHECK_ROWS]), argname)
+    if len(x) != len(y):
+        raise ValueError(f"{argname} x and {argname} y must hold the same number of samples; "
+                         f"got {len(x)} and {len(y)}")
 
 
 class TrainingDashboard(W.VBox):
@@ -166,25 +117,26 @@ class TrainingDashboard(W.VBox):
     def __init__(self, model: Model, data: Any, validation_data: Any = None,
                  config: FitConfig | None = None, **fit_options: Any):
         fit_options.pop("verbose", None)
-        # Every option and the data's shapes are checked now, as xb.fit checks them: a
-        # dashboard that could only fail at Start is not built.
-        Trainer(model, data, config, validation_data=validation_data, verbose=False,
-                **{**fit_options, "epochs": 0})
-        self.config = FitConfig.from_options(
-            config, **{k: v for k, v in fit_options.items() if k in CONFIG_FIELDS})
+        # Every option and the data's shapes are checked now, as xb.fit checks them (a
+        # dashboard that could only fail at Start is not built), without copying the data.
+        self.config = FitConfig.from_options(  # an unknown option raises, naming it
+            config, **{k: v for k, v in fit_options.items() if k not in RUN_ARGUMENTS})
+        check_run_options(model, self.config)
+        check_data(model, data, "data")
+        check_data(model, validation_data, "validation_data")
         self.runner = Runner(model, data, config, validation_data=validation_data,
                              verbose=False, **fit_options)
         self.plot = LivePlot(make_figure(), display=False)
         self.runner.add_callback(self.plot)
-        self.progress_cb = _Progress(self)
-        self.runner.add_callback(self.progress_cb)
         self.runner.add_listener(self._on_event)
         self._build_controls(model, self.config)
+        self.progress_cb = RunProgress(self.progress, self.progress_label, self.refresh_table)
+        self.runner.add_callback(self.progress_cb)
         # The sweep runs on a copy of the model; it sets the learning-rate slider.
         self.lr_finder = LRFinderButton(self)
         # Inside the network: closed by default, its hooks attached only while open.
         self.panels = NetworkPanels(model)
-        self.runner.add_callback(self.panels)
+        self.runner.add_callback(self.panels.inspector)
         super().__init__([W.HTML(DASHBOARD_STYLE), self.buttons_row, self.progress_row,
                           self.plot.view, self.controls_box, self.lr_finder, self.freeze_box,
                           self.io_row, self.table, self.error_box, self.panels],
@@ -196,7 +148,7 @@ class TrainingDashboard(W.VBox):
         serve_on_subshell(*self.controls())
         self.plot.model = model
         self.plot.draw(force=True)
-        self._refresh_table()
+        self.refresh_table()
         self._sync_buttons()
 
     def _ipython_display_(self) -> None:
@@ -224,8 +176,8 @@ class TrainingDashboard(W.VBox):
         self.status.add_class("xb-status")
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
-        self.pause_button.on_click(lambda _: self.resume() if self.runner.state == "paused"
-                                   else self.pause())
+        self.pause_button.on_click(lambda _: self.resume()
+                                   if self.runner.state == RunState.PAUSED else self.pause())
         self.step_button.on_click(lambda _: self.step())
         self.reset_button.on_click(lambda _: self.reset_weights())
         self.buttons_row = W.HBox([self.start_button, self.stop_button, self.pause_button,
@@ -376,7 +328,7 @@ class TrainingDashboard(W.VBox):
             return
         self.model.reset_weights()
         self.plot.reset()
-        self._refresh_table()
+        self.refresh_table()
         self.progress.value = 0
         self.progress_label.value = ""
         self.status.value = "weights reset · 0 epochs trained"
@@ -407,11 +359,11 @@ class TrainingDashboard(W.VBox):
         elif event == "resume":
             self.progress_cb.resume()
         if event == "end":
-            if runner.state == "error":
+            if runner.state == RunState.ERROR:
                 self._show_error(runner.error, runner.error_traceback)
             elif runner.trainer is not None and runner.trainer.messages:
                 self._show_error("; ".join(runner.trainer.messages), None)
-            self._refresh_table()
+            self.refresh_table()
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
@@ -420,12 +372,12 @@ class TrainingDashboard(W.VBox):
         self.lr_finder.button.disabled = busy
         self.reset_button.disabled = self.optimizer.disabled = busy
         self.stop_button.disabled = self.pause_button.disabled = not busy
-        paused = state == "paused"
+        paused = state == RunState.PAUSED
         self.pause_button.description = "Resume" if paused else "Pause"
         self.pause_button.icon = "play" if paused else "pause"
         epochs = self.model.epochs_trained
         frozen = sorted(self.model.frozen_layers)
-        self.status.value = {"running": "training…", "paused": "paused"}.get(
+        self.status.value = {RunState.RUNNING: "training…", RunState.PAUSED: "paused"}.get(
             state, f"{state} · {epochs} epoch{'s' if epochs != 1 else ''} trained") + (
             f" · frozen: {', '.join(frozen)}" if frozen else "")
 
@@ -455,11 +407,11 @@ class TrainingDashboard(W.VBox):
         self.runner.at_next_batch(apply)
 
     def _on_device(self, change: dict) -> None:
-        if self.runner.state == "running":
+        if self.runner.state == RunState.RUNNING:
             self.status.value = "pause or stop the run to switch device"
             self.device.value = change["old"]
             return
-        if self.runner.state == "paused":  # end the paused run at its batch boundary
+        if self.runner.state == RunState.PAUSED:  # end the paused run at its batch boundary
             self.runner.stop()
             self.runner.wait()
         try:
@@ -469,7 +421,8 @@ class TrainingDashboard(W.VBox):
             self.device.value = change["old"]
             self._show_error(exc, None)
 
-    def _refresh_table(self) -> None:
+    def refresh_table(self) -> None:
+        """Redraw the history table (its last rows) from the model's history."""
         frame = self.history.tail(HISTORY_ROWS)
         self.table.value = (TABLE_STYLE + frame.to_html(
             index=False, float_format=lambda v: f"{v:.4g}" if abs(v) < 1e4 else f"{v:,.0f}",

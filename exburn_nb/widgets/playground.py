@@ -23,20 +23,20 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from typing import Any
 
 import ipywidgets as W
 import plotly.graph_objects as go
 import torch
 
+from ..base.vocabulary import OPTIMIZERS
 from ..core import datasets
 from ..core.model import Model, compile
-from ..core.optim import OPTIMIZERS
 from ..core.spec import input as spec_input
 from ..train.callbacks import Callback
 from .dashboard import TrainingDashboard
 from .frontend.figure import FigureWidget
+from .frontend.throttle import DrawingThread, Throttle
 from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
@@ -127,48 +127,28 @@ class _Boundary(Callback):
 
     The training thread only computes the grid's values (one forward pass, at a batch
     boundary, so the weights are whole) at most :data:`MAX_UPDATES_PER_S` times a second
-    and hands them over; a drawing thread sends them, keeping only the newest when it
-    falls behind. The last values are drawn before the run ends.
+    and hands them to a :class:`~exburn_nb.widgets.frontend.throttle.DrawingThread`, which
+    sends the newest. The last values are drawn before the run ends.
     """
 
     def __init__(self, playground: Playground):
-        self.playground, self._last = playground, 0.0
-        self._lock = threading.Lock()
-        self._pending: torch.Tensor | None = None
-        self._wake, self._done = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
+        self.playground = playground
+        self.throttle = Throttle(MAX_UPDATES_PER_S)
+        self._drawer: DrawingThread | None = None
 
     def on_train_begin(self, logs: dict) -> None:
-        self._last, self._pending = time.monotonic(), None
-        self._done.clear()
-        self._thread = threading.Thread(target=self._draw_loop, name="exburn-boundary-draw",
-                                        daemon=True)
-        self._thread.start()
+        self.throttle.restart(ready_now=False)
+        self._drawer = DrawingThread(self.playground.show_boundary, MAX_UPDATES_PER_S,
+                                     name="exburn-boundary-draw")
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
-        now = time.monotonic()
-        if now - self._last >= 1 / MAX_UPDATES_PER_S:
-            self._last = now
-            with self._lock:
-                self._pending = self.playground.boundary()
-            self._wake.set()
+        if self.throttle.ready():
+            self._drawer.request(self.playground.boundary())
 
     def on_train_end(self, logs: dict) -> None:
-        self._done.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._pending = None
+        if self._drawer is not None:
+            self._drawer.close()
         self.playground.show_boundary(self.playground.boundary())
-
-    def _draw_loop(self) -> None:
-        while not self._done.is_set():
-            self._wake.wait()
-            self._wake.clear()
-            with self._lock:
-                z, self._pending = self._pending, None
-            if z is not None and not self._done.is_set():
-                self.playground.show_boundary(z)
 
 
 class Playground(W.VBox):

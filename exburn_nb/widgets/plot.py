@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import ipywidgets as W
 import plotly.graph_objects as go
 
+from ..base.vocabulary import RunState
 from ..core.history import SMOOTHING, smooth
 from ..core.model import Model
 from ..train.callbacks import Callback
 from ..train.loop import Trainer
+from .frontend.borrowed import set_figure_config
 from .frontend.comms import serve_on_subshell
 from .frontend.figure import FigureWidget
 from .frontend.render import STATIC_UPDATES_PER_S, renderer
+from .frontend.throttle import Throttle
 
 MAX_UPDATES_PER_S = 5
 EXPORT_ONLY = "xb-export-only"  # figure.js hides this class where live figures run
@@ -74,7 +76,7 @@ def make_figure(height: int = 380, widget: bool | None = None) -> go.FigureWidge
     if not (renderer() == "widget" if widget is None else widget):
         return fig
     widget = FigureWidget(fig)
-    widget._config = {"responsive": True, "displaylogo": False}
+    set_figure_config(widget, {"responsive": True, "displaylogo": False})
     widget.add_class("xb-figure")
     return widget
 
@@ -120,6 +122,7 @@ class LivePlot(Callback):
         self._handle = None  # a display handle, for a static figure under a blocking fit
         self._snapshots: list = []  # display handles of the export-only copies
         self._lock = threading.Lock()
+        self.throttle = Throttle(STATIC_UPDATES_PER_S if self.static else MAX_UPDATES_PER_S)
         self.model: Model | None = None
         self._reset_batches()
         self.controls = _Controls() if controls else None
@@ -130,7 +133,7 @@ class LivePlot(Callback):
         self._stride, self._seen, self._ema = 1, 0, None
         self._marks: tuple[list, list, list] = ([], [], [])
         self._last_lr: float | None = None
-        self._last_draw = 0.0
+        self.throttle.restart()
         # the model's history is the one source of batch points: rows before _read are drawn
         self._read = self.model.recorder.batch_count if self.model is not None else 0
         self._per_epoch: dict[int, int] = {}  # run -> batches per epoch
@@ -169,8 +172,7 @@ class LivePlot(Callback):
     def on_batch_end(self, batch: int, logs: dict) -> None:
         if self.controls is not None:
             self.controls.at_batch_end(self.trainer)
-        if time.monotonic() - self._last_draw >= 1 / MAX_UPDATES_PER_S:
-            self.draw()
+        self.draw()
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> None:
         # Throttled too: with short epochs, forced draws here flooded the browser (about
@@ -233,11 +235,8 @@ class LivePlot(Callback):
         silently on throttled draws (a re-render asks the kernel for it), sent on forced
         ones (a run's end, a reset) so a saved notebook holds the final curves.
         """
-        now = time.monotonic()
-        rate = STATIC_UPDATES_PER_S if self.static else MAX_UPDATES_PER_S
-        if not force and now - self._last_draw < 1 / rate:
+        if not self.throttle.ready(force=force):
             return
-        self._last_draw = now
         curves = self.curves()
         empty = not any(c[0] for c in curves)
         if empty:
@@ -384,7 +383,8 @@ class _Controls:
         self.stop_button.disabled = self.pause_button.disabled = True
         self._show_pause(False)
         epochs = model.epochs_trained
-        self.status.value = (f"{'stopped' if self._stop.is_set() else 'finished'} · "
+        state = RunState.STOPPED if self._stop.is_set() else RunState.FINISHED
+        self.status.value = (f"{state} · "
                              f"{epochs} epoch{'s' if epochs != 1 else ''} trained")
 
 

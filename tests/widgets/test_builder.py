@@ -9,10 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import exburn_nb as xb
+from exburn_nb.core.draft import PRESETS, infer_output, preset_rows
 from exburn_nb.core.layers import REGISTRY
 from exburn_nb.core.summary import format_shape
 from exburn_nb.widgets import ModelBuilder
-from exburn_nb.widgets.builder import PRESETS, infer_output, preset_rows
 
 
 def run_code(code: str) -> xb.Spec:

@@ -200,6 +200,12 @@ def test_wrongly_shaped_data_fails_at_construction(mlp, digits):
         TrainingDashboard(mlp(), (x, y), validation_data=(tx, ty[:5]), epochs=1)
     with pytest.raises(ValueError, match="batch_size"):
         TrainingDashboard(mlp(), (x, y), batch_size=0)
+    with pytest.raises(TypeError, match="unknown fit option 'epochz'; did you mean 'epochs'"):
+        TrainingDashboard(mlp(), (x, y), epochz=3)
+    with pytest.raises(ValueError, match="nesterov=True needs optimizer 'sgd'"):
+        TrainingDashboard(mlp(), (x, y), nesterov=True)
+    with pytest.raises(ValueError, match="data y holds label"):
+        TrainingDashboard(mlp(), (x, y + 10), epochs=1)
 
 
 def test_pause_shows_where_the_run_holds_and_stops_the_clock(dash):

@@ -20,7 +20,7 @@ def test_panels_off_attach_nothing_and_record_nothing(digits, mlp):
     model = mlp()
     panels = NetworkPanels(model)
     assert not panels.enabled and hooks(model) == 0 and panels.box.layout.display == "none"
-    xb.fit(model, (x[:128], y[:128]), epochs=1, callbacks=[panels], verbose=False)
+    xb.fit(model, (x[:128], y[:128]), epochs=1, callbacks=[panels.inspector], verbose=False)
     assert panels.norms.empty and panels.dead.empty and hooks(model) == 0
 
 
@@ -29,7 +29,7 @@ def test_panels_on_sample_norms_dead_share_and_histograms(digits, mlp):
     model = mlp()
     panels = NetworkPanels(model, enabled=True, max_updates_per_s=1e9)  # sample every batch
     assert hooks(model) > 0 and panels.box.layout.display is None and panels.toggle.value
-    xb.fit(model, (x[:128], y[:128]), epochs=1, batch_size=32, callbacks=[panels], verbose=False)
+    xb.fit(model, (x[:128], y[:128]), epochs=1, batch_size=32, callbacks=[panels.inspector], verbose=False)
     norms = panels.norms
     assert norms["step"].tolist() == [1, 1, 2, 2, 3, 3, 4, 4] and set(norms["layer"]) == {"hidden", "output"}
     last = norms[norms["step"] == 4].set_index("layer")
@@ -55,7 +55,7 @@ def test_panels_through_a_dashboard_runner(digits, mlp):
     (x, y), _ = digits
     dash = TrainingDashboard(mlp(), (x[:256], y[:256]), epochs=2, batch_size=64)
     panels = NetworkPanels(dash.model)
-    dash.runner.add_callback(panels)
+    dash.runner.add_callback(panels.inspector)
     panels.enabled = True
     assert dash.start() and dash.wait(60)
     assert not panels.norms.empty  # at least the end-of-run sample

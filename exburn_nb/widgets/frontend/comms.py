@@ -27,6 +27,8 @@ import logging
 import threading
 from typing import Any
 
+from .borrowed import can_route_comm_messages, kernel_has_subshells, route_comm_messages
+
 log = logging.getLogger(__name__)
 
 SUBSHELL_REPLY_TIMEOUT_S = 2.0  # the control thread answers even while a cell runs
@@ -42,12 +44,12 @@ def serve_on_subshell(*widgets: Any) -> None:
         >>> serve_on_subshell(stop_button, pause_button)  # doctest: +SKIP
     """
     comms = [comm for comm in (getattr(w, "comm", None) for w in widgets)
-             if hasattr(comm, "_reply_subshell_for")]  # the routing hook of ipykernel 7.4
+             if can_route_comm_messages(comm)]
     if not comms:
-        return
+        return  # no routing hook (ipykernel < 7.4, other kernels, plain Python)
     route = functools.partial(_subshell_for, _kernel_subshell())
     for comm in comms:
-        comm._reply_subshell_for = route
+        route_comm_messages(comm, route)
 
 
 def _subshell_for(own_subshell: str | None, data: Any,
@@ -58,13 +60,10 @@ def _subshell_for(own_subshell: str | None, data: Any,
 
 def _kernel_subshell() -> str | None:
     """This kernel's own subshell, created on first use; None where there can be none."""
-    try:
-        from ipykernel.connect import get_connection_file
-        from ipykernel.kernelbase import Kernel
-    except ImportError:
-        return None
-    if not Kernel.initialized() or getattr(Kernel.instance(), "shell_channel_thread", None) is None:
+    if not kernel_has_subshells():
         return None  # not in a kernel, or one without subshells
+    from ipykernel.connect import get_connection_file
+
     try:
         connection_file = get_connection_file()
     except (RuntimeError, OSError):

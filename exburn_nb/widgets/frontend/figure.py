@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import functools
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,13 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs_version
 from traitlets import Int, Unicode
 
+from .borrowed import (
+    FIGURE_DATA_TRAIT,
+    FIGURE_LAYOUT_TRAIT,
+    copy_figure_state,
+    plotly_widget_module,
+    set_traits_silently,
+)
 from .comms import serve_on_subshell
 
 REQUEST, REPLY = "xb-plotly-bundle?", "xb-plotly-bundle"
@@ -36,7 +42,7 @@ SYNC = "xb-plotly-sync?"  # a front end that loaded plotly late asks for the cur
 @functools.cache
 def plotly_module() -> bytes:
     """plotly's widget front end (an ES module), encoded once per process."""
-    return str(go.FigureWidget._esm).encode()
+    return plotly_widget_module().encode()
 
 
 class FigureWidget(go.FigureWidget):
@@ -59,22 +65,26 @@ class FigureWidget(go.FigureWidget):
         self.on_msg(_answer)
         serve_on_subshell(self)
 
-    def save_state(self, send: bool) -> None:
+    def save_state(self, send: bool) -> bool:
         """Make the figure's current data and layout its synced state, which a new view
         draws (plotly itself sends only changes); ``send`` also sends them to the front end.
 
         Set without change events: a view that is open got the same data as changes.
+        Returns False, keeping the state saved before, when another thread kept changing
+        the figure while it was copied (the next save brings it up to date).
+
+        Example:
+            >>> FigureWidget(layout={"height": 300}).save_state(send=False)
+            True
         """
-        for _ in range(3):  # the training thread may be changing the figure meanwhile
-            try:
-                data, layout = copy.deepcopy(self._data), copy.deepcopy(self._layout)
-                break
-            except RuntimeError:
-                continue
-        self._trait_values.update(_widget_data=data, _widget_layout=layout)
+        state = copy_figure_state(self)
+        if state is None:
+            return False
+        set_traits_silently(self, **{FIGURE_DATA_TRAIT: state[0], FIGURE_LAYOUT_TRAIT: state[1]})
         if send:
-            self._trait_values["_xb_synced"] = self._xb_synced + 1
-            self.send_state(["_widget_data", "_widget_layout", "_xb_synced"])
+            set_traits_silently(self, _xb_synced=self._xb_synced + 1)
+            self.send_state([FIGURE_DATA_TRAIT, FIGURE_LAYOUT_TRAIT, "_xb_synced"])
+        return True
 
 
 def _answer(widget: FigureWidget, content: Any, buffers: list) -> None:
