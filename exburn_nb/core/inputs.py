@@ -19,10 +19,19 @@ from .data import as_features, check_finite, check_same_length, split_pair, to_t
 from .model import Model
 
 
-def prepare_pair(model: Model, data: Any, argname: str = "data",
-                 check_data: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` checked against the model (shapes, labels, lengths; with ``check_data``
-    also NaN/inf, before the copy) and on its device (copied without blocking)."""
+def check_pair(model: Model, data: Any, argname: str = "data",
+               check_data: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` as tensors checked against the model (shapes, labels, lengths; with
+    ``check_data`` also NaN/inf), where they are: nothing is moved to the device.
+
+    Example:
+        >>> import exburn_nb as xb
+        >>> model = xb.compile(xb.input("input", shape=(None, 2)).dense(3))
+        >>> check_pair(model, ([[0.0, 1.0]], [5]))
+        Traceback (most recent call last):
+        ...
+        ValueError: data y holds label 5, outside [0, 3) for an output of 3 classes
+    """
     if hasattr(model, "to_dict") and not isinstance(model, Model):
         raise ValueError(f"model must be a compiled exburn_nb Model; got a "
                          f"{type(model).__name__}: compile the spec first: "
@@ -37,6 +46,14 @@ def prepare_pair(model: Model, data: Any, argname: str = "data",
     if check_data:
         check_finite(x, f"{argname} x")
         check_finite(y, f"{argname} y")
+    return x, y
+
+
+def prepare_pair(model: Model, data: Any, argname: str = "data",
+                 check_data: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` checked as :func:`check_pair` does, on the model's device (copied
+    without blocking)."""
+    x, y = check_pair(model, data, argname, check_data)
     device = model.torch_device
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 

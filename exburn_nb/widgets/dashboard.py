@@ -22,12 +22,12 @@ import pandas as pd
 
 from ..base.vocabulary import OPTIMIZERS, RunState
 from ..core.config import FitConfig
-from ..core.data import is_loader, split_pair
+from ..core.data import is_loader
+from ..core.inputs import check_pair
 from ..core.model import Model, available_devices
 from ..core.optim import SCHEDULES, default_schedule
 from ..train.loop import check_run_options
 from ..train.runner import Runner
-from ..train.steps import prepare_pair
 from .frontend.comms import serve_on_subshell
 from .lr_finder import LRFinderButton
 from .panels import NetworkPanels
@@ -39,7 +39,6 @@ SCHEDULE_CHOICES = ("none", *SCHEDULES)  # the core's names; default_schedule fi
 CONFIGURED_SCHEDULE = "as configured"
 HISTORY_ROWS = 8
 RUN_ARGUMENTS = ("callbacks", "resume_from")  # what a run takes besides FitConfig's options
-DATA_CHECK_ROWS = 64  # rows of the data checked against the model when a dashboard is built
 # Spaced, right-aligned columns (bare pandas HTML runs the headers together in the browser).
 TABLE_STYLE = ("<style>.xb-history-table th, .xb-history-table td "
                "{padding: 1px 10px; text-align: right}</style>")
@@ -74,22 +73,16 @@ def named_schedule(schedule: Any, learning_rate: float, epochs: int) -> str:
 
 
 def check_data(model: Model, data: Any, argname: str) -> None:
-    """Raise, as ``xb.fit`` would, when in-memory ``data`` cannot train ``model``: its pair,
-    the shapes and dtypes of its first :data:`DATA_CHECK_ROWS` rows (labels included) and
-    the lengths of ``x`` and ``y``. Copies at most those rows (a loader, or None, passes).
+    """Raise, as ``xb.fit`` would, when in-memory ``data`` cannot train ``model`` (its pair,
+    shapes, labels and lengths); nothing is moved to the device. A loader, or None, passes.
 
     Example:
         >>> check_data(model, (x[:, :10], y), "data")  # doctest: +SKIP
         Traceback (most recent call last):
         ValueError: data x has shape (1437, 10), but the input layer expects ...
     """
-    if data is None or is_loader(data):
-        return
-    x, y = split_pair(data, argname)
-    prepare_pair(model, (x[:DATA_CHECK_ROWS], y[:DATA_CHECK_ROWS]), argname)
-    if len(x) != len(y):
-        raise ValueError(f"{argname} x and {argname} y must hold the same number of samples; "
-                         f"got {len(x)} and {len(y)}")
+    if data is not None and not is_loader(data):
+        check_pair(model, data, argname)
 
 
 class TrainingDashboard(W.VBox):
