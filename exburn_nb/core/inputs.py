@@ -15,7 +15,17 @@ from typing import Any
 
 import torch
 
-from .data import as_features, check_finite, check_same_length, split_pair, to_tensor
+from .config import FitConfig
+from .data import (
+    LoaderBatches,
+    TensorBatches,
+    as_features,
+    check_finite,
+    check_same_length,
+    is_loader,
+    split_pair,
+    to_tensor,
+)
 from .model import Model
 
 
@@ -56,6 +66,33 @@ def prepare_pair(model: Model, data: Any, argname: str = "data",
     x, y = check_pair(model, data, argname, check_data)
     device = model.torch_device
     return x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def batch_source(model: Model, data: Any, config: FitConfig, argname: str = "data",
+                 batch_size: int | None = None) -> TensorBatches | LoaderBatches:
+    """Where a run's batches come from: ``(x, y)`` checked and moved to the model's device
+    once (batched by index), or a loader (a ``Dataset`` is wrapped in one, shuffled when
+    ``config.shuffle`` and it is the training data) whose batches are checked as they come.
+
+    Example:
+        >>> import exburn_nb as xb
+        >>> model = xb.compile(xb.input("input", shape=(None, 2)).dense(3))
+        >>> source = batch_source(model, ([[0.0, 1.0]] * 5, [0] * 5), FitConfig(batch_size=2))
+        >>> source.batches, source.samples
+        (3, 5)
+    """
+    size, check = batch_size or config.batch_size, config.check_data
+    if is_loader(data):
+        from torch.utils.data import DataLoader, IterableDataset
+
+        if not isinstance(data, DataLoader):
+            shuffle = (argname == "data" and config.shuffle
+                       and not isinstance(data, IterableDataset))  # streams keep their order
+            data = DataLoader(data, batch_size=size, shuffle=shuffle,
+                              pin_memory=model.torch_device.type == "cuda")
+        return LoaderBatches(data, lambda x, y: prepare_pair(model, (x, y), argname, check))
+    x, y = prepare_pair(model, data, argname, check)
+    return TensorBatches(x, y, size)
 
 
 def check_accuracy(model: Model, accuracy: bool) -> None:

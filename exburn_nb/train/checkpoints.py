@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..base.vocabulary import StopReason
 from ..core.config import FitConfig
 from ..core.model import Model
 from ..io import persist
@@ -122,10 +123,33 @@ class Resume:
             model.load_state(self.model_file, self.source)
 
 
+def check_run_state(state: dict, source: str) -> None:
+    """Raise a ``ValueError`` naming ``source`` unless ``state`` has the form of a
+    trainer's ``state_dict()``: counters, RNG byte tensors, a known stop reason, callback
+    states (checked before anything changes)."""
+    for key in ("run", "epoch_index", "schedule", "stop_reason", "callbacks", "rng"):
+        if key not in state:
+            raise ValueError(f"{source} is damaged: its run state lacks {key!r}")
+    for key in ("run", "epoch_index"):
+        if isinstance(state[key], bool) or not isinstance(state[key], int) or state[key] < 0:
+            raise ValueError(f"{source}: {key} must be an integer >= 0")
+    rng = state["rng"]
+    if not isinstance(rng, dict) or not all(
+            isinstance(rng.get(k), torch.Tensor) and rng[k].dtype == torch.uint8
+            for k in ("torch", "shuffle")) or not isinstance(rng.get("cuda"), list):
+        raise ValueError(f"{source} is damaged: its RNG states are missing or not byte "
+                         "tensors")
+    if state["stop_reason"] is not None and state["stop_reason"] not in set(StopReason):
+        raise ValueError(f"{source}: unknown stop_reason {state['stop_reason']!r}")
+    if not isinstance(state["callbacks"], list) or not all(
+            isinstance(c, dict) and "class" in c and "state" in c for c in state["callbacks"]):
+        raise ValueError(f"{source} is damaged: its callback states are malformed")
+
+
 def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
     """Read and check the checkpoint at ``path`` (a file, or a directory's newest): its
-    kind, its config and that its weights and optimizer fit ``model``. The loop checks
-    its own state (:meth:`~exburn_nb.train.loop.Trainer.check_state`)."""
+    kind, its run state's form (:func:`check_run_state`), its config and that its weights
+    and optimizer fit ``model``."""
     path = resolve(path)
     source = f"checkpoint {str(path)!r}"
     model_file = persist.read_model(path)
@@ -134,6 +158,7 @@ def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
         raise ValueError(f"resume_from: {source} is a model file without run state; write "
                          "resumable checkpoints with xb.callbacks.checkpoint(...)")
     state = join_tensors(meta["run_state"], tensors, source)
+    check_run_state(state, source)
     try:
         config = FitConfig.from_dict(state.get("config"), lr_schedule=lr_schedule)
     except (TypeError, ValueError) as exc:

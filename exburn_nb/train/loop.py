@@ -26,7 +26,6 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
 from typing import Any
@@ -36,14 +35,15 @@ import torch
 from ..base.checks import check_number
 from ..base.vocabulary import RESERVED_NAMES, StopReason
 from ..core.config import FitConfig
-from ..core.data import LoaderBatches, TensorBatches, is_loader
-from ..core.inputs import check_accuracy, prepare_pair
+from ..core.data import TensorBatches
+from ..core.inputs import batch_source, check_accuracy
 from ..core.model import Model
 from ..core.optim import Schedule, make_schedule
 from . import checkpoints
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
 from .control import RunControl
 from .engine import SingleEngine
+from .members import EpochTally, Member
 
 
 def check_run_options(model: Model, config: FitConfig) -> None:
@@ -59,20 +59,6 @@ def check_run_options(model: Model, config: FitConfig) -> None:
         raise ValueError(f"nesterov=True needs optimizer 'sgd'; this model uses "
                          f"{model.optimizer!r}")
     check_accuracy(model, config.accuracy)
-
-
-@dataclass(eq=False)
-class Member:
-    """One model's part of a run: its config, schedule, shuffle order and counters."""
-
-    model: Model
-    config: FitConfig
-    schedule: Schedule | None
-    generator: torch.Generator = field(default_factory=torch.Generator)
-    run_id: int = 0
-    step: int = 0
-    active: bool = True
-    stop_reason: StopReason | None = None
 
 
 class Trainer:
@@ -142,9 +128,9 @@ class Trainer:
             if member.schedule is not None and cfg.epochs > 0:
                 member.schedule(0)  # a bad callable fails here, before any step
         self.model = models[0]
-        self.source = self._batches(data, "data")
-        self.val = (self._batches(validation_data, "validation_data", cfg.batch_size * 4)
-                    if validation_data is not None else None)
+        self.source = batch_source(self.model, data, cfg, "data")
+        self.val = (batch_source(self.model, validation_data, cfg, "validation_data",
+                                 cfg.batch_size * 4) if validation_data is not None else None)
         if len(models) > 1 and not isinstance(self.source, TensorBatches):
             raise ValueError(f"data must be (x, y) in memory for a stacked run; got a "
                              f"{type(data).__name__} (run such configurations with xb.fit)")
@@ -169,22 +155,6 @@ class Trainer:
         self._pruning = False  # stop_member was called: apply it at the next batch
         for member in self.members:
             member.step = member.model.recorder.last_step  # steps count on across runs
-
-    # ---------------------------------------------------------------- data
-    def _batches(self, data: Any, argname: str,
-                 batch_size: int | None = None) -> TensorBatches | LoaderBatches:
-        model, check = self.model, self.config.check_data
-        if is_loader(data):
-            from torch.utils.data import DataLoader, IterableDataset
-
-            if not isinstance(data, DataLoader):
-                shuffle = (argname == "data" and self.config.shuffle
-                           and not isinstance(data, IterableDataset))  # streams keep their order
-                data = DataLoader(data, batch_size=batch_size or self.config.batch_size,
-                                  shuffle=shuffle, pin_memory=model.torch_device.type == "cuda")
-            return LoaderBatches(data, lambda x, y: prepare_pair(model, (x, y), argname, check))
-        x, y = prepare_pair(model, data, argname, check)
-        return TensorBatches(x, y, batch_size or self.config.batch_size)
 
     # ---------------------------------------------------------------- the run's members
     @property
@@ -347,26 +317,9 @@ class Trainer:
                               for cb, state in self._stateful_callbacks()]}
 
     def check_state(self, state: dict, source: str) -> None:
-        """Raise a ``ValueError`` naming ``source`` unless ``state`` is a
-        :meth:`state_dict` this run can load (checked before anything changes)."""
-        for key in ("run", "epoch_index", "schedule", "stop_reason", "callbacks", "rng"):
-            if key not in state:
-                raise ValueError(f"{source} is damaged: its run state lacks {key!r}")
-        for key in ("run", "epoch_index"):
-            if isinstance(state[key], bool) or not isinstance(state[key], int) or state[key] < 0:
-                raise ValueError(f"{source}: {key} must be an integer >= 0")
-        rng = state["rng"]
-        if not isinstance(rng, dict) or not all(
-                isinstance(rng.get(k), torch.Tensor) and rng[k].dtype == torch.uint8
-                for k in ("torch", "shuffle")) or not isinstance(rng.get("cuda"), list):
-            raise ValueError(f"{source} is damaged: its RNG states are missing or not byte "
-                             "tensors")
-        if state["stop_reason"] is not None and state["stop_reason"] not in set(StopReason):
-            raise ValueError(f"{source}: unknown stop_reason {state['stop_reason']!r}")
-        if not isinstance(state["callbacks"], list) or not all(
-                isinstance(c, dict) and "class" in c and "state" in c
-                for c in state["callbacks"]):
-            raise ValueError(f"{source} is damaged: its callback states are malformed")
+        """Raise a ``ValueError`` naming ``source`` unless ``state`` (a :meth:`state_dict`,
+        its form checked by :func:`~exburn_nb.train.checkpoints.check_run_state`) holds the
+        states of this run's callbacks."""
         names = [type(cb).__name__ for cb, _ in self._stateful_callbacks()]
         if [c["class"] for c in state["callbacks"]] != names:
             raise ValueError(f"resume_from: the checkpoint holds the state of the callbacks "
@@ -473,7 +426,7 @@ class Trainer:
         self._phase = "epoch"
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, {"lr": self.engine.learning_rate(0)})
-        tally = _Tally(self.members)
+        tally = EpochTally(len(self.members))
         try:
             complete = self._train_batches(epoch, tally)
         except BaseException:  # a raising callback or an interrupt: record what was done
@@ -517,7 +470,7 @@ class Trainer:
             return False
         return True
 
-    def _record_epoch(self, epoch: int, tally: _Tally, validate: bool) -> list[dict | None]:
+    def _record_epoch(self, epoch: int, tally: EpochTally, validate: bool) -> list[dict | None]:
         """Add each member's epoch row (validation only after a complete epoch); the
         metrics per member (None where no batch was done). A non-finite validation value
         ends that member (its row is recorded without it). The rows are added however this
@@ -591,7 +544,7 @@ class Trainer:
         orders = [torch.randperm(n, generator=m.generator) for m in self.members]
         return (orders[0] if len(orders) == 1 else torch.stack(orders)).to(device)
 
-    def _train_batches(self, epoch: int, tally: _Tally) -> bool:
+    def _train_batches(self, epoch: int, tally: EpochTally) -> bool:
         """The batches of one epoch, in accumulation groups, each recorded as it ends;
         True when the epoch ran to its end (a stop after its last batch included)."""
         cfg, engine, control = self.config, self.engine, self.control
@@ -689,47 +642,6 @@ class Trainer:
         self._end_member(member, StopReason.NON_FINITE, f"epoch {epoch}, batch {batch}: "
                          f"{what}; the step was refused, training stopped and the model keeps "
                          "its last finite weights (try a lower learning_rate or clip_norm)")
-
-
-class _Tally:
-    """An epoch's running sums per member: samples done, losses, correct counts.
-
-    Losses stay tensors (read in one go at the epoch's end) unless the loop read them."""
-
-    def __init__(self, members: Sequence[Member]):
-        self.start = time.perf_counter()
-        self.done = [0] * len(members)
-        self.losses: list = []  # per batch: floats per member, or a tensor of them
-        self.steps: list[tuple[int, list[bool]]] = []  # per batch: size, who stepped
-        self.correct: torch.Tensor | None = None
-
-    def add(self, losses: list[float] | torch.Tensor, correct: torch.Tensor | None,
-            size: int, active: list[bool]) -> None:
-        """Count one batch of ``size`` samples for the ``active`` members."""
-        self.losses.append(losses)
-        self.steps.append((size, active))
-        done = self.done
-        for m, a in enumerate(active):
-            if a:
-                done[m] += size
-        if correct is not None:
-            if not all(active):
-                correct = correct * torch.tensor(active, dtype=correct.dtype,
-                                                 device=correct.device)
-            self.correct = correct if self.correct is None else self.correct + correct
-
-    def loss_sum(self, member: int) -> float:
-        """Member ``member``'s loss summed over its samples (one host sync for all)."""
-        if self.losses and isinstance(self.losses[0], torch.Tensor):
-            stacked = torch.stack(self.losses)
-            self.losses = (stacked if stacked.dim() == 2 else stacked.view(-1, 1)).tolist()
-        return sum(v[member] * s for v, (s, a) in zip(self.losses, self.steps, strict=True)
-                   if a[member])
-
-    def correct_count(self, member: int) -> float:
-        """Member ``member``'s correct predictions."""
-        correct = self.correct
-        return float(correct.reshape(-1)[member]) if correct is not None else 0.0
 
 
 def _check_model(model: Any) -> None:
