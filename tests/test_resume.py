@@ -227,3 +227,32 @@ def test_resuming_into_another_optimizer_is_refused_before_anything_changes(tmp_
     with pytest.raises(ValueError, match="compile it with optimizer='sgd' to resume"):
         xb.fit(other, (x, y), resume_from=tmp_path)
     assert all(torch.equal(before[k], v) for k, v in other.parameters().items())
+
+
+def test_loop_state_is_data_that_a_checkpoint_stores_as_given(tmp_path):
+    """Trainer.state_dict() is plain data (JSON values and tensors); a checkpoint written
+    from that dict alone, with no trainer, resumes the run exactly."""
+    x, y = classification_data(n=72)
+    reference = make("adam")
+    xb.fit(reference, (x, y), **options("adam"))
+
+    first = make("adam")
+    trainer = xb.Trainer(first, (x, y), **options("adam"), callbacks=[StopAfter(2)])
+    trainer.run()
+    state = trainer.state_dict()
+    assert sorted(state) == ["callbacks", "config", "epoch_index", "rng", "run", "schedule",
+                             "step", "stop_reason"]
+    assert (state["run"], state["epoch_index"], state["stop_reason"]) == (1, 2, "stopped")
+    assert state["step"] == int(first.batch_history["step"].iloc[-1])
+    assert state["schedule"] == {"position": 2, "t_max": 6}
+    assert all(isinstance(t, torch.Tensor) for t in (state["rng"]["torch"],
+                                                     state["rng"]["shuffle"]))
+    path = xb.train.checkpoints.write(first, tmp_path / "by_hand.exburn", state)
+
+    torch.manual_seed(5)
+    resumed = make("adam")
+    again = xb.Trainer(resumed, (x, y), resume_from=path, verbose=False)
+    assert again.epoch_index == 0  # nothing changes before the run starts
+    again.run()
+    assert_same_run(resumed, reference)
+    assert again.state_dict()["epoch_index"] == 6 and again.step == state["step"] * 3

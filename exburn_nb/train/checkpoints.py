@@ -127,10 +127,10 @@ def check_run_state(state: dict, source: str) -> None:
     """Raise a ``ValueError`` naming ``source`` unless ``state`` has the form of a
     trainer's ``state_dict()``: counters, RNG byte tensors, a known stop reason, callback
     states (checked before anything changes)."""
-    for key in ("run", "epoch_index", "schedule", "stop_reason", "callbacks", "rng"):
+    for key in ("run", "epoch_index", "step", "schedule", "stop_reason", "callbacks", "rng"):
         if key not in state:
             raise ValueError(f"{source} is damaged: its run state lacks {key!r}")
-    for key in ("run", "epoch_index"):
+    for key in ("run", "epoch_index", "step"):
         if isinstance(state[key], bool) or not isinstance(state[key], int) or state[key] < 0:
             raise ValueError(f"{source}: {key} must be an integer >= 0")
     rng = state["rng"]

@@ -301,14 +301,14 @@ class Trainer:
 
         Example:
             >>> sorted(Trainer(model, (x, y), verbose=False).state_dict())  # doctest: +SKIP
-            ['callbacks', 'config', 'epoch_index', 'rng', 'run', 'schedule', 'stop_reason']
+            ['callbacks', 'config', 'epoch_index', 'rng', 'run', 'schedule', 'step', 'stop_reason']
         """
         if len(self.members) != 1:
             raise ValueError("state_dict holds the state of a run of one model")
         member = self.members[0]
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
         return {"config": self.config.to_dict(), "run": member.run_id,
-                "epoch_index": self.epoch_index,
+                "epoch_index": self.epoch_index, "step": member.step,
                 "stop_reason": None if member.stop_reason is None else str(member.stop_reason),
                 "schedule": member.schedule.state_dict() if member.schedule else None,
                 "rng": {"torch": torch.get_rng_state(), "shuffle": member.generator.get_state(),
@@ -338,7 +338,7 @@ class Trainer:
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         member.run_id, self.epoch_index = state["run"], state["epoch_index"]
-        member.step = member.model.recorder.last_step
+        member.step = state["step"]
         if state["schedule"] is None:
             member.schedule = None
         elif member.schedule is not None:
