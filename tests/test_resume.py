@@ -256,3 +256,52 @@ def test_loop_state_is_data_that_a_checkpoint_stores_as_given(tmp_path):
     again.run()
     assert_same_run(resumed, reference)
     assert again.state_dict()["epoch_index"] == 6 and again.step == state["step"] * 3
+
+
+def test_load_state_dict_by_hand_continues_the_same_run():
+    """A state loaded into a new trainer of the same model continues that run (its id,
+    shuffle order and RNG), not a new one."""
+    x, y = classification_data(n=72)
+    reference = make("adam")
+    xb.fit(reference, (x, y), **options("adam"))
+    model = make("adam")
+    first = xb.Trainer(model, (x, y), **options("adam"), callbacks=[StopAfter(2)])
+    first.run()
+    state = first.state_dict()
+    torch.manual_seed(123)  # whatever happens in between must not matter
+    again = xb.Trainer(model, (x, y), **options("adam"))
+    again.load_state_dict(state)
+    again.run()
+    assert_same_run(model, reference)
+    assert model.runs["run"].tolist() == [1] and again.run_id == 1
+    with pytest.raises(ValueError, match="state_dict is damaged: its run state lacks 'rng'"):
+        xb.Trainer(model, (x, y), verbose=False).load_state_dict(
+            {k: v for k, v in state.items() if k != "rng"})
+
+
+def test_a_checkpoint_written_before_the_state_dict_layout_still_resumes(tmp_path):
+    """Checkpoints of format exburn_nb.checkpoint/1 (the run state laid out flat, as the
+    writer before Trainer.state_dict wrote them) resume exactly too."""
+    from exburn_nb.train.checkpoints import split_tensors
+
+    x, y = classification_data(n=72)
+    reference = make("adam")
+    early = [xb.callbacks.early_stopping(patience=3, min_delta=0.0)]
+    xb.fit(reference, (x, y), **options("adam"), callbacks=early)
+    model = make("adam")
+    trainer = xb.Trainer(model, (x, y), **options("adam"), callbacks=[
+        xb.callbacks.early_stopping(patience=3, min_delta=0.0), StopAfter(2)])
+    trainer.run()
+    state = trainer.state_dict()
+    tensors = {"rng.torch": state["rng"]["torch"], "rng.shuffle": state["rng"]["shuffle"]}
+    meta = {"kind": "exburn_nb.checkpoint/1", "config": state["config"], "run": state["run"],
+            "epoch_index": state["epoch_index"], "stop_reason": state["stop_reason"],
+            "schedule": state["schedule"], "cuda_devices": 0,
+            "callbacks": [{"class": c["class"], "state": split_tensors(c["state"], f"cb.{i}",
+                                                                       tensors)}
+                          for i, c in enumerate(state["callbacks"])]}
+    path = model.save(tmp_path / "epoch_0002.exburn", extra=(meta, tensors))
+    resumed = make("adam")
+    xb.fit(resumed, (x, y), resume_from=path, verbose=False,
+           callbacks=[xb.callbacks.early_stopping(patience=3, min_delta=0.0)])
+    assert_same_run(resumed, reference)

@@ -108,3 +108,23 @@ def test_bad_arguments_raise_before_any_step(digits, mlp, kw, match):
 def test_bad_data_names_the_argument(mlp):
     with pytest.raises(ValueError, match="data"):
         xb.lr_find(mlp(), (torch.zeros(10, 3), torch.zeros(10, dtype=torch.long)))
+
+
+def test_ctrl_c_during_the_sweep_raises_and_leaves_the_model_alone(digits, mlp):
+    """Ctrl-C cuts the sweep short: it raises (no suggestion from a partial sweep)."""
+    import os
+    import signal
+    import threading
+
+    (x, y), _ = digits
+    model = mlp()
+    params = {k: v.clone() for k, v in model.module.state_dict().items()}
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            xb.lr_find(model, (x, y), start_lr=1e-7, end_lr=1e-6, num_iter=200_000)
+    finally:
+        timer.cancel()
+    assert all(torch.equal(params[k], v) for k, v in model.module.state_dict().items())
+    assert len(model.history) == 0

@@ -139,16 +139,12 @@ class StackedEngine:
         self.opt.lr[member] = lr
         self.models[member].learning_rate = lr
 
-    def zero_grad(self) -> None:
-        """Drop the gradients accumulated so far."""
-        for p in self.net.params:
-            p.grad = None
-
     def finish(self) -> None:
         """Each member's weights and optimizer state back into its own model."""
         if self.net is None:
             return
-        self.zero_grad()
+        for p in self.net.params:
+            p.grad = None
         self.opt.write_back(self.net)
 
 
@@ -161,9 +157,9 @@ class StackedTrainer(Trainer):
         data: ``(x, y)`` in memory (shared by every member, never copied per member).
         validation_data: ``(x, y)``, evaluated for every member after each epoch.
 
-    ``stop_reasons`` holds per member None, ``"stopped"`` (:meth:`stop`), ``"pruned"``
-    (:meth:`stop_member`) or ``"non-finite"`` (frozen: its weights are the last finite
-    ones); ``messages`` says what happened, by member; :meth:`on_epoch_end` watches.
+    ``stop_reasons`` holds per member None, ``"stopped"`` (:meth:`stop`),
+    ``"interrupted"`` (Ctrl-C), ``"pruned"`` (:meth:`stop_member`) or ``"non-finite"``
+    (frozen: its weights are the last finite ones); ``messages`` says what happened, by member; :meth:`on_epoch_end` watches.
 
     Example:
         >>> trainer = StackedTrainer(models, configs, (x, y))  # doctest: +SKIP

@@ -29,7 +29,8 @@ from ..core.config import FitConfig
 from ..core.model import Model
 from ..io import persist
 
-KIND = "exburn_nb.checkpoint/2"
+KIND = "exburn_nb.checkpoint/2"  # the extra part: {"kind": KIND, "run_state": the dict}
+KIND_1 = "exburn_nb.checkpoint/1"  # before: the same values laid out flat (still read)
 _NAME = re.compile(r"epoch_(\d+)\.exburn$")
 _MAX_DEPTH = 16
 
@@ -123,6 +124,24 @@ class Resume:
             model.load_state(self.model_file, self.source)
 
 
+def _state_of_version_1(meta: dict, tensors: dict[str, torch.Tensor], history: dict,
+                        source: str) -> dict:
+    """The run state of a checkpoint written before the loop's state became one dict
+    (``exburn_nb.checkpoint/1``: the same values, laid out flat)."""
+    try:
+        cuda = [tensors[f"rng.cuda.{i}"] for i in range(int(meta["cuda_devices"]))]
+        steps = (history.get("batches") or {}).get("step") or [0]
+        return {"config": meta["config"], "run": meta["run"],
+                "epoch_index": meta["epoch_index"], "step": steps[-1],
+                "stop_reason": meta["stop_reason"], "schedule": meta["schedule"],
+                "rng": {"torch": tensors.get("rng.torch"), "shuffle": tensors.get("rng.shuffle"),
+                        "cuda": cuda},
+                "callbacks": join_tensors(meta["callbacks"], tensors, source)}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{source} is damaged: its run state (version 1) lacks or "
+                         f"garbles {exc}") from None
+
+
 def check_run_state(state: dict, source: str) -> None:
     """Raise a ``ValueError`` naming ``source`` unless ``state`` has the form of a
     trainer's ``state_dict()``: counters, RNG byte tensors, a known stop reason, callback
@@ -154,10 +173,13 @@ def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
     source = f"checkpoint {str(path)!r}"
     model_file = persist.read_model(path)
     meta, tensors = model_file.extra or ({}, {})
-    if meta.get("kind") != KIND or not isinstance(meta.get("run_state"), dict):
+    if meta.get("kind") == KIND_1:
+        state = _state_of_version_1(meta, tensors, model_file.history, source)
+    elif meta.get("kind") == KIND and isinstance(meta.get("run_state"), dict):
+        state = join_tensors(meta["run_state"], tensors, source)
+    else:
         raise ValueError(f"resume_from: {source} is a model file without run state; write "
                          "resumable checkpoints with xb.callbacks.checkpoint(...)")
-    state = join_tensors(meta["run_state"], tensors, source)
     check_run_state(state, source)
     try:
         config = FitConfig.from_dict(state.get("config"), lr_schedule=lr_schedule)

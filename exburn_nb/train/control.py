@@ -29,11 +29,12 @@ class RunControl:
     """The thread-safe controls of one run (see the module docstring).
 
     ``lock`` guards the decision that the run has ended (:meth:`close`): after it, work
-    can no longer be queued and a stop changes nothing.
+    can no longer be queued and a stop changes nothing. It is reentrant, because Ctrl-C's
+    handler runs in the thread that may hold it.
     """
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.closed = False
         self._stop = threading.Event()
         self._running = threading.Event()

@@ -13,7 +13,12 @@ members (one model here; a stacked group of models in :mod:`exburn_nb.sweep.engi
 - ``step(active)``: clip, check and update the members; per member None, or why its
   step was refused (its weights and optimizer state are then unchanged).
 - ``evaluate(batches, accuracy)``: per member ``(mean loss, accuracy or None)``.
-- ``learning_rate(m)`` / ``set_learning_rate(m, lr)``; ``finish()``: the run ended.
+- ``learning_rate(m)`` / ``set_learning_rate(m, lr)``; ``finish()``: the run ended
+  (drop gradients, hand the models back).
+
+An engine of several members takes each batch as ``(M, B, ...)``: every member's own
+samples (:class:`~exburn_nb.core.data.TensorBatches` with one order per member); an
+engine of one takes ``(B, ...)`` and returns a 0-d loss. :class:`StepEngine` states it.
 
 Example:
     >>> import exburn_nb as xb
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -39,6 +44,35 @@ from ..core.config import FitConfig
 from ..core.model import Model
 
 OVERFLOW_GUARD_LR = 1.0  # above this learning rate a step is undone if it overflows
+
+
+class StepEngine(Protocol):
+    """What the training loop asks of a step engine (see the module docstring)."""
+
+    size: int  # members
+    lock: contextlib.AbstractContextManager  # held around each batch
+
+    def start(self, seeds: Sequence[int] | None) -> None:
+        """The run begins (None: a resumed run, whose RNG states are restored)."""
+
+    def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
+                         active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One batch's losses and correct counts; gradients accumulate (times ``scale``)."""
+
+    def step(self, active: Sequence[bool]) -> list[str | None]:
+        """Update the active members; per member None or why its step was refused."""
+
+    def evaluate(self, batches: Iterable, accuracy: bool) -> list[tuple[float, float | None]]:
+        """Per member, the mean loss and accuracy over ``batches``."""
+
+    def learning_rate(self, member: int) -> float:
+        """The rate member ``member``'s next step uses."""
+
+    def set_learning_rate(self, member: int, lr: float) -> None:
+        """Use ``lr`` for member ``member`` from its next step on."""
+
+    def finish(self) -> None:
+        """The run ended, however it ended: drop gradients, hand the models back."""
 
 
 def clip_gradients(params: list[torch.Tensor], clip_norm: float | None,
@@ -203,10 +237,6 @@ class SingleEngine:
     def set_learning_rate(self, member: int, lr: float) -> None:
         """Use ``lr`` from the next step on (the model records it too)."""
         self.model.set_learning_rate(lr)
-
-    def zero_grad(self) -> None:
-        """Drop the gradients accumulated so far."""
-        self.model.torch_optimizer.zero_grad(set_to_none=True)
 
     def finish(self) -> None:
         """Put the model's own weight decay and Nesterov flag back; drop gradients."""

@@ -42,7 +42,7 @@ from ..core.optim import Schedule, make_schedule
 from . import checkpoints
 from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
 from .control import RunControl
-from .engine import SingleEngine
+from .engine import SingleEngine, StepEngine
 from .members import EpochTally, Member
 
 
@@ -93,7 +93,7 @@ class Trainer:
                  config: FitConfig | Sequence[FitConfig] | None = None, *,
                  validation_data: Any = None, callbacks: Sequence[Callable | Callback] = (),
                  verbose: bool = True, resume_from: str | Path | None = None,
-                 engine: Any = None, **options: Any):
+                 engine: StepEngine | None = None, **options: Any):
         models = list(model) if isinstance(model, (list, tuple)) else [model]
         configs = list(config) if isinstance(config, (list, tuple)) else [config] * len(models)
         for m in models:
@@ -153,6 +153,7 @@ class Trainer:
         self._checkpoints: list[tuple[Path, Callable[[], None] | None]] = []
         self._callback_states: list[dict] | None = None  # a resume's, for after on_train_begin
         self._pruning = False  # stop_member was called: apply it at the next batch
+        self._restarting = False  # load_state_dict was called: run() continues that run
         for member in self.members:
             member.step = member.model.recorder.last_step  # steps count on across runs
 
@@ -287,9 +288,12 @@ class Trainer:
     def _end_member(self, index: int, reason: StopReason, message: str) -> None:
         """Member ``index`` takes no more steps: its weights are the last it stepped to."""
         member = self.members[index]
-        if member.active:
+        with self.control.lock:
+            ended = member.active
             member.active = False
-            member.stop_reason = reason
+            if ended and member.stop_reason != StopReason.INTERRUPTED:
+                member.stop_reason = reason
+        if ended:
             self._warn(message, index)
         if not any(m.active for m in self.members):
             self.control.request_stop()
@@ -328,9 +332,18 @@ class Trainer:
                              "interrupted run")
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue the run :meth:`state_dict` describes (after :meth:`check_state`): its
-        id, position, schedule and RNG states; the callbacks' states are given to them
-        after ``on_train_begin``."""
+        """Make :meth:`run` continue the run :meth:`state_dict` describes (its id,
+        position, step count, schedule and RNG states) instead of starting a new one; the
+        callbacks' states are given to them after ``on_train_begin``.
+
+        Example:
+            >>> state = trainer.state_dict()  # doctest: +SKIP
+            >>> again = Trainer(model, (x, y), state["config"] ...)  # doctest: +SKIP
+            >>> again.load_state_dict(state); again.run()  # doctest: +SKIP
+        """
+        source = "state_dict"
+        checkpoints.check_run_state(state, source)
+        self.check_state(state, source)
         member = self.members[0]
         torch.set_rng_state(state["rng"]["torch"])
         member.generator.set_state(state["rng"]["shuffle"])
@@ -346,6 +359,7 @@ class Trainer:
         if state["stop_reason"] == StopReason.STOP_TRAINING:  # it had ended: nothing to do
             self.epoch_index = self.config.epochs
         self._callback_states = [c["state"] for c in state["callbacks"]]
+        self._restarting = True
 
     def _stateful_callbacks(self) -> list[tuple[Callback, dict]]:
         return [(cb, state) for cb in self.callbacks if (state := cb.state_dict())]
@@ -383,10 +397,10 @@ class Trainer:
             if self.stop_reason == StopReason.INTERRUPTED:
                 self._warn(f"training interrupted; the model and history hold everything up "
                            f"to the last completed batch (epoch {self.model.epochs_trained})")
-            self.engine.finish()
-            # changes asked for during the last batch still happen, and every callback
-            # ends: one failure does not skip the others (the first is raised after)
-            failures = _call_all([*self.control.close(),
+            # changes asked for during the last batch still happen, then the engine hands
+            # the models back, and every callback ends: one failure does not skip the
+            # others (the first is raised after)
+            failures = _call_all([*self.control.close(), self.engine.finish,
                                   *(lambda cb=cb: cb.on_train_end(logs)
                                     for cb in self.callbacks)])
             if failures and error is None:
@@ -394,9 +408,12 @@ class Trainer:
         return self.model if len(self.members) == 1 else [m.model for m in self.members]
 
     def _interrupted(self) -> None:
-        for m in self.members:
-            if m.active:
-                m.stop_reason = StopReason.INTERRUPTED
+        """Ctrl-C: the members still stepping end "interrupted" (a stop asked for before
+        counts as the interrupt; a member pruned or refused keeps its reason)."""
+        with self.control.lock:
+            for m in self.members:
+                if m.active and m.stop_reason in (None, StopReason.STOPPED):
+                    m.stop_reason = StopReason.INTERRUPTED
 
     def _start_run(self) -> None:
         """Seed the run (a missing seed is drawn from torch's generator, so the run is
@@ -405,7 +422,8 @@ class Trainer:
         if self._resume is not None:
             self._resume.restore_model(self.model)
             self.load_state_dict(self._resume.state)
-            self.engine.start(None)  # the RNG states are the checkpoint's
+        if self._restarting:  # a loaded state: the same run goes on with its RNG states
+            self.engine.start(None)
             return
         seeds = []
         for m in self.members:
@@ -585,7 +603,6 @@ class Trainer:
                                 self._refuse(m, epoch, b, f"the loss is {v}")
                         active, running = self._running()
                         if not running:
-                            engine.zero_grad()
                             return False
                     if i == last:  # last batch of an accumulation group: step
                         reasons = engine.step(active)
@@ -628,17 +645,19 @@ class Trainer:
 
     def _apply_member_stops(self) -> tuple[list[bool], list[tuple[int, Member]]]:
         """Members asked to end (:meth:`stop_member`) stop stepping from this batch on."""
-        self._pruning = False
-        for i, m in enumerate(self.members):
-            if m.active and m.stop_reason == StopReason.PRUNED:
-                m.active = False
-                self._warn(f"stopped at epoch {self.epoch}", i)
+        with self.control.lock:
+            self._pruning = False
+            pruned = [i for i, m in enumerate(self.members)
+                      if m.active and m.stop_reason == StopReason.PRUNED]
+            for i in pruned:
+                self.members[i].active = False
+        for i in pruned:
+            self._warn(f"pruned after epoch {self.members[i].model.epochs_trained}", i)
         return self._running()
 
     def _refuse(self, member: int, epoch: int, batch: int, what: str) -> None:
-        """End a member before a step that would leave its weights non-finite."""
-        if len(self.members) == 1:
-            self.engine.zero_grad()
+        """End a member before a step that would leave its weights non-finite (its
+        gradients are dropped when the run ends)."""
         self._end_member(member, StopReason.NON_FINITE, f"epoch {epoch}, batch {batch}: "
                          f"{what}; the step was refused, training stopped and the model keeps "
                          "its last finite weights (try a lower learning_rate or clip_norm)")

@@ -21,9 +21,10 @@ import pandas as pd
 import torch
 
 from ..base.checks import check_int, check_number
+from ..base.vocabulary import StopReason
 from ..core.model import Model
 from .callbacks import Callback
-from .loop import fit
+from .loop import Trainer
 
 SUGGESTION_FACTOR = 10.0  # the suggestion is the rate at the smoothed loss's minimum / 10
 
@@ -109,9 +110,14 @@ def lr_find(model: Model, data: Any, *, start_lr: float = 1e-7, end_lr: float = 
     samples = len(data[0]) if isinstance(data, (tuple, list)) and data else 0
     epochs = -(-num_iter // max(1, -(-samples // batch_size)))
     device = probe.torch_device
+    trainer = Trainer(probe, data, epochs=max(epochs, 1), batch_size=batch_size, seed=seed,
+                      terminate_on_nan=False, check_data=False, verbose=False,
+                      callbacks=[sweep])
+    trainer.emit_warnings = False  # a copy trains: its warnings are not the user's
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        fit(probe, data, epochs=max(epochs, 1), batch_size=batch_size, seed=seed,
-            terminate_on_nan=False, check_data=False, verbose=False, callbacks=[sweep])
+        trainer.run()
+    if trainer.stop_reason == StopReason.INTERRUPTED:
+        raise KeyboardInterrupt  # the sweep was cut short: no suggestion
     frame = pd.DataFrame(sweep.rows, columns=["lr", "loss", "smoothed_loss"])
     finite = frame[frame["smoothed_loss"].map(math.isfinite)]
     if finite.empty:
