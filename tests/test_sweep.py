@@ -58,11 +58,11 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
 
 
-def assert_same_run(stacked: xb.Model, alone: xb.Model) -> None:
-    """Weights, epoch and batch history and runs of two models agree (1e-5 relative)."""
+def assert_same_run(stacked: xb.Model, alone: xb.Model, weights: float = 1e-5) -> None:
+    """Weights (``weights`` relative), epoch and batch history and runs of two models agree."""
     for (name, p), q in zip(alone.module.named_parameters(), stacked.module.parameters(),
                             strict=True):
-        assert relative_error(q.detach(), p.detach()) <= 1e-5, name
+        assert relative_error(q.detach(), p.detach()) <= weights, name
     h1, h2 = stacked.history, alone.history
     assert list(h1.columns) == list(h2.columns)
     assert h1["epoch"].tolist() == h2["epoch"].tolist()
@@ -79,14 +79,14 @@ def assert_same_run(stacked: xb.Model, alone: xb.Model) -> None:
 
 
 def check_members(members: list[dict], configs: list[xb.FitConfig], data, val=None,
-                  then_fit: bool = False) -> sweep.StackedTrainer:
+                  then_fit: bool = False, weights: float = 1e-5) -> sweep.StackedTrainer:
     models = [build(m) for m in members]
     trainer = sweep.StackedTrainer(models, configs, data, val)
     trainer.run()
     for member, cfg, model in zip(members, configs, models, strict=True):
         alone = build(member)
         xb.fit(alone, data, cfg, validation_data=val, verbose=False)
-        assert_same_run(model, alone)
+        assert_same_run(model, alone, weights)
         if then_fit:  # the optimizer state was written back as torch.optim keeps it
             more = cfg.replace(epochs=1, lr_schedule=None)
             xb.fit(model, data, more, verbose=False)
@@ -167,7 +167,11 @@ def test_random_groups_equal_their_separate_runs(digits, draw):
             lr_schedule=data(st.sampled_from([None, ("exponential", lr, 0.5)])),
             nesterov=optimizer == "sgd" and data(st.booleans())))
     (x, y), _ = digits
-    check_members(members, configs, (x[:200], y[:200]))
+    # clip_norm sums each member's squares in another order than clip_grad_norm_; with
+    # dropout and lr 1e-2 the round-off grows to 1.8e-5 (adam, 3 members, batch 16,
+    # accumulation 2, the third with lr 1e-2, wd 1e-3, rate 0.3, clip 0.5: the same before
+    # and after the loop's rewrite)
+    check_members(members, configs, (x[:200], y[:200]), weights=5e-5)
 
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on(digits):

@@ -375,7 +375,7 @@ def init_weights(net: nn.Module) -> None:
                 nn.init.xavier_uniform_(module.weight)
                 if module.bias is not None:
                     module.bias.zero_()
-            elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+            elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
                 module.reset_parameters()
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from ..base.checks import check_int, check_number
+from ..base.torch_internals import fused_kernel_devices
 from ..base.vocabulary import OPTIMIZERS
 
 SCHEDULES = {"step": ("base_lr", "step_size", "gamma"), "exponential": ("base_lr", "gamma"),
@@ -26,9 +27,7 @@ RMSPROP_DECAY, RMSPROP_EPS = 0.9, 1e-8
 
 def fused_supported(device: torch.device) -> bool:
     """Whether torch has fused optimizer kernels for this device type."""
-    from torch.optim.optimizer import _get_fused_kernels_supported_devices
-
-    return device.type in _get_fused_kernels_supported_devices()
+    return device.type in fused_kernel_devices()
 
 
 def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], learning_rate: float,

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..base.torch_internals import fused_adam_, fused_sgd_
 from ..core.layers import REGISTRY, LayerKind, StackedForward
 from ..core.model import Model
 from ..train.engine import all_finite
@@ -224,18 +225,18 @@ class StackedOptimizer:
             params = [p.detach()[m] for p in self.params]
             grads = [p.grad[m] for p in self.params]
             if self.kind == "sgd":
-                torch._fused_sgd_(params, grads, [s["momentum_buffer"][m] for s in self.state],
-                                  weight_decay=self.weight_decay[m], momentum=self.momentum[m],
-                                  lr=self.lr[m], dampening=0.0, nesterov=self.nesterov[m],
-                                  maximize=False, is_first_step=self.steps[m] == 1)
+                fused_sgd_(params, grads, [s["momentum_buffer"][m] for s in self.state],
+                           weight_decay=self.weight_decay[m], momentum=self.momentum[m],
+                           lr=self.lr[m], dampening=0.0, nesterov=self.nesterov[m],
+                           maximize=False, is_first_step=self.steps[m] == 1)
                 continue
-            kernel = torch._fused_adamw_ if self.kind == "adamw" else torch._fused_adam_
             step = torch.tensor(float(self.steps[m]), device=self.device)
-            kernel(params, grads, [s["exp_avg"][m] for s in self.state],
-                   [s["exp_avg_sq"][m] for s in self.state], [], [step] * len(params),
-                   lr=self.lr[m], beta1=self.beta1[m], beta2=self.beta2[m],
-                   weight_decay=self.weight_decay[m], eps=self.eps[m], amsgrad=False,
-                   maximize=False)
+            fused_adam_(self.kind == "adamw", params, grads,
+                        [s["exp_avg"][m] for s in self.state],
+                        [s["exp_avg_sq"][m] for s in self.state], [], [step] * len(params),
+                        lr=self.lr[m], beta1=self.beta1[m], beta2=self.beta2[m],
+                        weight_decay=self.weight_decay[m], eps=self.eps[m], amsgrad=False,
+                        maximize=False)
 
     def _hyper(self) -> dict[str, torch.Tensor]:
         """This step's per-member values as float32 ``(M,)`` tensors (rebuilt when the

@@ -1,0 +1,53 @@
+"""The private torch functions exburn_nb borrows, each used through this one module.
+
+torch keeps no promise about names that start with ``_``; these are the kernels behind
+its own public code (``torch.optim``'s fused optimizers, ``torch.amp.GradScaler``'s
+finite check), used here for the same purpose. :data:`BORROWED` lists each with what
+it is for, and ``tests/test_borrowed_torch.py`` calls each one and fails with a message
+naming torch's version and the function when one moves.
+
+Example:
+    >>> found, one = torch.zeros(1), torch.ones(1)
+    >>> non_finite_check([torch.tensor([1.0, float("inf")])], found, one); bool(found)
+    True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+BORROWED = {
+    "torch.optim.optimizer._get_fused_kernels_supported_devices":
+        "which devices have fused optimizer kernels (torch.optim asks the same)",
+    "torch._amp_foreach_non_finite_check_and_unscale_":
+        "one fused pass telling whether any gradient is NaN/inf (as GradScaler does)",
+    "torch._fused_adam_": "a stacked sweep steps each large Adam member with torch's kernel",
+    "torch._fused_adamw_": "the same for AdamW",
+    "torch._fused_sgd_": "the same for SGD",
+}
+
+
+def fused_kernel_devices() -> list[str]:
+    """The device types torch has fused optimizer kernels for (e.g. ``["cpu", "cuda"]``)."""
+    from torch.optim.optimizer import _get_fused_kernels_supported_devices
+
+    return list(_get_fused_kernels_supported_devices())
+
+
+def non_finite_check(tensors: list[torch.Tensor], found: torch.Tensor,
+                     one: torch.Tensor) -> None:
+    """Set ``found`` (a 1-element float tensor, zero before) to 1 when any element of
+    ``tensors`` is NaN or inf; multiplies by ``one`` in place, which changes nothing."""
+    torch._amp_foreach_non_finite_check_and_unscale_(tensors, found, one)
+
+
+def fused_adam_(adamw: bool, *args: Any, **kwargs: Any) -> None:
+    """torch's fused Adam (``adamw=False``) or AdamW kernel, updating in place."""
+    (torch._fused_adamw_ if adamw else torch._fused_adam_)(*args, **kwargs)
+
+
+def fused_sgd_(*args: Any, **kwargs: Any) -> None:
+    """torch's fused SGD kernel, updating in place."""
+    torch._fused_sgd_(*args, **kwargs)

@@ -1,0 +1,73 @@
+"""Each private torch function exburn_nb borrows (exburn_nb/base/torch_internals.py) still
+exists and still does what the kit uses it for; a failure names torch's version and the
+function, so an upgrade that moves one says so at once."""
+
+import pytest
+import torch
+
+from exburn_nb.base import torch_internals as ti
+
+
+def moved(name: str) -> str:
+    return (f"torch {torch.__version__} no longer has {name} as exburn_nb uses it "
+            f"({ti.BORROWED[name]}): see exburn_nb/base/torch_internals.py")
+
+
+def test_the_list_names_every_borrowed_function():
+    source = open(ti.__file__).read()
+    used = {n for n in ti.BORROWED if n.rsplit(".", 1)[-1] in source}
+    assert used == set(ti.BORROWED)
+
+
+def test_fused_kernel_devices():
+    name = "torch.optim.optimizer._get_fused_kernels_supported_devices"
+    try:
+        devices = ti.fused_kernel_devices()
+    except (ImportError, AttributeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    assert "cpu" in devices or "cuda" in devices, moved(name)
+
+
+def test_non_finite_check():
+    name = "torch._amp_foreach_non_finite_check_and_unscale_"
+    found, one = torch.zeros(1), torch.ones(1)
+    try:
+        ti.non_finite_check([torch.ones(3)], found, one)
+        clean = float(found)
+        ti.non_finite_check([torch.tensor([1.0, float("nan")])], found, one)
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    assert clean == 0.0 and float(found) == 1.0, moved(name)
+
+
+@pytest.mark.parametrize("adamw", [False, True])
+def test_fused_adam_equals_torch_optim(adamw):
+    name = "torch._fused_adamw_" if adamw else "torch._fused_adam_"
+    torch.manual_seed(0)
+    p, g = torch.randn(5), torch.randn(5)
+    ref = p.clone().requires_grad_()
+    ref.grad = g.clone()
+    opt = (torch.optim.AdamW if adamw else torch.optim.Adam)([ref], lr=0.1, weight_decay=0.01)
+    opt.step()
+    try:
+        ti.fused_adam_(adamw, [p], [g], [torch.zeros(5)], [torch.zeros(5)], [],
+                       [torch.tensor(1.0)], lr=0.1, beta1=0.9, beta2=0.999,
+                       weight_decay=0.01, eps=1e-8, amsgrad=False, maximize=False)
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    assert torch.allclose(p, ref.detach(), atol=1e-6), moved(name)
+
+
+def test_fused_sgd_equals_torch_optim():
+    name = "torch._fused_sgd_"
+    torch.manual_seed(0)
+    p, g = torch.randn(5), torch.randn(5)
+    ref = p.clone().requires_grad_()
+    ref.grad = g.clone()
+    torch.optim.SGD([ref], lr=0.1, momentum=0.9, nesterov=True).step()
+    try:
+        ti.fused_sgd_([p], [g], [torch.zeros(5)], weight_decay=0.0, momentum=0.9, lr=0.1,
+                      dampening=0.0, nesterov=True, maximize=False, is_first_step=True)
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    assert torch.allclose(p, ref.detach(), atol=1e-6), moved(name)
