@@ -2,6 +2,9 @@
 exists and still does what the kit uses it for; a failure names torch's version and the
 function, so an upgrade that moves one says so at once."""
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -13,10 +16,19 @@ def moved(name: str) -> str:
             f"({ti.BORROWED[name]}): see exburn_nb/base/torch_internals.py")
 
 
-def test_the_list_names_every_borrowed_function():
-    source = open(ti.__file__).read()
-    used = {n for n in ti.BORROWED if n.rsplit(".", 1)[-1] in source}
-    assert used == set(ti.BORROWED)
+def test_private_torch_names_are_used_only_through_this_module():
+    """Every private torch name the package uses sits in torch_internals.py and is listed."""
+    package = Path(ti.__file__).resolve().parents[1]
+    used = {}
+    for path in package.rglob("*.py"):
+        for name in re.findall(r"\btorch(?:\.[a-z]+)*\._[a-z]\w*|\b_get_fused\w+",
+                               path.read_text()):
+            used.setdefault(name.rsplit(".", 1)[-1], set()).add(path.name)
+    assert used, "the scan found nothing: it is broken"
+    outside = {n: files for n, files in used.items() if files != {"torch_internals.py"}}
+    assert not outside, f"private torch names used outside torch_internals.py: {outside}"
+    listed = {n.rsplit(".", 1)[-1] for n in ti.BORROWED}
+    assert set(used) == listed, f"used {sorted(used)}, listed {sorted(listed)}"
 
 
 def test_fused_kernel_devices():

@@ -32,6 +32,7 @@ import torch
 
 from ..core.config import FitConfig
 from ..core.model import Model
+from ..train.engine import OVERFLOW_GUARD_LR
 from ..train.loop import Trainer
 from .planning import check_members, plan
 from .stacked import (
@@ -85,23 +86,26 @@ class StackedEngine:
         return loss.detach(), correct
 
     def step(self, active: Sequence[bool]) -> list[str | None]:
-        """Clip, check and update the active members (guarded as ``guarded_step`` is, per
-        member: a member whose gradients or updated weights are not finite keeps its
-        previous weights)."""
+        """Clip, check and update the active members, guarded as ``guarded_step`` is, per
+        member: a member whose gradients are not finite keeps its weights, and above a
+        learning rate of ``OVERFLOW_GUARD_LR`` one whose update overflows gets its
+        previous weights back (below it, finite gradients cannot overflow them)."""
         net, opt, cfgs = self.net, self.opt, self.configs
         grads = [p.grad for p in net.params]
         clip_members(grads, [c.clip_norm for c in cfgs], [c.clip_value for c in cfgs])
         reasons: list[str | None] = [None] * self.size
         stepping = list(active)
+        overflow = self.guard and any(lr > OVERFLOW_GUARD_LR for lr in opt.lr)
         if self.guard:
             for m, ok in enumerate(finite_members(grads)):
                 if stepping[m] and not ok:
                     stepping[m], reasons[m] = False, "the gradients are not finite"
+        if overflow:
             before = [p.detach().clone() for p in net.params]
         opt.step(stepping)
         for p in net.params:
             p.grad = None
-        if self.guard:
+        if overflow:
             for m, ok in enumerate(finite_members([p.detach() for p in net.params])):
                 if stepping[m] and not ok:
                     with torch.no_grad():
