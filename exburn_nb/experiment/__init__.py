@@ -2,10 +2,10 @@
 
 A run is one full ``fit`` with its own :class:`~exburn_nb.core.config.FitConfig` and seed
 (derived from the experiment's seed and the run number, so any run can be reproduced
-alone: :meth:`Experiment.prepare_run`). Runs train through
-:class:`~exburn_nb.train.runner.Runner`, the same loop as ``xb.fit``, or, with
-``parallel="vmap"``, many at once as one stacked ensemble (:mod:`exburn_nb.sweep`, the
-same computation). UI-free: the ``RunComparison`` widget is one listener among any others.
+alone: :meth:`Experiment.prepare_run`). Each run trains through the loop of ``xb.fit``
+(:class:`~exburn_nb.train.loop.Trainer`), or, with ``parallel="vmap"``, many at once
+through the same loop with the stacked engine (:mod:`exburn_nb.sweep`, the same
+computation). UI-free: the ``RunComparison`` widget is one listener among any others.
 :meth:`Experiment.load` returns an :class:`ExperimentResults`: the runs, summary, best
 run and its model, read back whole.
 

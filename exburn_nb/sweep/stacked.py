@@ -138,11 +138,6 @@ class StackedNet:
         kind, local = self._owners[name]
         return kind.stack_layout(local, t)
 
-    def member_params(self, m: int) -> dict[str, torch.Tensor]:
-        """Member ``m``'s parameters by name, as its own module holds them."""
-        return {name: self.layout(name, p.detach()[m])
-                for name, p in zip(self.names, self.params, strict=True)}
-
     def nbytes(self) -> int:
         """Bytes held by the stacked parameters and their gradients."""
         return sum(p.numel() * p.element_size() * (2 if p.grad is not None else 1)

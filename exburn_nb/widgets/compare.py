@@ -28,7 +28,6 @@ import contextlib
 import html
 import math
 import threading
-import time
 from dataclasses import fields
 from typing import Any
 
@@ -43,7 +42,7 @@ from ..core.config import FitConfig
 from ..experiment import Experiment, ExperimentResults
 from ..experiment.space import Range
 from .frontend.figure import FigureWidget
-from .frontend.throttle import DrawingThread
+from .frontend.throttle import DrawingThread, Throttle
 
 MAX_UPDATES_PER_S = 2  # curves while a run trains (each redraw costs the run ~5-10 ms)
 MAX_POINTS_PER_RUN = 200
@@ -100,7 +99,7 @@ class RunComparison(W.VBox):
             raise ValueError(f"colour_by must be one of {names}; got {colour_by!r}")
         self.right_columns = self._right_columns()
         self._draw_lock = threading.RLock()  # the drawing thread and the notebook's redraws
-        self._last_full = 0.0
+        self._full = Throttle(1 / FULL_REFRESH_S)  # the table and the other figures
         self._importance_for = -1  # finished runs when the importances were last computed
         self._sent: dict[int, tuple] = {}  # per curve trace: what it shows now
         self.dashboard = None
@@ -269,13 +268,9 @@ class RunComparison(W.VBox):
     def _draw_asked(self, full: bool) -> None:
         """In the drawing thread: the curves, and the rest at most once every
         :data:`FULL_REFRESH_S` while a run trains (asked again for a later turn)."""
-        now = time.monotonic()
-        if (full and self._live and self.experiment.running
-                and now - self._last_full < FULL_REFRESH_S):
+        if full and self._live and self.experiment.running and not self._full.ready():
             self._drawer.request(True)
             full = False
-        if full:
-            self._last_full = now
         self.refresh(full=full)
 
     def wait_drawn(self, timeout: float = 30.0) -> bool:

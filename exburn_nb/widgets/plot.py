@@ -45,7 +45,7 @@ def make_figure(height: int = 380, widget: bool | None = None) -> go.FigureWidge
     It fills the width of its container (``autosize``) and has a fixed height; the legend
     sits above the axes, in a top margin with room for two rows, the accuracy axis runs
     from 0 to 100 %. A live ``FigureWidget``,
-    or a plain ``Figure`` where :func:`~exburn_nb.widgets.render.renderer` says
+    or a plain ``Figure`` where :func:`~exburn_nb.widgets.frontend.render.renderer` says
     ``"static"`` (or ``widget=False``).
     """
     # Built as a plain Figure, then wrapped: a FigureWidget only syncs the traces it was
