@@ -144,7 +144,6 @@ class Trainer:
         self.messages: list[str] = []  # what the run warned about, for front ends
         self._member_messages: list[list[str]] = [[] for _ in self.members]
         self.emit_warnings = True  # False in background threads, which must not print
-        self.epoch = self.model.epochs_trained
         self.epoch_index = 0  # epochs done in this run
         self._epoch_listeners: list[Callable[[int, dict], None]] = []
         self._batch_logged: dict[str, float] = {}  # from on_batch_begin, for this batch's row
@@ -437,7 +436,6 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> bool:
         """Train one epoch and record it; False when the run must end."""
-        self.epoch = epoch
         for i, m in enumerate(self.members):
             if m.schedule is not None and m.active:
                 self.engine.set_learning_rate(i, m.schedule(self.epoch_index))
