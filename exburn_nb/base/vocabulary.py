@@ -67,6 +67,22 @@ def end_state(stop_reason: str | None, error: BaseException | str | None = None)
             StopReason.NON_FINITE: RunState.FAILED}[StopReason(stop_reason)]
 
 
+class Event(str, Enum):
+    """What a runner (``fn(event, runner)``) and an experiment (``fn(event, experiment)``)
+    tell their listeners."""
+
+    START = "start"  # a runner's run, or an experiment, starts
+    PAUSE = "pause"
+    RESUME = "resume"
+    END = "end"  # it ended, however it ended (see its state)
+    RUN_START = "run_start"  # an experiment's run starts
+    EPOCH = "epoch"  # an experiment's run recorded an epoch
+    RUN_END = "run_end"  # an experiment's run ended
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # ------------------------------------------------------------------ history columns
 METRICS = ("loss", "val_loss", "accuracy", "val_accuracy", "lr")  # what a run computes
 EPOCH_COLUMNS = ("epoch", "loss", "val_loss", "accuracy", "val_accuracy", "lr", "seconds",

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from ..base.checks import check_int, check_seed
-from ..base.vocabulary import RunState
+from ..base.vocabulary import Event, RunState
 from ..core.config import FitConfig
 from ..core.data import is_loader
 from ..core.model import Model
@@ -257,7 +257,7 @@ class Experiment:
         self._execution.clear()
         with tqdm(total=self.total, initial=self.added, desc="runs", unit="run") as bar:
             def advance(event: str, exp: Experiment) -> None:
-                if event == "run_end":
+                if event == Event.RUN_END:
                     bar.update(1)
             self.add_listener(advance)
             try:
@@ -291,13 +291,13 @@ class Experiment:
         return thread is None or not thread.is_alive()
 
     def _loop(self) -> None:
-        self._emit("start")
+        self._emit(Event.START)
         try:
             while not self._execution.stopping and self.added < self.total:
                 self._execute(self._next_runs())
         finally:
             self._active = False
-            self._emit("end")
+            self._emit(Event.END)
 
     def _execute(self, runs: list[Run]) -> None:
         """Prepare ``runs``, group them (stacked groups with ``parallel``, else one by
@@ -338,7 +338,7 @@ class Experiment:
     def _run_started(self, run: Run) -> None:
         self.results.add(run)
         self.current = run
-        self._emit("run_start")
+        self._emit(Event.RUN_START)
 
     def _epoch_ended(self, run: Run, metrics: dict) -> bool:
         """Report an epoch to the run's Optuna trial and emit ``"epoch"``; True when the
@@ -347,7 +347,7 @@ class Experiment:
         if run.trial is not None:
             rows = run.history_rows()
             prune = self._tuner.report(run.trial, len(rows), metrics.get(self.metric), rows)
-        self._emit("epoch")
+        self._emit(Event.EPOCH)
         return prune
 
     def _run_ended(self, run: Run) -> None:
@@ -359,7 +359,7 @@ class Experiment:
                               "seconds": run.seconds, "history": run.rows})
         model, run.model = run.model, None
         self.results.keep_if_best(run, model)
-        self._emit("run_end")
+        self._emit(Event.RUN_END)
 
     def _study_runs(self) -> list[Run]:
         return [Run(**trial) for trial in self._tuner.trials()]

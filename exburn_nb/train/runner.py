@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..base.checks import check_number
-from ..base.vocabulary import RunState, end_state
+from ..base.vocabulary import Event, RunState, end_state
 from ..core.config import FitConfig
 from ..core.model import Model
 from .callbacks import Callback
@@ -36,7 +36,8 @@ class Runner:
     ``"stopped"``, ``"failed"`` (it diverged; see
     :func:`~exburn_nb.base.vocabulary.end_state`) or ``"error"`` (it raised, see
     :attr:`error`). Events sent to listeners (``fn(event, runner)``, called in the thread
-    that caused them): ``"start"``, ``"pause"``, ``"resume"``, ``"end"``. Per-batch and
+    that caused them, :class:`~exburn_nb.base.vocabulary.Event`): ``"start"``, ``"pause"``,
+    ``"resume"``, ``"end"``. Per-batch and
     per-epoch hooks come from :meth:`add_callback`.
     """
 
@@ -98,7 +99,7 @@ class Runner:
             self._trainer, self.state = trainer, RunState.RUNNING
             self.error = self.error_traceback = None
             try:
-                self._emit("start")  # before the thread: a run that fails at once ends after it
+                self._emit(Event.START)  # before the thread: a run that fails at once ends after it
             except BaseException:
                 self._trainer, self.state, self.error, self.error_traceback = previous
                 raise
@@ -117,7 +118,7 @@ class Runner:
             self.error, self.error_traceback = error, tb
             self.state = (RunState.ERROR if error is not None
                           else end_state(trainer.stop_reason))
-        self._emit("end")
+        self._emit(Event.END)
 
     def stop(self) -> None:
         """Stop after the batch in progress; the model and history stay consistent."""
@@ -132,7 +133,7 @@ class Runner:
                 return
             self._trainer.pause()
             self.state = RunState.PAUSED
-        self._emit("pause")
+        self._emit(Event.PAUSE)
 
     def resume(self) -> None:
         """Continue a paused run."""
@@ -141,7 +142,7 @@ class Runner:
                 return
             self.state = RunState.RUNNING
             self._trainer.resume()
-        self._emit("resume")
+        self._emit(Event.RESUME)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the run to end; True when no run is in progress afterwards."""

@@ -37,7 +37,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 
-from ..base.vocabulary import RunState
+from ..base.vocabulary import Event, RunState
 from ..core.config import FitConfig
 from ..experiment import Experiment, ExperimentResults
 from ..experiment.space import Range
@@ -257,9 +257,9 @@ class RunComparison(W.VBox):
     def _on_event(self, event: str, exp: Experiment) -> None:
         # In the training thread: only ask for a redraw, which the drawing thread does
         # (the table and the rest too, unless only an epoch ended).
-        if event in ("start", "end"):
+        if event in (Event.START, Event.END):
             self._sync_buttons()
-        self._drawer.request(event != "epoch")
+        self._drawer.request(event != Event.EPOCH)
 
     def _poll(self) -> bool | None:
         """Nothing asked for a while: read a shared study, unless this process trains."""

@@ -20,7 +20,7 @@ from typing import Any
 import ipywidgets as W
 import pandas as pd
 
-from ..base.vocabulary import OPTIMIZERS, RunState
+from ..base.vocabulary import OPTIMIZERS, Event, RunState
 from ..core.config import FitConfig
 from ..core.data import is_loader
 from ..core.inputs import check_pair
@@ -345,13 +345,13 @@ class TrainingDashboard(W.VBox):
 
     # ---------------------------------------------------------------- reactions
     def _on_event(self, event: str, runner: Runner) -> None:
-        if event == "start":
+        if event == Event.START:
             self.error_box.value = ""
-        elif event == "pause":
+        elif event == Event.PAUSE:
             self.progress_cb.pause()
-        elif event == "resume":
+        elif event == Event.RESUME:
             self.progress_cb.resume()
-        if event == "end":
+        if event == Event.END:
             if runner.state == RunState.ERROR:
                 self._show_error(runner.error, runner.error_traceback)
             elif runner.trainer is not None and runner.trainer.messages:
