@@ -229,17 +229,22 @@ def test_resuming_into_another_optimizer_is_refused_before_anything_changes(tmp_
     assert all(torch.equal(before[k], v) for k, v in other.parameters().items())
 
 
-def test_loop_state_is_data_that_a_checkpoint_stores_as_given(tmp_path):
-    """Trainer.state_dict() is plain data (JSON values and tensors); a checkpoint written
-    from that dict alone, with no trainer, resumes the run exactly."""
+def stopped_after_two_epochs():
+    """The data, an uninterrupted 6-epoch reference, and a model stopped after epoch 2
+    with its trainer's state_dict."""
     x, y = classification_data(n=72)
     reference = make("adam")
     xb.fit(reference, (x, y), **options("adam"))
-
-    first = make("adam")
-    trainer = xb.Trainer(first, (x, y), **options("adam"), callbacks=[StopAfter(2)])
+    model = make("adam")
+    trainer = xb.Trainer(model, (x, y), **options("adam"), callbacks=[StopAfter(2)])
     trainer.run()
-    state = trainer.state_dict()
+    return (x, y), reference, model, trainer.state_dict()
+
+
+def test_loop_state_is_data_that_a_checkpoint_stores_as_given(tmp_path):
+    """Trainer.state_dict() is plain data (JSON values and tensors); a checkpoint written
+    from that dict alone, with no trainer, resumes the run exactly."""
+    (x, y), reference, first, state = stopped_after_two_epochs()
     assert sorted(state) == ["callbacks", "config", "epoch_index", "rng", "run", "schedule",
                              "step", "stop_reason"]
     assert (state["run"], state["epoch_index"], state["stop_reason"]) == (1, 2, "stopped")
@@ -261,13 +266,7 @@ def test_loop_state_is_data_that_a_checkpoint_stores_as_given(tmp_path):
 def test_load_state_dict_by_hand_continues_the_same_run():
     """A state loaded into a new trainer of the same model continues that run (its id,
     shuffle order and RNG), not a new one."""
-    x, y = classification_data(n=72)
-    reference = make("adam")
-    xb.fit(reference, (x, y), **options("adam"))
-    model = make("adam")
-    first = xb.Trainer(model, (x, y), **options("adam"), callbacks=[StopAfter(2)])
-    first.run()
-    state = first.state_dict()
+    (x, y), reference, model, state = stopped_after_two_epochs()
     torch.manual_seed(123)  # whatever happens in between must not matter
     again = xb.Trainer(model, (x, y), **options("adam"))
     again.load_state_dict(state)
