@@ -257,6 +257,18 @@ class Tuner:
         trial = self.study.ask()
         if self.heartbeat is not None:
             self.heartbeat.open(trial)
+        try:
+            values = self._suggest(trial, params)
+        except BaseException as exc:  # Ctrl-C (or an error) here: the trial does not stay running
+            state = RunState.STOPPED if isinstance(exc, KeyboardInterrupt) else RunState.FAILED
+            self.tell(trial, state, None, {"state": state.value, "message":
+                                           f"{type(exc).__name__} while its params were drawn"})
+            raise
+        trial.set_user_attr("params", json.loads(json.dumps(values, default=str)))
+        return trial, values
+
+    @staticmethod
+    def _suggest(trial: Any, params: dict[str, Any]) -> dict[str, Any]:
         values = {}
         for name, candidates in params.items():
             if isinstance(candidates, Range):
@@ -271,8 +283,7 @@ class Tuner:
             else:  # tuples, schedules...: Optuna stores the index's text
                 labels = [repr(c) for c in candidates]
                 values[name] = candidates[labels.index(trial.suggest_categorical(name, labels))]
-        trial.set_user_attr("params", json.loads(json.dumps(values, default=str)))
-        return trial, values
+        return values
 
     @staticmethod
     def report(trial: Any, step: int, value: float | None, rows: list[dict]) -> bool:
