@@ -122,13 +122,17 @@ class Execution:
             self.interrupt(runs)
             return
         seconds = time.perf_counter() - t0  # runs of a group share its wall time
-        for m, run in enumerate(runs):
-            if error is not None:
-                reason, messages = None, []
-            elif trainer is None:
-                reason, messages = StopReason.STOPPED, []
-            else:
-                reason, messages = trainer.stop_reasons[m], trainer.member_messages(m)
+        if error is not None:
+            ends = [(None, [])] * len(runs)
+        elif trainer is None:
+            ends = [(StopReason.STOPPED, [])] * len(runs)
+        else:
+            ends = [(trainer.stop_reasons[m], trainer.member_messages(m))
+                    for m in range(len(runs))]
+        # the trainer and ``report`` refer to each other: let go of the trainer so the
+        # group's models are freed as their runs end, not at the next garbage collection
+        trainer = None
+        for run, (reason, messages) in zip(runs, ends, strict=True):
             self._end(run, reason, error, messages, seconds)
 
     def interrupt(self, runs: list[Run]) -> None:
