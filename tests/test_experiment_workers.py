@@ -169,3 +169,13 @@ def test_bad_heartbeat_options_are_refused(heartbeat, grace, message):
         xb.Experiment(spec, data, params={"learning_rate": [0.1]}, search="optuna",
                       n_trials=1, metric="loss", storage=None, heartbeat=heartbeat,
                       grace_period=grace)
+
+
+def test_a_trial_failed_by_another_process_stays_failed_when_its_own_ends(tmp_path):
+    options = dict(sampler=None, pruner=None, direction="minimize", seed=0, epochs=1,
+                   storage=storage_url(tmp_path, "journal"), study_name="s")
+    mine, other = Tuner(**options), Tuner(**options)
+    trial, _ = mine.ask({"units": [4, 8]})
+    other.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # its beat was late
+    mine.tell(trial, RunState.FINISHED, 0.5, {"state": "finished"})  # no error
+    assert mine.study.get_trials()[0].state.name == "FAIL"

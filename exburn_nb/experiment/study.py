@@ -298,8 +298,11 @@ class Tuner:
         """End the trial: complete with ``value``, pruned, or failed (``info["state"]``)."""
         if self.heartbeat is not None:
             self.heartbeat.close(trial)
-        for key, item in info.items():
-            trial.set_user_attr(key, item)
+        try:
+            for key, item in info.items():
+                trial.set_user_attr(key, item)
+        except RuntimeError:  # another process failed it (its heartbeat was late): it stays so
+            return
         states = self.optuna.trial.TrialState
         if state == RunState.FINISHED and value is not None and math.isfinite(value):
             self.study.tell(trial, value)
