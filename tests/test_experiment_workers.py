@@ -107,9 +107,9 @@ def test_a_worker_killed_mid_trial_has_its_trial_failed_and_retried(tmp_path, sc
     worker = start_worker(script, storage, 3, "--heartbeat", "1", "--grace-period", "2",
                           epochs=100_000)  # its first trial would run for a long time
     try:
-        for _ in range(600):  # until its first trial is running (at most ~2 minutes)
+        for _ in range(300):  # until its first trial has trained an epoch (at most ~1 min)
             trials = study_trials(storage)
-            if trials and "heartbeat" in trials[0].user_attrs:
+            if trials and trials[0].user_attrs.get("history"):
                 break
             assert worker.poll() is None, worker.communicate()[1]
             time.sleep(0.2)
