@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,8 +37,9 @@ from typing import Any, Protocol
 import torch
 
 from ..base.checks import check_int, check_number
-from ..base.vocabulary import METRICS, run_metrics
+from ..base.vocabulary import METRICS, Event, RunState, run_metrics
 from .checkpoints import checkpoint_files
+from .tensorboard import RunBoard, is_number, summary_writer_class
 
 Metrics = dict[str, Any]
 BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
@@ -350,6 +352,102 @@ def checkpoint(every: int = 5, directory: str | Path = "checkpoints",
         ...        callbacks=[xb.callbacks.checkpoint(5, "ckpt", keep=3)])  # doctest: +SKIP
     """
     return Checkpoint(every, directory, keep)
+
+
+class TensorBoard(Callback):
+    """Write a run's history as TensorBoard event files in ``log_dir``.
+
+    Every epoch column (``epoch/loss``, ``epoch/val_loss``, ``epoch/lr``, ``epoch/seconds``,
+    callbacks' extras...) at step ``epoch``, every batch column (``batch/loss``,
+    ``batch/lr``...) at the optimizer step, and the model's graph where torch can trace
+    it (else a warning and a ``graph`` note in the text tab). Batches cost nothing: the
+    rows are read from the history at each epoch's end, then the file is flushed; the
+    file is closed however the run ends (done, stopped, error, Ctrl-C).
+
+    Given to an experiment as a listener (``exp.add_listener(board)``), it writes one
+    sub-directory per run (``run_0003``) with the run's params as hparams and its final
+    metrics (``final/loss``, ``final/val_loss``...) as the hparam metrics.
+    """
+
+    def __init__(self, log_dir: str | Path):
+        if not isinstance(log_dir, (str, Path)) or not str(log_dir):
+            raise ValueError(f"log_dir must be a directory path (str or Path); got {log_dir!r}")
+        self.writer_class = summary_writer_class()
+        self.log_dir = Path(log_dir)
+        self.board: RunBoard | None = None
+        self.runs: list[tuple[Any, RunBoard]] = []  # an experiment's runs being written
+        self.names: set[str] = set()
+
+    def open(self, log_dir: Path, model: Any) -> RunBoard:
+        """A board for ``model`` in ``log_dir``, with its graph (or a warning why not)."""
+        board = RunBoard(self.writer_class, log_dir, model)
+        note = board.add_graph(model)
+        if note is not None:
+            warnings.warn(f"TensorBoard: no graph in {log_dir}: {note}", stacklevel=2)
+        return board
+
+    def on_train_begin(self, logs: dict) -> None:
+        self.board = self.open(self.log_dir, logs["model"])
+
+    def on_epoch_end(self, epoch: int, metrics: Metrics) -> None:
+        self.board.flush()
+
+    def on_train_end(self, logs: dict) -> None:
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+
+    # ------------------------------------------------------------ as an experiment listener
+    def __call__(self, event: str, experiment: Any) -> None:
+        """An :class:`~exburn_nb.experiment.Experiment` listener: a directory per run."""
+        if event == Event.RUN_START and experiment.current.model is not None:
+            run = experiment.current
+            self.runs.append((run, self.open(self.log_dir / self.run_name(run.run),
+                                             run.model)))
+        elif event == Event.EPOCH:
+            for _, board in self.runs:
+                if board.pending:
+                    board.flush()
+        elif event in (Event.RUN_END, Event.END):
+            for run, board in [item for item in self.runs
+                               if event == Event.END or item[0].state != RunState.RUNNING]:
+                self.runs.remove((run, board))
+                self.end_run(run, board)
+
+    def run_name(self, number: int) -> str:
+        """``run_0003``; ``run_0003_2`` when this board already wrote that run (a stopped
+        run trained again)."""
+        name, again = f"run_{number:04d}", 1
+        while name in self.names:
+            again += 1
+            name = f"run_{number:04d}_{again}"
+        self.names.add(name)
+        return name
+
+    @staticmethod
+    def end_run(run: Any, board: RunBoard) -> None:
+        """Write the run's last rows, its params and final metrics as hparams; close."""
+        try:
+            board.flush()
+            last = run.rows[-1] if run.rows else {}
+            board.add_hparams(run.params, {f"final/{k}": last[k] for k in METRICS
+                                           if k != "lr" and is_number(last.get(k))})
+        finally:
+            board.close()
+
+
+def tensorboard(log_dir: str | Path = "runs") -> TensorBoard:
+    """TensorBoard event files of a ``fit`` run, or of every run of an experiment.
+
+    Open them with ``tensorboard --logdir runs``. Needs TensorBoard
+    (``pip install 'exburn_nb[export]'``).
+
+    Example:
+        >>> xb.fit(model, data, epochs=5,
+        ...        callbacks=[xb.callbacks.tensorboard("runs/mlp")])  # doctest: +SKIP
+        >>> exp.add_listener(xb.callbacks.tensorboard("runs/search")); exp.run()  # doctest: +SKIP
+    """
+    return TensorBoard(log_dir)
 
 
 class ReduceLROnPlateau(MonitorCallback):
