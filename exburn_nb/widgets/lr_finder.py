@@ -17,6 +17,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..train.lr_finder import lr_find
+from .controls import error_html, show_rate
 from .frontend.figure import FigureWidget
 
 
@@ -69,9 +70,9 @@ class LRFinderButton(W.VBox):
         try:
             self.frame, self.suggestion = lr_find(dash.model, dash.runner.data, **self.options)
         except ValueError as exc:
-            self.label.value = f"<span style='color:#c00'>{exc}</span>"
+            self.label.value = error_html(str(exc))
             return None
-        dash.learning_rate.value = self.suggestion
+        show_rate(dash.learning_rate, self.suggestion)  # a rate off the slider's range widens it
         f = self.frame
         near = (f["lr"] - self.suggestion).abs().idxmin()
         with self.figure.batch_update():
