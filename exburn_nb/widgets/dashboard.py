@@ -455,9 +455,11 @@ class TrainingDashboard(W.VBox):
         self.runner.at_next_batch(apply)
 
     def _on_device(self, change: dict) -> None:
+        if change["new"] == self.model.device:  # a revert below, or no change
+            return
         if self.runner.state == RunState.RUNNING:
             self.status.value = "pause or stop the run to switch device"
-            self.device.value = change["old"]
+            self.device.value = self.model.device  # the control says where it trains
             return
         if self.runner.state == RunState.PAUSED:  # end the paused run at its batch boundary
             self.runner.stop()
@@ -466,7 +468,7 @@ class TrainingDashboard(W.VBox):
             self.model.to_device(change["new"])
             self.status.value = f"model on {self.model.device}"
         except Exception as exc:
-            self.device.value = change["old"]
+            self.device.value = self.model.device
             self._show_error(exc, None)
 
     def refresh_table(self) -> None:

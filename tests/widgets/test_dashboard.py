@@ -502,3 +502,16 @@ def test_a_rate_set_on_the_slider_is_kept_exactly(lr):
     slider = learning_rate_slider(1e-3)
     show_rate(slider, lr)
     assert slider.value == lr and slider.min <= math.log10(lr) <= slider.max
+
+
+def test_the_device_changed_during_a_run_reverts_once(dash):
+    dash.device.options = ["cpu", "gpu"]  # as on a machine with a GPU
+
+    class SwitchAt(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (1, 2):
+                dash.device.value = "gpu"  # no RecursionError
+
+    dash.runner.add_callback(SwitchAt())
+    assert dash.start() and dash.wait(60)
+    assert dash.runner.state == "finished" and dash.device.value == dash.model.device == "cpu"
