@@ -241,9 +241,10 @@ class TrainingDashboard(W.VBox):
         self.controls_box = W.HBox(controls)
 
         self.freeze_toggles: dict[str, W.ToggleButton] = {}
+        frozen = set(self._resume.model_file.frozen) if self._resume else model.frozen_layers
         for name, layer in model.layers.items():
             if any(True for _ in layer.parameters()):
-                t = W.ToggleButton(value=model.is_frozen(name), description=name,
+                t = W.ToggleButton(value=name in frozen, description=name,
                                    icon="snowflake-o", tooltip=f"freeze {name}",
                                    layout=W.Layout(width="auto"))
                 t.add_class("xb-freeze")
@@ -322,6 +323,7 @@ class TrainingDashboard(W.VBox):
             self._resume = None  # resumed once: later Starts go on from the model
             if moved:  # the slider was set before Start: from the first batch on
                 self.runner.set_learning_rate(self.learning_rate.value)
+            self.runner.at_next_batch(self._freeze_as_toggled)  # as are the toggles
             self._sync_buttons()
         return started
 
@@ -399,7 +401,8 @@ class TrainingDashboard(W.VBox):
         self.start_button.disabled = busy
         self.step_button.disabled = busy or self._resume is not None
         self.lr_finder.button.disabled = busy
-        self.reset_button.disabled = self.optimizer.disabled = busy
+        self.reset_button.disabled = busy
+        self.optimizer.disabled = busy or self._resume is not None  # a checkpoint keeps its own
         self.stop_button.disabled = self.pause_button.disabled = not busy
         paused = state == RunState.PAUSED
         self.pause_button.description = "Resume" if paused else "Pause"
@@ -447,12 +450,18 @@ class TrainingDashboard(W.VBox):
         toggle = self.freeze_toggles[name]
         toggle.button_style = "info" if frozen else ""
         toggle.tooltip = f"{'unfreeze' if frozen else 'freeze'} {name}"
+        if self._resume is None:  # before a resume, Start applies the toggles after it
+            self.runner.at_next_batch(self._freeze_as_toggled)
 
-        def apply() -> None:
-            (self.model.freeze if frozen else self.model.unfreeze)([name])
-            self._sync_buttons()
-
-        self.runner.at_next_batch(apply)
+    def _freeze_as_toggled(self) -> None:
+        """Freeze and unfreeze the layers as their toggles say (at a batch boundary)."""
+        wanted = {n for n, t in self.freeze_toggles.items() if t.value}
+        frozen = self.model.frozen_layers
+        if wanted - frozen:
+            self.model.freeze(sorted(wanted - frozen))
+        if (set(self.freeze_toggles) - wanted) & frozen:
+            self.model.unfreeze(sorted((set(self.freeze_toggles) - wanted) & frozen))
+        self._sync_buttons()
 
     def _on_device(self, change: dict) -> None:
         if change["new"] == self.model.device:  # a revert below, or no change

@@ -515,3 +515,16 @@ def test_the_device_changed_during_a_run_reverts_once(dash):
     dash.runner.add_callback(SwitchAt())
     assert dash.start() and dash.wait(60)
     assert dash.runner.state == "finished" and dash.device.value == dash.model.device == "cpu"
+
+
+def test_freeze_toggles_show_the_checkpoints_and_apply_after_the_resume(mlp, digits, tmp_path):
+    (x, y), _ = digits
+    data = (x[:128], y[:128])
+    xb.fit(mlp().freeze(["hidden"]), data, epochs=4, batch_size=64, verbose=False,
+           callbacks=[xb.callbacks.checkpoint(1, tmp_path), StopAfter(2)])
+    d = TrainingDashboard(mlp(), data, resume_from=tmp_path)
+    assert d.freeze_toggles["hidden"].value and not d.freeze_toggles["output"].value
+    d.freeze_toggles["output"].value = True  # chosen before Start: applied after the resume
+    d.freeze_toggles["hidden"].value = False
+    assert d.start() and d.wait(60)
+    assert d.model.frozen_layers == {"output"} and "frozen: output" in d.status.value
