@@ -400,7 +400,7 @@ class TrainingDashboard(W.VBox):
         state, busy = self.runner.state, self.runner.running
         self.start_button.disabled = busy
         self.step_button.disabled = busy or self._resume is not None
-        self.lr_finder.button.disabled = busy
+        self.lr_finder.button.disabled = busy or self._resume is not None
         self.reset_button.disabled = busy
         self.optimizer.disabled = busy or self._resume is not None  # a checkpoint keeps its own
         self.stop_button.disabled = self.pause_button.disabled = not busy

@@ -62,10 +62,14 @@ class LRFinderButton(W.VBox):
         return FigureWidget(fig)
 
     def run(self) -> float | None:
-        """Sweep, draw, set the dashboard's slider; returns the rate (None while training)."""
+        """Sweep, draw, set the dashboard's slider; returns the rate (None while training,
+        or before the dashboard's checkpoint is resumed: the sweep needs its weights)."""
         dash = self.dashboard
         if dash.running:
             self.label.value = "stop training first"
+            return None
+        if dash.resumes_from is not None:
+            self.label.value = "Start resumes the checkpoint first: the sweep needs its weights"
             return None
         try:
             self.frame, self.suggestion = lr_find(dash.model, dash.runner.data, **self.options)

@@ -392,6 +392,10 @@ def test_resume_from_resumes_once_and_its_config_seeds_the_controls(mlp, digits,
         8, 64, 2, 1e-3)  # the checkpoint's config, not FitConfig's defaults
     assert d.learning_rate.value == pytest.approx(1e-3 * 0.9 ** 4)  # the rate it goes on at
     assert d.step_button.disabled and not d.step()  # Start resumes first
+    assert d.lr_finder.button.disabled and d.lr_finder.run() is None
+    assert d.optimizer.disabled
+    d.optimizer.value = "sgd"  # the checkpoint's optimizer stays
+    assert d.optimizer.value == d.model.optimizer == "adam" and "resumes it" in d.status.value
     assert d.start() and d.wait(60)
     timing = ["seconds", "samples_per_s"]
     pd.testing.assert_frame_equal(d.history.drop(columns=timing),
