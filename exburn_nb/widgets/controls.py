@@ -51,6 +51,20 @@ def show_rate(slider: W.FloatLogSlider, value: float) -> None:
     slider.value = value
 
 
+def moved_off(slider: W.FloatLogSlider, rate: float) -> bool:
+    """Whether ``slider`` says another rate than ``rate``: by more than half a step, since
+    a browser snaps the slider to its grid (2e-4 comes back as ``10**-3.7``) and that
+    rounding is no person's choice.
+
+    Example:
+        >>> slider = learning_rate_slider(2e-4)
+        >>> slider.value = 10 ** -3.7
+        >>> moved_off(slider, 2e-4), moved_off(slider, 1e-3)
+        (False, True)
+    """
+    return abs(math.log10(slider.value) - math.log10(rate)) >= slider.step / 2
+
+
 def error_html(error: BaseException | str, traceback: str | None = None) -> str:
     """``error`` (an exception, shown with its type, or a message) as red HTML, its text
     escaped (so ``<img onerror=...>`` in a message is shown, never run), with ``traceback``

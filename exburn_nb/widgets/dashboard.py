@@ -29,7 +29,7 @@ from ..core.optim import SCHEDULES, default_schedule
 from ..train import checkpoints
 from ..train.loop import check_run_options
 from ..train.runner import Runner
-from .controls import error_html, learning_rate_slider
+from .controls import error_html, learning_rate_slider, moved_off
 from .frontend.comms import serve_on_subshell
 from .lr_finder import LRFinderButton
 from .panels import NetworkPanels
@@ -420,10 +420,7 @@ class TrainingDashboard(W.VBox):
                 else self.model.learning_rate)
 
     def _slider_moved(self) -> bool:
-        # The browser snaps the slider to its grid (2e-4 comes back as 10**-3.7): a value
-        # within half a step of the rate is that rounding, not a person's choice.
-        return (abs(math.log10(self.learning_rate.value) - math.log10(self._base_rate()))
-                >= self.learning_rate.step / 2)
+        return moved_off(self.learning_rate, self._base_rate())
 
     def _rate(self) -> float:
         """The learning rate Start trains at: the slider's once a person moved it."""

@@ -25,7 +25,7 @@ from ..core.history import SMOOTHING, smooth
 from ..core.model import Model
 from ..train.callbacks import Callback
 from ..train.loop import Trainer
-from .controls import learning_rate_slider, show_rate
+from .controls import learning_rate_slider, moved_off, show_rate
 from .frontend.borrowed import set_figure_config
 from .frontend.comms import serve_on_subshell
 from .frontend.figure import FigureWidget
@@ -361,8 +361,7 @@ class _Controls:
         self.pause_button.icon = "play" if paused else "pause"
 
     def _on_lr(self, change: dict) -> None:
-        # within half a slider step of the model's rate: the browser's rounding, no change
-        if abs(math.log10(change["new"]) - math.log10(self._model_lr)) >= self.learning_rate.step / 2:
+        if moved_off(self.learning_rate, self._model_lr):  # not just the browser's rounding
             self._new_lr = change["new"]
 
     def at_batch_end(self, trainer: Trainer) -> None:
