@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..base.checks import check_number
 from ..base.vocabulary import StopReason
 from ..core.config import FitConfig
 from ..core.model import Model
@@ -122,6 +123,24 @@ class Resume:
         """Load the weights, optimizer state, history and frozen layers (all or nothing)."""
         with persist.damaged_file_errors(self.source):
             model.load_state(self.model_file, self.source)
+
+    def saved_setting(self, name: str) -> float:
+        """``"learning_rate"`` or ``"weight_decay"`` as the resumed run goes on with it:
+        the saved optimizer's (what :meth:`restore_model` puts back), else the file's
+        compile settings.
+
+        Example:
+            >>> read("ckpt", model).saved_setting("learning_rate")  # doctest: +SKIP
+            0.001
+        """
+        groups = self.model_file.optimizer_groups
+        key = {"learning_rate": "lr", "weight_decay": "weight_decay"}[name]
+        value = (groups[0].get(key) if groups and isinstance(groups[0], dict)
+                 else self.model_file.compile.get(name))
+        try:
+            return check_number(name, value, positive=name == "learning_rate")
+        except ValueError as exc:
+            raise ValueError(f"{self.source} is damaged: {exc}") from None
 
 
 def _state_of_version_1(meta: dict, tensors: dict[str, torch.Tensor], history: dict,

@@ -33,6 +33,7 @@ from ..core.layers import REGISTRY, Option
 from ..core.model import Model, available_devices
 from ..core.spec import Spec
 from ..core.summary import format_shape, render_html
+from .controls import error_html
 from .dashboard import TrainingDashboard
 
 NONE_LABEL = "none"
@@ -46,7 +47,7 @@ def _callback(method: Callable) -> Callable:
         try:
             method(self, *args)
         except Exception as exc:  # noqa: BLE001 - shown to the user, never raised into ipywidgets
-            self.status.value = f"<span style='color:#b00020'>{html.escape(str(exc))}</span>"
+            self.status.value = error_html(str(exc))
     return run
 
 
@@ -395,8 +396,7 @@ class ModelBuilder(W.VBox):
         bad = dict(errors)
         for i, (box, shape) in enumerate(zip(self.rows_box.children, shapes, strict=True)):
             box.shape.value = f"→ {format_shape(shape)}"
-            box.error.value = (f"<span style='color:#b00020'>⚠ {html.escape(bad[i])}</span>"
-                               if i in bad else "")
+            box.error.value = error_html(f"⚠ {bad[i]}") if i in bad else ""
             box.layout.border = "1px solid #b00020" if i in bad else None
         total = preview.count_params()
         note = "" if not errors else (
