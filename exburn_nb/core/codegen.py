@@ -337,7 +337,7 @@ def _train(settings: dict, config: FitConfig, weight_decay: float, device: torch
         "    for epoch in range(EPOCHS):",
     ]
     if config.lr_schedule is not None:
-        lines += ["        for group in optimizer.param_groups:",
+        lines += ["        for param_group in optimizer.param_groups:",
                   "            param_group[\"lr\"] = lr_at(epoch)"]
     lines += [
         "        order = (torch.randperm(n, generator=shuffler).to(DEVICE) if SHUFFLE",
