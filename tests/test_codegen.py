@@ -108,6 +108,18 @@ def test_each_optimizer_and_schedule_trains_to_fits_weights(small_digits, optimi
     assert_same_weights(model, state, loss)
 
 
+def test_bf16_autocast_trains_to_fits_weights(small_digits):
+    config = xb.FitConfig(epochs=2, batch_size=32, seed=0, precision="bf16")
+    model, state, loss = fit_and_generate(mlp_spec(), small_digits, config, seed=0)
+    assert_same_weights(model, state, loss)
+
+
+def test_torch_compile_is_written_when_the_run_compiles():
+    code = xb.to_torch_code(mlp_spec(), xb.FitConfig(compile=True))
+    assert "compiled = torch.compile(model)" in code and "loss_fn(compiled(xb), yb)" in code
+    compile(code, "<x>", "exec")
+
+
 def test_a_cnn_with_batch_norm_and_a_softmax_output_trains_to_fits_weights(small_digits):
     x, y = small_digits
     spec = (xb.input("image", shape=(None, 1, 8, 8)).conv2d(4, 3, activation="relu")

@@ -351,7 +351,7 @@ def _train(settings: dict, config: FitConfig, weight_decay: float, device: torch
         "                xb, yb = x.index_select(0, idx), y.index_select(0, idx)",
     ]
     if config.precision == "bf16":
-        lines += [f"                with torch.autocast(DEVICE.type, dtype=torch.bfloat16):",
+        lines += ["                with torch.autocast(DEVICE.type, dtype=torch.bfloat16):",
                   f"                    loss = loss_fn({forward}(xb), yb)"]
     else:
         lines.append(f"                loss = loss_fn({forward}(xb), yb)")
