@@ -178,3 +178,19 @@ def test_export_replaces_an_existing_file(mlp, digits, tmp_path):
     path = tmp_path / "m.pt2"
     path.write_bytes(b"old")
     check_export(mlp(), tx[:4], path)
+
+
+def test_onnx_export_prints_nothing_and_leaves_logging_and_warnings_as_they_were(mlp, tmp_path,
+                                                                               capfd):
+    import logging
+    import warnings
+
+    model = mlp()
+    model.export(tmp_path / "first.onnx")  # the exporter's imports set their own filters
+    capfd.readouterr()
+    logger = logging.getLogger("torch.onnx")
+    level, filters = logger.level, list(warnings.filters)
+    model.export(tmp_path / "m.onnx")
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    assert logger.level == level and warnings.filters == filters
