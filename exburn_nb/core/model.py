@@ -457,14 +457,8 @@ class Model:
                              "input_shape=(None, 784))")
         example = torch.zeros((2, *self.input_shape[1:]), device=self.torch_device)
         name = self.spec.input_name if self.spec is not None else "input"
-        with self.lock:
-            was_training = self.module.training
-            self.module.eval()
-            try:
-                exporters.export_module(self.module, example, path, name)
-            finally:
-                self.module.train(was_training)
-                self._apply_train_mode()
+        with self.lock, self.eval_mode():
+            exporters.export_module(self.module, example, path, name)
         return path.resolve()
 
     def _own_settings(self, group: dict) -> dict:
