@@ -180,6 +180,20 @@ def test_every_activation_computes_what_the_kits_layer_computes(fn):
     torch.testing.assert_close(net.eval()(x), model.predict(x), rtol=0, atol=ATOL)
 
 
+def test_layers_named_like_python_keywords_are_written_as_names():
+    spec = (xb.input("input", shape=(None, 6)).dense(5, activation="relu", name="lambda")
+            .dropout(0.1, name="pass").batch_norm(name="class").dense(3, name="return"))
+    code = xb.to_torch_code(spec, seed=0)
+    ns = script_namespace(code)
+    torch.manual_seed(0)
+    net = ns["Net"]()
+    ns["init_weights"](net)
+    model = xb.compile(spec, seed=0)
+    assert_same_weights(model, net.state_dict())
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(net.eval()(x), model.predict(x), rtol=0, atol=ATOL)
+
+
 def test_every_activation_has_code():
     assert set(ACTIVATION_CODE) == set(ACTIVATIONS)
 

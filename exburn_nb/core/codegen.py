@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import keyword
 from typing import Any
 
 import torch
@@ -149,7 +150,7 @@ def to_torch_code(source: Spec | Model, config: FitConfig | None = None,
     if any(la.kind == "dropout" for la in spec.layers):
         parts.append(_DROPOUT)
     parts += [network, _INIT, _loss_code(loss), _targets(loss, spec.output_shape),
-              _schedule(config), _train(settings, config, weight_decay, device, loss, frozen),
+              _schedule(config), _train(settings, config, device, frozen),
               _MAIN]
     return "".join(parts)
 
@@ -213,17 +214,23 @@ def _network(spec: Spec) -> str:
     for i, layer in enumerate(spec.layers):
         module, expression = _layer(layer, shapes[i])
         if module is not None:
-            init.append(f"        self.{layer.name} = {module}")
+            init.append(f"        self.add_module({py_literal(layer.name)}, {module})"
+                        if keyword.iskeyword(layer.name) else
+                        f"        self.{layer.name} = {module}")
         forward.append(f"        x = {expression}  # {layer.name}: {_shape_text(shapes[i + 1])}")
-    body = "\n".join(init) if init else "        pass"
-    return (f'\n\nclass Net(nn.Module):\n    """The spec\'s layers, input {_shape_text(spec.input_shape)}."""\n\n'
-            f"    def __init__(self):\n        super().__init__()\n{body}\n\n"
-            "    def forward(self, x):\n" + "\n".join(forward) + "\n        return x\n")
+    return (f'\n\nclass Net(nn.Module):\n    """The spec\'s layers, input '
+            f'{_shape_text(spec.input_shape)}."""\n\n'
+            "    def __init__(self):\n        super().__init__()\n"
+            + "".join(line + "\n" for line in init)
+            + "\n    def forward(self, x):\n" + "".join(line + "\n" for line in forward)
+            + "        return x\n")
 
 
 def _layer(layer: Layer, shape: tuple) -> tuple[str | None, str]:
     """The module a layer keeps (None: none) and the expression computing its output."""
-    o, call = layer.options, f"self.{layer.name}(x)"
+    o = layer.options
+    call = (f"getattr(self, {py_literal(layer.name)})(x)" if keyword.iskeyword(layer.name)
+            else f"self.{layer.name}(x)")
     if layer.kind == "dense":
         return f"nn.Linear({shape[-1]}, {o['units']})", _activate(o["activation"], call)
     if layer.kind == "conv2d":
@@ -299,8 +306,7 @@ def _optimizer_code(settings: dict, config: FitConfig, device: torch.device) -> 
     return f"torch.optim.{cls.__name__}({', '.join(args)})"
 
 
-def _train(settings: dict, config: FitConfig, weight_decay: float, device: torch.device,
-           loss: Loss, frozen: list[str]) -> str:
+def _train(settings: dict, config: FitConfig, device: torch.device, frozen: list[str]) -> str:
     lines = [
         "", "", "def train(x, y):",
         '    """Build, initialise and train the network on (x, y) as xb.fit does; returns',
