@@ -179,20 +179,39 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
 
 
 def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write atomically: the file at ``path`` is either the old one or the complete new one.
+    """Write ``tensors`` and ``meta`` atomically (see :func:`write_bytes`)."""
+    check_file_path(path, "model.exburn")
+    write_bytes(path, to_bytes(tensors, meta))
+
+
+def check_file_path(path: str | os.PathLike, example: str) -> Path:
+    """``path`` as a ``Path``; a ``ValueError`` naming it when it is a directory or its
+    folder does not exist (``example``: a file name the message suggests)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a directory; give a file name such as "
+                         f"{str(path / example)!r}")
+    if not path.parent.exists():
+        raise ValueError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def write_bytes(path: str | os.PathLike, blob: bytes) -> None:
+    """Write ``blob`` atomically: the file at ``path`` is either the old one or the
+    complete new one (a temp file in the same folder, fsync, then ``os.replace``). Check
+    the path first with :func:`check_file_path`.
 
     The temp file ``.NAME.<host>-<pid>.<random>.tmp`` names its writer (``host``: a short
     hash of the host name), so temp files left by writers on this host that died
     mid-save are removed by the next save to ``path``. The file gets
     the permissions of any new file here (``0o666`` less the umask).
+
+    Example:
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+        >>> write_bytes(path, b"hello"); open(path, "rb").read()
+        b'hello'
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"path {str(path)!r} is a directory; give a file name such as "
-                         f"{str(path / 'model.exburn')!r}")
-    if not path.parent.exists():
-        raise ValueError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    blob = to_bytes(tensors, meta)
     remove_orphans(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)

@@ -28,6 +28,8 @@ import ipywidgets as W
 import pandas as pd
 
 from ..base.vocabulary import LOSSES, OPTIMIZERS
+from ..core.codegen import to_torch_code
+from ..core.config import FIT_OPTIONS, FitConfig
 from ..core.draft import PRESETS, Draft, Row
 from ..core.layers import REGISTRY, Option
 from ..core.model import Model, available_devices
@@ -287,7 +289,13 @@ class ModelBuilder(W.VBox):
                                                    display="none"))
         self.code_box.add_class("xb-builder-code")
         self.copy_html = W.HTML(layout=W.Layout(display="none"))
-        self.code_row = W.VBox([W.HBox([self.show_code, self.copy_html]), self.code_box])
+        self.torch_code_box = W.Textarea(layout=W.Layout(width="640px", height="180px",
+                                                         display="none"))
+        self.torch_code_box.add_class("xb-builder-torch-code")
+        self.code_tabs = W.Tab([self.code_box, self.torch_code_box],
+                               titles=("exburn_nb", "PyTorch"),
+                               layout=W.Layout(display="none"))
+        self.code_row = W.VBox([W.HBox([self.show_code, self.copy_html]), self.code_tabs])
         self.loss_choice = W.Dropdown(options=LOSSES, value=self.loss, description="loss")
         self.optimizer = W.Dropdown(options=OPTIMIZERS, value="adam", description="optimizer")
         self.learning_rate = W.BoundedFloatText(value=1e-3, min=1e-8, max=10.0, step=1e-4,
@@ -299,6 +307,7 @@ class ModelBuilder(W.VBox):
         for w in (self.loss_choice, self.optimizer, self.learning_rate, self.weight_decay,
                   self.device, self.seed):
             w.layout, w.style = W.Layout(width="210px"), {"description_width": "90px"}
+            w.observe(lambda _change: self._refresh_torch_code(), "value")
         self.compile_button = self._button("Compile", "xb-builder-compile", self._on_compile,
                                            style="primary")
         self.compile_row = W.GridBox(
@@ -411,6 +420,7 @@ class ModelBuilder(W.VBox):
         self.copy_html.value = (
             "<button class='xb-builder-copy' onclick='navigator.clipboard.writeText("
             f"this.dataset.code)' data-code=\"{html.escape(code)}\">copy</button>")
+        self._refresh_torch_code()
         self.compile_button.disabled = bool(errors)
         self.status.value = self._status_text()
 
@@ -489,6 +499,18 @@ class ModelBuilder(W.VBox):
     def _on_compile(self) -> None:
         self.compile()
 
+    def _refresh_torch_code(self) -> None:
+        """The PyTorch tab: :attr:`spec` as a plain PyTorch script, with the compile row's
+        settings and the fit options (:func:`~exburn_nb.core.codegen.to_torch_code`)."""
+        fit = {k: v for k, v in self.fit_options.items() if k in FIT_OPTIONS}
+        try:
+            self.torch_code_box.value = to_torch_code(
+                self.spec, FitConfig.from_options(**fit),
+                **{k: w.value for k, w in self._compile_widgets().items()})
+        except ValueError as exc:
+            self.torch_code_box.value = f"# no PyTorch code for this draft: {exc}"
+
     def _on_show_code(self, change: dict) -> None:
         display = None if change["new"] else "none"
         self.code_box.layout.display = self.copy_html.layout.display = display
+        self.torch_code_box.layout.display = self.code_tabs.layout.display = display
