@@ -246,7 +246,8 @@ def test_loop_state_is_data_that_a_checkpoint_stores_as_given(tmp_path):
     from that dict alone, with no trainer, resumes the run exactly."""
     (x, y), reference, first, state = stopped_after_two_epochs()
     assert sorted(state) == ["callbacks", "config", "epoch_index", "rng", "run", "schedule",
-                             "step", "stop_reason"]
+                             "step", "stop_reason", "uid"]
+    assert isinstance(state["uid"], str) and len(state["uid"]) == 16
     assert (state["run"], state["epoch_index"], state["stop_reason"]) == (1, 2, "stopped")
     assert state["step"] == int(first.batch_history["step"].iloc[-1])
     assert state["schedule"] == {"position": 2, "t_max": 6}
