@@ -208,7 +208,7 @@ def _state_of_version_1(meta: dict, tensors: dict[str, torch.Tensor], history: d
     (``exburn_nb.checkpoint/1``: the same values, laid out flat)."""
     devices = meta.get("cuda_devices")
     if isinstance(devices, bool) or not isinstance(devices, int) or not (
-            0 <= devices <= len(tensors)):
+            0 <= devices <= sum(k.startswith("rng.cuda.") for k in tensors)):
         raise ValueError(f"{source}: its run state field 'cuda_devices' must be the number "
                          f"of CUDA RNG states it holds; got {devices!r:.80}")
     try:

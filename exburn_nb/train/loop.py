@@ -181,10 +181,10 @@ class Trainer(Steering):
         stateful = self._stateful_callbacks()
         names = [type(cb).__name__ for cb, _ in stateful]
         if [c["class"] for c in state["callbacks"]] != names:
-            raise ValueError(f"resume_from: the checkpoint holds the state of the callbacks "
-                             f"{[c['class'] for c in state['callbacks']]}, but this run has "
-                             f"{names}; pass the same callbacks (in the same order) as the "
-                             "interrupted run")
+            raise ValueError(f"resume_from: {source} holds in its run state field 'callbacks' "
+                             f"the states of {[c['class'] for c in state['callbacks']]}, but "
+                             f"this run has {names}; pass the same callbacks (in the same "
+                             "order) as the interrupted run")
         for i, ((cb, _), saved) in enumerate(zip(stateful, state["callbacks"], strict=True)):
             try:
                 cb.check_state_dict(saved["state"])
