@@ -9,6 +9,14 @@ resume_from=path)`` loads it all and continues the run at its next epoch, so a r
 interrupted after epoch k (even by SIGKILL) and resumed in a new process ends with the
 same weights and history, bit for bit on CPU, as one that never stopped.
 
+Each run has an id (``uid`` in its run state), so a checkpoint directory belongs to one
+run: a new run is refused before its first step when its directory holds another run's
+files (:func:`claim`), ``keep=`` prunes only the run's own files, and ``resume_from`` of
+a directory that holds several runs' files is refused. Resuming checks everything (the
+run state's every field, the callbacks' states, the network: spec, loss, optimizer,
+shapes) before the model or torch's RNG change: a refusal is a ``ValueError`` naming the
+file and the field, and changes nothing.
+
 Example:
     >>> xb.fit(model, data, epochs=20, seed=0,
     ...        callbacks=[xb.callbacks.checkpoint(1, "ckpt", keep=2)])  # doctest: +SKIP

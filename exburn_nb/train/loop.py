@@ -79,9 +79,9 @@ class Trainer(Steering):
         validation_data: ``(x, y)`` or a loader, evaluated after every epoch.
         callbacks: functions ``metrics -> metrics`` or :class:`Callback` objects.
         verbose: a progress bar and one line per epoch.
-        resume_from: a checkpoint file, or a directory of them (its newest), written by
-            :func:`exburn_nb.train.callbacks.checkpoint`: the interrupted run continues
-            exactly.
+        resume_from: a checkpoint file, or a directory of one run's (its newest), written
+            by :func:`exburn_nb.train.callbacks.checkpoint`: the interrupted run continues
+            exactly. Everything is checked before anything changes.
         engine: the step engine (default: :class:`~exburn_nb.train.engine.SingleEngine`).
 
     Example:
@@ -599,9 +599,11 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
         callbacks: functions ``metrics -> metrics`` or
             :class:`~exburn_nb.train.callbacks.Callback` objects.
         verbose: a progress bar and one line per epoch.
-        resume_from: a checkpoint file or directory
+        resume_from: a checkpoint file or a directory of one run's
             (:func:`~exburn_nb.train.callbacks.checkpoint`): continue that run exactly where
-            it was saved, with its config (``options`` given here override it).
+            it was saved, with its config (``options`` given here override it). A
+            checkpoint of another network (spec, loss, optimizer) or with a damaged field
+            is refused by name before anything changes.
         **options: any :class:`~exburn_nb.core.config.FitConfig` field: ``epochs`` (10),
             ``batch_size`` (32), ``shuffle`` (True), ``lr_schedule`` (the guide's tuples
             or a callable ``epoch -> lr``), ``clip_norm``, ``clip_value`` (values are
