@@ -323,7 +323,9 @@ BAD_RNG = st.one_of(
     st.just(torch.zeros(2, RNG_SIZE // 2, dtype=torch.uint8)), NOT_COUNTS)
 CORRUPTIONS = st.one_of(
     st.tuples(st.sampled_from(["run", "epoch_index", "step", "schedule.position",
-                               "schedule.t_max", "callbacks[0].state.wait"]), NOT_COUNTS),
+                               "schedule.t_max", "callbacks[0].state.wait", "config.epochs",
+                               "config.batch_size"]), NOT_COUNTS),
+    st.tuples(st.just("config"), st.one_of(st.none(), st.text(max_size=3), st.integers())),
     st.tuples(st.just("epoch_index"), st.integers(3, 10**12)),  # beyond the file's history
     st.tuples(st.sampled_from(["rng.torch", "rng.shuffle"]), BAD_RNG),
     st.tuples(st.just("rng.cuda"), st.one_of(
@@ -355,7 +357,7 @@ def set_field(state, field, value):
 def named(field):
     """What a refusal of ``field`` must say: the field (a callback's or the schedule's
     state, then the key in it)."""
-    for head in ("callbacks[0].state", "schedule"):
+    for head in ("callbacks[0].state", "schedule", "config"):
         if field.startswith(head + "."):
             return [f"'{head}'", field[len(head) + 1:]]
     return [f"'{field}'"]

@@ -366,7 +366,8 @@ def read(path: str | Path, model: Model, lr_schedule: Any = None) -> Resume:
     try:
         config = FitConfig.from_dict(state.get("config"), lr_schedule=lr_schedule)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{source}: its fit config is not valid ({exc})") from None
+        raise ValueError(f"{source}: its run state field 'config' is not a valid fit config "
+                         f"({exc})") from None
     check_same_network(model_file, model, source)
     model.check_params(model_file.params, source)
     return Resume(path, config, state, model_file)
