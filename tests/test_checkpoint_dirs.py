@@ -130,3 +130,16 @@ def test_resume_refuses_a_checkpoint_of_another_network_by_name(tmp_path, other,
         xb.fit(foreign, DATA, resume_from=path, verbose=False)
     assert all(torch.equal(before[k], v) for k, v in foreign.parameters().items())
     assert foreign.history.empty
+
+
+@pytest.mark.parametrize("junk", [b"", b"junk", b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\": 1}",
+                                  b"\xff" * 8 + b"{}"])
+def test_a_file_whose_run_cannot_be_told_is_neither_overwritten_nor_resumed(tmp_path, junk):
+    (tmp_path / "epoch_0001.exburn").write_bytes(junk)
+    model = make()
+    with pytest.raises(ValueError, match=rf"checkpoint directory '{tmp_path}': cannot tell "
+                                         r"which run wrote 'epoch_0001.exburn'"):
+        xb.fit(model, DATA, epochs=1, callbacks=[xb.callbacks.checkpoint(1, tmp_path)], **OPTS)
+    assert model.history.empty and (tmp_path / "epoch_0001.exburn").read_bytes() == junk
+    with pytest.raises(ValueError, match="cannot tell which run wrote"):
+        xb.fit(model, DATA, resume_from=tmp_path, verbose=False)
