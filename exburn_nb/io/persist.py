@@ -33,7 +33,7 @@ import socket
 import struct
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +133,29 @@ def to_bytes(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
     return blob
 
 
+def _header_meta(header: bytes, bad: Callable[[str], ValueError]) -> tuple[dict, str | None]:
+    """The metadata object in a file's JSON ``header`` and its stored checksum (popped);
+    ``bad(why)`` makes the error."""
+    try:
+        stored = parse_json(header, "its header")["__metadata__"]
+        text = stored[_META_KEY]
+    except (KeyError, TypeError):
+        raise bad("its header is not an exburn_nb header (corrupted or another format)") from None
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if not isinstance(text, str):
+        raise bad("its header is not an exburn_nb header (corrupted or another format)")
+    try:
+        meta = parse_json(text, "its metadata")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    checksum = meta.pop(_SUM_KEY, None) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise bad(f"unknown format {found!r:.80}; expected {FORMAT!r}")
+    return meta, checksum
+
+
 def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Tensor], dict]:
     """Parse a blob written by :func:`to_bytes`; a ``ValueError`` naming ``source`` otherwise."""
     def bad(why: str) -> ValueError:
@@ -151,24 +174,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
     if size > MAX_HEADER_BYTES:
         raise bad(f"its header is {size:,} bytes, over the limit of {MAX_HEADER_BYTES:,} "
                   "(MAX_HEADER_BYTES)")
-    try:
-        header = parse_json(data[8:8 + size], "its header")
-        stored = header["__metadata__"]
-        text = stored[_META_KEY]
-    except (KeyError, TypeError):
-        raise bad("its header is not an exburn_nb header (corrupted or another format)") from None
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    if not isinstance(text, str):
-        raise bad("its header is not an exburn_nb header (corrupted or another format)")
-    try:
-        meta = parse_json(text, "its metadata")
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    checksum = meta.pop(_SUM_KEY, None) if isinstance(meta, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else meta
-        raise bad(f"unknown format {found!r:.80}; expected {FORMAT!r}")
+    meta, checksum = _header_meta(data[8:8 + size], bad)
     try:
         tensors = _load_tensors(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
@@ -298,6 +304,37 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     return from_bytes(path.read_bytes(), source=f"file {str(path)!r}")
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The metadata of the file at ``path``, read from its header alone: a quick look
+    that skips the tensors and so is NOT checked against the checksum (use
+    :func:`read_file` before relying on a value).
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.exburn")
+        >>> write_file(path, {"w": torch.ones(2)}, {"kind": "demo"})
+        >>> read_meta(path)["kind"]
+        'demo'
+    """
+    source = f"file {str(path)!r}"
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{source} is not a readable exburn_nb file: {why}")
+
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise bad(f"it is only {len(prefix)} bytes long (truncated or empty)")
+        (size,) = struct.unpack("<Q", prefix)
+        if size > MAX_HEADER_BYTES:
+            raise bad(f"its header is {size:,} bytes, over the limit of {MAX_HEADER_BYTES:,} "
+                      "(MAX_HEADER_BYTES)")
+        header = f.read(size)
+    if len(header) < size:
+        raise bad(f"its header claims {size} bytes but the file is shorter (truncated)")
+    return _header_meta(header, bad)[0]
 
 
 # --------------------------------------------------------------------- the model file layout
