@@ -18,19 +18,17 @@ from typing import Any
 import pandas as pd
 
 from ..base.checks import check_int, check_seed
-from ..base.vocabulary import Event, RunState
+from ..base.vocabulary import METRICS, Event, RunState, run_metrics
 from ..core.config import FitConfig
 from ..core.data import is_loader
 from ..core.model import Model
 from ..sweep import SweepPlan, plan
 from .execution import Execution
-from .files import jsonable
+from .files import PARALLEL, SEARCHES, jsonable
 from .params import ParamSpace
 from .results import ExperimentResults
-from .runs import Run, best_value, run_seed
+from .runs import Run, best_value, check_metric, run_seed
 
-SEARCHES = ("grid", "random", "optuna")
-PARALLEL = ("vmap", "auto")
 GROUP_SIZE = 64  # runs taken (or Optuna trials asked) at once when ``parallel`` is set
 Listener = Callable[[str, "Experiment"], None]
 
@@ -69,6 +67,7 @@ class Experiment:
             needs ``(x, y)`` data in memory) or ``"auto"`` (as ``"vmap"``, but one run
             after another when the data is a DataLoader). ``parallel_report`` says which
             ran how. Runs of one stacked group share its wall time as their ``seconds``.
+        verbose: :meth:`run` shows a progress bar over the runs (False: quiet).
         **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
             options (loss, optimizer, learning_rate...).
 
@@ -97,12 +96,16 @@ class Experiment:
                  dict | None = None, search: Any = "grid", n_trials: int | None = None,
                  epochs: int = 10, metric: str = "val_loss", direction: str = "minimize",
                  seed: int = 0, storage: Any = None, study_name: str | None = None,
-                 pruner: Any = "median", parallel: str | None = None, **fit_options: Any):
+                 pruner: Any = "median", parallel: str | None = None,
+                 verbose: bool = True, **fit_options: Any):
         self._arguments = dict(build=build, data=data, validation_data=validation_data,
                                params=params, search=search, n_trials=n_trials, epochs=epochs,
                                metric=metric, direction=direction, seed=seed, storage=storage,
                                study_name=study_name, pruner=pruner, parallel=parallel,
-                               **fit_options)
+                               verbose=verbose, **fit_options)
+        if not isinstance(verbose, bool):
+            raise ValueError(f"verbose must be True or False; got {verbose!r}")
+        self.verbose = verbose
         self.parallel, self._stacks = _check_parallel(parallel, data, validation_data)
         self.space = ParamSpace(build, params, epochs, **fit_options)
         self.data, self.validation_data = data, validation_data
@@ -135,11 +138,13 @@ class Experiment:
 
     # ---------------------------------------------------------------- checks
     def _check_metric(self) -> None:
-        if self.metric.startswith("val_") and self.validation_data is None:
-            raise ValueError(f"metric {self.metric!r} needs validation_data")
-        accuracy = self.config.accuracy or self.params.get("accuracy") == [True]
-        if self.metric.endswith("accuracy") and not accuracy:
-            raise ValueError(f"metric {self.metric!r} needs accuracy=True")
+        """``metric`` is one of the metrics every run computes (a "did you mean" else)."""
+        available = run_metrics(self.validation_data is not None, self.config.accuracy)
+        if self.metric in METRICS and self.metric not in available:
+            raise ValueError(f"metric {self.metric!r} needs " + (
+                "validation_data" if self.validation_data is None and self.metric.startswith(
+                    "val_") else "accuracy=True"))
+        check_metric(self.metric, available)
 
     def _check_search(self, search: Any, n_trials: Any) -> tuple[str, int | None]:
         if isinstance(search, str) and search not in SEARCHES:
@@ -255,7 +260,8 @@ class Experiment:
         from tqdm.auto import tqdm
 
         self._execution.clear()
-        with tqdm(total=self.total, initial=self.added, desc="runs", unit="run") as bar:
+        with tqdm(total=self.total, initial=self.added, desc="runs", unit="run",
+                  disable=not self.verbose) as bar:
             def advance(event: str, exp: Experiment) -> None:
                 if event == Event.RUN_END:
                     bar.update(1)

@@ -27,9 +27,7 @@ import pandas as pd
 from ..base.vocabulary import RunState
 from ..core.model import Model
 from . import files
-from .runs import Run, best_value, runs_frame, summary_frame
-
-DIRECTIONS = ("minimize", "maximize")
+from .runs import DIRECTIONS, Run, best_value, runs_frame, summary_frame
 
 
 class ExperimentResults:
@@ -185,7 +183,13 @@ class ExperimentResults:
         Example:
             >>> ExperimentResults.load("runs/digits").summary  # doctest: +SKIP
         """
-        return cls(**files.read(Path(directory)))
+        saved = files.read(Path(directory))
+        best_run = saved.pop("best_run")
+        results = cls(**saved)
+        if results.best_run != best_run:  # the runs, edited, rank another run first
+            raise ValueError(f"{directory}: {files.SETTINGS} field 'best_run' is {best_run!r}, "
+                             f"but its runs rank run {results.best_run!r} first")
+        return results
 
     def __repr__(self) -> str:
         states = pd.Series([r.state.value for r in self.records()]).value_counts().to_dict()
