@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib.util
 import json
@@ -92,7 +93,8 @@ def write(results: Any, directory: Path) -> Path:
     staged: dict[str, Path] = {}
     try:
         _stage(directory, runs_name, lambda p: frame.to_parquet(p, index=False)
-               if runs_name.endswith(".parquet") else frame.to_csv(p, index=False), staged)
+               if runs_name.endswith(".parquet")  # text quoted: a "\r" in a name or value stays in its cell
+               else frame.to_csv(p, index=False, quoting=csv.QUOTE_NONNUMERIC), staged)
         if model is not None:
             _stage(directory, MODEL, model.save, staged)
         saved = {
@@ -135,12 +137,15 @@ class _Manifest:
         where = f"{SETTINGS}" if field is None else f"{SETTINGS} field {field!r}"
         return ValueError(f"{self.directory}: {where} {message}")
 
-    def get(self, field: str, check: Callable[[Any], Any], required: bool = True) -> Any:
-        """``check(value)`` of ``field``; its ValueError/TypeError names the field."""
-        if field not in self.saved and required:
+    def get(self, field: str, check: Callable[[Any], Any], *default: Any) -> Any:
+        """``check(value)`` of ``field`` (``default``, if given, when it is missing); its
+        errors name the field."""
+        if field not in self.saved:
+            if default:
+                return default[0]
             raise self.error(field, "is missing")
         try:
-            return check(self.saved.get(field))
+            return check(self.saved[field])
         except (ValueError, TypeError, OverflowError) as exc:
             raise self.error(field, f"is invalid: {exc}") from None
 
@@ -234,11 +239,13 @@ def _frame(path: Path) -> pd.DataFrame:
 def _histories(path: Path, frame: pd.DataFrame, params: dict,
                runs: list[Run]) -> dict[int, list[dict]]:
     """Each run's epoch rows from the runs table, checked against the manifest's runs."""
-    missing = [c for c in ("run", "epoch", "state") if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: the column {missing[0]!r} is missing")
+    # the columns: run, the params (in order, whatever their names), then epoch, the
+    # history and state
+    history = [c for c in frame.columns[1 + len(params):] if c != "state"]
+    if list(frame.columns[:1]) != ["run"] or "epoch" not in history or "state" not in frame:
+        raise ValueError(f"{path}: the header must be run, the params, epoch, the history "
+                         f"and state; got {list(frame.columns)}"[:400])
     states = {r.run: r.state.value for r in runs}
-    history = [c for c in frame.columns if c not in ("run", "state", *params)]
     numeric = {}
     for column in ("run", *history):
         try:
@@ -288,14 +295,14 @@ def read(directory: Path) -> dict[str, Any]:
         "study_name": manifest.get("study_name", _optional(_typed(str, "a string"))),
         "routes": manifest.get("routes", _optional(_routes(params))),
         "parallel": manifest.get("parallel", _one_of(PARALLEL, optional=True),
-                                 required=False),  # older saves lack it
+                                 None),  # older saves lack it
         "fit_config": manifest.get("fit_config", _optional(_fit_config)),
         "compile_options": manifest.get("compile_options", _optional(_compile_options)),
     }
     metric = manifest.get("metric", lambda v: check_metric(v, METRICS))
     direction = manifest.get("direction", _one_of(DIRECTIONS))
-    report = manifest.get("parallel_report", lambda v: [] if v is None else [
-        _typed(str, "a string")(line) for line in _typed(list, "a list")(v)], required=False)
+    report = manifest.get("parallel_report", lambda v: [
+        _typed(str, "a string")(line) for line in _typed(list, "a list")(v)], [])
     runs = manifest.get("runs", _runs)
     numbers = {r.run for r in runs}
     best_run = manifest.get("best_run", _optional(lambda v: _one_of_ints(*numbers)(v)))

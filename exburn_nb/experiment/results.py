@@ -28,6 +28,7 @@ from ..base.vocabulary import RunState
 from ..core.model import Model
 from . import files
 from .runs import DIRECTIONS, Run, best_value, runs_frame, summary_frame
+from .space import check_candidates
 
 
 class ExperimentResults:
@@ -35,7 +36,8 @@ class ExperimentResults:
 
     Args:
         params: the searched space, name -> candidates (a list or an ``xb.space`` range);
-            its names are the params columns of the frames.
+            its names are the params columns of the frames (not one of theirs:
+            :data:`~exburn_nb.experiment.runs.RESERVED_PARAMS`).
         metric: the history column that ranks runs, e.g. ``"val_loss"``.
         direction: ``"minimize"`` or ``"maximize"``.
         runs: the runs so far (:class:`~exburn_nb.experiment.Run` objects).
@@ -59,7 +61,8 @@ class ExperimentResults:
                  study_runs: Callable[[], Iterable[Run]] | None = None):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'minimize' or 'maximize'; got {direction!r}")
-        self.params, self.metric, self.direction = dict(params), metric, direction
+        self.params = {name: check_candidates(name, c) for name, c in params.items()}
+        self.metric, self.direction = metric, direction
         self.settings = dict(settings or {})
         self.parallel_report: list[str] = list(parallel_report or [])
         self._runs = {r.run: r for r in runs}

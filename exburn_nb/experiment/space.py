@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import COMPILE_OPTIONS, FIT_OPTIONS
 from .runs import RESERVED_PARAMS
 
 KINDS = ("uniform", "loguniform", "integers")
@@ -160,8 +161,11 @@ def check_candidates(name: Any, candidates: Any) -> list | Range:
     if not isinstance(name, str):
         raise ValueError(f"params: a param's name must be a string; got {name!r}")
     if name in RESERVED_PARAMS:
+        fixed = (f"; as an option it is the same for every run: Experiment(..., {name}=...)"
+                 if name in (*COMPILE_OPTIONS, *FIT_OPTIONS) else "")
         raise ValueError(f"params: {name!r} is a column of the experiment's results; give "
-                         f"the param another name (reserved: {', '.join(RESERVED_PARAMS)})")
+                         f"the param another name{fixed} (reserved: "
+                         f"{', '.join(RESERVED_PARAMS)})")
     if isinstance(candidates, Range):
         return candidates
     if isinstance(candidates, (list, tuple)) and len(candidates) > 0:
