@@ -46,11 +46,15 @@ class Experiment:
             (learning_rate, optimizer, weight_decay, loss) go to compile, ``fit`` options
             (batch_size, epochs, lr_schedule, clip_norm, ...) go to fit, other names go to
             ``build`` (a function); a name that fits none is a ``ValueError``.
-        search: ``"grid"`` (every combination), ``"random"`` (``n_trials`` seeded draws),
+        search: ``"grid"`` (every combination; more than
+            :data:`~exburn_nb.experiment.params.MAX_GRID_RUNS` (100,000) is refused, naming
+            the grid's size), ``"random"`` (``n_trials`` seeded draws),
             ``"optuna"`` (TPE), or an ``optuna.samplers`` object.
         n_trials: runs this process adds (random and Optuna; all combinations for a grid).
         epochs: epochs per run (unless ``epochs`` is a searched param).
-        metric: the history column that ranks runs, e.g. ``"val_loss"``.
+        metric: the history column that ranks runs, one the runs compute: ``"loss"``,
+            ``"lr"``, ``"val_loss"`` (with validation_data), ``"accuracy"``,
+            ``"val_accuracy"`` (with ``accuracy=True``).
         direction: ``"minimize"`` or ``"maximize"``.
         seed: the experiment's seed; run ``k`` uses :func:`run_seed` ``(seed, k)``. It
             also seeds random draws and, without shared storage, Optuna's sampler (processes
@@ -67,9 +71,9 @@ class Experiment:
             needs ``(x, y)`` data in memory) or ``"auto"`` (as ``"vmap"``, but one run
             after another when the data is a DataLoader). ``parallel_report`` says which
             ran how. Runs of one stacked group share its wall time as their ``seconds``.
-        verbose: :meth:`run` shows a progress bar over the runs (False: quiet).
         **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
-            options (loss, optimizer, learning_rate...).
+            options (loss, optimizer, learning_rate...); ``verbose=False``, as for ``fit``,
+            quiets :meth:`run`'s progress bar over the runs.
 
     Attributes:
         results: the :class:`ExperimentResults` this experiment fills (``runs``,
@@ -96,16 +100,15 @@ class Experiment:
                  dict | None = None, search: Any = "grid", n_trials: int | None = None,
                  epochs: int = 10, metric: str = "val_loss", direction: str = "minimize",
                  seed: int = 0, storage: Any = None, study_name: str | None = None,
-                 pruner: Any = "median", parallel: str | None = None,
-                 verbose: bool = True, **fit_options: Any):
+                 pruner: Any = "median", parallel: str | None = None, **fit_options: Any):
         self._arguments = dict(build=build, data=data, validation_data=validation_data,
                                params=params, search=search, n_trials=n_trials, epochs=epochs,
                                metric=metric, direction=direction, seed=seed, storage=storage,
                                study_name=study_name, pruner=pruner, parallel=parallel,
-                               verbose=verbose, **fit_options)
-        if not isinstance(verbose, bool):
-            raise ValueError(f"verbose must be True or False; got {verbose!r}")
-        self.verbose = verbose
+                               **fit_options)
+        self.verbose = fit_options.pop("verbose", True)  # as fit's: the progress display
+        if not isinstance(self.verbose, bool):
+            raise ValueError(f"verbose must be True or False; got {self.verbose!r}")
         self.parallel, self._stacks = _check_parallel(parallel, data, validation_data)
         self.space = ParamSpace(build, params, epochs, **fit_options)
         self.data, self.validation_data = data, validation_data

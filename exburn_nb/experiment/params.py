@@ -92,7 +92,9 @@ class ParamSpace:
     Args:
         build: a spec, a compiled :class:`Model` (rebuilt per run with fresh weights), a
             ``torch.nn.Module`` (copied per run), or a function ``params -> spec | Model``.
-        params: name -> a list of candidates or an ``xb.space`` range.
+        params: name -> a list of candidates or an ``xb.space`` range (a name that is a
+            column of the results, :data:`~exburn_nb.experiment.runs.RESERVED_PARAMS`,
+            is refused).
         epochs: epochs per run (unless ``epochs`` is a param).
         **fixed: fixed compile and fit options, the same for every run.
 

@@ -172,7 +172,8 @@ class ExperimentResults:
     # ---------------------------------------------------------------- files
     def save(self, directory: str | Path) -> Path:
         """Write ``runs.csv`` (``runs.parquet`` with pyarrow), ``experiment.json`` and
-        ``best_model.exburn``; never pickle.
+        ``best_model.exburn``; never pickle. Atomic: a save that fails (a full disk) raises
+        and leaves the directory's previous save loadable as it was.
 
         Example:
             >>> results.save("runs/digits")  # doctest: +SKIP
@@ -181,7 +182,9 @@ class ExperimentResults:
 
     @classmethod
     def load(cls, directory: str | Path) -> ExperimentResults:
-        """The results read back from :meth:`save` (or ``Experiment.save``), whole.
+        """The results read back from :meth:`save` (or ``Experiment.save``), whole. Only
+        the files ``experiment.json`` names are read, inside ``directory``, and every value
+        is checked: an edited or mixed directory is a ``ValueError`` naming it and the field.
 
         Example:
             >>> ExperimentResults.load("runs/digits").summary  # doctest: +SKIP
