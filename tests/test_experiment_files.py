@@ -14,6 +14,7 @@ import math
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -422,3 +423,20 @@ def test_verbose_false_is_accepted_and_quiets_the_progress_bar(capsys):
     with pytest.raises(ValueError, match="verbose must be True or False; got 'no'"):
         xb.Experiment(spec(), (X, Y), params={"learning_rate": [0.1]}, metric="loss",
                       verbose="no")
+
+
+def test_a_save_while_the_experiment_trains_loads(tmp_path):
+    exp = xb.Experiment(spec(), (X, Y), params={"learning_rate": [0.1, 0.01, 0.001]},
+                        metric="loss", epochs=40, batch_size=4, verbose=False)
+    trained = threading.Event()
+    exp.add_listener(lambda event, e: event == "epoch" and trained.set())
+    exp.start()
+    try:
+        assert trained.wait(60)
+        for k in range(8):  # runs start, record epochs and end between the saves
+            exp.save(tmp_path / str(k))
+            loaded = xb.Experiment.load(tmp_path / str(k))
+            assert len(loaded.runs) >= 1 and set(loaded.summary.state) <= {"running", "finished"}
+    finally:
+        exp.stop()
+        assert exp.wait(60)

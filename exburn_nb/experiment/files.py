@@ -75,6 +75,13 @@ def _stage(directory: Path, name: str, write: Callable[[Path], Any], staged: dic
         os.fsync(file.fileno())
 
 
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
+    if path.name.endswith(".parquet"):
+        frame.to_parquet(path, index=False)
+    else:  # text quoted: a "\r" in a param's name or value stays in its cell
+        frame.to_csv(path, index=False, quoting=csv.QUOTE_NONNUMERIC)
+
+
 def write(results: Any, directory: Path) -> Path:
     """Write ``results`` (an ``ExperimentResults``) to ``directory`` (created if needed).
 
@@ -92,9 +99,7 @@ def write(results: Any, directory: Path) -> Path:
     model = results.best_model
     staged: dict[str, Path] = {}
     try:
-        _stage(directory, runs_name, lambda p: frame.to_parquet(p, index=False)
-               if runs_name.endswith(".parquet")  # text quoted: a "\r" in a name or value stays in its cell
-               else frame.to_csv(p, index=False, quoting=csv.QUOTE_NONNUMERIC), staged)
+        _stage(directory, runs_name, lambda path: _write_table(frame, path), staged)
         if model is not None:
             _stage(directory, MODEL, model.save, staged)
         saved = {

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -178,7 +179,12 @@ class ExperimentResults:
         Example:
             >>> results.save("runs/digits")  # doctest: +SKIP
         """
-        return files.write(self, Path(directory))
+        runs = [dataclasses.replace(r, rows=list(r.history_rows()), model=None, trial=None)
+                for r in self.records()]  # one snapshot: the files agree even mid-run
+        snapshot = ExperimentResults(self.params, self.metric, self.direction, runs,
+                                     models=self._models, settings=self.settings,
+                                     parallel_report=self.parallel_report)
+        return files.write(snapshot, Path(directory))
 
     @classmethod
     def load(cls, directory: str | Path) -> ExperimentResults:
