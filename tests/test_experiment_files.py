@@ -174,10 +174,12 @@ def test_a_param_named_like_a_results_column_is_refused_naming_it(name):
 def test_the_columns_the_issue_names_are_reserved():
     assert {"epoch", "run", "val_loss", "lr", "seconds", "state", "seed", "message",
             "accuracy", "samples_per_s", "best_epoch", "final_loss"} <= set(RESERVED_PARAMS)
-    assert "epochs" not in RESERVED_PARAMS and "learning_rate" not in RESERVED_PARAMS
+    assert not {"epochs", "learning_rate", "model", "step", "batch"} & set(RESERVED_PARAMS)
 
 
-names = st.text(min_size=0, max_size=12).filter(lambda n: n not in RESERVED_PARAMS)
+names = (st.text(min_size=0, max_size=12) | st.sampled_from(
+    ["model", "step", "batch", "epochs", "stop_training", "Loss", "run "])).filter(
+    lambda n: n not in RESERVED_PARAMS)
 
 
 @given(name=names, other=names)

@@ -19,16 +19,16 @@ import numpy as np
 import pandas as pd
 
 from ..base.checks import MAX_SEED
-from ..base.vocabulary import METRICS, RESERVED_NAMES, RunState
+from ..base.vocabulary import EPOCH_COLUMNS, METRICS, RunState
 from ..core.model import Model
 
 HISTORY_SKIP = ("run",)  # the model's own run counter: always 1 for an experiment's run
 FINAL_COLUMNS = ("loss", "val_loss", "accuracy", "val_accuracy")
 DIRECTIONS = ("minimize", "maximize")
-# names a param may not take: the history's columns and keys (``RESERVED_NAMES``) and the
-# other columns of the runs and summary frames and of a run in ``experiment.json``
+# names a param may not take: the columns of a run's history (``EPOCH_COLUMNS``) and the
+# other columns of the runs and summary frames (``epochs`` stays a param: the fit option)
 RESERVED_PARAMS = tuple(dict.fromkeys((
-    *RESERVED_NAMES, "state", "seed", "message", "seconds", "best_epoch",
+    *EPOCH_COLUMNS, "state", "seed", "message", "best_epoch",
     *(f"best_{m}" for m in METRICS), *(f"final_{c}" for c in FINAL_COLUMNS))))
 
 
