@@ -13,6 +13,7 @@ import json
 import math
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -109,6 +110,21 @@ def test_a_save_that_fails_half_way_leaves_the_previous_save_as_it_was(
     monkeypatch.undo()
     assert snapshot(tmp_path) == before  # nothing changed, no temporary file left
     assert_same(xb.Experiment.load(tmp_path), first)
+
+
+def test_a_saver_killed_mid_save_leaves_an_orphan_that_the_next_save_removes(tmp_path):
+    first = results()
+    first.save(tmp_path)
+    before = snapshot(tmp_path)
+    # a process that dies with its runs table written aside, before anything is replaced
+    subprocess.run([sys.executable, "-c", "import sys; from exburn_nb.io import persist; "
+                    "persist.temp_beside(sys.argv[1]).write_text('half')",
+                    str(tmp_path / "runs.csv")], check=True)
+    orphans = set(snapshot(tmp_path)) - set(before)
+    assert len(orphans) == 1 and next(iter(orphans)).startswith(".runs.csv.")
+    assert_same(xb.Experiment.load(tmp_path), first)  # the orphan is ignored
+    first.save(tmp_path)
+    assert set(snapshot(tmp_path)) == set(before)  # and removed by the next save
 
 
 @pytest.fixture

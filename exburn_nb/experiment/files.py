@@ -26,7 +26,6 @@ import importlib.util
 import json
 import math
 import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from ..base.checks import check_int, check_number, check_seed
 from ..base.vocabulary import METRICS, RunState
 from ..core.config import CompileConfig, FitConfig
 from ..core.model import load as load_model
+from ..io import persist
 from .runs import DIRECTIONS, Run, check_metric
 from .space import check_candidates, from_dict
 
@@ -67,9 +67,10 @@ def _sha256(path: Path) -> str:
 
 
 def _stage(directory: Path, name: str, write: Callable[[Path], Any], staged: dict) -> None:
-    """Write file ``name`` aside (a hidden temporary name in ``directory``), synced to disk;
-    ``staged`` maps ``name`` to it (even when writing fails, so it is removed)."""
-    staged[name] = path = directory / f".{name}.{uuid.uuid4().hex}.saving"
+    """Write file ``name`` aside (a hidden temporary name in ``directory``, whose orphans the
+    next save removes), synced to disk; ``staged`` maps ``name`` to it (even when writing
+    fails, so it is removed)."""
+    staged[name] = path = persist.temp_beside(directory / name)
     write(path)
     with open(path, "rb") as file:
         os.fsync(file.fileno())

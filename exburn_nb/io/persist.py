@@ -218,12 +218,9 @@ def write_bytes(path: str | os.PathLike, blob: bytes) -> None:
         b'hello'
     """
     path = Path(path)
-    remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    tmp = temp_beside(path)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
@@ -232,6 +229,26 @@ def write_bytes(path: str | os.PathLike, blob: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def temp_beside(path: str | os.PathLike) -> Path:
+    """A new empty temp file in ``path``'s folder, to be written and then moved onto
+    ``path`` (or removed): named ``.NAME.<host>-<pid>.<random>.tmp`` for its writer, so a
+    later call removes what writers of ``path`` that died left behind
+    (:func:`remove_orphans`).
+
+    Example:
+        >>> tmp = temp_beside(os.path.join(tempfile.mkdtemp(), "runs.csv"))
+        >>> tmp.name.startswith(".runs.csv.") and tmp.suffix == ".tmp"
+        True
+    """
+    path = Path(path)
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
 
 
 def _fsync_folder(folder: Path) -> None:
