@@ -311,3 +311,56 @@ def test_dense_with_activation_equals_linear_then_activation():
     x = torch.randn(3, 5)
     expected = torch.nn.functional.gelu(torch.nn.functional.linear(x, net.d.weight, net.d.bias))
     torch.testing.assert_close(net(x), expected)
+
+
+# ----------------------------------------------------------------- shared JSON: limits
+def spec_text(layers: list, shape: list | None = None) -> str:
+    return json.dumps({"input": {"name": "x", "shape": shape or [None, 2]}, "layers": layers})
+
+
+def dense(units, name="d", **options) -> dict:
+    return {"kind": "dense", "name": name, "units": units, **options}
+
+
+@pytest.mark.parametrize("text, match", [
+    (spec_text([dense(10**100)]), r"layer 'd' \(Dense\) has more than 10\*\*30 values .*MAX_UNITS"),
+    (spec_text([dense(2**24 + 1)]), r"16,777,217 values per sample; at most 16,777,216"),
+    (spec_text([], [None, 10**100]), r"input 'x' has .*MAX_UNITS"),
+    (spec_text([{"kind": "conv2d", "name": "c", "filters": 4, "kernel_size": 1,
+                 "padding": 10**6}], [None, 1, 8, 8]), r"layer 'c' \(Conv2D\).*MAX_UNITS"),
+    (spec_text([dense(20_000, "a"), dense(20_000, "b")]), r"400,080,000 parameters.*MAX_PARAMS"),
+    (spec_text([dense(1_000_001)], [None, 299]), r"300,000,300 parameters; at most 300,000,000"),
+    (spec_text([{"kind": "dropout", "name": f"d{i}"} for i in range(200_000)]),
+     r"layers has 200,000 entries; at most 10,000 \(MAX_LAYERS\)"),
+], ids=["units 1e100", "units over", "input 1e100", "conv padding", "params 4e8",
+        "params just over", "200k layers"])
+def test_spec_json_past_a_limit_is_refused_naming_it(text, match):
+    with pytest.raises(ValueError, match=match):
+        Spec.from_json(text)
+
+
+def test_spec_json_at_the_limits_is_kept():
+    from exburn_nb.core.spec import MAX_LAYERS, MAX_PARAMS, MAX_UNITS
+
+    at_params = Spec.from_json(spec_text([dense(1_000_000)], [None, 299]))
+    assert at_params.count_params() == MAX_PARAMS  # counted from the shapes, not built
+    assert Spec.from_json(spec_text([dense(MAX_UNITS)], [None, 1])).output_shape == (None, MAX_UNITS)
+    long = Spec.from_json(spec_text([{"kind": "dropout", "name": f"d{i}"}
+                                     for i in range(MAX_LAYERS)]))
+    assert len(long.layers) == MAX_LAYERS
+    with pytest.raises(ValueError, match="MAX_PARAMS"):  # the same check, from Python
+        xb.input("x", shape=(None, 299)).dense(1_000_001).check_limits()
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a": ' * 50_000 + "1" + "}" * 50_000,
+                                  '{"input": {"name": "x", "shape": ' + "[" * 65 + "]" * 65 + "}}"])
+def test_deeply_nested_spec_json_is_a_value_error(text):
+    with pytest.raises(ValueError, match="deep"):
+        Spec.from_json(text)
+
+
+def test_spec_json_must_be_text():
+    with pytest.raises(TypeError, match="text must be"):
+        Spec.from_json(10**10)  # never bytes(10**10)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Spec.from_json('{"input": NaN}')
