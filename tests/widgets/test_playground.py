@@ -8,10 +8,12 @@ import threading
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
 
 import exburn_nb as xb
 from exburn_nb.widgets import Playground, TrainingDashboard
-from exburn_nb.widgets.playground import PRESETS, transform
+from exburn_nb.widgets.playground import DEFAULTS, PRESETS, transform
 
 
 @pytest.fixture
@@ -247,3 +249,20 @@ def test_deeply_nested_setup_json_is_a_value_error(text):
         Playground.from_json(text)
     with pytest.raises(TypeError, match="text must be"):
         Playground.from_json(10**10)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # each example builds a playground
+@example(option="learning_rate", value=10**400)
+@given(option=st.sampled_from(sorted(DEFAULTS)),
+       value=st.one_of(st.none(), st.booleans(), st.integers(-10**400, 10**400), st.floats(),
+                       st.text(max_size=4), st.lists(st.integers(-3, 300), max_size=12)))
+def test_any_value_in_a_setup_is_kept_exactly_or_refused(option, value):
+    text = json.dumps({"playground": 1, "n": 40, "epochs": 1, option: value})
+    try:
+        pg = Playground.from_json(text, grid=4)
+    except ValueError as exc:
+        assert option in str(exc) or "JSON" in str(exc)  # names what it refuses
+        return
+    pg.dashboard.stop()
+    assert pg.config[option] == value and json.loads(pg.to_json())[option] == value
