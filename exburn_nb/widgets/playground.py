@@ -53,6 +53,7 @@ MAX_UPDATES_PER_S = 2
 # lists, and float32 reprs made one 60 x 60 redraw 73 KB (3 decimals: 22 KB).
 Z_DECIMALS = 3
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
+MAX_GRID = 200  # 40,000 points a pass: 1.4 s for the largest network (10 x 256), measured
 MARGIN = 0.15  # the plane extends this share of the data's range beyond it
 FEATURES = {
     "x": lambda p: p[:, 0], "y": lambda p: p[:, 1], "x²": lambda p: p[:, 0] ** 2,
@@ -204,7 +205,7 @@ class Playground(W.VBox):
         preset: a name from :data:`PRESETS`, applied over ``config``.
         show: ``"class"`` (the predicted class) or ``"probability"`` (of class 1 for two
             classes, of the winning class otherwise).
-        grid: the boundary's resolution (grid x grid points).
+        grid: the boundary's resolution (grid x grid points, at most :data:`MAX_GRID`).
         **config: any of :data:`DEFAULTS`: dataset, n, classes, noise, test_fraction,
             data_seed (the data), features, hidden, activation (the network), optimizer,
             learning_rate, weight_decay, epochs, batch_size, seed (weights and run).
@@ -220,8 +221,7 @@ class Playground(W.VBox):
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
         if show not in SHOW:
             raise ValueError(f"show must be one of {', '.join(SHOW)}; got {show!r}")
-        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
-            raise ValueError(f"grid must be an integer >= 2; got {grid!r}")
+        check_int("grid", grid, 2, MAX_GRID)
         if data is not None:
             config["dataset"] = "custom"
         self.config = check_config({**(PRESETS[preset] if preset else {}), **config})
@@ -510,4 +510,5 @@ class Playground(W.VBox):
         if config.get("dataset") == "custom" and data is None:
             raise ValueError("this setup uses your own data set: pass it as data=((x, y), "
                              "(test_x, test_y))")
+        check_config(config)  # only setup options: grid, show, preset are the caller's
         return cls(data=data, **kwargs, **config)

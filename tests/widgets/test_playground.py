@@ -156,6 +156,7 @@ def test_own_data_projected_to_2d(digits, small):
     (dict(features=[]), "features must be"), (dict(hidden=[0]), "hidden must be"),
     (dict(activation="softplus"), "activation must be"), (dict(preset="nope"), "preset must be"),
     (dict(show="both"), "show must be"), (dict(grid=1), "grid must be"),
+    (dict(grid=50_000), r"grid must be an integer in \[2, 200\]"),
     (dict(epoch=3), "unknown playground option"), (dict(dataset="moons", classes=3), "classes"),
 ])
 def test_bad_options(kw, match):
@@ -185,6 +186,13 @@ def test_json_values_past_a_controls_limit_are_refused(monkeypatch, option, valu
     if option not in ("epochs", "weight_decay", "learning_rate"):  # refused before any data
         monkeypatch.setattr(playground.datasets, "toy", lambda *a, **k: pytest.fail("made data"))
     with pytest.raises(ValueError, match=match):
+        Playground.from_json(json.dumps({"playground": 1, option: value}))
+
+
+@pytest.mark.parametrize("option, value", [("grid", 3), ("show", "probability"),
+                                           ("preset", "xor with xy")])
+def test_a_setup_holds_only_setup_options(option, value):
+    with pytest.raises(ValueError, match=f"unknown playground option.*{option}"):  # grid: memory
         Playground.from_json(json.dumps({"playground": 1, option: value}))
 
 
