@@ -181,3 +181,14 @@ def test_flags_and_names_are_checked():
         datasets.toy(["moons"])
     (x, _), (tx, _) = datasets.moons(n=8, test_fraction=0.05)  # a tiny share still tests one
     assert (len(x), len(tx)) == (7, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(datasets.TOY_SETS)),
+       option=st.sampled_from(["n", "classes", "noise"]),
+       value=st.one_of(st.integers(-10**400, -1), st.integers(datasets.MAX_POINTS + 1, 10**400),
+                       st.floats(allow_nan=True).filter(lambda f: not 0 <= f <= 1_000),
+                       st.text(max_size=3), st.booleans(), st.none()))
+def test_every_generated_set_refuses_a_bad_size_or_noise_naming_it(name, option, value):
+    with pytest.raises(ValueError, match=f"^{option} must be"):
+        datasets.TOY_SETS[name](**{option: value})

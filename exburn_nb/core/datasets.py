@@ -20,6 +20,11 @@ import torch
 from ..base.checks import check_seed
 
 Split = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# The generated sets' limits: a million points is 16 MB of float64 coordinates (a few
+# copies while made); noise past 1,000 has drowned any structure (the sets span [-1, 1])
+# and keeps every point finite in float32.
+MAX_POINTS = 1_000_000
+MAX_NOISE = 1_000.0
 
 
 def _sklearn_datasets():  # noqa: ANN202 - a module
@@ -99,15 +104,17 @@ def _check_toy(n: int, classes: int, noise: float, test_fraction: float, seed: i
                min_classes: int = 2, max_classes: int | None = None) -> None:
     """Raise a ValueError naming the generator argument that is out of range."""
     _check_split(test_fraction, seed)
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < min_classes or (
-            max_classes is not None and classes > max_classes):
+    max_classes = MAX_POINTS // 4 if max_classes is None else max_classes
+    if (isinstance(classes, bool) or not isinstance(classes, int)
+            or not min_classes <= classes <= max_classes):
         allowed = f"{min_classes}" if max_classes == min_classes else (
-            f">= {min_classes}" + (f" and <= {max_classes}" if max_classes else ""))
-        raise ValueError(f"classes must be an integer {allowed}; got {classes!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 4 * classes:
-        raise ValueError(f"n must be an integer >= {4 * classes} (4 per class); got {n!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
-        raise ValueError(f"noise must be a number >= 0; got {noise!r}")
+            f">= {min_classes} and <= {max_classes}")
+        raise ValueError(f"classes must be an integer {allowed}; got {classes!r:.60}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 4 * classes <= n <= MAX_POINTS:
+        raise ValueError(f"n must be an integer >= {4 * classes} (4 per class) and <= "
+                         f"{MAX_POINTS:,} (MAX_POINTS); got {n!r:.60}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= MAX_NOISE:
+        raise ValueError(f"noise must be a number >= 0 and <= {MAX_NOISE:g}; got {noise!r:.60}")
 
 
 def _per_class(n: int, classes: int) -> list[int]:
