@@ -22,9 +22,7 @@ Example:
 from __future__ import annotations
 
 import functools
-import html
 import json
-import math
 import threading
 from typing import Any
 
@@ -39,6 +37,7 @@ from ..core.model import Model, compile
 from ..core.spec import input as spec_input
 from ..io.persist import parse_json
 from ..train.callbacks import Callback
+from .controls import error_html, moved_off
 from .dashboard import TrainingDashboard
 from .frontend.figure import FigureWidget
 from .frontend.throttle import DrawingThread, Throttle
@@ -148,22 +147,6 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     check_seed(cfg["data_seed"], "data_seed")
     check_seed(cfg["seed"])
     return cfg
-
-
-def check_held(dashboard: TrainingDashboard, config: dict[str, Any]) -> None:
-    """Raise a ValueError unless ``dashboard``'s controls hold ``config``'s training options
-    as given: a value outside a control's range (which the control would clamp) is refused,
-    naming the option, the value and the range (the control's own)."""
-    slider = dashboard.learning_rate
-    low, high = slider.base ** slider.min, slider.base ** slider.max
-    if not low <= config["learning_rate"] <= high:
-        raise ValueError(f"learning_rate must be in [{low:g}, {high:g}] (the dashboard's "
-                         f"slider); got {config['learning_rate']!r}")
-    for key in ("epochs", "batch_size", "weight_decay"):
-        control = getattr(dashboard, key)
-        if control.value != config[key]:
-            raise ValueError(f"{key} must be in [{control.min:g}, {control.max:g}] (the "
-                             f"dashboard's control); got {config[key]!r}")
 
 
 class _Boundary(Callback):
@@ -319,7 +302,7 @@ class Playground(W.VBox):
         try:
             self.apply({**self.config, **self._controls_config()})
         except (ValueError, TypeError) as exc:
-            self.message.value = f"<span style='color:#c00'>{html.escape(str(exc))}</span>"
+            self.message.value = error_html(exc)
 
     def apply(self, config: dict[str, Any]) -> None:
         """Replace the configuration (validated) and rebuild data, network and dashboard;
@@ -345,7 +328,6 @@ class Playground(W.VBox):
             model, (inputs, points[1]), validation_data=(test_inputs, test_points[1]),
             epochs=c["epochs"], batch_size=c["batch_size"], weight_decay=c["weight_decay"],
             accuracy=True, seed=c["seed"])
-        check_held(dashboard, c)
         return {"points": points, "test_points": test_points, "inputs": inputs,
                 "test_inputs": test_inputs, "num_classes": num_classes, "model": model,
                 "dashboard": dashboard}
@@ -374,13 +356,9 @@ class Playground(W.VBox):
         self.config[key] = change["new"]  # a person's change on the dashboard
 
     def _on_learning_rate(self, change: dict) -> None:
-        # The browser snaps the slider to its grid (0.03 comes back as 10**-1.5): a value on
-        # the config's own grid point is that rounding, and the config keeps its exact rate.
-        slider = self.dashboard.learning_rate
-
-        def point(lr: float) -> int:
-            return round(math.log(lr, slider.base) / slider.step)
-        if point(change["new"]) != point(self.config["learning_rate"]):
+        # a browser snaps the slider to its grid (0.03 comes back as 10**-1.5): that is no
+        # person's choice, and the config keeps its exact rate
+        if moved_off(self.dashboard.learning_rate, self.config["learning_rate"]):
             self.config["learning_rate"] = change["new"]
 
     def _make_points(self, c: dict[str, Any]) -> tuple[tuple[torch.Tensor, torch.Tensor],

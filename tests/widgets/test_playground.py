@@ -176,17 +176,26 @@ def test_bad_options(kw, match):
     ("test_fraction", 0.95, r"test_fraction must be a number in \[0.05, 0.9\]"),
     ("data_seed", -1, "data_seed must be None or an integer"),
     ("optimizer", "lbfgs", "optimizer must be one of"),
-    ("epochs", 10**6, r"epochs must be in \[1, 100000\] \(the dashboard's control\); got 1000000"),
-    ("weight_decay", 5.0, r"weight_decay must be in \[0, 1\]"),
-    ("learning_rate", 10.0, r"learning_rate must be in \[1e-05, 1\] \(the dashboard's slider\)"),
+    ("batch_size", 0, "batch_size must be an integer >= 1"),
 ])
 def test_json_values_past_a_controls_limit_are_refused(monkeypatch, option, value, match):
     from exburn_nb.widgets import playground
 
-    if option not in ("epochs", "weight_decay", "learning_rate"):  # refused before any data
+    if option != "batch_size":  # refused before any data is made
         monkeypatch.setattr(playground.datasets, "toy", lambda *a, **k: pytest.fail("made data"))
     with pytest.raises(ValueError, match=match):
         Playground.from_json(json.dumps({"playground": 1, option: value}))
+
+
+def test_training_options_past_the_old_bounds_are_held_exactly():
+    setup = {"playground": 1, "epochs": 10**6, "batch_size": 10**7, "weight_decay": 5.0,
+             "learning_rate": 10.0}
+    pg = Playground.from_json(json.dumps(setup), grid=5)
+    d = pg.dashboard
+    assert (d.epochs.value, d.batch_size.value, d.weight_decay.value) == (10**6, 10**7, 5.0)
+    assert d.learning_rate.value == 10.0 == pg.model.learning_rate  # the slider widened
+    assert {k: v for k, v in json.loads(pg.to_json()).items() if k in setup} == setup
+    assert Playground.from_json(pg.to_json(), grid=5).config == pg.config
 
 
 @pytest.mark.parametrize("option, value", [("grid", 3), ("show", "probability"),
