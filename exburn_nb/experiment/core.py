@@ -18,20 +18,18 @@ from typing import Any
 import pandas as pd
 
 from ..base.checks import check_int, check_seed
-from ..base.vocabulary import Event, RunState
+from ..base.vocabulary import METRICS, Event, RunState, run_metrics
 from ..core.config import FitConfig
 from ..core.data import is_loader
 from ..core.model import Model
 from ..sweep import SweepPlan, plan
 from ..sweep.planning import memory_budget_bytes
 from .execution import Execution
-from .files import jsonable
+from .files import PARALLEL, SEARCHES, jsonable
 from .params import ParamSpace
 from .results import ExperimentResults
-from .runs import Run, best_value, run_seed
+from .runs import Run, best_value, check_metric, run_seed
 
-SEARCHES = ("grid", "random", "optuna")
-PARALLEL = ("vmap", "auto")
 GROUP_SIZE = 64  # runs taken (or Optuna trials asked) at once when ``parallel`` is set
 Listener = Callable[[str, "Experiment"], None]
 
@@ -49,11 +47,15 @@ class Experiment:
             (learning_rate, optimizer, weight_decay, loss) go to compile, ``fit`` options
             (batch_size, epochs, lr_schedule, clip_norm, ...) go to fit, other names go to
             ``build`` (a function); a name that fits none is a ``ValueError``.
-        search: ``"grid"`` (every combination), ``"random"`` (``n_trials`` seeded draws),
+        search: ``"grid"`` (every combination; more than
+            :data:`~exburn_nb.experiment.params.MAX_GRID_RUNS` (100,000) is refused, naming
+            the grid's size), ``"random"`` (``n_trials`` seeded draws),
             ``"optuna"`` (TPE), or an ``optuna.samplers`` object.
         n_trials: runs this process adds (random and Optuna; all combinations for a grid).
         epochs: epochs per run (unless ``epochs`` is a searched param).
-        metric: the history column that ranks runs, e.g. ``"val_loss"``.
+        metric: the history column that ranks runs, one the runs compute: ``"loss"``,
+            ``"lr"``, ``"val_loss"`` (with validation_data), ``"accuracy"``,
+            ``"val_accuracy"`` (with ``accuracy=True``).
         direction: ``"minimize"`` or ``"maximize"``.
         seed: the experiment's seed; run ``k`` uses :func:`run_seed` ``(seed, k)``. It
             also seeds random draws and, without shared storage, Optuna's sampler (processes
@@ -80,7 +82,8 @@ class Experiment:
             memory) is failed once it has had no heartbeat for ``grace_period`` seconds
             (default twice ``heartbeat``) by any process of the study, and retried once.
         **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
-            options (loss, optimizer, learning_rate...).
+            options (loss, optimizer, learning_rate...); ``verbose=False``, as for ``fit``,
+            quiets :meth:`run`'s progress bar over the runs.
 
     Attributes:
         results: the :class:`ExperimentResults` this experiment fills (``runs``,
@@ -116,6 +119,9 @@ class Experiment:
                                study_name=study_name, pruner=pruner, parallel=parallel,
                                memory_budget=memory_budget, heartbeat=heartbeat,
                                grace_period=grace_period, **fit_options)
+        self.verbose = fit_options.pop("verbose", True)  # as fit's: the progress display
+        if not isinstance(self.verbose, bool):
+            raise ValueError(f"verbose must be True or False; got {self.verbose!r}")
         self.parallel, self._stacks = _check_parallel(parallel, data, validation_data)
         self.memory_budget = memory_budget_bytes(memory_budget)
         self.space = ParamSpace(build, params, epochs, **fit_options)
@@ -150,11 +156,13 @@ class Experiment:
 
     # ---------------------------------------------------------------- checks
     def _check_metric(self) -> None:
-        if self.metric.startswith("val_") and self.validation_data is None:
-            raise ValueError(f"metric {self.metric!r} needs validation_data")
-        accuracy = self.config.accuracy or self.params.get("accuracy") == [True]
-        if self.metric.endswith("accuracy") and not accuracy:
-            raise ValueError(f"metric {self.metric!r} needs accuracy=True")
+        """``metric`` is one of the metrics every run computes (a "did you mean" else)."""
+        available = run_metrics(self.validation_data is not None, self.config.accuracy)
+        if self.metric in METRICS and self.metric not in available:
+            raise ValueError(f"metric {self.metric!r} needs " + (
+                "validation_data" if self.validation_data is None and self.metric.startswith(
+                    "val_") else "accuracy=True"))
+        check_metric(self.metric, available)
 
     def _check_search(self, search: Any, n_trials: Any) -> tuple[str, int | None]:
         if isinstance(search, str) and search not in SEARCHES:
@@ -275,7 +283,8 @@ class Experiment:
         from tqdm.auto import tqdm
 
         self._execution.clear()
-        with tqdm(total=self.total, initial=self.added, desc="runs", unit="run") as bar:
+        with tqdm(total=self.total, initial=self.added, desc="runs", unit="run",
+                  disable=not self.verbose) as bar:
             def advance(event: str, exp: Experiment) -> None:
                 if event == Event.RUN_END:
                     bar.update(1)

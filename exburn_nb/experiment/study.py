@@ -223,6 +223,20 @@ def make_pruner(optuna: Any, pruner: Any, epochs: int) -> Any:
                      f"object; got {pruner!r}")
 
 
+def dashboard_attrs(number: int, info: dict[str, Any]) -> dict[str, Any]:
+    """A trial's user attributes at its end, as optuna-dashboard lists them: ``info``
+    (``state``, ``message``, ``seconds``, ``history``...) with the ``run`` number and the
+    ``epochs`` it trained, every value JSON (others as their text).
+
+    Example:
+        >>> dashboard_attrs(3, {"state": "finished", "seconds": 1.5,
+        ...                     "history": [{"epoch": 1, "loss": 0.5}]})["epochs"]
+        1
+    """
+    attrs = {**info, "run": number, "epochs": len(info.get("history") or [])}
+    return json.loads(json.dumps(attrs, default=str))
+
+
 class Tuner:
     """One Optuna study seen by one experiment: ask trials, report epochs, tell ends."""
 
@@ -299,7 +313,7 @@ class Tuner:
         if self.heartbeat is not None:
             self.heartbeat.close(trial)
         try:
-            for key, item in info.items():
+            for key, item in dashboard_attrs(trial.number, info).items():
                 trial.set_user_attr(key, item)
         except RuntimeError:  # another process failed it (its heartbeat was late): it stays so
             return

@@ -191,3 +191,12 @@ def test_static_live_plot_updates_one_display(static_renderer, mlp, digits, monk
     xb.fit(mlp(), (x, y), epochs=3, batch_size=64, verbose=False,
            callbacks=[xb.widgets.live_plot()])
     assert updates[-1] == [1, 2, 3] and len(updates) < 3 * 23 / 4  # throttled; the end drawn
+
+
+def test_live_plot_slider_holds_a_rate_outside_its_range(mlp, digits):
+    (x, y), _ = digits
+    cb = xb.widgets.live_plot()
+    model = xb.fit(mlp(learning_rate=1e-6), (x[:64], y[:64]), epochs=2, verbose=False,
+                   callbacks=[cb])
+    assert model.history["lr"].tolist() == [1e-6, 1e-6]  # not clamped to the slider's 1e-5
+    assert cb.controls.learning_rate.value == 1e-6
