@@ -35,8 +35,7 @@ from .persist import check_file_path, write_bytes
 EXPORT_SUFFIXES = (".onnx", ".pt2")
 ONNX_PACKAGES = ("onnx", "onnxscript")
 INSTALL_HINT = "pip install 'exburn_nb[export]'"
-_NOISY_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch.fx", "torch._dynamo",
-                  "onnxscript")
+_NOISY_PACKAGES = ("torch", "onnxscript", "onnx_ir")  # every logger under these
 
 
 def check_export_path(path: str | os.PathLike) -> Path:
@@ -68,7 +67,9 @@ def check_onnx_packages(path: Path) -> None:
 @contextmanager
 def quiet() -> Iterator[None]:
     """No warnings and no log lines below ERROR from the exporters for the block."""
-    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    names = [n for n in list(logging.root.manager.loggerDict)
+             if n.split(".", 1)[0] in _NOISY_PACKAGES]
+    loggers = [logging.getLogger(name) for name in {*names, *_NOISY_PACKAGES}]
     levels = [logger.level for logger in loggers]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
