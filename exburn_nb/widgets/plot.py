@@ -97,6 +97,21 @@ def decimate(xs: list, ys: list, budget: int | None = None, *extra: list) -> tup
     return tuple([seq[i] for i in keep] for seq in (xs, ys, *extra))
 
 
+def batches_per_epoch(runs: list[int], batches: list[int]) -> dict[int, int]:
+    """Each run's batches per epoch, read from its batch rows (``run`` and ``batch``
+    columns): the highest batch number recorded in the run, so a ragged last batch counts
+    and a run stopped in a later epoch keeps the count of its full ones.
+
+    Example:
+        >>> batches_per_epoch([1, 1, 1, 1, 2, 2], [1, 2, 1, 2, 1, 1])
+        {1: 2, 2: 1}
+    """
+    per_run: dict[int, int] = {}
+    for run, batch in zip(runs, batches, strict=True):
+        per_run[run] = max(per_run.get(run, 1), batch)
+    return per_run
+
+
 class LivePlot(Callback):
     """A callback that draws training into a :func:`make_figure` figure, throttled.
 
@@ -136,7 +151,8 @@ class LivePlot(Callback):
         self.throttle.restart()
         # the model's history is the one source of batch points: rows before _read are drawn
         self._read = self.model.recorder.batch_count if self.model is not None else 0
-        self._per_epoch: dict[int, int] = {}  # run -> batches per epoch
+        # run -> batches per epoch: the running one's from its trainer, others' from the history
+        self._per_epoch: dict[int, int] = {}
 
     def reset(self) -> None:
         """Forget the drawn batch points and marks (after a weight reset), rescale the axes
@@ -194,7 +210,11 @@ class LivePlot(Callback):
             return
         rows = self.model.recorder.batch_rows_since(self._read)
         self._read += len(rows["loss"])
-        xs = [e - 1 + b / self._per_epoch.get(r, 1)
+        if not self._per_epoch.keys() >= set(rows["run"]):  # runs this plot did not see begin
+            every = self.model.recorder.batch_rows_since(0)
+            self._per_epoch = {**batches_per_epoch(every["run"], every["batch"]),
+                               **self._per_epoch}
+        xs = [e - 1 + b / self._per_epoch[r]
               for e, b, r in zip(rows["epoch"], rows["batch"], rows["run"], strict=True)]
         smoothed = smooth(rows["loss"], SMOOTHING, self._ema)
         for x, y, lr in zip(xs, smoothed, rows["lr"], strict=True):

@@ -191,3 +191,38 @@ def test_static_live_plot_updates_one_display(static_renderer, mlp, digits, monk
     xb.fit(mlp(), (x, y), epochs=3, batch_size=64, verbose=False,
            callbacks=[xb.widgets.live_plot()])
     assert updates[-1] == [1, 2, 3] and len(updates) < 3 * 23 / 4  # throttled; the end drawn
+
+
+def _assert_every_x_within_the_epochs(fig, epochs):
+    for trace in fig.data:
+        xs = [x for x in trace.x if x is not None]
+        assert xs, f"trace {trace.name!r} has no points"
+        assert all(0 <= x <= epochs for x in xs), \
+            f"trace {trace.name!r} runs from {min(xs)} to {max(xs)}, not within [0, {epochs}]"
+
+
+def test_runs_trained_before_the_dashboard_plot_where_they_belong(mlp, digits):
+    """Batch points sit at epoch - 1 + batch / batches-per-epoch for every run in the
+    history, whoever trained it: here runs of 23 (64 a batch, ragged), 3 (500, ragged) and
+    15 batches (100, ragged) an epoch, two made before the dashboard existed."""
+    (x, y), (tx, ty) = digits
+    model = mlp()
+    xb.fit(model, (x, y), epochs=2, batch_size=64, accuracy=True, validation_data=(tx, ty),
+           verbose=False)
+    model.set_learning_rate(1e-2)  # an lr change: a mark on the curve
+    xb.fit(model, (x, y), epochs=2, batch_size=500, accuracy=True, validation_data=(tx, ty),
+           verbose=False)
+    dash = xb.widgets.TrainingDashboard(model, (x, y), validation_data=(tx, ty), epochs=1,
+                                        batch_size=100, accuracy=True)
+    _assert_every_x_within_the_epochs(dash.plot.figure, 4)
+    batch_x = list(dash.plot.figure.data[2].x)
+    assert batch_x == sorted(batch_x) and batch_x[-1] == pytest.approx(4)
+    assert dash.start()
+    assert dash.wait(60)
+    _assert_every_x_within_the_epochs(dash.plot.figure, 5)
+    assert max(dash.plot.figure.data[2].x) == pytest.approx(5)
+
+
+def test_batches_per_epoch_is_each_runs_highest_batch_number():
+    assert plot.batches_per_epoch([1, 1, 1, 1, 1, 2, 2], [1, 2, 3, 1, 2, 1, 1]) == {1: 3, 2: 1}
+    assert plot.batches_per_epoch([], []) == {}
