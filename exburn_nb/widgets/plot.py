@@ -25,6 +25,7 @@ from ..core.history import SMOOTHING, smooth
 from ..core.model import Model
 from ..train.callbacks import Callback
 from ..train.loop import Trainer
+from . import live
 from .frontend.borrowed import set_figure_config
 from .frontend.comms import serve_on_subshell
 from .frontend.figure import FigureWidget
@@ -161,6 +162,15 @@ class LivePlot(Callback):
             self._reset_batches()
         self.figure.layout.uirevision = (self.figure.layout.uirevision or 0) + 1  # drop zoom
         self.draw(force=True)
+
+    def __enter__(self) -> LivePlot:
+        """``with xb.widgets.live_plot(): ...``: every ``xb.fit`` in the block (in this
+        thread) draws into this figure, as if it were passed in ``callbacks``."""
+        live.enter(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        live.leave(self)
 
     # ---------------------------------------------------------------- hooks
     def on_train_begin(self, logs: dict) -> None:
@@ -413,8 +423,13 @@ def live_plot(height: int = 380, controls: bool = True) -> LivePlot:
     Stop, Pause and a learning-rate slider above it (``controls=False`` for the figure
     alone).
 
+    Pass it as a callback, or open a ``with`` block: every ``xb.fit`` inside it draws into
+    the same figure (shown under the cell once, when the first run begins).
+
     Example:
         >>> xb.fit(model, (x, y), epochs=20, callbacks=[xb.widgets.live_plot()])  # doctest: +SKIP
+        >>> with xb.widgets.live_plot():  # doctest: +SKIP
+        ...     xb.fit(model, (x, y), epochs=20)
     """
     return LivePlot(make_figure(height), display=True, controls=controls)
 

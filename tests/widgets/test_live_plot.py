@@ -226,3 +226,17 @@ def test_runs_trained_before_the_dashboard_plot_where_they_belong(mlp, digits):
 def test_batches_per_epoch_is_each_runs_highest_batch_number():
     assert plot.batches_per_epoch([1, 1, 1, 1, 1, 2, 2], [1, 2, 3, 1, 2, 1, 1]) == {1: 3, 2: 1}
     assert plot.batches_per_epoch([], []) == {}
+
+
+def test_live_plot_as_a_with_block_draws_every_fit_inside(mlp, digits):
+    """``with xb.widgets.live_plot():`` (a newcomer's TypeError) plots each fit in the block
+    into one figure, and none after it."""
+    (x, y), _ = digits
+    model, run = mlp(), xb.Trainer.run
+    with xb.widgets.live_plot(controls=False) as cb:
+        xb.fit(model, (x, y), epochs=1, batch_size=128, verbose=False)
+        xb.fit(model, (x, y), epochs=1, batch_size=256, verbose=False)
+    assert list(cb.figure.data[0].x) == [1, 2]
+    xb.fit(model, (x, y), epochs=1, batch_size=256, verbose=False)
+    assert list(cb.figure.data[0].x) == [1, 2]  # the block is closed: not drawn
+    assert xb.Trainer.run is run  # put back as it was
