@@ -60,9 +60,12 @@ serve-demo:
 	$(LAB_CONFIG) $(PY) -m jupyterlab --ServerApp.root_dir=notebooks \
 	  --LabApp.default_url=/lab/tree/01_quickstart.ipynb $(LAB_FLAGS)
 
+# binder/share/jupyter holds the "exburn" Voila template: Voila's lab template without its
+# Font Awesome links to a CDN (Voila bundles Font Awesome), so the app works offline.
 serve-app:
 	@echo "Opening the classroom app (Voila) on notebooks/app.ipynb (the URL is printed below)"
-	$(PY) -m voila notebooks/app.ipynb --Voila.ip=127.0.0.1 --port=$(PORT) \
+	JUPYTER_PATH="$(CURDIR)/binder/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH}" \
+	  $(PY) -m voila notebooks/app.ipynb --template=exburn --Voila.ip=127.0.0.1 --port=$(PORT) \
 	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser )
 
 test: $(VENV)/.installed-dev browser-deps

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 
 import ipywidgets as W
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs_version
 
 from ..base.vocabulary import RunState
 from ..core.history import SMOOTHING, smooth
@@ -316,14 +318,29 @@ class LivePlot(Callback):
 
 
 def export_snapshot(fig: go.Figure) -> dict:
-    """The figure as static HTML (plotly.js from its CDN) in a ``div.xb-export-only``: what
-    an export of the notebook shows in place of the live figure. The live figure's loader
-    hides every such div (and its output row) on pages where it runs."""
-    html = fig.to_html(full_html=False, include_plotlyjs="cdn", config={"displaylogo": False})
-    # an export loads plotly.js before this script runs; a live page (which hides the copy)
-    # may not have it, or be offline: nothing to draw then, and no error
-    html = html.replace("Plotly.newPlot(", "window.Plotly && Plotly.newPlot(", 1)
-    return {"text/html": f'<div class="{EXPORT_ONLY}">{html}</div>',
+    """The figure as static HTML in a ``div.xb-export-only``: what an export of the notebook
+    shows in place of the live figure. The live figure's loader hides every such div (and
+    its output row) on pages where it runs.
+
+    Its script loads plotly.js from its CDN only where no Jupyter front end runs (an
+    nbconvert export, nbviewer): JupyterLab, Notebook and Voilà pages, which draw the live
+    figure, fetch nothing, so they work offline.
+    """
+    div = f"xb-export-{uuid.uuid4().hex}"
+    figure = fig.to_json().replace("</", "<\\/")  # no "</script>" inside the script
+    cdn = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+    html = (f'<div class="{EXPORT_ONLY}"><div id="{div}" style="width:100%; '
+            f'height:{fig.layout.height or 380}px"></div><script>(() => {{\n'
+            f'  if (document.getElementById("jupyter-config-data")) return;  // a live page\n'
+            f'  const fig = {figure};\n'
+            f'  const draw = () => window.Plotly && Plotly.newPlot("{div}", fig.data, fig.layout,'
+            f' {{displaylogo: false, responsive: true}});\n'
+            f'  if (window.Plotly) return draw();\n'
+            f'  const script = document.head.appendChild(document.createElement("script"));\n'
+            f'  script.onload = draw;\n'
+            f'  script.src = "{cdn}";\n'
+            f'}})();</script></div>')
+    return {"text/html": html,
             "text/plain": "training curves (an export-only copy of the live figure)"}
 
 
