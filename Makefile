@@ -40,7 +40,9 @@ browser-deps:
 
 # Opens a browser where there is a display (X11, Wayland, or macOS), else only prints the URL.
 # The server is rooted in notebooks/ and opens the quickstart; binder/jupyter adds a page
-# config that turns JupyterLab's "official Jupyter news" prompt off (JUPYTER_CONFIG_PATH
+# config that turns JupyterLab's "official Jupyter news" prompt off, and a server config that
+# keeps widget (comm) messages out of the kernel status, so the status bar reads Busy while a
+# cell runs even when a click was handled on a kernel subshell meanwhile (JUPYTER_CONFIG_PATH
 # only adds a config folder: the user's own settings stay as they are).
 LAB_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/binder/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}"
 LAB_FLAGS  := --ip=127.0.0.1 --port=$(PORT) --LabApp.news_url=None \
