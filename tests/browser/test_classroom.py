@@ -54,6 +54,8 @@ class Offline:
         page.on("console", lambda m: m.type == "error" and self.console.append(m.text[:300]))
         page.on("requestfailed", self._failed)
         page.on("request", self._request)
+        page.on("response", lambda r: r.status >= 400 and self.failed.append(
+            f"{r.url[:200]} HTTP {r.status}"))
 
     def _failed(self, request) -> None:
         failure = request.failure or ""
@@ -69,8 +71,8 @@ class Offline:
 
     def assert_clean(self) -> None:
         assert not self.external, f"requests to other hosts: {self.external}"
-        assert not self.failed, f"failed requests: {self.failed}"
-        assert not self.console, f"console errors: {self.console}"
+        assert not self.failed and not self.console, \
+            f"failed requests: {self.failed}; console errors: {self.console}"
 
 
 def assert_every_x_within(page, epochs: int) -> list:
