@@ -240,3 +240,18 @@ def test_live_plot_as_a_with_block_draws_every_fit_inside(mlp, digits):
     xb.fit(model, (x, y), epochs=1, batch_size=256, verbose=False)
     assert list(cb.figure.data[0].x) == [1, 2]  # the block is closed: not drawn
     assert xb.Trainer.run is run  # put back as it was
+
+
+def test_the_export_only_copy_fetches_nothing_on_a_live_page():
+    """Every run's end used to make live front ends request plotly.js from its CDN (a
+    ``<script src>`` in the hidden copy): offline classrooms logged errors. The copy's
+    script now returns on a Jupyter page before it asks for anything."""
+    fig = plot.make_figure(widget=False)
+    fig.data[0].x, fig.data[0].y = [1, 2], [0.5, 0.25]
+    fig.layout.title = "</script><b>"  # text that would end the script early
+    html = plot.export_snapshot(fig)["text/html"]
+    assert "src=" not in html.replace("script.src", "")  # no resource in the markup itself
+    assert html.count("</script>") == 1
+    guard = html.index('if (document.getElementById("jupyter-config-data")) return;')
+    assert guard < html.index("cdn.plot.ly") and guard < html.index("Plotly.newPlot")
+    assert html.startswith(f'<div class="{plot.EXPORT_ONLY}">')
