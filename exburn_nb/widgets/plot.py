@@ -39,6 +39,8 @@ EXPORT_ONLY = "xb-export-only"  # figure.js hides this class where live figures 
 POINT_BUDGET = 400  # points per drawn curve, at most
 MAX_BATCH_POINTS = 2 * POINT_BUDGET  # raw batch points kept before halving them
 LR_MARK = 5  # trace index of the learning-rate marks
+# the log-scale loss axis's ticks: plotly's own crowd near the top (2.5, 2, 1.5 over a decade)
+LOG_TICKS = [float(f"{m}e{e}") for e in range(-6, 7) for m in (1, 2, 5)]
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "lr": "#9467bd"}
 
 
@@ -312,8 +314,11 @@ class LivePlot(Callback):
             self._snapshots.append(handle)
 
     def set_log_scale(self, on: bool) -> None:
-        """Loss axis on a log scale (True) or linear (False)."""
-        self.figure.layout.yaxis.type = "log" if on else "linear"
+        """Loss axis on a log scale (True, ticks at 1, 2 and 5 times powers of ten) or
+        linear (False)."""
+        self.figure.layout.yaxis.update(type="log" if on else "linear",
+                                        tickmode="array" if on else "auto",
+                                        tickvals=LOG_TICKS if on else None)
         self._publish(send=self.static)
 
 

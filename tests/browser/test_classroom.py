@@ -107,6 +107,14 @@ def test_make_app_first_screen_offline_with_every_curve_in_place(app_server, pag
     page.set_viewport_size({"width": 1920, "height": 1100})
     page.wait_for_timeout(1200)
     dashboard.screenshot(ARTIFACTS / "voila_app_first_screen_1920.png")
+    # the log scale: a few readable loss ticks, not a label at every digit
+    page.click(".widget-checkbox:has-text('log scale') input")
+    page.wait_for_function(f"{FIGURE}._fullLayout.yaxis.type === 'log'")
+    page.wait_for_timeout(1000)
+    ticks = page.eval_on_selector_all(".xb-figure g.ytick text", "es => es.map(e => e.textContent)")
+    dashboard.screenshot(ARTIFACTS / "voila_app_log_scale.png")
+    assert 2 <= len(ticks) <= 6 and all(t.lstrip("0.")[0] in "125" for t in ticks), ticks
+    print(f"\n[classroom] log-scale loss ticks: {ticks}")
 
     page.reload()  # Voilà runs the notebook again: a fresh kernel, the same first screen
     dashboard.wait_rendered(timeout_ms=240_000)

@@ -255,3 +255,14 @@ def test_the_export_only_copy_fetches_nothing_on_a_live_page():
     guard = html.index('if (document.getElementById("jupyter-config-data")) return;')
     assert guard < html.index("cdn.plot.ly") and guard < html.index("Plotly.newPlot")
     assert html.startswith(f'<div class="{plot.EXPORT_ONLY}">')
+
+
+def test_log_scale_ticks_at_one_two_five():
+    """plotly's own log ticks crowded the top of a decade (2.5, 2, 1.5)."""
+    cb = plot.LivePlot(display=False)
+    cb.set_log_scale(True)
+    axis = cb.figure.layout.yaxis
+    assert axis.type == "log" and {0.2, 0.5, 1.0, 2.0} <= set(axis.tickvals)
+    assert all(f"{v:.0e}"[0] in "125" for v in axis.tickvals)
+    cb.set_log_scale(False)
+    assert axis.type == "linear" and axis.tickvals is None and axis.tickmode == "auto"
