@@ -18,6 +18,7 @@ from typing import Any
 
 from . import sweep
 from .core import datasets
+from .core.codegen import to_torch_code
 from .core.config import CompileConfig, FitConfig
 from .core.model import Model, available_devices, compile, deserialize_params, load
 from .core.spec import Spec, input
@@ -33,7 +34,7 @@ __all__ = [
     "Callback", "CompileConfig", "Experiment", "ExperimentResults", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
     "callbacks", "compile", "compute_gradients", "datasets", "deserialize_params", "evaluate",
     "fit", "input", "load", "lr_find", "space", "sweep",
-    "train_step", "widgets", "runner",
+    "to_torch_code", "train_step", "widgets", "runner",
 ]
 
 

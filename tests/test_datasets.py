@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import exburn_nb as xb
 from exburn_nb.core import datasets
@@ -134,3 +136,59 @@ def test_generated_sets_geometry_without_noise():
 def test_generated_sets_reject_bad_options(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ----------------------------------------------------------------- bad arguments, every data set
+ALL_SETS = {"digits": datasets.digits, "breast_cancer": datasets.breast_cancer,
+            "diabetes": datasets.diabetes, **datasets.TOY_SETS}
+BAD_SEEDS = st.one_of(st.text(max_size=3), st.integers(max_value=-1),
+                      st.integers(min_value=2**64), st.floats(), st.booleans(),
+                      st.lists(st.integers(0, 3), max_size=2))
+BAD_FRACTIONS = st.one_of(st.floats().filter(lambda f: not 0 < f < 1), st.just(0), st.just(1),
+                          st.booleans(), st.text(max_size=3).map(lambda t: t or "0.2"),
+                          st.none(), st.just([0.2]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(ALL_SETS)), seed=BAD_SEEDS)
+def test_every_data_set_refuses_a_bad_seed_naming_it(name, seed):
+    with pytest.raises(ValueError, match=r"^seed must be None or an integer in \[0, 2\*\*64 - 1\]"):
+        ALL_SETS[name](seed=seed)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(ALL_SETS)), fraction=BAD_FRACTIONS)
+def test_every_data_set_refuses_a_bad_test_fraction_naming_it(name, fraction):
+    with pytest.raises(ValueError, match=r"^test_fraction must be a number in \(0, 1\)"):
+        ALL_SETS[name](test_fraction=fraction)
+
+
+@pytest.mark.parametrize("name, kw, sizes", [
+    ("digits", dict(test_fraction=0.9999), "0 of the 1797 samples for training and 1797"),
+    ("diabetes", dict(test_fraction=0.999), "0 of the 442 samples for training and 442"),
+    ("moons", dict(n=8, test_fraction=0.95), "0 of the 8 samples for training and 8"),
+])
+def test_a_fraction_that_empties_the_training_split_is_refused(name, kw, sizes):
+    with pytest.raises(ValueError, match=f"test_fraction={kw['test_fraction']} leaves {sizes}"):
+        ALL_SETS[name](**kw)
+
+
+def test_flags_and_names_are_checked():
+    for flag in ("images", "standardize"):
+        with pytest.raises(ValueError, match=f"{flag} must be True or False; got 'yes'"):
+            datasets.digits(**{flag: "yes"})
+    with pytest.raises(ValueError, match="data set name must be one of"):
+        datasets.toy(["moons"])
+    (x, _), (tx, _) = datasets.moons(n=8, test_fraction=0.05)  # a tiny share still tests one
+    assert (len(x), len(tx)) == (7, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(sorted(datasets.TOY_SETS)),
+       option=st.sampled_from(["n", "classes", "noise"]),
+       value=st.one_of(st.integers(-10**400, -1), st.integers(datasets.MAX_POINTS + 1, 10**400),
+                       st.floats(allow_nan=True).filter(lambda f: not 0 <= f <= 1_000),
+                       st.text(max_size=3), st.booleans(), st.none()))
+def test_every_generated_set_refuses_a_bad_size_or_noise_naming_it(name, option, value):
+    with pytest.raises(ValueError, match=f"^{option} must be"):
+        datasets.TOY_SETS[name](**{option: value})

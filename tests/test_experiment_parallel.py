@@ -1,6 +1,8 @@
 """xb.Experiment(parallel="vmap"): runs planned into stacked groups, equal to sequential runs."""
 
+import gc
 import time
+import weakref
 
 import numpy as np
 import pytest
@@ -263,3 +265,32 @@ def test_the_experiment_fails_a_run_that_cannot_be_built_the_same_way_in_both_mo
     together = make(small, build=build, epochs=1, params=params, parallel="vmap").run().summary
     for column in ("state", "message", "epochs"):
         assert alone[column].tolist() == together[column].tolist()
+
+
+def test_a_memory_budget_sizes_the_stacked_groups_and_trained_groups_are_let_go(small):
+    from exburn_nb.sweep.stacked import member_bytes
+
+    one = member_bytes(xb.compile(spec()), 32)
+    exp = make(small, parallel="vmap", memory_budget=int(2.5 * one))  # 8 runs, 2 at once
+    models, alive = [], []
+
+    def watch(event, experiment):  # at each run's start: how many earlier models live on
+        if event == "run_start":
+            alive.append(sum(m() is not None for m in models))
+            models.append(weakref.ref(experiment.current.model))
+    exp.add_listener(watch)
+    gc.collect()
+    gc.disable()  # freed as their runs end, not by a garbage collection
+    try:
+        exp.run()
+    finally:
+        gc.enable()
+    groups = [line for line in exp.parallel_report[0].splitlines()
+              if line.startswith("stacked group")]
+    assert [g.split("(")[1].split(";")[0] for g in groups] == ["2 at once"] * 4
+    assert exp.summary.state.eq("finished").all()
+    assert alive[6] <= 1  # the first three groups' models are gone, but for the best one
+    assert exp.memory_budget == int(2.5 * one)
+    assert make(small, parallel="vmap").memory_budget == xb.sweep.planning.MEMORY_BUDGET
+    with pytest.raises(ValueError, match="memory_budget must be 'auto', None or a number"):
+        make(small, parallel="vmap", memory_budget="2GB")

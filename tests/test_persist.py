@@ -385,7 +385,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, mon
         raise OSError("disk full")
 
     if fail_at == "write":
-        real_fdopen = os.fdopen
+        real_open = open
 
         class HalfWriter:
             def __init__(self, f):
@@ -404,7 +404,8 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path, mon
             def __exit__(self, *exc):
                 self.f.close()
 
-        monkeypatch.setattr(persist.os, "fdopen", lambda *a, **k: HalfWriter(real_fdopen(*a, **k)))
+        monkeypatch.setattr(persist, "open", lambda *a, **k: HalfWriter(real_open(*a, **k)),
+                            raising=False)
     else:
         monkeypatch.setattr(persist.os, fail_at.split(".")[1], boom)
     with pytest.raises(OSError, match="disk full"):

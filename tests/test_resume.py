@@ -1,6 +1,7 @@
 """Exact resume: a run interrupted after epoch k and resumed (in this process or a new one,
 after SIGKILL) ends bit for bit where an uninterrupted run ends."""
 
+import copy
 import os
 import signal
 import subprocess
@@ -11,9 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch_reference import classification_data
 
 import exburn_nb as xb
+from exburn_nb.io.persist import read_extra
 from exburn_nb.train.checkpoints import checkpoint_files
 
 TIMING = ["seconds", "samples_per_s"]
@@ -246,7 +250,8 @@ def test_loop_state_is_data_that_a_checkpoint_stores_as_given(tmp_path):
     from that dict alone, with no trainer, resumes the run exactly."""
     (x, y), reference, first, state = stopped_after_two_epochs()
     assert sorted(state) == ["callbacks", "config", "epoch_index", "rng", "run", "schedule",
-                             "step", "stop_reason"]
+                             "step", "stop_reason", "uid"]
+    assert isinstance(state["uid"], str) and len(state["uid"]) == 16
     assert (state["run"], state["epoch_index"], state["stop_reason"]) == (1, 2, "stopped")
     assert state["step"] == int(first.batch_history["step"].iloc[-1])
     assert state["schedule"] == {"position": 2, "t_max": 6}
@@ -304,3 +309,133 @@ def test_a_checkpoint_written_before_the_state_dict_layout_still_resumes(tmp_pat
     xb.fit(resumed, (x, y), resume_from=path, verbose=False,
            callbacks=[xb.callbacks.early_stopping(patience=3, min_delta=0.0)])
     assert_same_run(resumed, reference)
+
+
+# ------------------------------------------------------------ all or nothing
+NOT_COUNTS = st.one_of(st.text(max_size=4), st.integers(max_value=-1),
+                       st.floats(allow_nan=False), st.booleans(), st.none(),
+                       st.lists(st.integers(), max_size=2))
+RNG_SIZE = torch.get_rng_state().numel()
+BAD_RNG = st.one_of(
+    st.integers(0, RNG_SIZE + 8).filter(lambda n: n != RNG_SIZE).map(
+        lambda n: torch.zeros(n, dtype=torch.uint8)),
+    st.just(torch.zeros(RNG_SIZE, dtype=torch.float32)),
+    st.just(torch.zeros(2, RNG_SIZE // 2, dtype=torch.uint8)), NOT_COUNTS)
+CORRUPTIONS = st.one_of(
+    st.tuples(st.sampled_from(["run", "epoch_index", "step", "schedule.position",
+                               "schedule.t_max", "callbacks[0].state.wait", "config.epochs",
+                               "config.batch_size"]), NOT_COUNTS),
+    st.tuples(st.just("config"), st.one_of(st.none(), st.text(max_size=3), st.integers())),
+    st.tuples(st.just("epoch_index"), st.integers(3, 10**12)),  # beyond the file's history
+    st.tuples(st.sampled_from(["rng.torch", "rng.shuffle"]), BAD_RNG),
+    st.tuples(st.just("rng.cuda"), st.one_of(
+        st.text(max_size=3), st.lists(st.one_of(st.text(max_size=3), st.integers(), BAD_RNG),
+                                      min_size=1, max_size=2))),
+    st.tuples(st.just("uid"), st.one_of(st.integers(), st.just(""), st.text(min_size=65),
+                                        st.lists(st.text(), max_size=1))),
+    st.tuples(st.just("stop_reason"), st.text(max_size=5).filter(
+        lambda s: s not in {"stopped", "interrupted", "stop_training", "non_finite",
+                            "pruned"})),
+    st.tuples(st.sampled_from(["callbacks[0].state.best", "callbacks[0].state.best_epoch"]),
+              st.one_of(st.text(max_size=3), st.booleans(), st.lists(st.integers(), max_size=1))),
+    st.tuples(st.just("callbacks[0].state.best_epoch"), st.integers(max_value=0)),
+    st.tuples(st.just("callbacks"), st.just([])))  # the state of another set of callbacks
+
+
+def set_field(state, field, value):
+    """``state`` with the value at ``field`` ("rng.torch", "callbacks[0].state.wait")
+    replaced."""
+    state = copy.deepcopy(state)
+    *parents, leaf = field.replace("[0]", ".0").split(".")
+    target = state
+    for key in parents:
+        target = target[int(key)] if key.isdigit() else target[key]
+    target[int(leaf) if leaf.isdigit() else leaf] = value
+    return state
+
+
+def named(field):
+    """What a refusal of ``field`` must say: the field (a callback's or the schedule's
+    state, then the key in it)."""
+    for head in ("callbacks[0].state", "schedule", "config"):
+        if field.startswith(head + "."):
+            return [f"'{head}'", field[len(head) + 1:]]
+    return [f"'{field}'"]
+
+
+def model_state(model):
+    return ({k: v.clone() for k, v in model.parameters().items()},
+            copy.deepcopy(model.torch_optimizer.state_dict()["state"]),
+            model.history.copy(), model.batch_history.copy(), model.runs.copy())
+
+
+def assert_unchanged(model, before):
+    params, optimizer, history, batches, runs = before
+    assert all(torch.equal(params[k], v) for k, v in model.parameters().items())
+    now = model.torch_optimizer.state_dict()["state"]
+    assert now.keys() == optimizer.keys()
+    for idx, values in optimizer.items():
+        for key, value in values.items():
+            assert torch.equal(torch.as_tensor(now[idx][key]), torch.as_tensor(value))
+    pd.testing.assert_frame_equal(model.history, history)
+    pd.testing.assert_frame_equal(model.batch_history, batches)
+    pd.testing.assert_frame_equal(model.runs, runs)
+
+
+@pytest.fixture(scope="module")
+def real_checkpoint(tmp_path_factory):
+    """The data, a real checkpoint's model file and run state (early stopping, a cosine
+    schedule), a folder for corrupted copies and a model trained one epoch of its own."""
+    folder = tmp_path_factory.mktemp("real")
+    x, y = classification_data(n=32)
+    source = make("adam")
+    xb.fit(source, (x, y), epochs=2, batch_size=8, seed=3, lr_schedule=("cosine", 0.05, 1e-4),
+           verbose=False, callbacks=[xb.callbacks.early_stopping(5),
+                                     xb.callbacks.checkpoint(2, folder / "ckpt")])
+    meta, tensors = read_extra(folder / "ckpt" / "epoch_0002.exburn")
+    state = xb.train.checkpoints.join_tensors(meta["run_state"], tensors, "test")
+    target = make("adam")
+    xb.fit(target, (x, y), epochs=1, batch_size=8, verbose=False)
+    return (x, y), source, state, folder, target
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(corruption=CORRUPTIONS)
+def test_a_refused_resume_changes_nothing(real_checkpoint, corruption):
+    """A checkpoint whose run state has any field corrupted (and is written again, signed,
+    the way the format allows) is refused with a ValueError naming the file and the field,
+    before the model (weights, optimizer state, history) or torch's RNG change."""
+    (x, y), source, state, folder, target = real_checkpoint
+    field, value = corruption
+    path = xb.train.checkpoints.write(source, folder / "bad.exburn",
+                                      set_field(state, field, value))
+    before, rng = model_state(target), torch.get_rng_state()
+    with pytest.raises(ValueError) as refused:
+        xb.fit(target, (x, y), resume_from=path, verbose=False,
+               callbacks=[xb.callbacks.early_stopping(5)])
+    message = str(refused.value)
+    assert str(path) in message
+    assert all(part in message for part in named(field)), (field, message)
+    assert_unchanged(target, before)
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+@pytest.mark.parametrize("devices", ["x", 10**12, -1, 1.5, True, None, 1])
+def test_a_version_1_checkpoint_with_a_bad_cuda_count_changes_nothing(real_checkpoint, devices):
+    (x, y), source, state, folder, target = real_checkpoint
+    tensors = {"rng.torch": state["rng"]["torch"], "rng.shuffle": state["rng"]["shuffle"]}
+    meta = {"kind": "exburn_nb.checkpoint/1", "config": state["config"], "run": state["run"],
+            "epoch_index": state["epoch_index"], "stop_reason": state["stop_reason"],
+            "schedule": state["schedule"], "cuda_devices": devices,
+            "callbacks": state["callbacks"] and [
+                {"class": c["class"], "state": {k: v for k, v in c["state"].items()
+                                                if k != "best_state"}}
+                for c in state["callbacks"]]}
+    path = source.save(folder / f"v1_{devices!s:.6}.exburn", extra=(meta, tensors))
+    before, rng = model_state(target), torch.get_rng_state()
+    with pytest.raises(ValueError, match=rf"{path}.*'cuda_devices'"):
+        xb.fit(target, (x, y), resume_from=path, verbose=False,
+               callbacks=[xb.callbacks.early_stopping(5)])
+    assert_unchanged(target, before)
+    assert torch.equal(torch.get_rng_state(), rng)

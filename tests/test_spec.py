@@ -311,3 +311,85 @@ def test_dense_with_activation_equals_linear_then_activation():
     x = torch.randn(3, 5)
     expected = torch.nn.functional.gelu(torch.nn.functional.linear(x, net.d.weight, net.d.bias))
     torch.testing.assert_close(net(x), expected)
+
+
+# ----------------------------------------------------------------- shared JSON: limits
+def spec_text(layers: list, shape: list | None = None) -> str:
+    return json.dumps({"input": {"name": "x", "shape": shape or [None, 2]}, "layers": layers})
+
+
+def dense(units, name="d", **options) -> dict:
+    return {"kind": "dense", "name": name, "units": units, **options}
+
+
+@pytest.mark.parametrize("text, match", [
+    (spec_text([dense(10**100)]), r"layer 'd' \(Dense\) has more than 10\*\*30 values .*MAX_UNITS"),
+    (spec_text([dense(2**24 + 1)]), r"16,777,217 values per sample; at most 16,777,216"),
+    (spec_text([], [None, 10**100]), r"input 'x' has .*MAX_UNITS"),
+    (spec_text([{"kind": "conv2d", "name": "c", "filters": 4, "kernel_size": 1,
+                 "padding": 10**6}], [None, 1, 8, 8]), r"layer 'c' \(Conv2D\).*MAX_UNITS"),
+    (spec_text([dense(20_000, "a"), dense(20_000, "b")]), r"400,080,000 parameters.*MAX_PARAMS"),
+    (spec_text([dense(1_000_001)], [None, 299]), r"300,000,300 parameters; at most 300,000,000"),
+    (spec_text([{"kind": "dropout", "name": f"d{i}"} for i in range(200_000)]),
+     r"layers has 200,000 entries; at most 10,000 \(MAX_LAYERS\)"),
+    (spec_text([dense(10**400)]), r"layer 'd' \(Dense\) has more than 10\*\*30 values"),
+    (spec_text([{"kind": "dropout", "name": "r", "rate": 10**400}]),
+     r"layer 'r' \(Dropout\): rate must be a number in \[0, 1\)"),
+], ids=["units 1e100", "units over", "input 1e100", "conv padding", "params 4e8",
+        "params just over", "200k layers", "units 1e400", "rate 1e400"])
+def test_spec_json_past_a_limit_is_refused_naming_it(text, match):
+    with pytest.raises(ValueError, match=match):
+        Spec.from_json(text)
+
+
+def test_spec_json_at_the_limits_is_kept():
+    from exburn_nb.core.spec import MAX_LAYERS, MAX_PARAMS, MAX_UNITS
+
+    at_params = Spec.from_json(spec_text([dense(1_000_000)], [None, 299]))
+    assert at_params.count_params() == MAX_PARAMS  # counted from the shapes, not built
+    assert Spec.from_json(spec_text([dense(MAX_UNITS)], [None, 1])).output_shape == (None, MAX_UNITS)
+    long = Spec.from_json(spec_text([{"kind": "dropout", "name": f"d{i}"}
+                                     for i in range(MAX_LAYERS)]))
+    assert len(long.layers) == MAX_LAYERS
+    with pytest.raises(ValueError, match="MAX_PARAMS"):  # the same check, from Python
+        xb.input("x", shape=(None, 299)).dense(1_000_001).check_limits()
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a": ' * 50_000 + "1" + "}" * 50_000,
+                                  '{"input": {"name": "x", "shape": ' + "[" * 65 + "]" * 65 + "}}"])
+def test_deeply_nested_spec_json_is_a_value_error(text):
+    with pytest.raises(ValueError, match="deep"):
+        Spec.from_json(text)
+
+
+def test_spec_json_must_be_text():
+    with pytest.raises(TypeError, match="text must be"):
+        Spec.from_json(10**10)  # never bytes(10**10)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Spec.from_json('{"input": NaN}')
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**400, 10**400) | st.floats(allow_nan=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(layer=st.integers(0, 3), key=st.sampled_from(["kind", "name", "units", "rate", "filters",
+                                                      "kernel_size", "padding", "activation"]),
+       value=JSON_VALUES, input_value=st.one_of(st.none(), JSON_VALUES))
+def test_any_json_value_in_a_spec_is_kept_or_a_value_error(layer, key, value, input_value):
+    data = json.loads(spec_text([{"kind": "conv2d", "name": "c", "filters": 2, "kernel_size": 3},
+                                 {"kind": "flatten", "name": "f"},
+                                 {"kind": "dropout", "name": "d", "rate": 0.1},
+                                 dense(3)], [None, 1, 8, 8]))
+    data["layers"][layer][key] = value
+    if input_value is not None:
+        data["input"]["shape"] = input_value
+    try:
+        spec = Spec.from_json(json.dumps(data))
+    except ValueError:
+        return
+    assert spec.count_params() <= 300_000_000 and len(spec.layers) == 4

@@ -358,3 +358,41 @@ def test_a_dict_where_the_config_goes_is_named():
     model, data = model_and_data(16)
     with pytest.raises(ValueError, match="config must be an xb.FitConfig"):
         xb.fit(model, data, {"epochs": 2})
+
+
+def ctrl_c_once(original, when):
+    """``original`` wrapped to send this process a SIGINT (Ctrl-C) the first time
+    ``when(*args)`` holds, just before it would run."""
+    fired = []
+
+    def wrapped(*args, **kwargs):
+        if not fired and when(*args):
+            fired.append(True)
+            signal.raise_signal(signal.SIGINT)
+        return original(*args, **kwargs)
+    return wrapped
+
+
+@pytest.mark.parametrize("where", ["building the epoch row", "recording the epoch row"])
+def test_ctrl_c_between_an_epochs_last_batch_and_its_row_still_records_the_row(
+        monkeypatch, where):
+    """A Ctrl-C after an epoch's last batch row and before its epoch row (outside any
+    batch, so it raises at once) still leaves that epoch's row: the batch history never
+    names an epoch the epoch history lacks."""
+    from exburn_nb.core.history import History
+    from exburn_nb.train.members import EpochTally
+
+    if where == "building the epoch row":
+        calls = []
+        monkeypatch.setattr(EpochTally, "loss_sum", ctrl_c_once(
+            EpochTally.loss_sum, lambda tally, member: calls.append(1) or len(calls) == 2))
+    else:
+        monkeypatch.setattr(History, "record_epoch", ctrl_c_once(
+            History.record_epoch, lambda history, row: row["epoch"] == 2))
+    model, data = model_and_data(48)
+    with pytest.warns(UserWarning, match="training interrupted"):
+        xb.fit(model, data, epochs=4, batch_size=8, verbose=False)
+    batches = model.batch_history
+    assert batches["epoch"].tolist() == [1] * 6 + [2] * 6  # epoch 2 ran to its end
+    assert model.history["epoch"].tolist() == [1, 2]
+    assert model.history["loss"].iloc[-1] == pytest.approx(batches["loss"].iloc[-6:].mean())

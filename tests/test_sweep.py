@@ -286,6 +286,46 @@ def test_memory_budget_splits_groups():
     assert sweep.plan(models, configs, memory_budget=10 * one).groups == [[0, 1, 2, 3, 4]]
 
 
+def test_the_default_memory_budget_splits_groups_of_big_models():
+    # about a million parameters: 19 MB per member with Adam, so 256 MiB holds 13 of them
+    spec = xb.input("input", shape=(None, 64)).dense(2048, activation="relu").dense(512)
+    models = [xb.compile(spec, seed=0) for _ in range(16)]
+    configs = [xb.FitConfig(batch_size=32)] * 16
+    size = sweep.planning.MEMORY_BUDGET // member_bytes(models[0], 32)
+    assert 2 <= size < 16
+    result = sweep.plan(models, configs)  # "auto": sweep.planning.MEMORY_BUDGET
+    assert result.groups == [list(range(size)), list(range(size, 16))]
+    assert result.groups == sweep.plan(models, configs, memory_budget="auto").groups
+    assert sweep.plan(models, configs, memory_budget=None).groups == [list(range(16))]
+    for group in result.groups:
+        assert sum(member_bytes(models[m], 32) for m in group) <= sweep.planning.MEMORY_BUDGET
+
+
+@pytest.mark.parametrize("bad", [0, -5, 1.5, "big", True])
+def test_a_bad_memory_budget_is_refused(bad):
+    models = [xb.compile(make_spec()) for _ in range(2)]
+    with pytest.raises(ValueError, match="memory_budget must be 'auto', None or a number of "
+                                         "bytes >= 1; got"):
+        sweep.plan(models, [xb.FitConfig()] * 2, memory_budget=bad)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
+def test_member_bytes_counts_the_real_weights_gradients_and_optimizer_state(digits,
+                                                                            optimizer):
+    (x, y), _ = digits
+    model = xb.compile(make_spec(width=32), optimizer=optimizer, seed=0)
+    xb.fit(model, (x[:64], y[:64]), xb.FitConfig(epochs=1, batch_size=32, seed=0),
+           verbose=False)
+    params = list(model.module.parameters())
+    weights = sum(p.numel() * p.element_size() for p in params)
+    grads = sum(p.grad.numel() * p.grad.element_size() for p in params if p.grad is not None)
+    state = sum(t.numel() * t.element_size() for slots in model.torch_optimizer.state.values()
+                for t in slots.values() if torch.is_tensor(t) and t.numel() > 1)
+    activations = 4 * 3 * 32 * stacked.layer_widths(model)
+    assert grads in (0, weights)  # fit may free them; a stacked group holds them
+    assert member_bytes(model, 32) - activations == 2 * weights + state
+
+
 def test_memory_is_members_times_one_model_and_data_is_shared(digits):
     (x, y), _ = digits
     models = [build({"optimizer": "adam", "lr": 1e-3, "init": i}) for i in range(4)]

@@ -33,11 +33,14 @@ def check_int(name: str, value: Any, minimum: int, maximum: int | None = None) -
 
 def check_number(name: str, value: Any, positive: bool = False) -> float:
     """``value`` as a float if it is a finite real number ``>= 0`` (``> 0`` if ``positive``)."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) or (
-            value <= 0 if positive else value < 0):
+    try:  # an integer past float's range is not a finite float either
+        number = math.nan if isinstance(value, bool) or not isinstance(value, Real) else float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or (number <= 0 if positive else number < 0):
         raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}; "
-                         f"got {value!r}")
-    return float(value)
+                         f"got {value!r:.100}")
+    return number
 
 
 def check_optional_number(name: str, value: Any, positive: bool = False) -> float | None:

@@ -17,7 +17,14 @@ import math
 import numpy as np
 import torch
 
+from ..base.checks import check_seed
+
 Split = tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+# The generated sets' limits: a million points is 16 MB of float64 coordinates (a few
+# copies while made); noise past 1,000 has drowned any structure (the sets span [-1, 1])
+# and keeps every point finite in float32.
+MAX_POINTS = 1_000_000
+MAX_NOISE = 1_000.0
 
 
 def _sklearn_datasets():  # noqa: ANN202 - a module
@@ -29,13 +36,25 @@ def _sklearn_datasets():  # noqa: ANN202 - a module
     return datasets
 
 
+def _check_split(test_fraction: float, seed: int | None) -> None:
+    """Raise a ValueError naming ``test_fraction`` or ``seed`` unless it is usable: a number
+    in (0, 1), and None or an integer in [0, 2**64 - 1]."""
+    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float))
+            or not 0 < test_fraction < 1):
+        raise ValueError(f"test_fraction must be a number in (0, 1); got {test_fraction!r}")
+    check_seed(seed)
+
+
 def _split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
            standardize: bool = True) -> Split:
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction!r}")
+    """Shuffle with ``seed`` and split (arguments checked by the caller, before any work)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(x))
     n_test = max(1, int(round(len(x) * test_fraction)))
+    if n_test >= len(x):
+        raise ValueError(f"test_fraction={test_fraction!r} leaves {len(x) - n_test} of the "
+                         f"{len(x)} samples for training and {n_test} for testing; both "
+                         f"splits need at least one")
     test, train = order[:n_test], order[n_test:]
     x = x.astype(np.float32)
     if standardize:
@@ -52,6 +71,10 @@ def digits(test_fraction: float = 0.2, seed: int = 0, images: bool = False,
     ``images=True`` gives ``(N, 1, 8, 8)`` tensors for convolutional models;
     ``standardize=False`` the raw ink levels 0-16 (the same split), e.g. to show them.
     """
+    _check_split(test_fraction, seed)
+    for name, value in (("images", images), ("standardize", standardize)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False; got {value!r}")
     data = _sklearn_datasets().load_digits()
     (x, y), (tx, ty) = _split(data.data, data.target.astype(np.int64), test_fraction, seed,
                               standardize)
@@ -62,6 +85,7 @@ def digits(test_fraction: float = 0.2, seed: int = 0, images: bool = False,
 
 def breast_cancer(test_fraction: float = 0.2, seed: int = 0) -> Split:
     """scikit-learn's breast-cancer data: 569 samples, 30 features, 0/1 float targets."""
+    _check_split(test_fraction, seed)
     data = _sklearn_datasets().load_breast_cancer()
     return _split(data.data, data.target.astype(np.float32), test_fraction, seed)
 
@@ -69,24 +93,28 @@ def breast_cancer(test_fraction: float = 0.2, seed: int = 0) -> Split:
 def diabetes(test_fraction: float = 0.2, seed: int = 0) -> Split:
     """scikit-learn's diabetes regression data: 442 samples, 10 features, ``(N, 1)`` targets
     standardised to mean 0 and standard deviation 1."""
+    _check_split(test_fraction, seed)
     data = _sklearn_datasets().load_diabetes()
     y = data.target.astype(np.float32)
     y = (y - y.mean()) / y.std()
     return _split(data.data, y.reshape(-1, 1), test_fraction, seed)
 
 
-def _check_toy(n: int, classes: int, noise: float, min_classes: int = 2,
-               max_classes: int | None = None) -> None:
+def _check_toy(n: int, classes: int, noise: float, test_fraction: float, seed: int | None,
+               min_classes: int = 2, max_classes: int | None = None) -> None:
     """Raise a ValueError naming the generator argument that is out of range."""
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < min_classes or (
-            max_classes is not None and classes > max_classes):
+    _check_split(test_fraction, seed)
+    max_classes = MAX_POINTS // 4 if max_classes is None else max_classes
+    if (isinstance(classes, bool) or not isinstance(classes, int)
+            or not min_classes <= classes <= max_classes):
         allowed = f"{min_classes}" if max_classes == min_classes else (
-            f">= {min_classes}" + (f" and <= {max_classes}" if max_classes else ""))
-        raise ValueError(f"classes must be an integer {allowed}; got {classes!r}")
-    if isinstance(n, bool) or not isinstance(n, int) or n < 4 * classes:
-        raise ValueError(f"n must be an integer >= {4 * classes} (4 per class); got {n!r}")
-    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
-        raise ValueError(f"noise must be a number >= 0; got {noise!r}")
+            f">= {min_classes} and <= {max_classes}")
+        raise ValueError(f"classes must be an integer {allowed}; got {classes!r:.60}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 4 * classes <= n <= MAX_POINTS:
+        raise ValueError(f"n must be an integer >= {4 * classes} (4 per class) and <= "
+                         f"{MAX_POINTS:,} (MAX_POINTS); got {n!r:.60}")
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise <= MAX_NOISE:
+        raise ValueError(f"noise must be a number >= 0 and <= {MAX_NOISE:g}; got {noise!r:.60}")
 
 
 def _per_class(n: int, classes: int) -> list[int]:
@@ -110,7 +138,7 @@ def circles(n: int = 500, classes: int = 2, noise: float = 0.1, test_fraction: f
         >>> x.shape[1], sorted(set(y.tolist()))
         (2, [0, 1])
     """
-    _check_toy(n, classes, noise)
+    _check_toy(n, classes, noise, test_fraction, seed)
     rng = np.random.default_rng(seed)
     parts = []
     for c, count in enumerate(_per_class(n, classes)):
@@ -130,7 +158,7 @@ def moons(n: int = 500, classes: int = 2, noise: float = 0.1, test_fraction: flo
         >>> x.shape
         torch.Size([80, 2])
     """
-    _check_toy(n, classes, noise, max_classes=2)
+    _check_toy(n, classes, noise, test_fraction, seed, max_classes=2)
     rng = np.random.default_rng(seed)
     upper, lower = _per_class(n, 2)
     t0, t1 = rng.uniform(0, math.pi, upper), rng.uniform(0, math.pi, lower)
@@ -151,7 +179,7 @@ def xor(n: int = 500, classes: int = 2, noise: float = 0.1, test_fraction: float
         >>> bool(((x[:, 0] * x[:, 1] < 0).long() == y).all())
         True
     """
-    _check_toy(n, classes, noise, max_classes=2)
+    _check_toy(n, classes, noise, test_fraction, seed, max_classes=2)
     rng = np.random.default_rng(seed)
     parts = []
     for c, count in enumerate(_per_class(n, 2)):
@@ -171,7 +199,7 @@ def blobs(n: int = 500, classes: int = 3, noise: float = 0.2, test_fraction: flo
         >>> sorted(set(y.tolist()))
         [0, 1, 2, 3]
     """
-    _check_toy(n, classes, noise)
+    _check_toy(n, classes, noise, test_fraction, seed)
     rng = np.random.default_rng(seed)
     parts = []
     for c, count in enumerate(_per_class(n, classes)):
@@ -187,7 +215,7 @@ def spirals(n: int = 1000, classes: int = 3, noise: float = 0.2, test_fraction: 
 
     ``n // classes`` points per class; ``noise`` perturbs the angle (radians).
     """
-    _check_toy(n, classes, noise)
+    _check_toy(n, classes, noise, test_fraction, seed)
     rng = np.random.default_rng(seed)
     per = n // classes
     xs, ys = [], []
@@ -212,6 +240,6 @@ def toy(name: str, **options: float) -> Split:
         >>> x.shape[1]
         2
     """
-    if name not in TOY_SETS:
+    if not isinstance(name, str) or name not in TOY_SETS:
         raise ValueError(f"data set name must be one of {', '.join(TOY_SETS)}; got {name!r}")
     return TOY_SETS[name](**options)

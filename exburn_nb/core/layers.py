@@ -109,7 +109,8 @@ class Option:
 
     def _number_ok(self, value: Any) -> bool:
         allowed = (int,) if self.type is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, allowed) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, allowed) or (
+                isinstance(value, float) and math.isnan(value)):
             return False
         if self.minimum is not None and value < self.minimum:
             return False

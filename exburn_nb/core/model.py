@@ -25,7 +25,7 @@ from torch import nn
 
 from ..base.checks import check_int, check_number, check_seed
 from ..base.vocabulary import DEVICES
-from ..io import persist
+from ..io import exporters, persist
 from ..io.filecheck import check_optimizer_groups, check_optimizer_state
 from .config import CompileConfig
 from .data import as_features
@@ -420,6 +420,46 @@ class Model:
                 history=self.recorder.to_state(),
                 extra=extra)
         return persist.write_model(path, model_file)
+
+    def export(self, path: str | Path) -> Path:
+        """Write the network for use outside exburn_nb, in the format the suffix names:
+
+        - ``.onnx``: ONNX, through ``torch.onnx.export`` with torch's default (dynamo,
+          ``torch.export``-based) exporter; read it with ``onnxruntime``. Input name: the
+          spec's input layer (``"input"`` for a plain module), output name ``"output"``.
+          Needs the ``[export]`` extra (``pip install 'exburn_nb[export]'``).
+        - ``.pt2``: a ``torch.export`` program (``torch.export.save``); read it with
+          ``torch.export.load(path).module()``.
+
+        The network is exported as it predicts (inference mode: no dropout, batch-norm
+        running statistics), with a dynamic batch dimension. The model is left as it was
+        (mode, device, frozen layers, weights); the file is written atomically. A model
+        compiled from a ``torch.nn.Module`` needs its ``input_shape``.
+
+        Returns:
+            The absolute path written.
+
+        Raises:
+            ValueError: naming the path for a suffix other than ``.onnx``/``.pt2``, a
+                directory or a missing folder; for a module without ``input_shape``.
+            ImportError: for ``.onnx`` without the ``[export]`` extra.
+
+        Example:
+            >>> model.export("digits.onnx")  # doctest: +SKIP
+            >>> import onnxruntime  # doctest: +SKIP
+            >>> session = onnxruntime.InferenceSession("digits.onnx")  # doctest: +SKIP
+            >>> probs = session.run(None, {"input": x.numpy()})[0]  # doctest: +SKIP
+        """
+        path = exporters.check_export_path(path)
+        if self.input_shape is None:
+            raise ValueError("export needs the model's input shape: compile the module with "
+                             "input_shape=(None, ...), e.g. xb.compile(module, "
+                             "input_shape=(None, 784))")
+        example = torch.zeros((2, *self.input_shape[1:]), device=self.torch_device)
+        name = self.spec.input_name if self.spec is not None else "input"
+        with self.lock, self.eval_mode():
+            exporters.export_module(self.module, example, path, name)
+        return path.resolve()
 
     def _own_settings(self, group: dict) -> dict:
         """A param group with the model's own weight decay and no Nesterov: what a ``fit``

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import operator
 import threading
 from collections import OrderedDict
@@ -33,6 +34,7 @@ from typing import Any
 
 from torch import nn
 
+from ..io.persist import MAX_LAYERS, parse_json
 from .layers import (  # noqa: F401 - re-exported: the spec's public vocabulary
     ACTIVATIONS,
     REGISTRY,
@@ -50,6 +52,14 @@ from .layers import (  # noqa: F401 - re-exported: the spec's public vocabulary
 from .summary import SummaryRow, format_shape, render_html, render_text
 
 FORMAT = "exburn_nb.spec/1"
+# What a spec read from JSON (:meth:`Spec.from_json`, shared text) may describe; MAX_LAYERS
+# (10,000) is the model files' own limit. One sample's values at any layer (the input
+# included): 2**24 float32 values are 64 MiB per sample. Parameters: 300 million float32
+# are 1.2 GB of weights; training with Adam measured 19.5 bytes per parameter (a 25M-
+# parameter MLP after one step: weights, gradients, two moments), about 5.9 GB here, so a
+# 24 GiB laptop holds the run with room for data and a few copies of the weights.
+MAX_UNITS = 2**24
+MAX_PARAMS = 300_000_000
 
 
 def auto_name(kind: str, count: int, taken: Any) -> str:
@@ -404,12 +414,52 @@ class Spec:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_json(cls, text: str) -> Spec:
-        """Rebuild a spec from :meth:`to_json` output."""
-        try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"spec JSON is not valid JSON: {exc}") from None
+    def from_json(cls, text: str | bytes) -> Spec:
+        """Rebuild a spec from :meth:`to_json` output: shared text, so its nesting, layer
+        count (:data:`MAX_LAYERS`), widths (:data:`MAX_UNITS`) and parameter count
+        (:data:`MAX_PARAMS`) are checked before anything is built.
+
+        Example:
+            >>> Spec.from_json('{"input": {"name": "x", "shape": [null, 2]}, '
+            ...                '"layers": [{"kind": "dense", "name": "d", "units": 3}]}')
+            xb.input("x", shape=(None, 2)).dense(3, name="d")
+        """
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(f"text must be the spec's JSON text (str or bytes); got "
+                            f"{type(text).__name__}")
+        data = parse_json(text, "spec JSON")
+        layers = data.get("layers") if isinstance(data, dict) else None
+        if isinstance(layers, list) and len(layers) > MAX_LAYERS:
+            raise ValueError(f"spec JSON: layers has {len(layers):,} entries; at most "
+                             f"{MAX_LAYERS:,} (MAX_LAYERS)")
+        return cls.from_dict(data).check_limits()
+
+    def check_limits(self) -> Spec:
+        """This spec, if it stays within :data:`MAX_LAYERS` layers, :data:`MAX_UNITS` values
+        per sample at every layer and :data:`MAX_PARAMS` parameters (counted from the
+        shapes, nothing allocated); otherwise a ValueError naming the layer and the limit.
+
+        Example:
+            >>> input("x", shape=(None, 2)).dense(10**9, name="wide").check_limits()
+            Traceback (most recent call last):
+            ...
+            ValueError: layer 'wide' (Dense) has 1,000,000,000 values per sample; at most 16,777,216 (MAX_UNITS)
+        """
+        if len(self.layers) > MAX_LAYERS:
+            raise ValueError(f"the spec has {len(self.layers):,} layers; at most "
+                             f"{MAX_LAYERS:,} (MAX_LAYERS)")
+        where = [f"input {self.input_name!r}"] + [
+            f"layer {la.name!r} ({la.type_name})" for la in self.layers]
+        for name, shape in zip(where, (self.input_shape, *self._shapes), strict=True):
+            units = math.prod(shape[1:])
+            if units > MAX_UNITS:
+                raise ValueError(f"{name} has {_amount(units)} values per sample; at most "
+                                 f"{MAX_UNITS:,} (MAX_UNITS)")
+        params = self.count_params()
+        if params > MAX_PARAMS:
+            raise ValueError(f"the spec has {_amount(params)} parameters; at most "
+                             f"{MAX_PARAMS:,} (MAX_PARAMS)")
+        return self
 
     def _code_parts(self) -> list[str]:
         """``xb.input(...)`` then one chained call per layer; names left out where the
@@ -468,6 +518,11 @@ class Spec:
 
     def __repr__(self) -> str:
         return "".join(self._code_parts())
+
+
+def _amount(n: int) -> str:
+    """``n`` with thousands separators, or a bound once it is too long to print."""
+    return f"{n:,}" if n < 10**30 else "more than 10**30"
 
 
 def input(name: str = "input", shape: Shape = (None, 1)) -> Spec:  # noqa: A001 - the guide's name

@@ -18,19 +18,18 @@ from typing import Any
 import pandas as pd
 
 from ..base.checks import check_int, check_seed
-from ..base.vocabulary import Event, RunState
+from ..base.vocabulary import METRICS, Event, RunState, run_metrics
 from ..core.config import FitConfig
 from ..core.data import is_loader
 from ..core.model import Model
 from ..sweep import SweepPlan, plan
+from ..sweep.planning import memory_budget_bytes
 from .execution import Execution
-from .files import jsonable
+from .files import PARALLEL, SEARCHES, jsonable
 from .params import ParamSpace
 from .results import ExperimentResults
-from .runs import Run, best_value, run_seed
+from .runs import Run, best_value, check_metric, run_seed
 
-SEARCHES = ("grid", "random", "optuna")
-PARALLEL = ("vmap", "auto")
 GROUP_SIZE = 64  # runs taken (or Optuna trials asked) at once when ``parallel`` is set
 Listener = Callable[[str, "Experiment"], None]
 
@@ -48,11 +47,15 @@ class Experiment:
             (learning_rate, optimizer, weight_decay, loss) go to compile, ``fit`` options
             (batch_size, epochs, lr_schedule, clip_norm, ...) go to fit, other names go to
             ``build`` (a function); a name that fits none is a ``ValueError``.
-        search: ``"grid"`` (every combination), ``"random"`` (``n_trials`` seeded draws),
+        search: ``"grid"`` (every combination; more than
+            :data:`~exburn_nb.experiment.params.MAX_GRID_RUNS` (100,000) is refused, naming
+            the grid's size), ``"random"`` (``n_trials`` seeded draws),
             ``"optuna"`` (TPE), or an ``optuna.samplers`` object.
         n_trials: runs this process adds (random and Optuna; all combinations for a grid).
         epochs: epochs per run (unless ``epochs`` is a searched param).
-        metric: the history column that ranks runs, e.g. ``"val_loss"``.
+        metric: the history column that ranks runs, one the runs compute: ``"loss"``,
+            ``"lr"``, ``"val_loss"`` (with validation_data), ``"accuracy"``,
+            ``"val_accuracy"`` (with ``accuracy=True``).
         direction: ``"minimize"`` or ``"maximize"``.
         seed: the experiment's seed; run ``k`` uses :func:`run_seed` ``(seed, k)``. It
             also seeds random draws and, without shared storage, Optuna's sampler (processes
@@ -69,8 +72,18 @@ class Experiment:
             needs ``(x, y)`` data in memory) or ``"auto"`` (as ``"vmap"``, but one run
             after another when the data is a DataLoader). ``parallel_report`` says which
             ran how. Runs of one stacked group share its wall time as their ``seconds``.
+        memory_budget: with ``parallel``, the bytes one stacked group may use (each run's
+            parameters, gradients, optimizer state and one batch's activations):
+            ``"auto"`` (256 MiB, ``xb.sweep.planning.MEMORY_BUDGET``), a number of bytes,
+            or None (no limit). Larger groups are split; a run that does not fit twice
+            trains alone.
+        heartbeat: with shared ``storage``, seconds between the heartbeats of this
+            process's open trials (None: off). A trial whose process died (killed, out of
+            memory) is failed once it has had no heartbeat for ``grace_period`` seconds
+            (default twice ``heartbeat``) by any process of the study, and retried once.
         **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
-            options (loss, optimizer, learning_rate...).
+            options (loss, optimizer, learning_rate...); ``verbose=False``, as for ``fit``,
+            quiets :meth:`run`'s progress bar over the runs.
 
     Attributes:
         results: the :class:`ExperimentResults` this experiment fills (``runs``,
@@ -97,13 +110,20 @@ class Experiment:
                  dict | None = None, search: Any = "grid", n_trials: int | None = None,
                  epochs: int = 10, metric: str = "val_loss", direction: str = "minimize",
                  seed: int = 0, storage: Any = None, study_name: str | None = None,
-                 pruner: Any = "median", parallel: str | None = None, **fit_options: Any):
+                 pruner: Any = "median", parallel: str | None = None,
+                 memory_budget: Any = "auto", heartbeat: float | None = 60.0,
+                 grace_period: float | None = None, **fit_options: Any):
         self._arguments = dict(build=build, data=data, validation_data=validation_data,
                                params=params, search=search, n_trials=n_trials, epochs=epochs,
                                metric=metric, direction=direction, seed=seed, storage=storage,
                                study_name=study_name, pruner=pruner, parallel=parallel,
-                               **fit_options)
+                               memory_budget=memory_budget, heartbeat=heartbeat,
+                               grace_period=grace_period, **fit_options)
+        self.verbose = fit_options.pop("verbose", True)  # as fit's: the progress display
+        if not isinstance(self.verbose, bool):
+            raise ValueError(f"verbose must be True or False; got {self.verbose!r}")
         self.parallel, self._stacks = _check_parallel(parallel, data, validation_data)
+        self.memory_budget = memory_budget_bytes(memory_budget)
         self.space = ParamSpace(build, params, epochs, **fit_options)
         self.data, self.validation_data = data, validation_data
         self.seed = check_seed(seed)
@@ -123,7 +143,8 @@ class Experiment:
 
             self._tuner = Tuner(sampler=None if search == "optuna" else search, pruner=pruner,
                                 direction=direction, seed=self.seed, epochs=epochs,
-                                storage=storage, study_name=study_name)
+                                storage=storage, study_name=study_name, heartbeat=heartbeat,
+                                grace_period=grace_period)
         self.parallel_report = self.results.parallel_report  # per group of runs: which ran how
         self._execution = Execution(data, validation_data, on_run_start=self._run_started,
                                     on_epoch_end=self._epoch_ended, on_run_end=self._run_ended)
@@ -135,11 +156,13 @@ class Experiment:
 
     # ---------------------------------------------------------------- checks
     def _check_metric(self) -> None:
-        if self.metric.startswith("val_") and self.validation_data is None:
-            raise ValueError(f"metric {self.metric!r} needs validation_data")
-        accuracy = self.config.accuracy or self.params.get("accuracy") == [True]
-        if self.metric.endswith("accuracy") and not accuracy:
-            raise ValueError(f"metric {self.metric!r} needs accuracy=True")
+        """``metric`` is one of the metrics every run computes (a "did you mean" else)."""
+        available = run_metrics(self.validation_data is not None, self.config.accuracy)
+        if self.metric in METRICS and self.metric not in available:
+            raise ValueError(f"metric {self.metric!r} needs " + (
+                "validation_data" if self.validation_data is None and self.metric.startswith(
+                    "val_") else "accuracy=True"))
+        check_metric(self.metric, available)
 
     def _check_search(self, search: Any, n_trials: Any) -> tuple[str, int | None]:
         if isinstance(search, str) and search not in SEARCHES:
@@ -201,11 +224,16 @@ class Experiment:
         size = min(GROUP_SIZE if self._stacks else 1, self.total - self.added)
         if self._tuner is not None:
             runs = []
-            for _ in range(size):
-                trial, values = self._tuner.ask(self.params)
-                run = Run(trial.number, values, run_seed(self.seed, trial.number), trial=trial)
-                trial.set_user_attr("seed", run.seed)
-                runs.append(run)
+            try:
+                for _ in range(size):
+                    trial, values = self._tuner.ask(self.params)
+                    run = Run(trial.number, values, run_seed(self.seed, trial.number),
+                              trial=trial)
+                    runs.append(run)
+                    trial.set_user_attr("seed", run.seed)
+            except KeyboardInterrupt:  # the trials asked so far end, none stays running
+                self._execution.interrupt(runs)
+                return []
             return runs
         done = self.results.local_runs()
         numbers = [i for i in range(self.total)
@@ -255,7 +283,8 @@ class Experiment:
         from tqdm.auto import tqdm
 
         self._execution.clear()
-        with tqdm(total=self.total, initial=self.added, desc="runs", unit="run") as bar:
+        with tqdm(total=self.total, initial=self.added, desc="runs", unit="run",
+                  disable=not self.verbose) as bar:
             def advance(event: str, exp: Experiment) -> None:
                 if event == Event.RUN_END:
                     bar.update(1)
@@ -304,26 +333,30 @@ class Experiment:
         one) and train each group; a run that cannot be built fails alone."""
         prepared: dict[int, tuple[Model, FitConfig]] = {}
         errors: dict[int, Exception] = {}
-        for i, run in enumerate(runs):
-            try:
-                prepared[i] = self.space.prepare(run.params, run.seed)
-            except Exception as exc:  # recorded as the run's failure
-                errors[i] = exc
-        groups = self._group(runs, prepared, errors) if self._stacks else \
-            [[i] for i in range(len(runs))]
-        for group in groups:
-            if group[0] in errors:
-                self._execution.fail(runs[group[0]], errors[group[0]])
-            else:
-                self._execution.train([runs[i] for i in group], [prepared[i] for i in group])
+        try:
+            for i, run in enumerate(runs):
+                try:
+                    prepared[i] = self.space.prepare(run.params, run.seed)
+                except Exception as exc:  # recorded as the run's failure
+                    errors[i] = exc
+            groups = self._group(runs, prepared, errors) if self._stacks else \
+                [[i] for i in range(len(runs))]
+            for group in groups:
+                if group[0] in errors:
+                    self._execution.fail(runs[group[0]], errors[group[0]])
+                else:  # a trained group's models are let go (the best one is kept)
+                    self._execution.train([runs[i] for i in group],
+                                          [prepared.pop(i) for i in group])
+        except KeyboardInterrupt:  # Ctrl-C while building: no run stays "running"
+            self._execution.interrupt(runs)
 
     def _group(self, runs: list[Run], prepared: dict[int, tuple[Model, FitConfig]],
                errors: dict[int, Exception]) -> list[list[int]]:
         """Plan stacked groups (indices into ``runs``), then one group per run left alone;
         reports which ran how in :attr:`parallel_report`."""
         built = sorted(prepared)
-        result = (plan([prepared[i][0] for i in built], [prepared[i][1] for i in built])
-                  if built else SweepPlan())
+        result = (plan([prepared[i][0] for i in built], [prepared[i][1] for i in built],
+                       self.memory_budget) if built else SweepPlan())
         groups = [[built[k] for k in group] for group in result.groups]
         alone = {i: f"it cannot be built ({type(exc).__name__}: {exc})"
                  for i, exc in errors.items()}

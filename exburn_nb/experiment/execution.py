@@ -21,12 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..base.vocabulary import StopReason, end_state
+from ..base.vocabulary import RunState, StopReason, end_state
 from ..core.config import FitConfig
 from ..core.model import Model
 from ..sweep import StackedTrainer
 from ..train.loop import Trainer
 from .runs import Run
+
+INTERRUPTED = "interrupted (Ctrl-C) before it trained"
 
 
 class Execution:
@@ -81,9 +83,6 @@ class Execution:
         """Train ``runs`` together (``prepared``: each run's model and config): one run
         alone, more as one stacked ensemble; the same loop either way."""
         t0 = time.perf_counter()
-        for run, (model, _) in zip(runs, prepared, strict=True):
-            run.model = model
-            self.on_run_start(run)
         trainer: Trainer | None = None
 
         def report(member: int, metrics: dict) -> None:
@@ -91,7 +90,11 @@ class Execution:
                 trainer.stop_member(member)
 
         error: Exception | None = None
+        interrupted = False
         try:
+            for run, (model, _) in zip(runs, prepared, strict=True):
+                run.model = model
+                self.on_run_start(run)
             models, configs = [m for m, _ in prepared], [c for _, c in prepared]
             trainer = (Trainer(models[0], self.data, configs[0], verbose=False,
                                validation_data=self.validation_data)
@@ -110,18 +113,38 @@ class Execution:
                     self.stop()  # ... and the experiment with it
         except Exception as exc:  # the group fails, as each of its runs alone would
             error = exc
+        except KeyboardInterrupt:  # Ctrl-C outside the loop's batches (building the group)
+            interrupted = True
         finally:
             with self._lock:
                 self._trainer = None
+        if interrupted:
+            self.interrupt(runs)
+            return
         seconds = time.perf_counter() - t0  # runs of a group share its wall time
-        for m, run in enumerate(runs):
-            if error is not None:
-                reason, messages = None, []
-            elif trainer is None:
-                reason, messages = StopReason.STOPPED, []
-            else:
-                reason, messages = trainer.stop_reasons[m], trainer.member_messages(m)
+        if error is not None:
+            ends = [(None, [])] * len(runs)
+        elif trainer is None:
+            ends = [(StopReason.STOPPED, [])] * len(runs)
+        else:
+            ends = [(trainer.stop_reasons[m], trainer.member_messages(m))
+                    for m in range(len(runs))]
+        # the trainer and ``report`` refer to each other: let go of the trainer so the
+        # group's models are freed as their runs end, not at the next garbage collection
+        trainer = None
+        for run, (reason, messages) in zip(runs, ends, strict=True):
             self._end(run, reason, error, messages, seconds)
+
+    def interrupt(self, runs: list[Run]) -> None:
+        """Ctrl-C while ``runs`` were asked for, built or grouped: each of them still
+        ``"running"`` ends ``"stopped"`` (interrupted; its Optuna trial is failed, a later
+        ``run()`` trains it again) and the experiment stops."""
+        self.stop()
+        for run in runs:
+            if run.state == RunState.RUNNING:
+                if run.rows is None and run.model is None:  # not started: record it first
+                    self.on_run_start(run)
+                self._end(run, StopReason.INTERRUPTED, None, [INTERRUPTED], 0.0)
 
     def fail(self, run: Run, error: Exception) -> None:
         """Record ``run``, which could not be prepared (``error``), as failed."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ from .space import Range, check_candidates
 SET_PER_RUN = ("seed", "input_shape")
 COMPILE_PARAMS = tuple(n for n in COMPILE_OPTIONS if n not in SET_PER_RUN)
 FIT_PARAMS = tuple(n for n in FIT_OPTIONS if n not in (*COMPILE_PARAMS, *SET_PER_RUN))
+# the most runs a grid may have: a larger one is refused (naming its size) before it is built
+MAX_GRID_RUNS = 100_000
 
 
 class UsedNames(dict):
@@ -89,7 +92,9 @@ class ParamSpace:
     Args:
         build: a spec, a compiled :class:`Model` (rebuilt per run with fresh weights), a
             ``torch.nn.Module`` (copied per run), or a function ``params -> spec | Model``.
-        params: name -> a list of candidates or an ``xb.space`` range.
+        params: name -> a list of candidates or an ``xb.space`` range (a name that is a
+            column of the results, :data:`~exburn_nb.experiment.runs.RESERVED_PARAMS`,
+            is refused).
         epochs: epochs per run (unless ``epochs`` is a param).
         **fixed: fixed compile and fit options, the same for every run.
 
@@ -157,8 +162,27 @@ class ParamSpace:
         return routes
 
     # ---------------------------------------------------------------- planning
+    def grid_size(self) -> int:
+        """How many combinations :meth:`grid` has (counted, not listed).
+
+        Example:
+            >>> ParamSpace(xb.input("input", shape=(None, 4)).dense(2),
+            ...            {"batch_size": xb.space.integers(1, 10**7)}).grid_size()
+            10000000
+        """
+        return math.prod(c.size() if isinstance(c, Range) else len(c)
+                         for c in self.params.values())
+
     def grid(self) -> list[dict]:
-        """Every combination of the candidates (ranges must be ``xb.space.integers``)."""
+        """Every combination of the candidates (ranges must be ``xb.space.integers``); a
+        grid of more than :data:`MAX_GRID_RUNS` combinations is refused before it is built."""
+        size = self.grid_size()
+        if size > MAX_GRID_RUNS:
+            sizes = " x ".join(f"{n} {c.size() if isinstance(c, Range) else len(c)}"
+                               for n, c in self.params.items())
+            raise ValueError(f"search='grid': the grid has {size} runs ({sizes}), more than "
+                             f"MAX_GRID_RUNS={MAX_GRID_RUNS}; give fewer candidates, or use "
+                             "search='random' or 'optuna' with n_trials")
         names = list(self.params)
         values = [c.values() if isinstance(c, Range) else c for c in self.params.values()]
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -27,9 +28,8 @@ import pandas as pd
 from ..base.vocabulary import RunState
 from ..core.model import Model
 from . import files
-from .runs import Run, best_value, runs_frame, summary_frame
-
-DIRECTIONS = ("minimize", "maximize")
+from .runs import DIRECTIONS, Run, best_value, runs_frame, summary_frame
+from .space import check_candidates
 
 
 class ExperimentResults:
@@ -37,7 +37,8 @@ class ExperimentResults:
 
     Args:
         params: the searched space, name -> candidates (a list or an ``xb.space`` range);
-            its names are the params columns of the frames.
+            its names are the params columns of the frames (not one of theirs:
+            :data:`~exburn_nb.experiment.runs.RESERVED_PARAMS`).
         metric: the history column that ranks runs, e.g. ``"val_loss"``.
         direction: ``"minimize"`` or ``"maximize"``.
         runs: the runs so far (:class:`~exburn_nb.experiment.Run` objects).
@@ -61,7 +62,8 @@ class ExperimentResults:
                  study_runs: Callable[[], Iterable[Run]] | None = None):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be 'minimize' or 'maximize'; got {direction!r}")
-        self.params, self.metric, self.direction = dict(params), metric, direction
+        self.params = {name: check_candidates(name, c) for name, c in params.items()}
+        self.metric, self.direction = metric, direction
         self.settings = dict(settings or {})
         self.parallel_report: list[str] = list(parallel_report or [])
         self._runs = {r.run: r for r in runs}
@@ -171,21 +173,35 @@ class ExperimentResults:
     # ---------------------------------------------------------------- files
     def save(self, directory: str | Path) -> Path:
         """Write ``runs.csv`` (``runs.parquet`` with pyarrow), ``experiment.json`` and
-        ``best_model.exburn``; never pickle.
+        ``best_model.exburn``; never pickle. Atomic: a save that fails (a full disk) raises
+        and leaves the directory's previous save loadable as it was.
 
         Example:
             >>> results.save("runs/digits")  # doctest: +SKIP
         """
-        return files.write(self, Path(directory))
+        runs = [dataclasses.replace(r, rows=list(r.history_rows()), model=None, trial=None)
+                for r in self.records()]  # one snapshot: the files agree even mid-run
+        snapshot = ExperimentResults(self.params, self.metric, self.direction, runs,
+                                     models=self._models, settings=self.settings,
+                                     parallel_report=self.parallel_report)
+        return files.write(snapshot, Path(directory))
 
     @classmethod
     def load(cls, directory: str | Path) -> ExperimentResults:
-        """The results read back from :meth:`save` (or ``Experiment.save``), whole.
+        """The results read back from :meth:`save` (or ``Experiment.save``), whole. Only
+        the files ``experiment.json`` names are read, inside ``directory``, and every value
+        is checked: an edited or mixed directory is a ``ValueError`` naming it and the field.
 
         Example:
             >>> ExperimentResults.load("runs/digits").summary  # doctest: +SKIP
         """
-        return cls(**files.read(Path(directory)))
+        saved = files.read(Path(directory))
+        best_run = saved.pop("best_run")
+        results = cls(**saved)
+        if results.best_run != best_run:  # the runs, edited, rank another run first
+            raise ValueError(f"{directory}: {files.SETTINGS} field 'best_run' is {best_run!r}, "
+                             f"but its runs rank run {results.best_run!r} first")
+        return results
 
     def __repr__(self) -> str:
         states = pd.Series([r.state.value for r in self.records()]).value_counts().to_dict()

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,11 +19,17 @@ import numpy as np
 import pandas as pd
 
 from ..base.checks import MAX_SEED
-from ..base.vocabulary import RunState
+from ..base.vocabulary import EPOCH_COLUMNS, METRICS, RunState
 from ..core.model import Model
 
 HISTORY_SKIP = ("run",)  # the model's own run counter: always 1 for an experiment's run
 FINAL_COLUMNS = ("loss", "val_loss", "accuracy", "val_accuracy")
+DIRECTIONS = ("minimize", "maximize")
+# names a param may not take: the columns of a run's history (``EPOCH_COLUMNS``) and the
+# other columns of the runs and summary frames (``epochs`` stays a param: the fit option)
+RESERVED_PARAMS = tuple(dict.fromkeys((
+    *EPOCH_COLUMNS, "state", "seed", "message", "best_epoch",
+    *(f"best_{m}" for m in METRICS), *(f"final_{c}" for c in FINAL_COLUMNS))))
 
 
 def run_seed(seed: int, run: int) -> int:
@@ -84,6 +91,22 @@ def best_value(rows: list[dict], metric: str, direction: str) -> tuple[float, in
         return None
     pick = min if direction == "minimize" else max
     return pick(pairs, key=lambda p: p[0])
+
+
+def check_metric(metric: Any, available: tuple | list) -> str:
+    """``metric`` if it is one of ``available``, else a ``ValueError`` with a "did you mean".
+
+    Example:
+        >>> check_metric("val_los", METRICS)
+        Traceback (most recent call last):
+        ...
+        ValueError: metric must be one of loss, val_loss, accuracy, val_accuracy, lr; got 'val_los' (did you mean 'val_loss'?)
+    """
+    if isinstance(metric, str) and metric in available:
+        return metric
+    close = difflib.get_close_matches(str(metric), list(available), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"metric must be one of {', '.join(available)}; got {metric!r}{hint}")
 
 
 def runs_frame(runs: list[Run], names: list[str]) -> pd.DataFrame:

@@ -21,6 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core.config import COMPILE_OPTIONS, FIT_OPTIONS
+from .runs import RESERVED_PARAMS
+
+KINDS = ("uniform", "loguniform", "integers")
+
 
 @dataclass(frozen=True)
 class Range:
@@ -32,9 +37,16 @@ class Range:
     log: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
+            raise ValueError(f"a range's kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        fixed_log = {"uniform": False, "loguniform": True}.get(self.kind)  # integers: either
+        if not isinstance(self.log, bool) or fixed_log not in (None, self.log):
+            raise ValueError(f"{self.kind}: log must be "
+                             f"{'True or False' if fixed_log is None else fixed_log}; "
+                             f"got {self.log!r}")
         for name in ("low", "high"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, Real) or not _finite(value):
                 raise ValueError(f"{self.kind}: {name} must be a finite number; got {value!r}")
             if self.kind == "integers" and int(value) != value:
                 raise ValueError(f"integers: {name} must be an integer; got {value!r}")
@@ -53,11 +65,21 @@ class Range:
         """Whether a grid can enumerate it (integers)."""
         return self.kind == "integers"
 
-    def values(self) -> list:
-        """Every value, for a grid (integers only)."""
+    def size(self) -> int:
+        """How many values a grid takes from it (integers only), without listing them.
+
+        Example:
+            >>> integers(1, 10**12).size()
+            1000000000000
+        """
         if not self.discrete:
             raise ValueError(f"a grid needs finite candidates; {self!r} is continuous: use a "
                              "list of values, or search='random' / 'optuna'")
+        return int(self.high) - int(self.low) + 1
+
+    def values(self) -> list:
+        """Every value, for a grid (integers only)."""
+        self.size()  # refuses a continuous range
         return list(range(int(self.low), int(self.high) + 1))
 
     def draw(self, rng: np.random.Generator) -> float | int:
@@ -74,6 +96,14 @@ class Range:
     def to_dict(self) -> dict:
         """JSON-ready form (see :func:`from_dict`)."""
         return {"kind": self.kind, "low": self.low, "high": self.high, "log": self.log}
+
+
+def _finite(value: Real) -> bool:
+    """Whether ``value`` is a finite number a float can hold (no inf, NaN, 10**400)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def uniform(low: float, high: float) -> Range:
@@ -107,14 +137,35 @@ def integers(low: int, high: int, log: bool = False) -> Range:
 
 
 def from_dict(data: Any) -> Any:
-    """A candidate list or a :class:`Range` back from :meth:`Range.to_dict`."""
-    if isinstance(data, dict) and "kind" in data:
-        return Range(data["kind"], data["low"], data["high"], data.get("log", False))
+    """A candidate list or a :class:`Range` back from :meth:`Range.to_dict` (every value
+    checked)."""
+    if isinstance(data, dict):
+        if set(data) != {"kind", "low", "high", "log"}:
+            raise ValueError(f"a range must have the keys kind, low, high and log; got "
+                             f"{sorted(map(str, data))}")
+        return Range(data["kind"], data["low"], data["high"], data["log"])
     return data
 
 
-def check_candidates(name: str, candidates: Any) -> list | Range:
-    """``candidates`` as a non-empty list or a :class:`Range`, else a ``ValueError``."""
+def check_candidates(name: Any, candidates: Any) -> list | Range:
+    """``candidates`` as a non-empty list or a :class:`Range`, else a ``ValueError``; a
+    ``name`` that is a column of the results (:data:`~exburn_nb.experiment.runs.RESERVED_PARAMS`)
+    is refused too.
+
+    Example:
+        >>> check_candidates("epoch", [1, 2])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: params: 'epoch' is a column of the experiment's results; give the param another name (reserved: epoch, loss, ...)
+    """
+    if not isinstance(name, str):
+        raise ValueError(f"params: a param's name must be a string; got {name!r}")
+    if name in RESERVED_PARAMS:
+        fixed = (f"; as an option it is the same for every run: Experiment(..., {name}=...)"
+                 if name in (*COMPILE_OPTIONS, *FIT_OPTIONS) else "")
+        raise ValueError(f"params: {name!r} is a column of the experiment's results; give "
+                         f"the param another name{fixed} (reserved: "
+                         f"{', '.join(RESERVED_PARAMS)})")
     if isinstance(candidates, Range):
         return candidates
     if isinstance(candidates, (list, tuple)) and len(candidates) > 0:

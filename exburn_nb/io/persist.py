@@ -33,7 +33,7 @@ import socket
 import struct
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +133,29 @@ def to_bytes(tensors: dict[str, torch.Tensor], meta: dict) -> bytes:
     return blob
 
 
+def _header_meta(header: bytes, bad: Callable[[str], ValueError]) -> tuple[dict, str | None]:
+    """The metadata object in a file's JSON ``header`` and its stored checksum (popped);
+    ``bad(why)`` makes the error."""
+    try:
+        stored = parse_json(header, "its header")["__metadata__"]
+        text = stored[_META_KEY]
+    except (KeyError, TypeError):
+        raise bad("its header is not an exburn_nb header (corrupted or another format)") from None
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    if not isinstance(text, str):
+        raise bad("its header is not an exburn_nb header (corrupted or another format)")
+    try:
+        meta = parse_json(text, "its metadata")
+    except ValueError as exc:
+        raise bad(str(exc)) from None
+    checksum = meta.pop(_SUM_KEY, None) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise bad(f"unknown format {found!r:.80}; expected {FORMAT!r}")
+    return meta, checksum
+
+
 def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Tensor], dict]:
     """Parse a blob written by :func:`to_bytes`; a ``ValueError`` naming ``source`` otherwise."""
     def bad(why: str) -> ValueError:
@@ -151,24 +174,7 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
     if size > MAX_HEADER_BYTES:
         raise bad(f"its header is {size:,} bytes, over the limit of {MAX_HEADER_BYTES:,} "
                   "(MAX_HEADER_BYTES)")
-    try:
-        header = parse_json(data[8:8 + size], "its header")
-        stored = header["__metadata__"]
-        text = stored[_META_KEY]
-    except (KeyError, TypeError):
-        raise bad("its header is not an exburn_nb header (corrupted or another format)") from None
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    if not isinstance(text, str):
-        raise bad("its header is not an exburn_nb header (corrupted or another format)")
-    try:
-        meta = parse_json(text, "its metadata")
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    checksum = meta.pop(_SUM_KEY, None) if isinstance(meta, dict) else None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else meta
-        raise bad(f"unknown format {found!r:.80}; expected {FORMAT!r}")
+    meta, checksum = _header_meta(data[8:8 + size], bad)
     try:
         tensors = _load_tensors(data)
     except (SafetensorError, ValueError, RuntimeError, TypeError) as exc:
@@ -179,26 +185,42 @@ def from_bytes(data: bytes, source: str = "<bytes>") -> tuple[dict[str, torch.Te
 
 
 def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Write atomically: the file at ``path`` is either the old one or the complete new one.
+    """Write ``tensors`` and ``meta`` atomically (see :func:`write_bytes`)."""
+    check_file_path(path, "model.exburn")
+    write_bytes(path, to_bytes(tensors, meta))
+
+
+def check_file_path(path: str | os.PathLike, example: str) -> Path:
+    """``path`` as a ``Path``; a ``ValueError`` naming it when it is a directory or its
+    folder does not exist (``example``: a file name the message suggests)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a directory; give a file name such as "
+                         f"{str(path / example)!r}")
+    if not path.parent.exists():
+        raise ValueError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def write_bytes(path: str | os.PathLike, blob: bytes) -> None:
+    """Write ``blob`` atomically: the file at ``path`` is either the old one or the
+    complete new one (a temp file in the same folder, fsync, then ``os.replace``). Check
+    the path first with :func:`check_file_path`.
 
     The temp file ``.NAME.<host>-<pid>.<random>.tmp`` names its writer (``host``: a short
     hash of the host name), so temp files left by writers on this host that died
     mid-save are removed by the next save to ``path``. The file gets
     the permissions of any new file here (``0o666`` less the umask).
+
+    Example:
+        >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+        >>> write_bytes(path, b"hello"); open(path, "rb").read()
+        b'hello'
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"path {str(path)!r} is a directory; give a file name such as "
-                         f"{str(path / 'model.exburn')!r}")
-    if not path.parent.exists():
-        raise ValueError(f"path {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    blob = to_bytes(tensors, meta)
-    remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
+    tmp = temp_beside(path)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
@@ -207,6 +229,26 @@ def write_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: 
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def temp_beside(path: str | os.PathLike) -> Path:
+    """A new empty temp file in ``path``'s folder, to be written and then moved onto
+    ``path`` (or removed): named ``.NAME.<host>-<pid>.<random>.tmp`` for its writer, so a
+    later call removes what writers of ``path`` that died left behind
+    (:func:`remove_orphans`).
+
+    Example:
+        >>> tmp = temp_beside(os.path.join(tempfile.mkdtemp(), "runs.csv"))
+        >>> tmp.name.startswith(".runs.csv.") and tmp.suffix == ".tmp"
+        True
+    """
+    path = Path(path)
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -279,6 +321,37 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     return from_bytes(path.read_bytes(), source=f"file {str(path)!r}")
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The metadata of the file at ``path``, read from its header alone: a quick look
+    that skips the tensors and so is NOT checked against the checksum (use
+    :func:`read_file` before relying on a value).
+
+    Example:
+        >>> import tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "m.exburn")
+        >>> write_file(path, {"w": torch.ones(2)}, {"kind": "demo"})
+        >>> read_meta(path)["kind"]
+        'demo'
+    """
+    source = f"file {str(path)!r}"
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{source} is not a readable exburn_nb file: {why}")
+
+    with open(path, "rb") as f:
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            raise bad(f"it is only {len(prefix)} bytes long (truncated or empty)")
+        (size,) = struct.unpack("<Q", prefix)
+        if size > MAX_HEADER_BYTES:
+            raise bad(f"its header is {size:,} bytes, over the limit of {MAX_HEADER_BYTES:,} "
+                      "(MAX_HEADER_BYTES)")
+        header = f.read(size)
+    if len(header) < size:
+        raise bad(f"its header claims {size} bytes but the file is shorter (truncated)")
+    return _header_meta(header, bad)[0]
 
 
 # --------------------------------------------------------------------- the model file layout

@@ -173,7 +173,7 @@ class StackedTrainer(Trainer):
     def __init__(self, models: Sequence[Model], configs: Sequence[FitConfig], data: Any,
                  validation_data: Any = None):
         check_members(models, configs)
-        result = plan(models, configs)
+        result = plan(models, configs, memory_budget=None)  # the caller sized the group
         if result.groups != [list(range(len(models)))]:
             why = "; ".join(f"member {m}: {w}" for m, w in result.sequential.items())
             raise ValueError("models and configs must form one stacked group (see "

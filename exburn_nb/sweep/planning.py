@@ -1,7 +1,8 @@
 """Planning a sweep: which (model, config) pairs can share one stacked step.
 
 :func:`plan` groups members by what must be equal to share a step (the architecture,
-loss, optimizer kind, epochs, batch size, ...) and splits groups over a memory budget;
+loss, optimizer kind, epochs, batch size, ...) and splits groups over a memory budget
+(:data:`MEMORY_BUDGET` by default, see :func:`memory_budget_bytes`);
 :mod:`exburn_nb.sweep.engine` trains each group as one stacked ensemble. Inside a group
 each member keeps its own learning rate, weight decay, schedule, clipping thresholds,
 Nesterov flag, dropout rates and seed, and is the same computation as
@@ -35,6 +36,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
+from typing import Any
 
 from ..core.config import FitConfig
 from ..core.model import Model
@@ -42,6 +45,29 @@ from .stacked import member_bytes, spec_key, unstackable_reason
 
 SHARED_OPTIONS = ("epochs", "batch_size", "shuffle", "accumulate_gradients", "accuracy",
                   "terminate_on_nan")
+# what a stacked group may use by default ("auto"): about what a PyTorch process holds before
+# it trains anything, so a stacked group at most about doubles the memory of one run at a
+# time; members whose estimates (member_bytes) do not fit two at once train one by one
+MEMORY_BUDGET = 256 * 2**20
+
+
+def memory_budget_bytes(memory_budget: Any) -> int | None:
+    """The bytes a stacked group may use: ``"auto"`` is :data:`MEMORY_BUDGET` (256 MiB),
+    an integer is a number of bytes, ``None`` is no limit.
+
+    Example:
+        >>> memory_budget_bytes("auto") == MEMORY_BUDGET, memory_budget_bytes(10**9)
+        (True, 1000000000)
+    """
+    if memory_budget is None:
+        return None
+    if isinstance(memory_budget, str) and memory_budget == "auto":
+        return MEMORY_BUDGET
+    if isinstance(memory_budget, bool) or not isinstance(memory_budget, Integral) \
+            or memory_budget < 1:
+        raise ValueError(f"memory_budget must be 'auto', None or a number of bytes >= 1; "
+                         f"got {memory_budget!r}")
+    return int(memory_budget)
 
 
 @dataclass
@@ -83,14 +109,16 @@ def group_key(model: Model, config: FitConfig) -> tuple[dict | None, str | None]
 
 
 def plan(models: Sequence[Model], configs: Sequence[FitConfig],
-         memory_budget: int | None = None) -> SweepPlan:
+         memory_budget: int | str | None = "auto") -> SweepPlan:
     """Group members that can share a stacked step; split groups over ``memory_budget``.
 
     Args:
         models: compiled, untrained models built from specs (one per member).
         configs: one :class:`FitConfig` per member.
-        memory_budget: bytes a group may use (parameters, gradients, optimizer state and
-            one batch's activations per member; the data is shared); None: no limit.
+        memory_budget: bytes a group may use, estimated per member by ``member_bytes``
+            (parameters, gradients, optimizer state and one batch's activations; the data
+            is shared): ``"auto"`` (:data:`MEMORY_BUDGET`, 256 MiB), a number of bytes, or
+            None (no limit).
 
     Returns:
         A :class:`SweepPlan`. A member alone in its group runs sequentially.
@@ -102,6 +130,7 @@ def plan(models: Sequence[Model], configs: Sequence[FitConfig],
         {2: 'no other member shares its ...'}
     """
     check_members(models, configs)
+    memory_budget = memory_budget_bytes(memory_budget)
     keyed: dict[str, list[int]] = {}
     keys: dict[str, dict] = {}
     result = SweepPlan()

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,8 +37,9 @@ from typing import Any, Protocol
 import torch
 
 from ..base.checks import check_int, check_number
-from ..base.vocabulary import METRICS, run_metrics
-from .checkpoints import checkpoint_files
+from ..base.vocabulary import METRICS, Event, RunState, run_metrics
+from . import checkpoints
+from .tensorboard import RunBoard, is_number, summary_writer_class
 
 Metrics = dict[str, Any]
 BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
@@ -46,6 +48,8 @@ BATCH_HOOKS = ("on_batch_begin", "on_batch_end")
 class RunControls(Protocol):
     """What a callback may ask of the run it belongs to (``self.trainer``): the
     :class:`~exburn_nb.train.loop.Trainer` provides these."""
+
+    run_uid: str | None  # the run's id, kept by a resumed run (its checkpoints name it)
 
     def stop(self) -> None:
         """End the run after the batch in progress."""
@@ -109,6 +113,10 @@ class Callback:
     def state_dict(self) -> dict:
         """What a resumed run needs to continue this callback (JSON values, tensors)."""
         return {}
+
+    def check_state_dict(self, state: dict) -> None:
+        """Raise a ``ValueError`` unless :meth:`load_state_dict` takes ``state``; called
+        before a resumed run changes anything, so override it where loading can fail."""
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` output (called after ``on_train_begin``)."""
@@ -234,12 +242,17 @@ class MonitorCallback(Callback):
     def state_dict(self) -> dict:
         return {"best": self.best, "wait": self.wait}
 
-    def load_state_dict(self, state: dict) -> None:
-        best, wait = state.get("best"), state.get("wait")
+    def check_state_dict(self, state: dict) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"{type(self).__name__} state must be an object; got {state!r:.80}")
+        best = state.get("best")
         if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
             raise ValueError(f"{type(self).__name__} state best must be a number; got {best!r}")
-        check_int(f"{type(self).__name__} state wait", wait, 0)
-        self.best, self.wait = best, wait
+        check_int(f"{type(self).__name__} state wait", state.get("wait"), 0)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.check_state_dict(state)
+        self.best, self.wait = state.get("best"), state["wait"]
 
 
 
@@ -286,14 +299,20 @@ class EarlyStopping(MonitorCallback):
         return {**super().state_dict(), "best_epoch": self.best_epoch,
                 "stopped_epoch": self.stopped_epoch, "best_state": self.best_state}
 
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.best_epoch, self.stopped_epoch = state.get("best_epoch"), state.get("stopped_epoch")
+    def check_state_dict(self, state: dict) -> None:
+        super().check_state_dict(state)
+        for key in ("best_epoch", "stopped_epoch"):
+            if state.get(key) is not None:
+                check_int(f"EarlyStopping state {key}", state[key], 1)
         best_state = state.get("best_state")
         if best_state is not None and not (isinstance(best_state, dict) and all(
                 isinstance(v, torch.Tensor) for v in best_state.values())):
             raise ValueError("EarlyStopping state best_state must map names to tensors")
-        self.best_state = best_state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)  # checks the whole state first
+        self.best_epoch, self.stopped_epoch = state.get("best_epoch"), state.get("stopped_epoch")
+        self.best_state = state.get("best_state")
 
 
 def early_stopping(patience: int = 5, min_delta: float = 1e-4, monitor: str | None = None,
@@ -313,9 +332,11 @@ class Checkpoint(Callback):
 
     Each file is a complete model (``xb.load`` reads it) that also holds what the run
     needs to continue exactly (``xb.fit(model, data, resume_from=directory)``): the
-    optimizer and schedule state, RNG states, counters, callback states and the config.
-    Files are written atomically at the end of the epoch, after every callback. With
-    ``keep=N`` only the newest N files of this directory are kept.
+    optimizer and schedule state, RNG states, counters, callback states, the config and
+    the run's id. Files are written atomically at the end of the epoch, after every
+    callback. A directory belongs to one run: a run whose directory holds another run's
+    checkpoints is refused before its first step (the run itself, resumed, goes on
+    writing there). With ``keep=N`` only this run's newest N files are kept.
     """
 
     def __init__(self, every: int = 5, directory: str | Path = "checkpoints",
@@ -324,20 +345,34 @@ class Checkpoint(Callback):
         if keep is not None:
             check_int("keep", keep, 1)
         self.every, self.directory, self.keep = every, Path(directory), keep
+        self._own: list[str] = []  # names of the files this run wrote here, oldest first
+
+    def claim(self, run_uid: str | None) -> None:
+        """Take the directory for run ``run_uid`` (see
+        :func:`~exburn_nb.train.checkpoints.claim`); the loop calls this before the run
+        changes anything."""
+        self._own = [p.name for p in checkpoints.claim(self.directory, run_uid)]
 
     def on_train_begin(self, logs: dict) -> None:
+        self.claim(self.trainer.run_uid)
         self.directory.mkdir(parents=True, exist_ok=True)
 
     def on_epoch_end(self, epoch: int, metrics: Metrics) -> Metrics:
         if epoch % self.every == 0:
-            self.trainer.save_checkpoint(self.directory / f"epoch_{epoch:04d}.exburn",
-                                         then=self._prune)
+            path = self.directory / f"epoch_{epoch:04d}.exburn"
+            if path.exists() and path.name not in self._own:  # another run started here
+                self.claim(self.trainer.run_uid)
+            self.trainer.save_checkpoint(path, then=lambda: self._written(path.name))
         return metrics
 
-    def _prune(self) -> None:
+    def _written(self, name: str) -> None:
+        """Note the file written, and prune this run's oldest beyond ``keep``."""
+        if name not in self._own:
+            self._own.append(name)
         if self.keep is not None:
-            for old in checkpoint_files(self.directory)[:-self.keep]:
-                old.unlink(missing_ok=True)
+            for old in self._own[:-self.keep]:
+                (self.directory / old).unlink(missing_ok=True)
+            self._own = self._own[-self.keep:]
 
 
 def checkpoint(every: int = 5, directory: str | Path = "checkpoints",
@@ -350,6 +385,102 @@ def checkpoint(every: int = 5, directory: str | Path = "checkpoints",
         ...        callbacks=[xb.callbacks.checkpoint(5, "ckpt", keep=3)])  # doctest: +SKIP
     """
     return Checkpoint(every, directory, keep)
+
+
+class TensorBoard(Callback):
+    """Write a run's history as TensorBoard event files in ``log_dir``.
+
+    Every epoch column (``epoch/loss``, ``epoch/val_loss``, ``epoch/lr``, ``epoch/seconds``,
+    callbacks' extras...) at step ``epoch``, every batch column (``batch/loss``,
+    ``batch/lr``...) at the optimizer step, and the model's graph where torch can trace
+    it (else a warning and a ``graph`` note in the text tab). Batches cost nothing: the
+    rows are read from the history at each epoch's end, then the file is flushed; the
+    file is closed however the run ends (done, stopped, error, Ctrl-C).
+
+    Given to an experiment as a listener (``exp.add_listener(board)``), it writes one
+    sub-directory per run (``run_0003``) with the run's params as hparams and its final
+    metrics (``final/loss``, ``final/val_loss``...) as the hparam metrics.
+    """
+
+    def __init__(self, log_dir: str | Path):
+        if not isinstance(log_dir, (str, Path)) or not str(log_dir):
+            raise ValueError(f"log_dir must be a directory path (str or Path); got {log_dir!r}")
+        self.writer_class = summary_writer_class()
+        self.log_dir = Path(log_dir)
+        self.board: RunBoard | None = None
+        self.runs: list[tuple[Any, RunBoard]] = []  # an experiment's runs being written
+        self.names: set[str] = set()
+
+    def open(self, log_dir: Path, model: Any) -> RunBoard:
+        """A board for ``model`` in ``log_dir``, with its graph (or a warning why not)."""
+        board = RunBoard(self.writer_class, log_dir, model)
+        note = board.add_graph(model)
+        if note is not None:
+            warnings.warn(f"TensorBoard: no graph in {log_dir}: {note}", stacklevel=2)
+        return board
+
+    def on_train_begin(self, logs: dict) -> None:
+        self.board = self.open(self.log_dir, logs["model"])
+
+    def on_epoch_end(self, epoch: int, metrics: Metrics) -> None:
+        self.board.flush()
+
+    def on_train_end(self, logs: dict) -> None:
+        if self.board is not None:
+            self.board.close()
+            self.board = None
+
+    # ------------------------------------------------------------ as an experiment listener
+    def __call__(self, event: str, experiment: Any) -> None:
+        """An :class:`~exburn_nb.experiment.Experiment` listener: a directory per run."""
+        if event == Event.RUN_START and experiment.current.model is not None:
+            run = experiment.current
+            self.runs.append((run, self.open(self.log_dir / self.run_name(run.run),
+                                             run.model)))
+        elif event == Event.EPOCH:
+            for _, board in self.runs:
+                if board.pending:
+                    board.flush()
+        elif event in (Event.RUN_END, Event.END):
+            for run, board in [item for item in self.runs
+                               if event == Event.END or item[0].state != RunState.RUNNING]:
+                self.runs.remove((run, board))
+                self.end_run(run, board)
+
+    def run_name(self, number: int) -> str:
+        """``run_0003``; ``run_0003_2`` when this board already wrote that run (a stopped
+        run trained again)."""
+        name, again = f"run_{number:04d}", 1
+        while name in self.names:
+            again += 1
+            name = f"run_{number:04d}_{again}"
+        self.names.add(name)
+        return name
+
+    @staticmethod
+    def end_run(run: Any, board: RunBoard) -> None:
+        """Write the run's last rows, its params and final metrics as hparams; close."""
+        try:
+            board.flush()
+            last = run.rows[-1] if run.rows else {}
+            board.add_hparams(run.params, {f"final/{k}": last[k] for k in METRICS
+                                           if k != "lr" and is_number(last.get(k))})
+        finally:
+            board.close()
+
+
+def tensorboard(log_dir: str | Path = "runs") -> TensorBoard:
+    """TensorBoard event files of a ``fit`` run, or of every run of an experiment.
+
+    Open them with ``tensorboard --logdir runs``. Needs TensorBoard
+    (``pip install 'exburn_nb[export]'``).
+
+    Example:
+        >>> xb.fit(model, data, epochs=5,
+        ...        callbacks=[xb.callbacks.tensorboard("runs/mlp")])  # doctest: +SKIP
+        >>> exp.add_listener(xb.callbacks.tensorboard("runs/search")); exp.run()  # doctest: +SKIP
+    """
+    return TensorBoard(log_dir)
 
 
 class ReduceLROnPlateau(MonitorCallback):

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,7 +39,7 @@ from ..core.inputs import batch_source, check_accuracy
 from ..core.model import Model
 from ..core.optim import make_schedule
 from . import checkpoints
-from .callbacks import Callback, ProgressBar, as_callback, listens_to_batches
+from .callbacks import Callback, Checkpoint, ProgressBar, as_callback, listens_to_batches
 from .engine import SingleEngine, StepEngine
 from .members import EpochTally, Member
 from .steering import Steering
@@ -78,9 +79,9 @@ class Trainer(Steering):
         validation_data: ``(x, y)`` or a loader, evaluated after every epoch.
         callbacks: functions ``metrics -> metrics`` or :class:`Callback` objects.
         verbose: a progress bar and one line per epoch.
-        resume_from: a checkpoint file, or a directory of them (its newest), written by
-            :func:`exburn_nb.train.callbacks.checkpoint`: the interrupted run continues
-            exactly.
+        resume_from: a checkpoint file, or a directory of one run's (its newest), written
+            by :func:`exburn_nb.train.callbacks.checkpoint`: the interrupted run continues
+            exactly. Everything is checked before anything changes.
         engine: the step engine (default: :class:`~exburn_nb.train.engine.SingleEngine`).
 
     Example:
@@ -135,12 +136,17 @@ class Trainer(Steering):
         if len(models) > 1 and not isinstance(self.source, TensorBatches):
             raise ValueError(f"data must be (x, y) in memory for a stacked run; got a "
                              f"{type(data).__name__} (run such configurations with xb.fit)")
+        # a new run gets a new id; a resumed one keeps its own (None: from before run ids)
+        self.run_uid: str | None = (checkpoints.new_run_id() if self._resume is None
+                                    else self._resume.state.get("uid"))
         if self._resume is not None:
             self.check_state(self._resume.state, self._resume.source)
+        self._claim_checkpoint_directories(self.run_uid)
         self.batches = self.source.batches
         self.epoch_index = 0  # epochs done in this run
         self._callback_states: list[dict] | None = None  # a resume's, for after on_train_begin
         self._restarting = False  # load_state_dict was called: run() continues that run
+        self._open_epoch: tuple[int, EpochTally] | None = None  # the latest epoch begun
         for member in self.members:
             member.step = member.model.recorder.last_step  # steps count on across runs
 
@@ -151,13 +157,13 @@ class Trainer(Steering):
 
         Example:
             >>> sorted(Trainer(model, (x, y), verbose=False).state_dict())  # doctest: +SKIP
-            ['callbacks', 'config', 'epoch_index', 'rng', 'run', 'schedule', 'step', 'stop_reason']
+            ['callbacks', 'config', 'epoch_index', 'rng', 'run', 'schedule', 'step', 'stop_reason', 'uid']
         """
         if len(self.members) != 1:
             raise ValueError("state_dict holds the state of a run of one model")
         member = self.members[0]
         cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []
-        return {"config": self.config.to_dict(), "run": member.run_id,
+        return {"config": self.config.to_dict(), "run": member.run_id, "uid": self.run_uid,
                 "epoch_index": self.epoch_index, "step": member.step,
                 "stop_reason": None if member.stop_reason is None else str(member.stop_reason),
                 "schedule": member.schedule.state_dict() if member.schedule else None,
@@ -167,29 +173,55 @@ class Trainer(Steering):
                               for cb, state in self._stateful_callbacks()]}
 
     def check_state(self, state: dict, source: str) -> None:
-        """Raise a ``ValueError`` naming ``source`` unless ``state`` (a :meth:`state_dict`,
-        its form checked by :func:`~exburn_nb.train.checkpoints.check_run_state`) holds the
-        states of this run's callbacks."""
-        names = [type(cb).__name__ for cb, _ in self._stateful_callbacks()]
+        """Raise a ``ValueError`` naming ``source`` and the field unless this run can take
+        ``state`` (a :meth:`state_dict`, its form checked by
+        :func:`~exburn_nb.train.checkpoints.check_run_state`): the states of this run's
+        callbacks, each one they accept (:meth:`~exburn_nb.train.callbacks.Callback.
+        check_state_dict`), and a schedule state. Changes nothing."""
+        stateful = self._stateful_callbacks()
+        names = [type(cb).__name__ for cb, _ in stateful]
         if [c["class"] for c in state["callbacks"]] != names:
-            raise ValueError(f"resume_from: the checkpoint holds the state of the callbacks "
-                             f"{[c['class'] for c in state['callbacks']]}, but this run has "
-                             f"{names}; pass the same callbacks (in the same order) as the "
-                             "interrupted run")
+            raise ValueError(f"resume_from: {source} holds in its run state field 'callbacks' "
+                             f"the states of {[c['class'] for c in state['callbacks']]}, but "
+                             f"this run has {names}; pass the same callbacks (in the same "
+                             "order) as the interrupted run")
+        for i, ((cb, _), saved) in enumerate(zip(stateful, state["callbacks"], strict=True)):
+            try:
+                cb.check_state_dict(saved["state"])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{source}: its run state field 'callbacks[{i}].state' "
+                                 f"({names[i]}) is not valid: {exc}") from None
+        schedule = self.members[0].schedule
+        if state["schedule"] is not None and schedule is not None:
+            try:
+                copy.copy(schedule).load_state_dict(state["schedule"])  # a dry run
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{source}: its run state field 'schedule' is not valid: "
+                                 f"{exc}") from None
 
     def load_state_dict(self, state: dict) -> None:
         """Make :meth:`run` continue the run :meth:`state_dict` describes (its id,
         position, step count, schedule and RNG states) instead of starting a new one; the
-        callbacks' states are given to them after ``on_train_begin``.
+        callbacks' states are given to them after ``on_train_begin``. All or nothing:
+        everything is checked first (a ``ValueError`` naming the field).
 
         Example:
             >>> state = trainer.state_dict()  # doctest: +SKIP
             >>> again = Trainer(model, (x, y), state["config"] ...)  # doctest: +SKIP
             >>> again.load_state_dict(state); again.run()  # doctest: +SKIP
         """
-        source = "state_dict"
+        self._check_loadable(state, "state_dict")
+        self._apply_state(state)
+
+    def _check_loadable(self, state: dict, source: str) -> None:
+        """Every check :meth:`_apply_state` needs, and the checkpoint directories'
+        owner (the run goes on as ``state``'s run)."""
         checkpoints.check_run_state(state, source)
         self.check_state(state, source)
+        self._claim_checkpoint_directories(state.get("uid"))
+
+    def _apply_state(self, state: dict) -> None:
+        """Put ``state`` (checked by :meth:`_check_loadable`) in place; cannot fail."""
         member = self.members[0]
         torch.set_rng_state(state["rng"]["torch"])
         member.generator.set_state(state["rng"]["shuffle"])
@@ -197,6 +229,7 @@ class Trainer(Steering):
         if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         member.run_id, self.epoch_index = state["run"], state["epoch_index"]
+        self.run_uid = state.get("uid")
         member.step = state["step"]
         if state["schedule"] is None:
             member.schedule = None
@@ -206,6 +239,13 @@ class Trainer(Steering):
             self.epoch_index = self.config.epochs
         self._callback_states = [c["state"] for c in state["callbacks"]]
         self._restarting = True
+
+    def _claim_checkpoint_directories(self, uid: str | None) -> None:
+        """Refuse the run (naming the directory) when a checkpoint callback would write
+        into a directory that holds another run's checkpoints."""
+        for cb in self.callbacks:
+            if isinstance(cb, Checkpoint):
+                cb.claim(uid)
 
     def _stateful_callbacks(self) -> list[tuple[Callback, dict]]:
         return [(cb, state) for cb in self.callbacks if (state := cb.state_dict())]
@@ -240,6 +280,9 @@ class Trainer(Steering):
             error = exc
             raise
         finally:
+            if self._open_epoch is not None:  # an epoch cut short (a raising callback, a
+                # Ctrl-C anywhere, even between its last batch and its row): what was done
+                self._record_epoch(*self._open_epoch, validate=False)
             if self.stop_reason == StopReason.INTERRUPTED:
                 self._warn(f"training interrupted; the model and history hold everything up "
                            f"to the last completed batch (epoch {self.model.epochs_trained})")
@@ -265,9 +308,10 @@ class Trainer(Steering):
         """Seed the run (a missing seed is drawn from torch's generator, so the run is
         still reproducible under ``torch.manual_seed``), or put back the state of the run
         being resumed (all or nothing: the model first)."""
-        if self._resume is not None:
-            self._resume.restore_model(self.model)
-            self.load_state_dict(self._resume.state)
+        if self._resume is not None:  # checked again: the directories may have changed
+            self._check_loadable(self._resume.state, self._resume.source)
+            self._resume.restore_model(self.model)  # all or nothing itself
+            self._apply_state(self._resume.state)
         if self._restarting:  # a loaded state: the same run goes on with its RNG states
             self.engine.start(None)
             return
@@ -290,11 +334,8 @@ class Trainer(Steering):
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, {"lr": self.engine.learning_rate(0)})
         tally = EpochTally(len(self.members))
-        try:
-            complete = self._train_batches(epoch, tally)
-        except BaseException:  # a raising callback or an interrupt: record what was done
-            self._record_epoch(epoch, tally, False)
-            raise
+        self._open_epoch = (epoch, tally)  # however the run ends, run() records its row
+        complete = self._train_batches(epoch, tally)
         if not any(tally.done):
             return False
         metrics = self._record_epoch(epoch, tally, validate=complete)
@@ -335,7 +376,8 @@ class Trainer(Steering):
 
     def _record_epoch(self, epoch: int, tally: EpochTally, validate: bool) -> list[dict | None]:
         """Add each member's epoch row (validation only after a complete epoch); the
-        metrics per member (None where no batch was done). A non-finite validation value
+        metrics per member (None where no batch was done, or the row is already there:
+        calling this again records only what is missing). A non-finite validation value
         ends that member (its row is recorded without it). The rows are added however this
         ends (an interrupt while validating included)."""
         cfg, engine = self.config, self.engine
@@ -343,7 +385,7 @@ class Trainer(Steering):
         rows: list[dict | None] = []
         for i, done in enumerate(tally.done):
             metrics = None
-            if done:
+            if done and self.members[i].model.recorder.last_epoch < epoch:
                 metrics = {"epoch": epoch, "loss": tally.loss_sum(i) / done}
                 if cfg.accuracy:
                     metrics["accuracy"] = tally.correct_count(i) / done
@@ -557,9 +599,11 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
         callbacks: functions ``metrics -> metrics`` or
             :class:`~exburn_nb.train.callbacks.Callback` objects.
         verbose: a progress bar and one line per epoch.
-        resume_from: a checkpoint file or directory
+        resume_from: a checkpoint file or a directory of one run's
             (:func:`~exburn_nb.train.callbacks.checkpoint`): continue that run exactly where
-            it was saved, with its config (``options`` given here override it).
+            it was saved, with its config (``options`` given here override it). A
+            checkpoint of another network (spec, loss, optimizer) or with a damaged field
+            is refused by name before anything changes.
         **options: any :class:`~exburn_nb.core.config.FitConfig` field: ``epochs`` (10),
             ``batch_size`` (32), ``shuffle`` (True), ``lr_schedule`` (the guide's tuples
             or a callable ``epoch -> lr``), ``clip_norm``, ``clip_value`` (values are

@@ -26,8 +26,10 @@ from ..core.data import is_loader
 from ..core.inputs import check_pair
 from ..core.model import Model, available_devices
 from ..core.optim import SCHEDULES, default_schedule
+from ..train import checkpoints
 from ..train.loop import check_run_options
 from ..train.runner import Runner
+from .controls import error_html, learning_rate_slider, moved_off
 from .frontend.comms import serve_on_subshell
 from .lr_finder import LRFinderButton
 from .panels import NetworkPanels
@@ -38,7 +40,7 @@ SCHEDULE_CHOICES = ("none", *SCHEDULES)  # the core's names; default_schedule fi
 # Offered when the config's lr_schedule is none of the named defaults: it is passed as is.
 CONFIGURED_SCHEDULE = "as configured"
 HISTORY_ROWS = 8
-RUN_ARGUMENTS = ("callbacks", "resume_from")  # what a run takes besides FitConfig's options
+RUN_ARGUMENTS = ("callbacks",)  # what every run takes besides FitConfig's options
 # Spaced, right-aligned columns (bare pandas HTML runs the headers together in the browser).
 TABLE_STYLE = ("<style>.xb-history-table th, .xb-history-table td "
                "{padding: 1px 10px; text-align: right}</style>")
@@ -99,8 +101,15 @@ class TrainingDashboard(W.VBox):
             clip_norm, weight_decay, accumulate_gradients and lr_schedule (when it is one
             of the named defaults; otherwise the schedule picker says "as configured")
             seed the controls, and Start runs it with the controls' values applied.
+        resume_from: a checkpoint (file, or directory: its newest) that the first Start
+            resumes, exactly as ``xb.fit(resume_from=...)`` does; later Starts go on from
+            the model as it is. Without ``config``, the checkpoint's config seeds the
+            controls, and the slider shows the rate the checkpoint goes on at.
         **fit_options: any ``xb.fit`` option; they seed the controls like ``config`` and
             the rest pass through (accuracy, callbacks, shuffle, clip_value, nesterov, ...).
+
+    The controls show the configured values exactly (a rate outside the slider's range
+    widens it) and Start trains with exactly what they show, or refuses with a message.
 
     Example:
         >>> cfg = xb.FitConfig(epochs=20, batch_size=64, accuracy=True, seed=0)  # doctest: +SKIP
@@ -108,17 +117,24 @@ class TrainingDashboard(W.VBox):
     """
 
     def __init__(self, model: Model, data: Any, validation_data: Any = None,
-                 config: FitConfig | None = None, **fit_options: Any):
+                 config: FitConfig | None = None, resume_from: str | Path | None = None,
+                 **fit_options: Any):
         fit_options.pop("verbose", None)
-        # Every option and the data's shapes are checked now, as xb.fit checks them (a
-        # dashboard that could only fail at Start is not built), without copying the data.
+        options = {k: v for k, v in fit_options.items() if k not in RUN_ARGUMENTS}
+        # Every option, the checkpoint and the data's shapes are checked now, as xb.fit
+        # checks them (a dashboard that could only fail at Start is not built), without
+        # copying the data. A checkpoint's config stands in for a missing one, as in xb.fit.
+        self._resume = (None if resume_from is None else checkpoints.read(
+            resume_from, model, options.get("lr_schedule",
+                                            config.lr_schedule if config else None)))
         self.config = FitConfig.from_options(  # an unknown option raises, naming it
-            config, **{k: v for k, v in fit_options.items() if k not in RUN_ARGUMENTS})
+            config or (self._resume.config if self._resume else None), **options)
         check_run_options(model, self.config)
         check_data(model, data, "data")
         check_data(model, validation_data, "validation_data")
-        self.runner = Runner(model, data, config, validation_data=validation_data,
-                             verbose=False, **fit_options)
+        self.runner = Runner(model, data, self.config, validation_data=validation_data,
+                             verbose=False, **{k: v for k, v in fit_options.items()
+                                               if k in RUN_ARGUMENTS})
         self.plot = LivePlot(make_figure(), display=False)
         self.runner.add_callback(self.plot)
         self.runner.add_listener(self._on_event)
@@ -187,28 +203,27 @@ class TrainingDashboard(W.VBox):
         self.progress_row = W.HBox([self.progress, self.progress_label, self.log_scale])
 
         style = {"description_width": "initial"}
-        schedule = named_schedule(cfg.lr_schedule, model.learning_rate, cfg.epochs)
+        schedule = named_schedule(cfg.lr_schedule, self._base_rate(), cfg.epochs)
         self.optimizer = W.Dropdown(options=OPTIMIZERS, value=model.optimizer,
                                     description="optimizer", style=style)
-        self.learning_rate = W.FloatLogSlider(value=model.learning_rate, base=10, min=-5, max=0,
-                                              step=0.1, description="learning rate",
-                                              readout_format=".1e", style=style)
-        self.batch_size = W.BoundedIntText(value=cfg.batch_size, min=1, max=1_000_000,
-                                           description="batch size", style=style)
-        self.epochs = W.BoundedIntText(value=max(1, cfg.epochs), min=1, max=100_000,
-                                       description="epochs", style=style)
+        self.learning_rate = learning_rate_slider(self._base_rate(), style=style)
+        # Unbounded fields: a bound would clamp a configured value silently; FitConfig
+        # refuses a bad one at Start, in the error box.
+        self.batch_size = W.IntText(value=cfg.batch_size, description="batch size", style=style)
+        self.epochs = W.IntText(value=cfg.epochs, description="epochs", style=style)
         choices = SCHEDULE_CHOICES + ((CONFIGURED_SCHEDULE,) if schedule == CONFIGURED_SCHEDULE
                                       else ())
         self.schedule = W.Dropdown(options=choices, value=schedule, description="lr schedule",
                                    style=style)
-        self.clip_norm = W.BoundedFloatText(value=cfg.clip_norm or 0.0, min=0.0,
-                                            max=1e6, description="clip norm (0 = off)",
-                                            style=style)
-        self.weight_decay = W.BoundedFloatText(
-            value=cfg.weight_decay if cfg.weight_decay is not None else model.weight_decay,
-            min=0.0, max=1.0, step=1e-4, description="weight decay", style=style)
-        self.accumulate = W.BoundedIntText(value=cfg.accumulate_gradients, min=1,
-                                           max=1024, description="accumulate", style=style)
+        self.clip_norm = W.FloatText(value=cfg.clip_norm or 0.0,
+                                     description="clip norm (0 = off)", style=style)
+        weight_decay = (cfg.weight_decay if cfg.weight_decay is not None
+                        else self._resume.saved_setting("weight_decay") if self._resume
+                        else model.weight_decay)
+        self.weight_decay = W.FloatText(value=weight_decay, step=1e-4,
+                                        description="weight decay", style=style)
+        self.accumulate = W.IntText(value=cfg.accumulate_gradients, description="accumulate",
+                                    style=style)
         self.device = W.Dropdown(options=available_devices(), value=model.device,
                                  description="device", style=style)
         self.optimizer.observe(self._on_optimizer, names="value")
@@ -226,9 +241,10 @@ class TrainingDashboard(W.VBox):
         self.controls_box = W.HBox(controls)
 
         self.freeze_toggles: dict[str, W.ToggleButton] = {}
+        frozen = set(self._resume.model_file.frozen) if self._resume else model.frozen_layers
         for name, layer in model.layers.items():
             if any(True for _ in layer.parameters()):
-                t = W.ToggleButton(value=model.is_frozen(name), description=name,
+                t = W.ToggleButton(value=name in frozen, description=name,
                                    icon="snowflake-o", tooltip=f"freeze {name}",
                                    layout=W.Layout(width="auto"))
                 t.add_class("xb-freeze")
@@ -275,11 +291,15 @@ class TrainingDashboard(W.VBox):
         """Whether a run is in progress (paused counts)."""
         return self.runner.running
 
+    @property
+    def resumes_from(self) -> Path | None:
+        """The checkpoint file the next Start resumes (None once a Start has resumed it)."""
+        return self._resume.path if self._resume is not None else None
+
     def fit_overrides(self) -> dict[str, Any]:
         """The fit options the controls currently say (applied over :attr:`config`)."""
         schedule = (self.config.lr_schedule if self.schedule.value == CONFIGURED_SCHEDULE
-                    else default_schedule(self.schedule.value, self.learning_rate.value,
-                                          self.epochs.value))
+                    else default_schedule(self.schedule.value, self._rate(), self.epochs.value))
         return {"epochs": self.epochs.value, "batch_size": self.batch_size.value,
                 "lr_schedule": schedule,
                 "clip_norm": self.clip_norm.value or None,
@@ -287,15 +307,32 @@ class TrainingDashboard(W.VBox):
                 "accumulate_gradients": self.accumulate.value}
 
     def start(self, **overrides: Any) -> bool:
-        """Start training with the controls' settings; False if a run is in progress."""
+        """Start training with the controls' settings; False if a run is in progress (or
+        the settings are refused: the error box says why). The first Start of a dashboard
+        built with ``resume_from`` resumes that checkpoint; later ones go on from the model."""
+        resume, moved = self._resume, self._slider_moved()
+        options = {**self.fit_overrides(), **overrides}
+        if resume is not None:
+            options["resume_from"] = resume.path
         try:
-            return self.runner.start(**{**self.fit_overrides(), **overrides})
+            started = self.runner.start(**options)
         except Exception as exc:
             self._show_error(exc, None)
             return False
+        if started and resume is not None:
+            self._resume = None  # resumed once: later Starts go on from the model
+            if moved:  # the slider was set before Start: from the first batch on
+                self.runner.set_learning_rate(self.learning_rate.value)
+            self.runner.at_next_batch(self._freeze_as_toggled)  # as are the toggles
+            self._sync_buttons()
+        return started
 
     def step(self) -> bool:
-        """Train exactly one epoch (for teaching)."""
+        """Train exactly one epoch (for teaching); refused (False, with a message) while a
+        checkpoint waits to be resumed: Start resumes it, then Step goes on from it."""
+        if self._resume is not None:
+            self.status.value = "Start resumes the checkpoint first; then Step goes on from it"
+            return False
         return self.start(epochs=1, lr_schedule=None)
 
     def stop(self) -> None:
@@ -361,9 +398,11 @@ class TrainingDashboard(W.VBox):
 
     def _sync_buttons(self) -> None:
         state, busy = self.runner.state, self.runner.running
-        self.start_button.disabled = self.step_button.disabled = busy
-        self.lr_finder.button.disabled = busy
-        self.reset_button.disabled = self.optimizer.disabled = busy
+        self.start_button.disabled = busy
+        self.step_button.disabled = busy or self._resume is not None
+        self.lr_finder.button.disabled = busy or self._resume is not None
+        self.reset_button.disabled = busy
+        self.optimizer.disabled = busy or self._resume is not None  # a checkpoint keeps its own
         self.stop_button.disabled = self.pause_button.disabled = not busy
         paused = state == RunState.PAUSED
         self.pause_button.description = "Resume" if paused else "Pause"
@@ -372,37 +411,61 @@ class TrainingDashboard(W.VBox):
         frozen = sorted(self.model.frozen_layers)
         self.status.value = {RunState.RUNNING: "training…", RunState.PAUSED: "paused"}.get(
             state, f"{state} · {epochs} epoch{'s' if epochs != 1 else ''} trained") + (
-            f" · frozen: {', '.join(frozen)}" if frozen else "")
+            f" · frozen: {html.escape(', '.join(frozen))}" if frozen else "") + (
+            f" · Start resumes {html.escape(self._resume.path.name)}" if self._resume else "")
+
+    def _base_rate(self) -> float:
+        """The model's learning rate (before a checkpoint is resumed: the checkpoint's)."""
+        return (self._resume.saved_setting("learning_rate") if self._resume is not None
+                else self.model.learning_rate)
+
+    def _slider_moved(self) -> bool:
+        return moved_off(self.learning_rate, self._base_rate())
+
+    def _rate(self) -> float:
+        """The learning rate Start trains at: the slider's once a person moved it."""
+        return self.learning_rate.value if self._slider_moved() else self._base_rate()
 
     def _on_learning_rate(self, change: dict) -> None:
-        # The browser snaps the slider to its grid (2e-4 comes back as 10**-3.7): a change
-        # within half a step of the model's rate is that rounding, not a person's choice.
-        current = self.model.learning_rate
-        if abs(math.log10(change["new"]) - math.log10(current)) < self.learning_rate.step / 2:
-            return
-        self.runner.set_learning_rate(change["new"])
+        # before a checkpoint is resumed, Start applies the slider's rate after resuming
+        if self._resume is None and self._slider_moved():
+            self.runner.set_learning_rate(change["new"])
 
     def _on_optimizer(self, change: dict) -> None:
-        if self.running:
-            self.optimizer.value = change["old"]
+        if change["new"] == self.model.optimizer:  # a revert below, or no change
             return
-        self.model.set_optimizer(change["new"], self.learning_rate.value)
+        refusal = ("stop the run to switch the optimizer" if self.running else
+                   "the checkpoint resumes with its own optimizer; Start resumes it first"
+                   if self._resume is not None else None)
+        if refusal is not None:
+            self.optimizer.value = self.model.optimizer  # the control says what trains
+            self.status.value = refusal
+            return
+        self.model.set_optimizer(change["new"])  # at the model's rate, never the slider's grid
 
     def _on_freeze(self, name: str, frozen: bool) -> None:
         toggle = self.freeze_toggles[name]
         toggle.button_style = "info" if frozen else ""
         toggle.tooltip = f"{'unfreeze' if frozen else 'freeze'} {name}"
+        if self._resume is None:  # before a resume, Start applies the toggles after it
+            self.runner.at_next_batch(self._freeze_as_toggled)
 
-        def apply() -> None:
-            (self.model.freeze if frozen else self.model.unfreeze)([name])
-            self._sync_buttons()
-
-        self.runner.at_next_batch(apply)
+    def _freeze_as_toggled(self) -> None:
+        """Freeze and unfreeze the layers as their toggles say (at a batch boundary)."""
+        wanted = {n for n, t in self.freeze_toggles.items() if t.value}
+        frozen = self.model.frozen_layers
+        if wanted - frozen:
+            self.model.freeze(sorted(wanted - frozen))
+        if (set(self.freeze_toggles) - wanted) & frozen:
+            self.model.unfreeze(sorted((set(self.freeze_toggles) - wanted) & frozen))
+        self._sync_buttons()
 
     def _on_device(self, change: dict) -> None:
+        if change["new"] == self.model.device:  # a revert below, or no change
+            return
         if self.runner.state == RunState.RUNNING:
             self.status.value = "pause or stop the run to switch device"
-            self.device.value = change["old"]
+            self.device.value = self.model.device  # the control says where it trains
             return
         if self.runner.state == RunState.PAUSED:  # end the paused run at its batch boundary
             self.runner.stop()
@@ -411,7 +474,7 @@ class TrainingDashboard(W.VBox):
             self.model.to_device(change["new"])
             self.status.value = f"model on {self.model.device}"
         except Exception as exc:
-            self.device.value = change["old"]
+            self.device.value = self.model.device
             self._show_error(exc, None)
 
     def refresh_table(self) -> None:
@@ -423,8 +486,4 @@ class TrainingDashboard(W.VBox):
             classes="xb-history-table") if len(frame) else "<i>no epochs trained yet</i>")
 
     def _show_error(self, error: BaseException | str, tb: str | None) -> None:
-        message = html.escape(f"{type(error).__name__}: {error}" if isinstance(error, BaseException)
-                              else str(error))
-        details = (f"<details><summary>traceback</summary><pre>{html.escape(tb)}</pre></details>"
-                   if tb else "")
-        self.error_box.value = f"<div style='color:#c00'><b>{message}</b>{details}</div>"
+        self.error_box.value = error_html(error, tb)

@@ -17,6 +17,7 @@ import ipywidgets as W
 import plotly.graph_objects as go
 
 from ..train.lr_finder import lr_find
+from .controls import error_html, show_rate
 from .frontend.figure import FigureWidget
 
 
@@ -61,17 +62,21 @@ class LRFinderButton(W.VBox):
         return FigureWidget(fig)
 
     def run(self) -> float | None:
-        """Sweep, draw, set the dashboard's slider; returns the rate (None while training)."""
+        """Sweep, draw, set the dashboard's slider; returns the rate (None while training,
+        or before the dashboard's checkpoint is resumed: the sweep needs its weights)."""
         dash = self.dashboard
         if dash.running:
             self.label.value = "stop training first"
             return None
+        if dash.resumes_from is not None:
+            self.label.value = "Start resumes the checkpoint first: the sweep needs its weights"
+            return None
         try:
             self.frame, self.suggestion = lr_find(dash.model, dash.runner.data, **self.options)
         except ValueError as exc:
-            self.label.value = f"<span style='color:#c00'>{exc}</span>"
+            self.label.value = error_html(str(exc))
             return None
-        dash.learning_rate.value = self.suggestion
+        show_rate(dash.learning_rate, self.suggestion)  # a rate off the slider's range widens it
         f = self.frame
         near = (f["lr"] - self.suggestion).abs().idxmin()
         with self.figure.batch_update():

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from typing import Any
@@ -29,11 +30,14 @@ import ipywidgets as W
 import plotly.graph_objects as go
 import torch
 
+from ..base.checks import check_int, check_seed
 from ..base.vocabulary import OPTIMIZERS
 from ..core import datasets
 from ..core.model import Model, compile
 from ..core.spec import input as spec_input
+from ..io.persist import parse_json
 from ..train.callbacks import Callback
+from .controls import error_html, moved_off
 from .dashboard import TrainingDashboard
 from .frontend.figure import FigureWidget
 from .frontend.throttle import DrawingThread, Throttle
@@ -48,6 +52,7 @@ MAX_UPDATES_PER_S = 2
 # lists, and float32 reprs made one 60 x 60 redraw 73 KB (3 decimals: 22 KB).
 Z_DECIMALS = 3
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
+MAX_GRID = 200  # 40,000 points a pass: 1.4 s for the largest network (10 x 256), measured
 MARGIN = 0.15  # the plane extends this share of the data's range beyond it
 FEATURES = {
     "x": lambda p: p[:, 0], "y": lambda p: p[:, 1], "x²": lambda p: p[:, 0] ** 2,
@@ -55,6 +60,12 @@ FEATURES = {
     "sin(x)": lambda p: torch.sin(p[:, 0]), "sin(y)": lambda p: torch.sin(p[:, 1]),
 }
 ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
+# Each data option's range: its control takes it, and check_config (JSON setups included)
+# refuses a value outside it, so no control ever changes a value it is given.
+LIMITS: dict[str, tuple[float, float]] = {
+    "n": (8, 20_000), "classes": (2, 10), "noise": (0.0, 2.0), "test_fraction": (0.05, 0.9)}
+MAX_HIDDEN_LAYERS = 10  # hidden layers ...
+MAX_HIDDEN_UNITS = 256  # ... of at most this many units: under 600,000 parameters
 SHOW = ("class", "probability")
 DEFAULTS: dict[str, Any] = {
     "dataset": "circles", "n": 400, "classes": 2, "noise": 0.1, "test_fraction": 0.3,
@@ -106,19 +117,35 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"unknown playground option(s) {', '.join(unknown)}; expected some of "
                          f"{', '.join(DEFAULTS)}")
     cfg = {**DEFAULTS, **config}
-    cfg["features"], cfg["hidden"] = list(cfg["features"]), list(cfg["hidden"])
     if cfg["dataset"] not in (*datasets.TOY_SETS, "custom"):
         raise ValueError(f"dataset must be one of {', '.join(datasets.TOY_SETS)} (or your own "
                          f"data=...); got {cfg['dataset']!r}")
-    bad = [f for f in cfg["features"] if f not in FEATURES]
-    if bad or not cfg["features"]:
+    for key, (low, high) in LIMITS.items():
+        value = cfg[key]
+        if isinstance(low, int):
+            check_int(key, value, low, high)
+        elif (isinstance(value, bool) or not isinstance(value, (int, float))
+              or not low <= value <= high):
+            raise ValueError(f"{key} must be a number in [{low:g}, {high:g}]; got {value!r}")
+    features, hidden = cfg["features"], cfg["hidden"]
+    if (not isinstance(features, (list, tuple)) or not features
+            or any(not isinstance(f, str) or f not in FEATURES for f in features)):
         raise ValueError(f"features must be a non-empty list of {', '.join(FEATURES)}; got "
-                         f"{cfg['features']!r}")
-    if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in cfg["hidden"]):
-        raise ValueError(f"hidden must be a list of layer sizes >= 1; got {cfg['hidden']!r}")
+                         f"{features!r}")
+    if (not isinstance(hidden, (list, tuple)) or len(hidden) > MAX_HIDDEN_LAYERS or any(
+            isinstance(u, bool) or not isinstance(u, int) or not 1 <= u <= MAX_HIDDEN_UNITS
+            for u in hidden)):
+        raise ValueError(f"hidden must be a list of at most {MAX_HIDDEN_LAYERS} layer sizes, "
+                         f"each in [1, {MAX_HIDDEN_UNITS}]; got {hidden!r:.200}")
+    cfg["features"], cfg["hidden"] = list(features), list(hidden)
     if cfg["activation"] not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got "
                          f"{cfg['activation']!r}")
+    if cfg["optimizer"] not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got "
+                         f"{cfg['optimizer']!r}")
+    check_seed(cfg["data_seed"], "data_seed")
+    check_seed(cfg["seed"])
     return cfg
 
 
@@ -161,7 +188,7 @@ class Playground(W.VBox):
         preset: a name from :data:`PRESETS`, applied over ``config``.
         show: ``"class"`` (the predicted class) or ``"probability"`` (of class 1 for two
             classes, of the winning class otherwise).
-        grid: the boundary's resolution (grid x grid points).
+        grid: the boundary's resolution (grid x grid points, at most :data:`MAX_GRID`).
         **config: any of :data:`DEFAULTS`: dataset, n, classes, noise, test_fraction,
             data_seed (the data), features, hidden, activation (the network), optimizer,
             learning_rate, weight_decay, epochs, batch_size, seed (weights and run).
@@ -177,8 +204,7 @@ class Playground(W.VBox):
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
         if show not in SHOW:
             raise ValueError(f"show must be one of {', '.join(SHOW)}; got {show!r}")
-        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
-            raise ValueError(f"grid must be an integer >= 2; got {grid!r}")
+        check_int("grid", grid, 2, MAX_GRID)
         if data is not None:
             config["dataset"] = "custom"
         self.config = check_config({**(PRESETS[preset] if preset else {}), **config})
@@ -203,19 +229,23 @@ class Playground(W.VBox):
         self.dataset = W.Dropdown(options=names, value=c["dataset"], description="data",
                                   style=style)
         self.dataset.add_class("xb-dataset")
-        self.n = W.BoundedIntText(value=c["n"], min=8, max=20_000, description="points",
-                                  style=style)
-        self.classes = W.BoundedIntText(value=c["classes"], min=2, max=10, description="classes",
+        lim = LIMITS
+        self.n = W.BoundedIntText(value=c["n"], min=lim["n"][0], max=lim["n"][1],
+                                  description="points", style=style)
+        self.classes = W.BoundedIntText(value=c["classes"], min=lim["classes"][0],
+                                        max=lim["classes"][1], description="classes", style=style)
+        self.noise = W.BoundedFloatText(value=c["noise"], min=lim["noise"][0],
+                                        max=lim["noise"][1], step=0.05, description="noise",
                                         style=style)
-        self.noise = W.BoundedFloatText(value=c["noise"], min=0, max=2, step=0.05,
-                                        description="noise", style=style)
-        self.test_fraction = W.BoundedFloatText(value=c["test_fraction"], min=0.05, max=0.9,
-                                                step=0.05, description="test share", style=style)
+        self.test_fraction = W.BoundedFloatText(
+            value=c["test_fraction"], min=lim["test_fraction"][0], max=lim["test_fraction"][1],
+            step=0.05, description="test share", style=style)
         self.feature_boxes = {f: W.Checkbox(value=f in c["features"], description=f,
                                             indent=False, layout=W.Layout(width="70px"))
                               for f in FEATURES}
         self.hidden = W.Text(value=", ".join(map(str, c["hidden"])), description="hidden units",
-                             placeholder="e.g. 8, 8 (empty: linear)", style=style)
+                             placeholder=f"e.g. 8, 8 (up to {MAX_HIDDEN_LAYERS} layers of 1-"
+                                         f"{MAX_HIDDEN_UNITS}; empty: linear)", style=style)
         self.activation = W.Dropdown(options=ACTIVATIONS, value=c["activation"],
                                      description="activation", style=style)
         self.optimizer = W.Dropdown(options=OPTIMIZERS, value=c["optimizer"],
@@ -267,36 +297,53 @@ class Playground(W.VBox):
         self.draw()
 
     def build_from_controls(self) -> None:
-        """Rebuild from the pickers (the Build button); a bad setting shows its message."""
+        """Rebuild from the pickers (the Build button); a bad setting shows its message and
+        changes nothing."""
         try:
-            self.apply({**self.config, **self.options_from_dashboard(), **self._controls_config()})
-        except ValueError as exc:
-            self.message.value = f"<span style='color:#c00'>{exc}</span>"
+            self.apply({**self.config, **self._controls_config()})
+        except (ValueError, TypeError) as exc:
+            self.message.value = error_html(exc)
 
     def apply(self, config: dict[str, Any]) -> None:
-        """Replace the configuration (validated) and rebuild data, network and dashboard."""
-        self.config = check_config(config)
-        self._set_controls(self.config)
-        self.build()
+        """Replace the configuration (validated) and rebuild data, network and dashboard;
+        a bad configuration raises before anything changes."""
+        config = check_config(config)
+        parts = self._prepare(config)
+        self.config = config
+        self._set_controls(config)
+        self._install(parts)
 
     def build(self) -> None:
         """Data, network and dashboard from :attr:`config`; the boundary drawn untrained."""
+        self._install(self._prepare(self.config))
+
+    def _prepare(self, c: dict[str, Any]) -> dict[str, Any]:
+        """Data, network and dashboard for the checked config ``c``, nothing installed yet."""
+        points, test_points = self._make_points(c)
+        inputs = transform(points[0], c["features"])
+        test_inputs = transform(test_points[0], c["features"])
+        num_classes = int(torch.cat([points[1], test_points[1]]).max()) + 1
+        model = self._network(c, num_classes)
+        dashboard = TrainingDashboard(
+            model, (inputs, points[1]), validation_data=(test_inputs, test_points[1]),
+            epochs=c["epochs"], batch_size=c["batch_size"], weight_decay=c["weight_decay"],
+            accuracy=True, seed=c["seed"])
+        return {"points": points, "test_points": test_points, "inputs": inputs,
+                "test_inputs": test_inputs, "num_classes": num_classes, "model": model,
+                "dashboard": dashboard}
+
+    def _install(self, parts: dict[str, Any]) -> None:
         old = getattr(self, "dashboard", None)
         if old is not None:
             old.stop()
             old.wait(30)
-        c = self.config
-        self.points, self.test_points = self._make_points()
-        self.inputs = transform(self.points[0], c["features"])
-        self.test_inputs = transform(self.test_points[0], c["features"])
-        self.num_classes = int(torch.cat([self.points[1], self.test_points[1]]).max()) + 1
-        self.model = self.make_model()
-        self.dashboard = TrainingDashboard(
-            self.model, (self.inputs, self.points[1]),
-            validation_data=(self.test_inputs, self.test_points[1]), epochs=c["epochs"],
-            batch_size=c["batch_size"], weight_decay=c["weight_decay"], accuracy=True,
-            seed=c["seed"])
+        for name, value in parts.items():
+            setattr(self, name, value)
         self.dashboard.runner.add_callback(self._boundary)
+        for key in ("epochs", "batch_size", "weight_decay", "optimizer"):
+            getattr(self.dashboard, key).observe(functools.partial(self._on_option, key),
+                                                 names="value")
+        self.dashboard.learning_rate.observe(self._on_learning_rate, names="value")
         self.lr_finder, self.panels = self.dashboard.lr_finder, self.dashboard.panels
         self._plane()
         with self.figure.batch_update():
@@ -305,8 +352,17 @@ class Playground(W.VBox):
         self.message.value = ""
         self.children = [self.controls, self.figure, self.dashboard]
 
-    def _make_points(self) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-        c = self.config
+    def _on_option(self, key: str, change: dict) -> None:
+        self.config[key] = change["new"]  # a person's change on the dashboard
+
+    def _on_learning_rate(self, change: dict) -> None:
+        # a browser snaps the slider to its grid (0.03 comes back as 10**-1.5): that is no
+        # person's choice, and the config keeps its exact rate
+        if moved_off(self.dashboard.learning_rate, self.config["learning_rate"]):
+            self.config["learning_rate"] = change["new"]
+
+    def _make_points(self, c: dict[str, Any]) -> tuple[tuple[torch.Tensor, torch.Tensor],
+                                                       tuple[torch.Tensor, torch.Tensor]]:
         if c["dataset"] == "custom":
             if self.custom is None:
                 raise ValueError("dataset 'custom' needs your data: Playground(data=((x, y), "
@@ -319,12 +375,15 @@ class Playground(W.VBox):
 
     def make_model(self) -> Model:
         """A fresh network from :attr:`config` (the same seed gives the same weights)."""
-        c = self.config
+        return self._network(self.config, self.num_classes)
+
+    @staticmethod
+    def _network(c: dict[str, Any], num_classes: int) -> Model:
         spec = spec_input("input", shape=(None, len(c["features"])))
         act = None if c["activation"] == "linear" else c["activation"]
         for i, units in enumerate(c["hidden"]):
             spec = spec.dense(units, activation=act, name=f"hidden{i + 1}")
-        spec = spec.dense(self.num_classes, name="output")
+        spec = spec.dense(num_classes, name="output")
         return compile(spec, loss="cross_entropy", optimizer=c["optimizer"],
                        learning_rate=c["learning_rate"], weight_decay=c["weight_decay"],
                        seed=c["seed"])
@@ -403,32 +462,31 @@ class Playground(W.VBox):
             heat.colorscale = self._colorscale()
 
     # ---------------------------------------------------------------- shareable setups
-    def options_from_dashboard(self) -> dict[str, Any]:
-        """The training options as the dashboard's controls now say (lr, epochs, batch size,
-        weight decay, optimizer)."""
-        d = self.dashboard
-        return {"learning_rate": float(d.learning_rate.value), "epochs": int(d.epochs.value),
-                "batch_size": int(d.batch_size.value), "weight_decay": float(d.weight_decay.value),
-                "optimizer": d.optimizer.value}
-
     def to_json(self) -> str:
         """The whole setup (data set and its options, features, network, compile and fit
-        options, seeds) as JSON; :meth:`from_json` rebuilds it and the same run.
+        options, seeds) as JSON, exactly as :attr:`config` holds it (the dashboard's
+        training controls write their changes there); :meth:`from_json` rebuilds it and
+        the same run.
 
         Example:
             >>> Playground.from_json(pg.to_json()).config == pg.config  # doctest: +SKIP
             True
         """
-        return json.dumps({"playground": 1, **self.config, **self.options_from_dashboard()},
-                          indent=1)
+        return json.dumps({"playground": 1, **self.config}, indent=1)
 
     @classmethod
-    def from_json(cls, text: str, data: Any = None, **kwargs: Any) -> Playground:
-        """A playground from :meth:`to_json`'s text (``data`` for a ``"custom"`` data set)."""
-        config = json.loads(text)
+    def from_json(cls, text: str | bytes, data: Any = None, **kwargs: Any) -> Playground:
+        """A playground from :meth:`to_json`'s text (``data`` for a ``"custom"`` data set):
+        shared text, so nesting is bounded and every value is checked against the limits
+        of the control that shows it before anything is made."""
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise TypeError(f"text must be a playground setup's JSON text (str or bytes); "
+                            f"got {type(text).__name__}")
+        config = parse_json(text, "playground setup")
         if not isinstance(config, dict) or config.pop("playground", None) != 1:
             raise ValueError("text is not a playground setup (made by Playground.to_json)")
         if config.get("dataset") == "custom" and data is None:
             raise ValueError("this setup uses your own data set: pass it as data=((x, y), "
                              "(test_x, test_y))")
+        check_config(config)  # only setup options: grid, show, preset are the caller's
         return cls(data=data, **kwargs, **config)

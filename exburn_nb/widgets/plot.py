@@ -28,6 +28,7 @@ from ..core.model import Model
 from ..train.callbacks import Callback
 from ..train.loop import Trainer
 from . import live
+from .controls import learning_rate_slider, moved_off, show_rate
 from .frontend.borrowed import set_figure_config
 from .frontend.comms import serve_on_subshell
 from .frontend.figure import FigureWidget
@@ -374,10 +375,7 @@ class _Controls:
                                     layout=W.Layout(width="auto"))
         self.pause_button = W.Button(description="Pause", icon="pause",
                                      button_style="warning", layout=W.Layout(width="auto"))
-        self.learning_rate = W.FloatLogSlider(value=1e-3, base=10, min=-5, max=0, step=0.1,
-                                              description="learning rate",
-                                              readout_format=".1e",
-                                              style={"description_width": "initial"})
+        self.learning_rate = learning_rate_slider(1e-3, style={"description_width": "initial"})
         self.status = W.HTML("")
         for w, css in [(self.stop_button, "xb-stop"), (self.pause_button, "xb-pause"),
                        (self.learning_rate, "xb-lr"), (self.status, "xb-status")]:
@@ -396,7 +394,7 @@ class _Controls:
         self._stop.clear()
         self._running.set()
         self._new_lr, self._model_lr = None, model.learning_rate
-        self.learning_rate.value = model.learning_rate
+        show_rate(self.learning_rate, model.learning_rate)  # never clamped to the slider
         self.stop_button.disabled = self.pause_button.disabled = False
         self._show_pause(False)
         self.status.value = "training…"
@@ -415,8 +413,7 @@ class _Controls:
         self.pause_button.icon = "play" if paused else "pause"
 
     def _on_lr(self, change: dict) -> None:
-        # within half a slider step of the model's rate: the browser's rounding, no change
-        if abs(math.log10(change["new"]) - math.log10(self._model_lr)) >= self.learning_rate.step / 2:
+        if moved_off(self.learning_rate, self._model_lr):  # not just the browser's rounding
             self._new_lr = change["new"]
 
     def at_batch_end(self, trainer: Trainer) -> None:

@@ -1,13 +1,17 @@
 """The dashboard driven in-process: buttons clicked, traits set, figure data read back."""
 
+import math
 import threading
 
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import exburn_nb as xb
 from exburn_nb.widgets import TrainingDashboard
+from exburn_nb.widgets.controls import learning_rate_slider, show_rate
 
 
 @pytest.fixture
@@ -361,3 +365,170 @@ def test_a_config_that_is_not_a_fit_config_is_refused(mlp, digits):
         TrainingDashboard(mlp(), (x, y), config={"epochs": 3})
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1; got 0"):
         TrainingDashboard(mlp(), (x, y), config=xb.FitConfig(), batch_size=0)
+
+
+# ---------------------------------------------------------------- issue 20: #3, #11, #12, #18
+class StopAfter(xb.Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, metrics):
+        if epoch == self.epoch:
+            self.trainer.stop()
+
+
+def test_resume_from_resumes_once_and_its_config_seeds_the_controls(mlp, digits, tmp_path):
+    (x, y), _ = digits
+    data = (x[:256], y[:256])
+    options = dict(epochs=8, batch_size=64, weight_decay=1e-3, accumulate_gradients=2,
+                   lr_schedule=("exponential", 1e-3, 0.9), accuracy=True, seed=0,
+                   verbose=False)
+    reference = xb.fit(mlp(), data, **options)
+    xb.fit(mlp(), data, **options,
+           callbacks=[xb.callbacks.checkpoint(1, tmp_path, keep=2), StopAfter(5)])
+    d = TrainingDashboard(mlp(), data, resume_from=tmp_path)
+    assert d.resumes_from == tmp_path / "epoch_0005.exburn" and "epoch_0005" in d.status.value
+    assert (d.epochs.value, d.batch_size.value, d.accumulate.value, d.weight_decay.value) == (
+        8, 64, 2, 1e-3)  # the checkpoint's config, not FitConfig's defaults
+    assert d.learning_rate.value == pytest.approx(1e-3 * 0.9 ** 4)  # the rate it goes on at
+    assert d.step_button.disabled and not d.step()  # Start resumes first
+    assert d.lr_finder.button.disabled and d.lr_finder.run() is None
+    assert d.optimizer.disabled
+    d.optimizer.value = "sgd"  # the checkpoint's optimizer stays
+    assert d.optimizer.value == d.model.optimizer == "adam" and "resumes it" in d.status.value
+    assert d.start() and d.wait(60)
+    timing = ["seconds", "samples_per_s"]
+    pd.testing.assert_frame_equal(d.history.drop(columns=timing),
+                                  reference.history.drop(columns=timing))  # exactly resumed
+    assert d.resumes_from is None and not d.step_button.disabled
+    first = d.history.drop(columns=timing)
+    assert d.start() and d.wait(60)  # goes on from the model: no second resume
+    assert d.history["epoch"].tolist() == list(range(1, 17))
+    pd.testing.assert_frame_equal(d.history.drop(columns=timing).head(8), first)
+    assert d.model.runs["epochs"].tolist() == [8, 8] and d.history["accuracy"].notna().all()
+
+
+def test_a_slider_moved_before_resuming_applies_after_the_resume(mlp, digits, tmp_path):
+    (x, y), _ = digits
+    data = (x[:128], y[:128])
+    xb.fit(mlp(), data, epochs=4, batch_size=64, verbose=False,
+           callbacks=[xb.callbacks.checkpoint(1, tmp_path), StopAfter(2)])
+    d = TrainingDashboard(mlp(learning_rate=0.05), data, resume_from=tmp_path)
+    assert d.learning_rate.value == pytest.approx(1e-3)  # the checkpoint's, not the model's
+    d.learning_rate.value = 0.02
+    assert d.model.learning_rate == 0.05  # the fresh model is replaced by the checkpoint
+    assert d.start() and d.wait(60)
+    assert d.history["lr"].tolist() == pytest.approx([1e-3, 1e-3, 0.02, 0.02])
+
+
+def test_a_bad_checkpoint_fails_at_construction(mlp, digits, tmp_path):
+    (x, y), _ = digits
+    with pytest.raises(FileNotFoundError, match="resume_from: no file"):
+        TrainingDashboard(mlp(), (x, y), resume_from=tmp_path / "missing.exburn")
+    xb.fit(mlp(), (x[:64], y[:64]), epochs=1, verbose=False,
+           callbacks=[xb.callbacks.checkpoint(1, tmp_path)])
+    with pytest.raises(ValueError, match="compile it with optimizer='adam'"):
+        TrainingDashboard(mlp(optimizer="sgd"), (x, y), resume_from=tmp_path)
+
+
+def test_controls_show_and_train_the_configured_values_exactly(mlp, digits):
+    (x, y), _ = digits
+    d = TrainingDashboard(mlp(learning_rate=1e-6), (x[:64], y[:64]), epochs=1,
+                          weight_decay=2.0, accumulate_gradients=2000)
+    assert d.learning_rate.value == 1e-6 and d.learning_rate.min <= -6
+    assert (d.weight_decay.value, d.accumulate.value) == (2.0, 2000)
+    assert d.start() and d.wait(60)
+    run = d.model.runs.iloc[-1]
+    assert (run["weight_decay"], run["accumulate_gradients"]) == (2.0, 2000)
+    assert d.history["lr"].tolist() == [1e-6]
+    d.optimizer.value = "sgd"  # a new optimizer at the model's rate, not the slider's grid
+    assert d.model.learning_rate == 1e-6
+    assert TrainingDashboard(mlp(), (x, y), epochs=0).epochs.value == 0  # 0 trains nothing
+
+
+def test_controls_refuse_a_bad_value_with_a_message(dash):
+    dash.accumulate.value = 0
+    assert not dash.start() and not dash.running
+    assert "accumulate_gradients must be an integer &gt;= 1; got 0" in dash.error_box.value
+    assert dash.model.history.empty
+
+
+@pytest.mark.parametrize("lr", [1e-9, 3e-7, 2e-4, 0.5, 7.0, 1e6])
+def test_the_learning_rate_slider_holds_any_rate(mlp, digits, lr):
+    (x, y), _ = digits
+    d = TrainingDashboard(mlp(learning_rate=lr), (x, y), epochs=1)
+    assert d.learning_rate.value == lr and d.model.learning_rate == lr
+    assert d.fit_overrides()["lr_schedule"] is None
+    d.schedule.value = "cosine"
+    assert d.fit_overrides()["lr_schedule"][1] == lr
+
+
+def test_the_optimizer_changed_during_a_run_reverts_once(dash):
+    paused = threading.Event()
+
+    class PauseAt(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (1, 2):
+                dash.pause()
+                paused.set()
+
+    dash.runner.add_callback(PauseAt())
+    dash.start()
+    assert paused.wait(30)
+    dash.optimizer.value = "sgd"  # no RecursionError
+    assert dash.optimizer.value == dash.model.optimizer == "adam"
+    assert "stop the run" in dash.status.value
+    dash.resume()
+    assert dash.wait(60)
+    dash.optimizer.value = "sgd"
+    assert dash.optimizer.value == dash.model.optimizer == "sgd"
+
+
+def test_error_text_is_shown_never_run(mlp, digits):
+    (x, y), _ = digits
+    attack = "<img src=x onerror=alert(1)>"
+
+    def broken(metrics):
+        raise RuntimeError(attack)
+
+    d = TrainingDashboard(mlp(), (x[:64], y[:64]), epochs=1, callbacks=[broken])
+    d.lr_finder.options = {"num_iter": attack}
+    assert d.lr_finder.run() is None
+    assert "&lt;img src=x onerror=alert(1)&gt;" in d.lr_finder.label.value
+    assert "<img" not in d.lr_finder.label.value
+    d.start()
+    assert d.wait(30)
+    assert "&lt;img" in d.error_box.value and "<img" not in d.error_box.value
+
+
+@given(st.floats(min_value=1e-12, max_value=1e12))
+def test_a_rate_set_on_the_slider_is_kept_exactly(lr):
+    slider = learning_rate_slider(1e-3)
+    show_rate(slider, lr)
+    assert slider.value == lr and slider.min <= math.log10(lr) <= slider.max
+
+
+def test_the_device_changed_during_a_run_reverts_once(dash):
+    dash.device.options = ["cpu", "gpu"]  # as on a machine with a GPU
+
+    class SwitchAt(xb.Callback):
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (1, 2):
+                dash.device.value = "gpu"  # no RecursionError
+
+    dash.runner.add_callback(SwitchAt())
+    assert dash.start() and dash.wait(60)
+    assert dash.runner.state == "finished" and dash.device.value == dash.model.device == "cpu"
+
+
+def test_freeze_toggles_show_the_checkpoints_and_apply_after_the_resume(mlp, digits, tmp_path):
+    (x, y), _ = digits
+    data = (x[:128], y[:128])
+    xb.fit(mlp().freeze(["hidden"]), data, epochs=4, batch_size=64, verbose=False,
+           callbacks=[xb.callbacks.checkpoint(1, tmp_path), StopAfter(2)])
+    d = TrainingDashboard(mlp(), data, resume_from=tmp_path)
+    assert d.freeze_toggles["hidden"].value and not d.freeze_toggles["output"].value
+    d.freeze_toggles["output"].value = True  # chosen before Start: applied after the resume
+    d.freeze_toggles["hidden"].value = False
+    assert d.start() and d.wait(60)
+    assert d.model.frozen_layers == {"output"} and "frozen: output" in d.status.value

@@ -266,3 +266,10 @@ def test_log_scale_ticks_at_one_two_five():
     assert all(f"{v:.0e}"[0] in "125" for v in axis.tickvals)
     cb.set_log_scale(False)
     assert axis.type == "linear" and axis.tickvals is None and axis.tickmode == "auto"
+def test_live_plot_slider_holds_a_rate_outside_its_range(mlp, digits):
+    (x, y), _ = digits
+    cb = xb.widgets.live_plot()
+    model = xb.fit(mlp(learning_rate=1e-6), (x[:64], y[:64]), epochs=2, verbose=False,
+                   callbacks=[cb])
+    assert model.history["lr"].tolist() == [1e-6, 1e-6]  # not clamped to the slider's 1e-5
+    assert cb.controls.learning_rate.value == 1e-6

@@ -2,15 +2,18 @@
 throttled redraws while training, presets, JSON setups that give the same run."""
 
 import json
+import math
 import threading
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
 
 import exburn_nb as xb
 from exburn_nb.widgets import Playground, TrainingDashboard
-from exburn_nb.widgets.playground import PRESETS, transform
+from exburn_nb.widgets.playground import DEFAULTS, PRESETS, transform
 
 
 @pytest.fixture
@@ -153,8 +156,130 @@ def test_own_data_projected_to_2d(digits, small):
     (dict(features=[]), "features must be"), (dict(hidden=[0]), "hidden must be"),
     (dict(activation="softplus"), "activation must be"), (dict(preset="nope"), "preset must be"),
     (dict(show="both"), "show must be"), (dict(grid=1), "grid must be"),
+    (dict(grid=201), r"grid must be an integer in \[2, 200\]"),
     (dict(epoch=3), "unknown playground option"), (dict(dataset="moons", classes=3), "classes"),
 ])
 def test_bad_options(kw, match):
     with pytest.raises(ValueError, match=match):
         Playground(**kw)
+
+
+# ----------------------------------------------------------------- shared setups: limits, exact values
+@pytest.mark.parametrize("option, value, match", [
+    ("hidden", [50_000, 50_000], r"hidden must be a list of at most 10 layer sizes, each in \[1, 256\]"),
+    ("hidden", [8] * 11, "at most 10 layer sizes"),
+    ("hidden", "8", "hidden must be a list"),
+    ("features", "xy", "features must be a non-empty list"),
+    ("n", 300_000_000, r"n must be an integer in \[8, 20000\]; got 300000000"),
+    ("classes", 11, r"classes must be an integer in \[2, 10\]"),
+    ("noise", 5.0, r"noise must be a number in \[0, 2\]; got 5.0"),
+    ("test_fraction", 0.95, r"test_fraction must be a number in \[0.05, 0.9\]"),
+    ("data_seed", -1, "data_seed must be None or an integer"),
+    ("optimizer", "lbfgs", "optimizer must be one of"),
+    ("batch_size", 0, "batch_size must be an integer >= 1"),
+])
+def test_json_values_past_a_controls_limit_are_refused(monkeypatch, option, value, match):
+    from exburn_nb.widgets import playground
+
+    if option != "batch_size":  # refused before any data is made
+        monkeypatch.setattr(playground.datasets, "toy", lambda *a, **k: pytest.fail("made data"))
+    with pytest.raises(ValueError, match=match):
+        Playground.from_json(json.dumps({"playground": 1, option: value}))
+
+
+def test_training_options_past_the_old_bounds_are_held_exactly():
+    setup = {"playground": 1, "epochs": 10**6, "batch_size": 10**7, "weight_decay": 5.0,
+             "learning_rate": 10.0}
+    pg = Playground.from_json(json.dumps(setup), grid=5)
+    d = pg.dashboard
+    assert (d.epochs.value, d.batch_size.value, d.weight_decay.value) == (10**6, 10**7, 5.0)
+    assert d.learning_rate.value == 10.0 == pg.model.learning_rate  # the slider widened
+    assert {k: v for k, v in json.loads(pg.to_json()).items() if k in setup} == setup
+    assert Playground.from_json(pg.to_json(), grid=5).config == pg.config
+
+
+@pytest.mark.parametrize("option, value", [("grid", 3), ("show", "probability"),
+                                           ("preset", "xor with xy")])
+def test_a_setup_holds_only_setup_options(option, value):
+    with pytest.raises(ValueError, match=f"unknown playground option.*{option}"):  # grid: memory
+        Playground.from_json(json.dumps({"playground": 1, option: value}))
+
+
+def test_controls_take_the_limits_the_json_check_uses(small):
+    from exburn_nb.widgets.playground import LIMITS
+
+    pg = small()
+    for option, (low, high) in LIMITS.items():
+        control = getattr(pg, option)
+        assert (control.min, control.max) == (low, high)
+        Playground.from_json(json.dumps({"playground": 1, "n": 40, "dataset": "blobs",
+                                         "classes": 3, option: high}), grid=5)  # kept
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_exports_and_imports_exactly(name):
+    pg = Playground(preset=name, grid=5)
+    slider = pg.dashboard.learning_rate
+    lr = pg.config["learning_rate"]
+    slider.value = 10 ** (round(math.log10(lr) / slider.step) * slider.step)  # the browser snaps
+    assert pg.config["learning_rate"] == lr == pg.dashboard.model.learning_rate
+    text = pg.to_json()
+    assert {k: v for k, v in json.loads(text).items() if k != "playground"} == pg.config
+    copy = Playground.from_json(text, grid=5)
+    assert copy.config == pg.config and copy.model.learning_rate == lr
+    copy.dashboard.stop()
+
+
+def test_dashboard_changes_are_exported(small):
+    pg = small(dataset="moons", hidden=[4])
+    pg.dashboard.learning_rate.value = 0.2  # a person's choice: another grid point
+    pg.dashboard.epochs.value, pg.dashboard.batch_size.value = 7, 32
+    pg.dashboard.weight_decay.value, pg.dashboard.optimizer.value = 1e-3, "sgd"
+    setup = json.loads(pg.to_json())
+    assert (setup["learning_rate"], setup["epochs"], setup["batch_size"]) == (0.2, 7, 32)
+    assert (setup["weight_decay"], setup["optimizer"]) == (1e-3, "sgd")
+    assert Playground.from_json(pg.to_json(), grid=5).config == pg.config
+
+
+def test_an_exception_text_in_the_message_is_escaped(small):
+    pg = small()
+    pg.hidden.value = "<img src=x onerror=alert(1)>"
+    pg.build_button.click()
+    assert "hidden units must be" in pg.message.value
+    assert "<img" not in pg.message.value and "&lt;img src=x onerror=alert(1)&gt;" in pg.message.value
+
+
+def test_a_refused_build_changes_nothing(small):
+    pg = small(dataset="moons", hidden=[4])
+    config, dashboard, model = dict(pg.config), pg.dashboard, pg.model
+    pg.dataset.value, pg.classes.value, pg.n.value = "spirals", 10, 20  # spirals needs 40
+    pg.build_button.click()
+    assert "n must be an integer &gt;= 40" in pg.message.value
+    assert pg.config == config and pg.dashboard is dashboard and pg.model is model
+    assert pg.dashboard in pg.children
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000,
+                                  '{"playground": 1, "hidden": ' + "[" * 70 + "]" * 70 + "}"])
+def test_deeply_nested_setup_json_is_a_value_error(text):
+    with pytest.raises(ValueError, match="deep"):
+        Playground.from_json(text)
+    with pytest.raises(TypeError, match="text must be"):
+        Playground.from_json(10**10)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate])  # each example builds a playground
+@example(option="learning_rate", value=10**400)
+@given(option=st.sampled_from(sorted(DEFAULTS)),
+       value=st.one_of(st.none(), st.booleans(), st.integers(-10**400, 10**400), st.floats(),
+                       st.text(max_size=4), st.lists(st.integers(-3, 300), max_size=12)))
+def test_any_value_in_a_setup_is_kept_exactly_or_refused(option, value):
+    text = json.dumps({"playground": 1, "n": 40, "epochs": 1, option: value})
+    try:
+        pg = Playground.from_json(text, grid=4)
+    except ValueError as exc:
+        assert option in str(exc) or "JSON" in str(exc)  # names what it refuses
+        return
+    pg.dashboard.stop()
+    assert pg.config[option] == value and json.loads(pg.to_json())[option] == value
