@@ -40,7 +40,9 @@ browser-deps:
 
 # Opens a browser where there is a display (X11, Wayland, or macOS), else only prints the URL.
 # The server is rooted in notebooks/ and opens the quickstart; binder/jupyter adds a page
-# config that turns JupyterLab's "official Jupyter news" prompt off (JUPYTER_CONFIG_PATH
+# config that turns JupyterLab's "official Jupyter news" prompt off, and a server config that
+# keeps widget (comm) messages out of the kernel status, so the status bar reads Busy while a
+# cell runs even when a click was handled on a kernel subshell meanwhile (JUPYTER_CONFIG_PATH
 # only adds a config folder: the user's own settings stay as they are).
 LAB_CONFIG := JUPYTER_CONFIG_PATH="$(CURDIR)/binder/jupyter$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}"
 LAB_FLAGS  := --ip=127.0.0.1 --port=$(PORT) --LabApp.news_url=None \
@@ -60,9 +62,12 @@ serve-demo:
 	$(LAB_CONFIG) $(PY) -m jupyterlab --ServerApp.root_dir=notebooks \
 	  --LabApp.default_url=/lab/tree/01_quickstart.ipynb $(LAB_FLAGS)
 
+# binder/share/jupyter holds the "exburn" Voila template: Voila's lab template without its
+# Font Awesome links to a CDN (Voila bundles Font Awesome), so the app works offline.
 serve-app:
 	@echo "Opening the classroom app (Voila) on notebooks/app.ipynb (the URL is printed below)"
-	$(PY) -m voila notebooks/app.ipynb --Voila.ip=127.0.0.1 --port=$(PORT) \
+	JUPYTER_PATH="$(CURDIR)/binder/share/jupyter$${JUPYTER_PATH:+:$$JUPYTER_PATH}" \
+	  $(PY) -m voila notebooks/app.ipynb --template=exburn --Voila.ip=127.0.0.1 --port=$(PORT) \
 	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser )
 
 test: $(VENV)/.installed-dev browser-deps

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 
 import ipywidgets as W
 import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs_version
 
 from ..base.vocabulary import RunState
 from ..core.history import SMOOTHING, smooth
 from ..core.model import Model
 from ..train.callbacks import Callback
 from ..train.loop import Trainer
+from . import live
 from .controls import learning_rate_slider, moved_off, show_rate
 from .frontend.borrowed import set_figure_config
 from .frontend.comms import serve_on_subshell
@@ -37,6 +40,8 @@ EXPORT_ONLY = "xb-export-only"  # figure.js hides this class where live figures 
 POINT_BUDGET = 400  # points per drawn curve, at most
 MAX_BATCH_POINTS = 2 * POINT_BUDGET  # raw batch points kept before halving them
 LR_MARK = 5  # trace index of the learning-rate marks
+# the log-scale loss axis's ticks: plotly's own crowd near the top (2.5, 2, 1.5 over a decade)
+LOG_TICKS = [float(f"{m}e{e}") for e in range(-6, 7) for m in (1, 2, 5)]
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "lr": "#9467bd"}
 
 
@@ -98,6 +103,21 @@ def decimate(xs: list, ys: list, budget: int | None = None, *extra: list) -> tup
     return tuple([seq[i] for i in keep] for seq in (xs, ys, *extra))
 
 
+def batches_per_epoch(runs: list[int], batches: list[int]) -> dict[int, int]:
+    """Each run's batches per epoch, read from its batch rows (``run`` and ``batch``
+    columns): the highest batch number recorded in the run, so a ragged last batch counts
+    and a run stopped in a later epoch keeps the count of its full ones.
+
+    Example:
+        >>> batches_per_epoch([1, 1, 1, 1, 2, 2], [1, 2, 1, 2, 1, 1])
+        {1: 2, 2: 1}
+    """
+    per_run: dict[int, int] = {}
+    for run, batch in zip(runs, batches, strict=True):
+        per_run[run] = max(per_run.get(run, 1), batch)
+    return per_run
+
+
 class LivePlot(Callback):
     """A callback that draws training into a :func:`make_figure` figure, throttled.
 
@@ -137,7 +157,8 @@ class LivePlot(Callback):
         self.throttle.restart()
         # the model's history is the one source of batch points: rows before _read are drawn
         self._read = self.model.recorder.batch_count if self.model is not None else 0
-        self._per_epoch: dict[int, int] = {}  # run -> batches per epoch
+        # run -> batches per epoch: the running one's from its trainer, others' from the history
+        self._per_epoch: dict[int, int] = {}
 
     def reset(self) -> None:
         """Forget the drawn batch points and marks (after a weight reset), rescale the axes
@@ -146,6 +167,15 @@ class LivePlot(Callback):
             self._reset_batches()
         self.figure.layout.uirevision = (self.figure.layout.uirevision or 0) + 1  # drop zoom
         self.draw(force=True)
+
+    def __enter__(self) -> LivePlot:
+        """``with xb.widgets.live_plot(): ...``: every ``xb.fit`` in the block (in this
+        thread) draws into this figure, as if it were passed in ``callbacks``."""
+        live.enter(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        live.leave(self)
 
     # ---------------------------------------------------------------- hooks
     def on_train_begin(self, logs: dict) -> None:
@@ -195,7 +225,11 @@ class LivePlot(Callback):
             return
         rows = self.model.recorder.batch_rows_since(self._read)
         self._read += len(rows["loss"])
-        xs = [e - 1 + b / self._per_epoch.get(r, 1)
+        if not self._per_epoch.keys() >= set(rows["run"]):  # runs this plot did not see begin
+            every = self.model.recorder.batch_rows_since(0)
+            self._per_epoch = {**batches_per_epoch(every["run"], every["batch"]),
+                               **self._per_epoch}
+        xs = [e - 1 + b / self._per_epoch[r]
               for e, b, r in zip(rows["epoch"], rows["batch"], rows["run"], strict=True)]
         smoothed = smooth(rows["loss"], SMOOTHING, self._ema)
         for x, y, lr in zip(xs, smoothed, rows["lr"], strict=True):
@@ -281,20 +315,38 @@ class LivePlot(Callback):
             self._snapshots.append(handle)
 
     def set_log_scale(self, on: bool) -> None:
-        """Loss axis on a log scale (True) or linear (False)."""
-        self.figure.layout.yaxis.type = "log" if on else "linear"
+        """Loss axis on a log scale (True, ticks at 1, 2 and 5 times powers of ten) or
+        linear (False)."""
+        self.figure.layout.yaxis.update(type="log" if on else "linear",
+                                        tickmode="array" if on else "auto",
+                                        tickvals=LOG_TICKS if on else None)
         self._publish(send=self.static)
 
 
 def export_snapshot(fig: go.Figure) -> dict:
-    """The figure as static HTML (plotly.js from its CDN) in a ``div.xb-export-only``: what
-    an export of the notebook shows in place of the live figure. The live figure's loader
-    hides every such div (and its output row) on pages where it runs."""
-    html = fig.to_html(full_html=False, include_plotlyjs="cdn", config={"displaylogo": False})
-    # an export loads plotly.js before this script runs; a live page (which hides the copy)
-    # may not have it, or be offline: nothing to draw then, and no error
-    html = html.replace("Plotly.newPlot(", "window.Plotly && Plotly.newPlot(", 1)
-    return {"text/html": f'<div class="{EXPORT_ONLY}">{html}</div>',
+    """The figure as static HTML in a ``div.xb-export-only``: what an export of the notebook
+    shows in place of the live figure. The live figure's loader hides every such div (and
+    its output row) on pages where it runs.
+
+    Its script loads plotly.js from its CDN only where no Jupyter front end runs (an
+    nbconvert export, nbviewer): JupyterLab, Notebook and Voilà pages, which draw the live
+    figure, fetch nothing, so they work offline.
+    """
+    div = f"xb-export-{uuid.uuid4().hex}"
+    figure = fig.to_json().replace("</", "<\\/")  # no "</script>" inside the script
+    cdn = f"https://cdn.plot.ly/plotly-{get_plotlyjs_version()}.min.js"
+    html = (f'<div class="{EXPORT_ONLY}"><div id="{div}" style="width:100%; '
+            f'height:{fig.layout.height or 380}px"></div><script>(() => {{\n'
+            f'  if (document.getElementById("jupyter-config-data")) return;  // a live page\n'
+            f'  const fig = {figure};\n'
+            f'  const draw = () => window.Plotly && Plotly.newPlot("{div}", fig.data, fig.layout,'
+            f' {{displaylogo: false, responsive: true}});\n'
+            f'  if (window.Plotly) return draw();\n'
+            f'  const script = document.head.appendChild(document.createElement("script"));\n'
+            f'  script.onload = draw;\n'
+            f'  script.src = "{cdn}";\n'
+            f'}})();</script></div>')
+    return {"text/html": html,
             "text/plain": "training curves (an export-only copy of the live figure)"}
 
 
@@ -390,8 +442,13 @@ def live_plot(height: int = 380, controls: bool = True) -> LivePlot:
     Stop, Pause and a learning-rate slider above it (``controls=False`` for the figure
     alone).
 
+    Pass it as a callback, or open a ``with`` block: every ``xb.fit`` inside it draws into
+    the same figure (shown under the cell once, when the first run begins).
+
     Example:
         >>> xb.fit(model, (x, y), epochs=20, callbacks=[xb.widgets.live_plot()])  # doctest: +SKIP
+        >>> with xb.widgets.live_plot():  # doctest: +SKIP
+        ...     xb.fit(model, (x, y), epochs=20)
     """
     return LivePlot(make_figure(height), display=True, controls=controls)
 

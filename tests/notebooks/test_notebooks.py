@@ -15,6 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+import exburn_nb as xb
+
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("sklearn", reason="the notebooks' data sets ship with scikit-learn")
 
@@ -137,9 +139,13 @@ def test_app_notebook_is_clean_as_an_app() -> None:
     assert not any("assert" in c.source or "print(" in c.source for c in nb.cells)
     executed, _ = execute(APP)
     shown = [o for o in outputs(executed)]
-    # the dashboard, and the export-only copy of its figure (hidden where the figure runs)
-    assert len(shown) == 2 and WIDGET_VIEW in shown[0]["data"], shown
-    assert 'class="xb-export-only"' in shown[1]["data"]["text/html"]
+    # the prose with the data's own counts, the dashboard, and the export-only copy of its
+    # figure (hidden where the figure runs)
+    assert len(shown) == 3 and WIDGET_VIEW in shown[1]["data"], shown
+    (x, _), (tx, _) = xb.datasets.digits()
+    prose = shown[0]["data"]["text/markdown"]
+    assert f"{len(x):,} training digits" in prose and f"{len(tx):,} test digits" in prose
+    assert 'class="xb-export-only"' in shown[2]["data"]["text/html"]
 
 
 def test_quickstart_reaches_the_guide_numbers(executed: dict) -> None:

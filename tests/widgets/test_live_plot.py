@@ -193,6 +193,79 @@ def test_static_live_plot_updates_one_display(static_renderer, mlp, digits, monk
     assert updates[-1] == [1, 2, 3] and len(updates) < 3 * 23 / 4  # throttled; the end drawn
 
 
+def _assert_every_x_within_the_epochs(fig, epochs):
+    for trace in fig.data:
+        xs = [x for x in trace.x if x is not None]
+        assert xs, f"trace {trace.name!r} has no points"
+        assert all(0 <= x <= epochs for x in xs), \
+            f"trace {trace.name!r} runs from {min(xs)} to {max(xs)}, not within [0, {epochs}]"
+
+
+def test_runs_trained_before_the_dashboard_plot_where_they_belong(mlp, digits):
+    """Batch points sit at epoch - 1 + batch / batches-per-epoch for every run in the
+    history, whoever trained it: here runs of 23 (64 a batch, ragged), 3 (500, ragged) and
+    15 batches (100, ragged) an epoch, two made before the dashboard existed."""
+    (x, y), (tx, ty) = digits
+    model = mlp()
+    xb.fit(model, (x, y), epochs=2, batch_size=64, accuracy=True, validation_data=(tx, ty),
+           verbose=False)
+    model.set_learning_rate(1e-2)  # an lr change: a mark on the curve
+    xb.fit(model, (x, y), epochs=2, batch_size=500, accuracy=True, validation_data=(tx, ty),
+           verbose=False)
+    dash = xb.widgets.TrainingDashboard(model, (x, y), validation_data=(tx, ty), epochs=1,
+                                        batch_size=100, accuracy=True)
+    _assert_every_x_within_the_epochs(dash.plot.figure, 4)
+    batch_x = list(dash.plot.figure.data[2].x)
+    assert batch_x == sorted(batch_x) and batch_x[-1] == pytest.approx(4)
+    assert dash.start()
+    assert dash.wait(60)
+    _assert_every_x_within_the_epochs(dash.plot.figure, 5)
+    assert max(dash.plot.figure.data[2].x) == pytest.approx(5)
+
+
+def test_batches_per_epoch_is_each_runs_highest_batch_number():
+    assert plot.batches_per_epoch([1, 1, 1, 1, 1, 2, 2], [1, 2, 3, 1, 2, 1, 1]) == {1: 3, 2: 1}
+    assert plot.batches_per_epoch([], []) == {}
+
+
+def test_live_plot_as_a_with_block_draws_every_fit_inside(mlp, digits):
+    """``with xb.widgets.live_plot():`` (a newcomer's TypeError) plots each fit in the block
+    into one figure, and none after it."""
+    (x, y), _ = digits
+    model, run = mlp(), xb.Trainer.run
+    with xb.widgets.live_plot(controls=False) as cb:
+        xb.fit(model, (x, y), epochs=1, batch_size=128, verbose=False)
+        xb.fit(model, (x, y), epochs=1, batch_size=256, verbose=False)
+    assert list(cb.figure.data[0].x) == [1, 2]
+    xb.fit(model, (x, y), epochs=1, batch_size=256, verbose=False)
+    assert list(cb.figure.data[0].x) == [1, 2]  # the block is closed: not drawn
+    assert xb.Trainer.run is run  # put back as it was
+
+
+def test_the_export_only_copy_fetches_nothing_on_a_live_page():
+    """Every run's end used to make live front ends request plotly.js from its CDN (a
+    ``<script src>`` in the hidden copy): offline classrooms logged errors. The copy's
+    script now returns on a Jupyter page before it asks for anything."""
+    fig = plot.make_figure(widget=False)
+    fig.data[0].x, fig.data[0].y = [1, 2], [0.5, 0.25]
+    fig.layout.title = "</script><b>"  # text that would end the script early
+    html = plot.export_snapshot(fig)["text/html"]
+    assert "src=" not in html.replace("script.src", "")  # no resource in the markup itself
+    assert html.count("</script>") == 1
+    guard = html.index('if (document.getElementById("jupyter-config-data")) return;')
+    assert guard < html.index("cdn.plot.ly") and guard < html.index("Plotly.newPlot")
+    assert html.startswith(f'<div class="{plot.EXPORT_ONLY}">')
+
+
+def test_log_scale_ticks_at_one_two_five():
+    """plotly's own log ticks crowded the top of a decade (2.5, 2, 1.5)."""
+    cb = plot.LivePlot(display=False)
+    cb.set_log_scale(True)
+    axis = cb.figure.layout.yaxis
+    assert axis.type == "log" and {0.2, 0.5, 1.0, 2.0} <= set(axis.tickvals)
+    assert all(f"{v:.0e}"[0] in "125" for v in axis.tickvals)
+    cb.set_log_scale(False)
+    assert axis.type == "linear" and axis.tickvals is None and axis.tickmode == "auto"
 def test_live_plot_slider_holds_a_rate_outside_its_range(mlp, digits):
     (x, y), _ = digits
     cb = xb.widgets.live_plot()

@@ -1,8 +1,8 @@
 // exburn_nb's live figure: plotly's FigureWidget front end (about 5 MB of JavaScript), asked
 // from the kernel the first time a page draws a figure instead of being stored in every
 // figure's widget state. One copy per page and plotly version, shared by every figure.
-// Without a kernel (an nbconvert export, a notebook opened with its kernel stopped) the
-// figure is drawn once from its saved state with plotly.js from its CDN.
+// Without a kernel (an nbconvert export with widget state) the figure is drawn once from its
+// saved state with plotly.js from its CDN; live pages never fetch from the internet.
 
 const PAGE = (globalThis.__exburn_nb_plotly ??= {}); // plotly version -> shared loader
 const ASK_AGAIN_MS = 2000; // a request unanswered this long is sent again (JupyterLab sends a
@@ -46,10 +46,16 @@ function plotlyModule(model) {
   return entry.promise;
 }
 
-// Draw the model's saved data once; returns what undoes it.
+// A Jupyter front end (JupyterLab, Notebook, Voilà), where figures are drawn by the kernel
+// and nothing is fetched from the internet (a classroom may be offline).
+const LIVE_PAGE = () => document.getElementById("jupyter-config-data") !== null;
+
+// Draw the model's saved data once (plotly.js from its CDN, outside live pages); returns
+// what undoes it.
 async function drawStatic(model, el) {
   const url = `https://cdn.jsdelivr.net/npm/plotly.js-dist-min@${model.get("_xb_plotlyjs")}/+esm`;
   try {
+    if (LIVE_PAGE()) throw new Error("a live page waits for its kernel");
     const Plotly = (await import(/* webpackIgnore: true */ url)).default;
     const layout = { ...model.get("_widget_layout"), autosize: true };
     await Plotly.newPlot(el, model.get("_widget_data"), layout, { responsive: true });

@@ -6,8 +6,9 @@ message. :class:`FigureWidget` keeps plotly's Python API and front end but store
 of a few kilobytes instead: the first figure a page draws asks the kernel for plotly's
 module (one binary message, handled on a kernel subshell even while a cell blocks, see
 :mod:`~exburn_nb.widgets.frontend.comms`), and every later figure on the page reuses it. Where no
-kernel answers (an HTML export, a notebook opened with its kernel stopped) the loader draws
-the figure's saved state once with plotly.js from its CDN.
+kernel answers (an HTML export with widget state) the loader draws the figure's saved state
+once with plotly.js from its CDN; JupyterLab, Notebook and Voilà pages fetch nothing from
+the internet and wait for the kernel.
 
 Example:
     >>> fig = FigureWidget(layout={"height": 300})
