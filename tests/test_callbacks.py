@@ -383,3 +383,29 @@ def test_reduce_lr_on_plateau_in_fit():
 def test_reduce_lr_on_plateau_checks_its_arguments(kwargs):
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         xb.callbacks.reduce_lr_on_plateau(**kwargs)
+
+
+def test_for_every_run_gives_its_callbacks_to_this_threads_fits_inside_the_block():
+    import threading
+
+    from exburn_nb.train.callbacks import Callback, for_every_run
+
+    class Epochs(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.seen.append(epoch)
+            return logs
+
+    model, data = model_and_data()
+    watcher = Epochs()
+    with for_every_run(watcher):
+        xb.fit(model, data, epochs=2, verbose=False)
+        other = threading.Thread(target=xb.fit, args=(model, data), kwargs={"epochs": 1,
+                                                                            "verbose": False})
+        other.start()
+        other.join()  # another thread's run: not given the block's callbacks
+    xb.fit(model, data, epochs=1, verbose=False)  # after the block: not given them either
+    assert watcher.seen == [1, 2]
+    assert len(model.history) == 4

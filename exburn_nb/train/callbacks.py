@@ -29,8 +29,10 @@ Example:
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -133,6 +135,33 @@ class FunctionCallback(Callback):
 
     def __repr__(self) -> str:
         return f"FunctionCallback({getattr(self.fn, '__name__', self.fn)!r})"
+
+
+_blocks = threading.local()  # .callbacks: those of this thread's open for_every_run blocks
+
+
+@contextmanager
+def for_every_run(*callbacks: Callback) -> Iterator[None]:
+    """Give ``callbacks`` to every run of one model that starts in this thread inside the
+    ``with`` block, as if each ``fit`` had been passed them (runs in other threads, such
+    as a dashboard's, are left alone). What ``with xb.widgets.live_plot():`` runs on.
+
+    Example:
+        >>> with for_every_run(log()):  # doctest: +SKIP
+        ...     xb.fit(model, (x, y), epochs=3)  # logs each epoch
+    """
+    stack = _blocks.__dict__.setdefault("callbacks", [])
+    stack.extend(callbacks)
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            stack.remove(callback)
+
+
+def block_callbacks() -> list[Callback]:
+    """The callbacks of this thread's open :func:`for_every_run` blocks, outermost first."""
+    return list(getattr(_blocks, "callbacks", ()))
 
 
 def as_callback(obj: Any, index: int) -> Callback:

@@ -39,7 +39,14 @@ from ..core.inputs import batch_source, check_accuracy
 from ..core.model import Model
 from ..core.optim import make_schedule
 from . import checkpoints
-from .callbacks import Callback, Checkpoint, ProgressBar, as_callback, listens_to_batches
+from .callbacks import (
+    Callback,
+    Checkpoint,
+    ProgressBar,
+    as_callback,
+    block_callbacks,
+    listens_to_batches,
+)
 from .engine import SingleEngine, StepEngine
 from .members import EpochTally, Member
 from .steering import Steering
@@ -260,6 +267,8 @@ class Trainer(Steering):
                 "first_epoch": self.model.epochs_trained + 1 - self.epoch_index,
                 "validation": self.val is not None, "accuracy": cfg.accuracy,
                 "trainer": self}
+        if len(self.members) == 1:  # a `with for_every_run(...)` block in this thread
+            self.callbacks += [cb for cb in block_callbacks() if cb not in self.callbacks]
         error = None
         try:
             with self.control.deferred_interrupts(self._interrupted):

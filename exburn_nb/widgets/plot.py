@@ -25,9 +25,8 @@ from plotly.offline import get_plotlyjs_version
 from ..base.vocabulary import RunState
 from ..core.history import SMOOTHING, smooth
 from ..core.model import Model
-from ..train.callbacks import Callback
+from ..train.callbacks import Callback, for_every_run
 from ..train.loop import Trainer
-from . import live
 from .controls import learning_rate_slider, moved_off, show_rate
 from .frontend.borrowed import set_figure_config
 from .frontend.comms import serve_on_subshell
@@ -171,11 +170,12 @@ class LivePlot(Callback):
     def __enter__(self) -> LivePlot:
         """``with xb.widgets.live_plot(): ...``: every ``xb.fit`` in the block (in this
         thread) draws into this figure, as if it were passed in ``callbacks``."""
-        live.enter(self)
+        self._block = for_every_run(self)
+        self._block.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        live.leave(self)
+        self._block.__exit__(*exc_info)
 
     # ---------------------------------------------------------------- hooks
     def on_train_begin(self, logs: dict) -> None:
