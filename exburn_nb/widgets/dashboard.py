@@ -195,12 +195,15 @@ class TrainingDashboard(W.VBox):
         self.progress = W.IntProgress(value=0, min=0, max=1,
                                       layout=W.Layout(width="40%", min_width="160px"))
         self.progress.add_class("xb-progress")
-        self.progress_label = W.Label("")
+        # the label takes the room left and clips a long text, so "log scale" keeps its place
+        self.progress_label = W.Label("", layout=W.Layout(flex="1 1 0", min_width="0",
+                                                          overflow="hidden"))
         self.progress_label.add_class("xb-progress-label")
         self.log_scale = W.Checkbox(description="log scale", indent=False,
-                                    layout=W.Layout(width="auto"))
+                                    layout=W.Layout(width="auto", flex="0 0 auto"))
         self.log_scale.observe(lambda c: self.plot.set_log_scale(c["new"]), names="value")
-        self.progress_row = W.HBox([self.progress, self.progress_label, self.log_scale])
+        self.progress_row = W.HBox([self.progress, self.progress_label, self.log_scale],
+                                   layout=W.Layout(flex_flow="row nowrap"))
 
         style = {"description_width": "initial"}
         schedule = named_schedule(cfg.lr_schedule, self._base_rate(), cfg.epochs)

@@ -51,6 +51,13 @@ LAYOUT_PROBLEMS = """() => {
                 problems.push(`the legend overlaps the axis title ${title.textContent}`);
         }
     }
+    // "log scale" keeps its place on the progress bar's line however long the progress text
+    const bar = dash.querySelector('.xb-progress');
+    const logScale = [...dash.querySelectorAll('.widget-checkbox')].find(e => e.textContent.includes('log scale'));
+    const middle = b => (b.top + b.bottom) / 2;
+    if (!bar || !logScale) problems.push('no progress bar or log-scale toggle');
+    else if (Math.abs(middle(box(bar)) - middle(box(logScale))) > 12)
+        problems.push(`"log scale" at y ${middle(box(logScale))|0}, off the progress bar's line at ${middle(box(bar))|0}`);
     const ticks = [...fig.querySelectorAll('g.y2tick text')].map(t => t.textContent);
     if (!ticks.length || ticks.some(t => !/^\\d+%$/.test(t))) problems.push(`accuracy ticks ${ticks}`);
     return problems;
