@@ -163,7 +163,7 @@ class NetworkPicture(W.VBox):
         self.names = (["input"] + [la.name for la in model.spec.layers[:-1]] + ["output"])
         self.labels = [names] + [[f"{i}" for i in range(u)] for u in self.units[1:]]
         self.shown = [min(u, self.max_shown) for u in self.units]
-        self.selected = (len(self.units) - 1, self.units[-1] - 1)
+        self.selected = (len(self.units) - 1, self.shown[-1] - 1)
         self._tiles: list[np.ndarray] = []
         with self._lock, self.figure.batch_update():
             self.figure.data = ()
