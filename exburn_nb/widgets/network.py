@@ -4,7 +4,7 @@ exburn_nb model.
 One column per layer: the input features first (x, y, x², ... over the plane), then each
 hidden layer, the output last. Each neuron is a small heatmap of its own output over the
 plane (:data:`TILE` x :data:`TILE` points, all from ONE batched forward pass that keeps
-every layer's output); the links between neurons are coloured by the sign of their
+every layer's output; each on its own scale, orange negative, blue positive); the links between neurons are coloured by the sign of their
 weight (orange negative, blue positive, as TensorFlow Playground) and as thick as its
 size. A layer with more than ``max_shown`` neurons shows its first ``max_shown`` and
 "+N more". Click a neuron to see its heatmap large in the side panel.
@@ -47,10 +47,10 @@ LEVELS = 50  # tile values are sent as integers in [-LEVELS, LEVELS] (about 3 by
 GAP = 0.25  # space between two tiles of a column, in tiles
 COLUMN_GAP = 1.1  # space between two columns (where the links run), in tiles
 WIDTH_STEPS = 5  # link widths are drawn in this many steps ...
-MAX_WIDTH = 5.0  # ... up to this many pixels (the largest weight of its layer)
+MAX_WIDTH = 4.0  # ... up to this many pixels (the largest weight of its layer)
 NEGATIVE, POSITIVE = "#f59322", "#0877bd"  # TensorFlow Playground's orange and blue
 COLORSCALE = [[0.0, NEGATIVE], [0.5, "#e8eaeb"], [1.0, POSITIVE]]
-PANEL = (0.74, 1.0)  # the large view's share of the figure's width
+PANEL = (0.64, 1.0)  # the large view's share of the figure's width
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def dense_layers(model: Model) -> list[torch.nn.Module]:
 @dataclass
 class Frame:
     """One redraw's values: each column's tiles ``(shown, resolution, resolution)`` as
-    integers in [-LEVELS, LEVELS] (the column's largest value is LEVELS) and the link
+    integers in [-LEVELS, LEVELS] (each neuron's largest size is LEVELS) and the link
     traces' coordinates (one ``(x, y)`` per sign and width step, NaN between links)."""
 
     tiles: list[np.ndarray]
@@ -177,7 +177,7 @@ class NetworkPicture(W.VBox):
                 for step in range(1, WIDTH_STEPS + 1):
                     self.figure.add_scatter(mode="lines", hoverinfo="skip", showlegend=False,
                                             line=dict(color=sign, width=step * MAX_WIDTH
-                                                      / WIDTH_STEPS), opacity=0.7)
+                                                      / WIDTH_STEPS), opacity=0.6)
             self.figure.add_heatmap(name="selected", x=self.grid_x.numpy(),
                                     y=self.grid_y.numpy(), xaxis="x2", yaxis="y2",
                                     zmin=-LEVELS, zmax=LEVELS, colorscale=COLORSCALE,
@@ -218,14 +218,14 @@ class NetworkPicture(W.VBox):
                           showarrow=False, name="selected", text=""))
         hidden = dict(visible=False, showgrid=False, zeroline=False, fixedrange=True)
         return go.Layout(
-            height=440, width=620, margin=dict(l=30, r=10, t=50, b=30),
+            height=480, width=680, margin=dict(l=30, r=10, t=50, b=30),
             template="plotly_white", uirevision="keep", title=dict(
                 text="the network (click a neuron)", font=dict(size=13)),
             xaxis=dict(domain=[0, PANEL[0] - 0.04], range=[-0.6, width_units + 0.1], **hidden),
             yaxis=dict(range=[-0.5, height_units + 0.8], scaleanchor="x", **hidden),
             xaxis2=dict(domain=list(PANEL), showticklabels=False, fixedrange=True,
                         showgrid=False, zeroline=False),
-            yaxis2=dict(domain=[0.3, 0.8], anchor="x2", scaleanchor="x2",
+            yaxis2=dict(domain=[0.15, 0.85], anchor="x2", scaleanchor="x2",
                         showticklabels=False, fixedrange=True, showgrid=False, zeroline=False),
             annotations=notes, showlegend=False, dragmode=False, hovermode="closest")
 
@@ -263,7 +263,7 @@ class NetworkPicture(W.VBox):
         n, tiles = self.resolution, []
         for c, values in enumerate(self.outputs()):
             shown = values[:, :self.shown[c]]
-            scale = float(shown.abs().max()) or 1.0
+            scale = shown.abs().amax(dim=0).clamp_min(1e-12)  # each neuron its own
             levels = (shown / scale * LEVELS).round().to(torch.int16).T.reshape(-1, n, n)
             tiles.append(levels.numpy())
         segments: dict[tuple[str, float], list[float]] = {}

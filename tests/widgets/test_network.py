@@ -65,12 +65,12 @@ def test_each_tile_is_the_neurons_activation_over_the_plane():
         assert torch.allclose(g, e, atol=1e-5)
     frame = pic.compute()
     for c, e in enumerate(expected):
-        scale = e.abs().max()
+        scale = e.abs().amax(dim=0)
         tiles = frame.tiles[c]
         assert tiles.shape == (e.shape[1], n, n)
         for unit in range(e.shape[1]):
-            # each tile is the neuron's output over the plane (rows y), on the column's scale
-            want = (e[:, unit] / scale * LEVELS).reshape(n, n)
+            # each tile is the neuron's output over the plane (rows y), on its own scale
+            want = (e[:, unit] / scale[unit] * LEVELS).reshape(n, n)
             assert np.abs(tiles[unit] - want.numpy()).max() <= 0.5 + 1e-3, (c, unit)
     # what the figure holds: the tiles stacked, the first on top, null rows between
     pic.show(frame)
@@ -136,7 +136,7 @@ def test_three_layers_of_64_units_show_the_first_eight_and_count_the_rest():
     assert len(pic.links()) == 2 * 8 + 8 * 8 + 8 * 8 + 8 * 3
     # the 9th neuron of h1 is not drawn, yet the drawn ones are the real first eight
     outs = pic.outputs()
-    assert np.abs(frame.tiles[1][7] - (outs[1][:, 7] / outs[1][:, :8].abs().max()
+    assert np.abs(frame.tiles[1][7] - (outs[1][:, 7] / outs[1][:, 7].abs().max()
                                        * LEVELS).reshape(24, 24).numpy()).max() <= 0.5 + 1e-3
     with pytest.raises(ValueError, match="unit"):
         pic.select(1, 8)
