@@ -72,7 +72,7 @@ def link_style(weight: float, scale: float) -> tuple[str, float]:
 
     Example:
         >>> link_style(-0.5, 1.0), link_style(1.0, 1.0)
-        (('#f59322', 3.0), ('#0877bd', 5.0))
+        (('#f59322', 2.4), ('#0877bd', 4.0))
     """
     step = min(WIDTH_STEPS, max(1, math.ceil(abs(weight) / scale * WIDTH_STEPS))) if scale else 1
     return (NEGATIVE if weight < 0 else POSITIVE), step * MAX_WIDTH / WIDTH_STEPS
