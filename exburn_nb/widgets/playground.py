@@ -7,7 +7,9 @@ its LR-finder button (``playground.lr_finder``) and inside-the-network panels
 (``playground.panels``, closed by default).
 The decision boundary, a heatmap of the predicted class (or probability) over the
 plane with the train and test points on top, is redrawn while training runs: one
-batched forward pass over a grid, at most :data:`MAX_UPDATES_PER_S` times a second.
+batched forward pass over a grid, at most :data:`MAX_UPDATES_PER_S` times a second. Beside
+it, the network picture (``playground.network``, a
+:class:`~exburn_nb.widgets.NetworkPicture`) is redrawn with it.
 
 Feature transforms (x², y², xy, sin) are applied on the data side: the model's input is
 the transformed features, and the boundary grid goes through the same transform.
@@ -41,7 +43,7 @@ from .controls import error_html, moved_off
 from .dashboard import TrainingDashboard
 from .frontend.figure import FigureWidget
 from .frontend.throttle import DrawingThread, Throttle
-from .network import NetworkPicture
+from .network import Frame, NetworkPicture
 from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
@@ -368,12 +370,12 @@ class Playground(W.VBox):
         else:
             self.network.set_network(self.model, *ranges, inputs, features)
 
-    def frame(self) -> tuple[torch.Tensor, Any]:
+    def frame(self) -> tuple[torch.Tensor, Frame]:
         """One redraw's values from the current weights: :meth:`boundary`'s and the network
         picture's (computed by the training thread at a batch boundary)."""
         return self.boundary(), self.network.compute()
 
-    def show_frame(self, frame: tuple[torch.Tensor, Any]) -> None:
+    def show_frame(self, frame: tuple[torch.Tensor, Frame]) -> None:
         """Draw :meth:`frame`'s values: the boundary, then the network picture."""
         self.show_boundary(frame[0])
         self.network.show(frame[1])
