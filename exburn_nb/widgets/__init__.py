@@ -6,6 +6,8 @@
   coordinates, Optuna importances), Start/Stop and Train best.
 - :func:`live_plot`: the same live figure for a blocking ``xb.fit`` call, with Stop,
   Pause and a learning-rate slider.
+- :class:`NetworkPicture`: a dense network drawn as TensorFlow Playground draws it,
+  each neuron a heatmap over the plane, updated live.
 - :func:`set_renderer`: the live figure widget, or a static plotly figure where the front
   end cannot run the widget (chosen automatically in VS Code and Colab).
 """
@@ -17,10 +19,11 @@ from .frontend.render import renderer, set_renderer
 from .gradcheck import GradCheck
 from .inspect import InspectView, inspect
 from .lr_finder import LRFinderButton
+from .network import NetworkPicture
 from .panels import NetworkPanels
 from .playground import Playground
 from .plot import LivePlot, live_plot, make_figure
 
 __all__ = ["GradCheck", "InspectView", "LRFinderButton", "LivePlot", "ModelBuilder",
-           "NetworkPanels", "Playground", "RunComparison", "TrainingDashboard", "inspect",
-           "live_plot", "make_figure", "renderer", "set_renderer"]
+           "NetworkPanels", "NetworkPicture", "Playground", "RunComparison", "TrainingDashboard",
+           "inspect", "live_plot", "make_figure", "renderer", "set_renderer"]

@@ -7,7 +7,9 @@ its LR-finder button (``playground.lr_finder``) and inside-the-network panels
 (``playground.panels``, closed by default).
 The decision boundary, a heatmap of the predicted class (or probability) over the
 plane with the train and test points on top, is redrawn while training runs: one
-batched forward pass over a grid, at most :data:`MAX_UPDATES_PER_S` times a second.
+batched forward pass over a grid, at most :data:`MAX_UPDATES_PER_S` times a second. Beside
+it, the network picture (``playground.network``, a
+:class:`~exburn_nb.widgets.NetworkPicture`) is redrawn with it.
 
 Feature transforms (x², y², xy, sin) are applied on the data side: the model's input is
 the transformed features, and the boundary grid goes through the same transform.
@@ -41,6 +43,7 @@ from .controls import error_html, moved_off
 from .dashboard import TrainingDashboard
 from .frontend.figure import FigureWidget
 from .frontend.throttle import DrawingThread, Throttle
+from .network import Frame, NetworkPicture
 from .panels import COLORS
 
 # Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
@@ -165,17 +168,17 @@ class _Boundary(Callback):
 
     def on_train_begin(self, logs: dict) -> None:
         self.throttle.restart(ready_now=False)
-        self._drawer = DrawingThread(self.playground.show_boundary, MAX_UPDATES_PER_S,
+        self._drawer = DrawingThread(self.playground.show_frame, MAX_UPDATES_PER_S,
                                      name="exburn-boundary-draw")
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
         if self.throttle.ready():
-            self._drawer.request(self.playground.boundary())
+            self._drawer.request(self.playground.frame())
 
     def on_train_end(self, logs: dict) -> None:
         if self._drawer is not None:
             self._drawer.close()
-        self.playground.show_boundary(self.playground.boundary())
+        self.playground.show_frame(self.playground.frame())
 
 
 class Playground(W.VBox):
@@ -346,11 +349,36 @@ class Playground(W.VBox):
         self.dashboard.learning_rate.observe(self._on_learning_rate, names="value")
         self.lr_finder, self.panels = self.dashboard.lr_finder, self.dashboard.panels
         self._plane()
+        self._install_network()
         with self.figure.batch_update():
             self._draw_points()
         self.draw()
         self.message.value = ""
-        self.children = [self.controls, self.figure, self.dashboard]
+        self.children = [self.controls, self.pictures, self.dashboard]
+
+    # ---------------------------------------------------------------- the network picture
+    def _install_network(self) -> None:
+        """The network picture (:attr:`network`) for the new model, on the same plane."""
+        ranges = ((float(self.grid_x[0]), float(self.grid_x[-1])),
+                  (float(self.grid_y[0]), float(self.grid_y[-1])))
+        features = self.config["features"]
+        inputs = functools.partial(transform, features=features)
+        if getattr(self, "network", None) is None:
+            self.network = NetworkPicture(self.model, *ranges, inputs, features)
+            self.pictures = W.HBox([self.figure, self.network],
+                                   layout=W.Layout(flex_flow="row wrap"))
+        else:
+            self.network.set_network(self.model, *ranges, inputs, features)
+
+    def frame(self) -> tuple[torch.Tensor, Frame]:
+        """One redraw's values from the current weights: :meth:`boundary`'s and the network
+        picture's (computed by the training thread at a batch boundary)."""
+        return self.boundary(), self.network.compute()
+
+    def show_frame(self, frame: tuple[torch.Tensor, Frame]) -> None:
+        """Draw :meth:`frame`'s values: the boundary, then the network picture."""
+        self.show_boundary(frame[0])
+        self.network.show(frame[1])
 
     def _on_option(self, key: str, change: dict) -> None:
         self.config[key] = change["new"]  # a person's change on the dashboard
@@ -443,8 +471,9 @@ class Playground(W.VBox):
             trace.marker.color = [COLORS[int(c) % len(COLORS)] for c in y]  # open: the ring
 
     def draw(self) -> None:
-        """Redraw the boundary heatmap from the model's current weights (one message)."""
-        self.show_boundary(self.boundary())
+        """Redraw the boundary heatmap and the network picture from the model's current
+        weights."""
+        self.show_frame(self.frame())
 
     def show_boundary(self, z: torch.Tensor) -> None:
         """Put :meth:`boundary`'s values ``z`` on the heatmap: only what changed is sent
