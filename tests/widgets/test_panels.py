@@ -93,3 +93,18 @@ def test_gradcheck_widget_shows_the_per_layer_errors():
         float(torch.cat([auto["hidden.weight"].reshape(-1), auto["hidden.bias"]]).norm()), rel=1e-6)
     with pytest.raises(ValueError, match="method must be"):
         GradCheck(model, batch, method="autograd")
+
+
+def test_empty_panels_say_what_will_appear_until_the_first_sample(digits, mlp):
+    """Before Start each panel shows the hint (not bare axes); the first sample removes it."""
+    (x, y), _ = digits
+    model = mlp()
+    panels = NetworkPanels(model, enabled=True, max_updates_per_s=1e9)
+    figures = (panels.norm_figure, panels.dead_figure, panels.hist_figure)
+    for figure in figures:
+        assert [a.text for a in figure.layout.annotations] == [
+            "weights, gradients and activations appear here when training starts"]
+    xb.fit(model, (x[:64], y[:64]), epochs=1, batch_size=32, callbacks=[panels.inspector], verbose=False)
+    assert not panels.norms.empty
+    for figure in figures:
+        assert not figure.layout.annotations and len(figure.data[0].x) > 0
