@@ -76,6 +76,21 @@ def test_lr_finder_button_sets_the_dashboard_slider(digits, mlp):
     assert all(torch.equal(before[k], v) for k, v in dash.model.module.state_dict().items())
 
 
+def test_lr_finder_button_on_a_trained_model_sets_the_slider_to_a_useful_rate(digits, mlp):
+    """On a trained model the button suggested 1e-8 and the slider clamped it to 1e-5; now
+    the suggestion is a rate to keep training at and the slider says exactly that rate."""
+    (x, y), _ = digits
+    model = mlp()
+    xb.fit(model, (x, y), epochs=30, batch_size=32, seed=0, verbose=False)
+    dash = TrainingDashboard(model, (x, y), epochs=1)
+    finder = LRFinderButton(dash)
+    assert finder.run() == finder.suggestion and finder.suggestion > 1e-4
+    slider = dash.learning_rate
+    assert slider.value == finder.suggestion
+    assert 10 ** slider.min <= finder.suggestion <= 10 ** slider.max
+    assert f"{finder.suggestion:.3g}" in finder.label.value
+
+
 def test_gradcheck_widget_shows_the_per_layer_errors():
     torch.manual_seed(0)
     spec = (xb.input("input", shape=(None, 3)).dense(4, activation="tanh", name="hidden")
