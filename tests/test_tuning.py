@@ -4,12 +4,15 @@ suggestion that trains the digits MLP well."""
 import copy
 import math
 
+import pandas as pd
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import exburn_nb as xb
 from exburn_nb.core.optim import make_optimizer
-from exburn_nb.train.lr_finder import sweep_rates
+from exburn_nb.train.lr_finder import suggest_rate, sweep_rates
 
 
 def manual_sweep(model, x, y, start_lr, end_lr, num_iter, batch_size, seed, beta=0.98):
@@ -90,6 +93,42 @@ def test_suggested_rate_trains_the_digits_mlp_to_90_percent(digits, mlp):
     xb.fit(model, (x, y), epochs=5, batch_size=32, seed=0, verbose=False)
     _, accuracy = xb.evaluate(model, (tx, ty), accuracy=True)
     assert accuracy >= 0.90, f"lr {lr:.3g}: test accuracy {accuracy:.3f}"
+
+
+def test_suggestion_on_a_trained_model_keeps_it_learning(digits, mlp):
+    """A trained model's curve is flat until it rises; its noisy start made the suggestion
+    1e-8 (under the dashboard slider's 1e-5). Now it is the end of the flat part / 10, and
+    3 more epochs there do not make the test accuracy worse."""
+    (x, y), (tx, ty) = digits
+    model = mlp()
+    xb.fit(model, (x, y), epochs=30, batch_size=32, seed=0, verbose=False)
+    _, before = xb.evaluate(model, (tx, ty), accuracy=True)
+    frame, lr = xb.lr_find(model, (x, y))
+    assert 1e-4 < lr < 1e-2, f"lr {lr:.3g}"
+    model.set_optimizer("adam", learning_rate=lr)
+    xb.fit(model, (x, y), epochs=3, batch_size=32, seed=0, verbose=False)
+    _, after = xb.evaluate(model, (tx, ty), accuracy=True)
+    assert after >= before, f"lr {lr:.3g}: test accuracy {before:.4f} -> {after:.4f}"
+
+
+@given(dip=st.floats(0.5, 0.99), rows=st.integers(20, 120))
+def test_suggest_rate_skips_the_noisy_start_and_takes_the_end_of_the_plateau(dip, rows):
+    """A flat curve with a dip in its first tenth and a rise after row ``3/4``: the
+    suggestion is the last flat rate / 10, whatever the dip."""
+    lrs = sweep_rates(1e-7, 10.0, rows)
+    rise = rows * 3 // 4
+    losses = [1.0] * rows
+    losses[rows // 10 - 1] = dip  # the noisy start
+    for i in range(rise, rows):
+        losses[i] = 1.0 + (i - rise + 1) * 0.1
+    frame = pd.DataFrame({"lr": lrs, "smoothed_loss": losses})
+    assert suggest_rate(frame) == pytest.approx(lrs[rise - 1] / 10)
+
+
+def test_suggest_rate_refuses_a_sweep_without_a_finite_loss():
+    frame = pd.DataFrame({"lr": [1e-3, 1e-2], "smoothed_loss": [math.nan, math.inf]})
+    with pytest.raises(ValueError, match="not finite"):
+        suggest_rate(frame)
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -324,8 +324,9 @@ class Draft:
                                      f"{seen[row.name]}")
                 seen[row.name] = f"layer {i}"
                 options = REGISTRY[row.kind].validate(row.options, row.name)
-                if ok:
-                    spec = spec.insert(len(spec.layers), row.kind, name=row.name, **options)
+                if ok:  # past a limit (MAX_UNITS, MAX_PARAMS, ...) the row is bad, unbuilt
+                    spec = spec.insert(len(spec.layers), row.kind, name=row.name,
+                                       **options).check_limits()
             except ValueError as exc:
                 errors.append((i, str(exc)))
                 ok = False

@@ -26,7 +26,15 @@ from ..core.model import Model
 from .callbacks import Callback
 from .loop import Trainer
 
-SUGGESTION_FACTOR = 10.0  # the suggestion is the rate at the smoothed loss's minimum / 10
+SUGGESTION_FACTOR = 10.0  # the suggestion is the rate where the smoothed loss bottoms out / 10
+# The first tenth of the sweep is left out of the suggestion: the debiased average is only a
+# handful of batches there, and on a trained model (a flat curve) its noise made the first
+# rows the minimum, suggesting 1e-8.
+NOISY_START = 0.1
+# Where the smoothed loss bottoms out: the largest rate, at or past the minimum, whose
+# smoothed loss is within this share of the minimum (a trained model's curve is flat up to
+# where it rises; its minimum is anywhere on that plateau).
+PLATEAU = 0.01
 
 
 def sweep_rates(start_lr: float, end_lr: float, num_iter: int) -> list[float]:
@@ -62,6 +70,37 @@ class _Sweep(Callback):
         self.best = min(self.best, smoothed)
 
 
+def suggest_rate(frame: pd.DataFrame) -> float:
+    """The suggested rate for a sweep's ``frame`` (columns ``lr`` and ``smoothed_loss``):
+    the largest rate where the smoothed loss bottoms out, divided by
+    :data:`SUGGESTION_FACTOR`.
+
+    The first :data:`NOISY_START` share of the rows is left out; of the rest (finite values),
+    the minimum is found, and the rate taken is the last one past it whose smoothed loss is
+    within :data:`PLATEAU` of that minimum, just before the loss rises. A fresh model's curve
+    falls steeply and rises again (this is its minimum, as fastai's ``minimum`` suggestion);
+    a trained model's curve is flat until it rises, and this is the end of the flat part.
+
+    Raises:
+        ValueError: when no smoothed loss is finite.
+
+    Example:
+        >>> frame = pd.DataFrame({"lr": [1e-4, 1e-3, 1e-2, 1e-1],
+        ...                       "smoothed_loss": [2.0, 1.0, 1.005, 3.0]})
+        >>> round(suggest_rate(frame), 6)
+        0.001
+    """
+    finite = frame[frame["smoothed_loss"].map(math.isfinite)]
+    finite = finite.iloc[int(len(finite) * NOISY_START):]
+    if finite.empty:
+        raise ValueError("lr_find: the loss was not finite; check the data and the model")
+    losses = finite["smoothed_loss"].to_numpy()
+    at_min = int(losses.argmin())
+    near = losses[at_min:] <= losses[at_min] + PLATEAU * abs(losses[at_min])
+    last = at_min + int(near.nonzero()[0][-1])
+    return float(finite["lr"].iloc[last]) / SUGGESTION_FACTOR
+
+
 def lr_find(model: Model, data: Any, *, start_lr: float = 1e-7, end_lr: float = 10.0,
             num_iter: int = 100, batch_size: int = 32, smoothing: float = 0.98,
             diverge: float = 4.0, seed: int = 0) -> tuple[pd.DataFrame, float]:
@@ -87,8 +126,9 @@ def lr_find(model: Model, data: Any, *, start_lr: float = 1e-7, end_lr: float = 
 
     Returns:
         ``(frame, suggested_lr)``: the frame has columns ``lr``, ``loss`` and
-        ``smoothed_loss``, one row per step; the suggestion is the rate at the smoothed
-        loss's minimum divided by 10.
+        ``smoothed_loss``, one row per step; the suggestion is :func:`suggest_rate`'s: the
+        rate where the smoothed loss bottoms out (past the noisy start) divided by 10, so a
+        trained model gets a rate it can keep training at, not the 1e-8 of a noise dip.
 
     Example:
         >>> frame, lr = xb.lr_find(model, (x, y), num_iter=80)  # doctest: +SKIP
@@ -119,9 +159,7 @@ def lr_find(model: Model, data: Any, *, start_lr: float = 1e-7, end_lr: float = 
     if trainer.stop_reason == StopReason.INTERRUPTED:
         raise KeyboardInterrupt  # the sweep was cut short: no suggestion
     frame = pd.DataFrame(sweep.rows, columns=["lr", "loss", "smoothed_loss"])
-    finite = frame[frame["smoothed_loss"].map(math.isfinite)]
-    if finite.empty:
+    if not frame["smoothed_loss"].map(math.isfinite).any():
         raise ValueError(f"lr_find: the loss was not finite at start_lr={start_lr!r}; check "
                          "the data and the model")
-    at_min = float(finite["lr"].iloc[int(finite["smoothed_loss"].to_numpy().argmin())])
-    return frame, at_min / SUGGESTION_FACTOR
+    return frame, suggest_rate(frame)

@@ -336,8 +336,10 @@ class ModelBuilder(W.VBox):
                 "device": self.device, "seed": self.seed}
 
     @staticmethod
-    def _button(label: str, css: str, handler: Callable, style: str = "") -> W.Button:
-        b = W.Button(description=label, button_style=style, layout=W.Layout(width="auto"))
+    def _button(label: str, css: str, handler: Callable, style: str = "",
+                tooltip: str = "") -> W.Button:
+        b = W.Button(description=label, button_style=style, tooltip=tooltip,
+                     layout=W.Layout(width="auto"))
         b.add_class(css)
         b.on_click(lambda _b: handler())
         return b
@@ -354,7 +356,9 @@ class ModelBuilder(W.VBox):
             w = W.Combobox(options=list(option.choices), value=str(value), ensure_option=False,
                            layout=W.Layout(width="150px"), **common)
         elif option.type is int:
-            w = W.IntText(value=value, layout=W.Layout(width="140px"), **common)
+            # a FloatText: an IntText drops a typed dot ("12.7" became 127); 12.7 reaches
+            # the draft as typed and the row says "units must be an integer ..."
+            w = W.FloatText(value=value, step=1, layout=W.Layout(width="140px"), **common)
         else:
             w = W.FloatText(value=value, step=0.05, layout=W.Layout(width="120px"), **common)
         w.add_class(f"xb-builder-option-{option.name}")
@@ -376,10 +380,11 @@ class ModelBuilder(W.VBox):
         if fixed:
             options.insert(0, W.HTML(f"units <b>{row.options['units']}</b> (sized to the data)"))
         last = len(self.rows) - 1
-        buttons = [self._button(label, css, functools.partial(handler, i))
-                   for label, css, handler in (("↑", "xb-builder-up", self._on_up),
-                                               ("↓", "xb-builder-down", self._on_down),
-                                               ("✕", "xb-builder-delete", self._on_delete))]
+        buttons = [self._button(label, css, functools.partial(handler, i), tooltip=tip)
+                   for label, css, handler, tip in (
+                       ("↑", "xb-builder-up", self._on_up, "move layer up"),
+                       ("↓", "xb-builder-down", self._on_down, "move layer down"),
+                       ("✕", "xb-builder-delete", self._on_delete, "remove layer"))]
         buttons[0].disabled = fixed or i == 0
         buttons[1].disabled = fixed or i == last
         buttons[2].disabled = fixed
@@ -473,6 +478,8 @@ class ModelBuilder(W.VBox):
             value = None
         elif option.choices and option.type is int and value not in option.choices:
             value = int(value) if str(value).strip().isdigit() else value
+        elif option.type is int and isinstance(value, float) and value.is_integer():
+            value = int(value)  # the field is a FloatText; 12.7 stays 12.7 (and is refused)
         self.draft.set_option(i, option.name, value)
         self._refresh()
 

@@ -85,10 +85,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     "spirals, deep": {"dataset": "spirals", "classes": 3, "n": 600, "features": ["x", "y"],
                       "hidden": [32, 32, 32], "activation": "relu", "learning_rate": 0.01},
     "learning rate too high": {"dataset": "moons", "hidden": [8, 8], "learning_rate": 1.0},
-    "few points, overfitting": {"dataset": "moons", "n": 40, "noise": 0.35, "hidden": [64, 64],
-                                "activation": "relu", "epochs": 300, "weight_decay": 0.0},
-    "few points, regularised": {"dataset": "moons", "n": 40, "noise": 0.35, "hidden": [64, 64],
-                                "activation": "relu", "epochs": 300, "weight_decay": 3e-3},
+    # 30 noisy training points, 170 test points (test accuracy in steps of 0.6 %); over
+    # data seeds 0-4 (and weight seeds 1, 2 on data seed 0), weight decay 0.03 raised the
+    # test accuracy by 6-18 points and shrank the weight norm from about 30 to about 2.5
+    "few points, overfitting": {"dataset": "moons", "n": 200, "test_fraction": 0.85,
+                                "noise": 0.5, "hidden": [64, 64], "activation": "relu",
+                                "epochs": 300, "weight_decay": 0.0},
+    "few points, regularised": {"dataset": "moons", "n": 200, "test_fraction": 0.85,
+                                "noise": 0.5, "hidden": [64, 64], "activation": "relu",
+                                "epochs": 300, "weight_decay": 0.03},
 }
 
 

@@ -338,3 +338,46 @@ def test_without_data_compile_makes_a_model_and_no_dashboard():
     model = b.compile(optimizer="sgd")
     assert b.dashboard is None and model.optimizer == "sgd" and b.optimizer.value == "sgd"
     assert model.count_params() == 4 * 3 + 3 + 3 + 1
+
+
+@pytest.mark.parametrize("units, words", [
+    (10**9, ("'hidden' (Dense) has 1,000,000,000 values per sample", "16,777,216 (MAX_UNITS)")),
+    # wide enough for MAX_PARAMS, within MAX_UNITS: 64 * 5,000,000 weights
+    (5_000_000, ("325,000,000 parameters", "300,000,000 (MAX_PARAMS)")),
+])
+def test_units_past_the_spec_limits_are_marked_before_compile(units, words):
+    """units = 1,000,000,000 is refused in the row with the limit, Compile stays off and the
+    parameter count is not the too-big one; nothing is allocated."""
+    b = ModelBuilder(input_shape=(None, 64), output_units=10, loss="cross_entropy")
+    b.add("dense", units=32, activation="relu", name="hidden")
+    valid = b.spec
+    option(b, 0, "units").value = units
+    assert_marked(b, 0, *words, valid=valid)
+    assert f"{units * 64 + units:,}" not in b.params.value
+    with pytest.raises(ValueError, match="fix the stack before compiling"):
+        b.compile()
+    option(b, 0, "units").value = 32
+    assert not b.errors and not b.compile_button.disabled
+
+
+def test_units_typed_with_a_dot_are_refused_not_read_as_another_number():
+    """The units field takes "12.7" as 12.7 (an IntText dropped the dot: 127) and marks the
+    row; a whole number typed as 12.0 is 12."""
+    b = ModelBuilder(input_shape=(None, 4), output_units=2)
+    b.add("dense", units=8, name="hidden")
+    valid = b.spec
+    field = option(b, 0, "units")
+    assert isinstance(field.value, (int, float)) and field.__class__.__name__ != "IntText"
+    field.value = 12.7
+    assert_marked(b, 0, "'hidden'", "units must be an integer >= 1; got 12.7", valid=valid)
+    field.value = 12.0
+    assert not b.errors and b.spec.layers[0].options["units"] == 12
+
+
+def test_row_buttons_say_what_they_do():
+    b = ModelBuilder(input_shape=(None, 4), output_units=2)
+    b.add("dense", units=8)
+    tips = {css: button(b, 0, css).tooltip
+            for css in ("xb-builder-up", "xb-builder-down", "xb-builder-delete")}
+    assert tips == {"xb-builder-up": "move layer up", "xb-builder-down": "move layer down",
+                    "xb-builder-delete": "remove layer"}

@@ -76,6 +76,21 @@ def test_lr_finder_button_sets_the_dashboard_slider(digits, mlp):
     assert all(torch.equal(before[k], v) for k, v in dash.model.module.state_dict().items())
 
 
+def test_lr_finder_button_on_a_trained_model_sets_the_slider_to_a_useful_rate(digits, mlp):
+    """On a trained model the button suggested 1e-8 and the slider clamped it to 1e-5; now
+    the suggestion is a rate to keep training at and the slider says exactly that rate."""
+    (x, y), _ = digits
+    model = mlp()
+    xb.fit(model, (x, y), epochs=30, batch_size=32, seed=0, verbose=False)
+    dash = TrainingDashboard(model, (x, y), epochs=1)
+    finder = LRFinderButton(dash)
+    assert finder.run() == finder.suggestion and finder.suggestion > 1e-4
+    slider = dash.learning_rate
+    assert slider.value == finder.suggestion
+    assert 10 ** slider.min <= finder.suggestion <= 10 ** slider.max
+    assert f"{finder.suggestion:.3g}" in finder.label.value
+
+
 def test_gradcheck_widget_shows_the_per_layer_errors():
     torch.manual_seed(0)
     spec = (xb.input("input", shape=(None, 3)).dense(4, activation="tanh", name="hidden")
@@ -93,3 +108,18 @@ def test_gradcheck_widget_shows_the_per_layer_errors():
         float(torch.cat([auto["hidden.weight"].reshape(-1), auto["hidden.bias"]]).norm()), rel=1e-6)
     with pytest.raises(ValueError, match="method must be"):
         GradCheck(model, batch, method="autograd")
+
+
+def test_empty_panels_say_what_will_appear_until_the_first_sample(digits, mlp):
+    """Before Start each panel shows the hint (not bare axes); the first sample removes it."""
+    (x, y), _ = digits
+    model = mlp()
+    panels = NetworkPanels(model, enabled=True, max_updates_per_s=1e9)
+    figures = (panels.norm_figure, panels.dead_figure, panels.hist_figure)
+    for figure in figures:
+        assert [a.text for a in figure.layout.annotations] == [
+            "weights, gradients and activations appear here when training starts"]
+    xb.fit(model, (x[:64], y[:64]), epochs=1, batch_size=32, callbacks=[panels.inspector], verbose=False)
+    assert not panels.norms.empty
+    for figure in figures:
+        assert not figure.layout.annotations and len(figure.data[0].x) > 0
