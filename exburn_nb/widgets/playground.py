@@ -224,8 +224,8 @@ class _Boundary(Callback):
             time.sleep(min(0.02, max(0.0, until - time.monotonic())))
 
     def on_train_end(self, logs: dict) -> None:
-        if self._drawer is not None:
-            self._drawer.close()
+        if self._drawer is not None:  # not joined: it may be waiting for the page's ack,
+            self._drawer.close(timeout=0)  # and Stop must not wait for that
         self.playground.draw()
 
 
