@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class FigureWidget(go.FigureWidget):
         super().__init__(*args, **kwargs)
         self._frames = threading.Condition()
         self._frame_sent = self._frame_drawn = 0
+        self._frame_marked_at = 0.0
         self._frames_acked = False  # a view has said it acknowledges drawn frames
         self.on_msg(_answer)
         serve_on_subshell(self)
@@ -93,6 +95,30 @@ class FigureWidget(go.FigureWidget):
         return True
 
 
+    def mark_frame(self) -> None:
+        """After a change, ask the page to say when it has drawn it (see :attr:`frame_drawn`);
+        nothing where no view has ever acknowledged a frame."""
+        with self._frames:
+            if not self._frames_acked:
+                return
+            self._frame_sent += 1
+            self._frame_marked_at = time.monotonic()
+            mark = self._frame_sent
+        self.send({"type": FRAME, "id": mark})
+
+    @property
+    def frame_drawn(self) -> bool:
+        """Whether the page has drawn the last marked frame (or gave up on it: no answer for
+        :data:`FRAME_TIMEOUT_S`): a sender that must not wait skips a frame until then.
+
+        Example:
+            >>> FigureWidget().frame_drawn  # no page acknowledges frames: always
+            True
+        """
+        with self._frames:
+            return (self._frame_drawn >= self._frame_sent
+                    or time.monotonic() - self._frame_marked_at > FRAME_TIMEOUT_S)
+
     def wait_frame(self, timeout: float = FRAME_TIMEOUT_S) -> bool:
         """After a change, wait (at most ``timeout`` s) until a page has drawn it: a live
         sender calls this between frames, so it sends at the pace the page draws and the
@@ -103,13 +129,9 @@ class FigureWidget(go.FigureWidget):
             >>> FigureWidget().wait_frame()
             True
         """
+        self.mark_frame()
         with self._frames:
-            if not self._frames_acked:
-                return True
-            self._frame_sent += 1
             mark = self._frame_sent
-        self.send({"type": FRAME, "id": mark})
-        with self._frames:
             return self._frames.wait_for(lambda: self._frame_drawn >= mark, timeout)
 
     def _on_frame_drawn(self, mark: Any) -> None:
