@@ -8,7 +8,7 @@ its LR-finder button (``playground.lr_finder``) and inside-the-network panels
 The decision boundary is drawn as TensorFlow Playground draws it: each point of the plane
 takes the colour of its predicted class, blended toward white as the network is less
 sure (``show="probability"``; ``"class"``: flat class colours), computed in the kernel
-and sent as a small PNG that the browser smooths. Train points are circles, test points
+and sent as a small PNG, interpolated so it is not blocky. Train points are circles, test points
 triangles, both in their class's colour. Start trains until Stop by default (``epochs=0``),
 at most one epoch every ``epoch_s`` seconds, so a class watches the boundary form; it is
 redrawn while training runs (one batched forward pass over a grid), a frame at a time:
@@ -63,6 +63,9 @@ from .panels import COLORS
 MAX_UPDATES_PER_S = 5
 CLASS_INTENSITY = 0.6  # show="class": class colours this far from white (points stand out)
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
+# plotly draws layout images pixelated: the probabilities are interpolated (bilinear) to
+# this many times the grid's resolution before colouring, so the boundary is not blocky
+SMOOTH = 3
 MAX_GRID = 200  # 40,000 points a pass: 1.4 s for the largest network (10 x 256), measured
 MARGIN = 0.15  # the plane extends this share of the data's range beyond it
 FEATURES = {
@@ -78,7 +81,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "epoch_s": (0.0, 2.0)}
 MAX_HIDDEN_LAYERS = 10  # hidden layers ...
 MAX_HIDDEN_UNITS = 256  # ... of at most this many units: under 600,000 parameters
-SHOW = ("class", "probability")
+SHOW = ("probability", "class")
 DEFAULTS: dict[str, Any] = {
     "dataset": "circles", "n": 400, "classes": 2, "noise": 0.1, "test_fraction": 0.3,
     "data_seed": 0, "features": ["x", "y"], "hidden": [8], "activation": "tanh",
@@ -237,8 +240,9 @@ class Playground(W.VBox):
             two features are projected on their first two principal components);
             ``dataset`` is then ``"custom"``.
         preset: a name from :data:`PRESETS`, applied over ``config``.
-        show: ``"class"`` (the predicted class) or ``"probability"`` (of class 1 for two
-            classes, of the winning class otherwise).
+        show: ``"probability"`` (each point in its predicted class's colour, blended toward
+            white as the network is less sure, as in TensorFlow Playground) or ``"class"``
+            (flat class colours).
         grid: the boundary's resolution (grid x grid points, at most :data:`MAX_GRID`).
         **config: any of :data:`DEFAULTS`: dataset, n, classes, noise, test_fraction,
             data_seed (the data), features, hidden, activation (the network), optimizer,
@@ -249,7 +253,7 @@ class Playground(W.VBox):
         >>> pg.dashboard.start(); pg.dashboard.wait()  # doctest: +SKIP
     """
 
-    def __init__(self, data: Any = None, preset: str | None = None, show: str = "class",
+    def __init__(self, data: Any = None, preset: str | None = None, show: str = "probability",
                  grid: int = GRID, **config: Any):
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
@@ -554,6 +558,15 @@ class Playground(W.VBox):
         rgb = 255.0 + (palette[winner.numpy()] - 255.0) * sure[..., None]
         return rgb.round().clip(0, 255).astype(np.uint8)
 
+    @staticmethod
+    def smooth(probs: torch.Tensor) -> torch.Tensor:
+        """:meth:`boundary`'s ``(grid, grid, k)`` probabilities interpolated (bilinear) to
+        ``((grid - 1) * SMOOTH + 1)`` points a side, the grid's points among them."""
+        size = (probs.shape[0] - 1) * SMOOTH + 1
+        fine = torch.nn.functional.interpolate(probs.permute(2, 0, 1)[None], size=(size, size),
+                                               mode="bilinear", align_corners=True)
+        return fine[0].permute(1, 2, 0)
+
     def _plane_axes(self) -> None:
         x, y = self.grid_x, self.grid_y
         x_range, y_range = (float(x[0]), float(x[-1])), (float(y[0]), float(y[-1]))
@@ -576,8 +589,8 @@ class Playground(W.VBox):
 
     def show_boundary(self, probs: torch.Tensor) -> None:
         """Send :meth:`boundary`'s probabilities ``probs`` as one frame: the plane's colours
-        (:meth:`colors`) as a PNG of a few kilobytes, which the browser smooths."""
-        source = png_data_uri(self.colors(probs)[::-1])  # the image's first row: the top
+        (:meth:`colors` of :meth:`smooth`) as a PNG of a few kilobytes."""
+        source = png_data_uri(self.colors(self.smooth(probs))[::-1])  # first row: the top
         with self._draw_lock, self.figure.batch_update():
             self.figure.layout.images[0].source = source
 

@@ -20,6 +20,7 @@ from exburn_nb.widgets import Playground, TrainingDashboard
 from exburn_nb.widgets.panels import COLORS
 from exburn_nb.widgets.playground import (
     CLASS_INTENSITY,
+    SMOOTH,
     DEFAULTS,
     PRESETS,
     png_data_uri,
@@ -57,12 +58,12 @@ def decode_png(uri: str) -> np.ndarray:
 
 
 def shown(pg) -> np.ndarray:
-    """The plane's colours as sent, rows: y ascending (as the grid's)."""
-    return decode_png(pg.figure.layout.images[0].source)[::-1]
+    """The plane's colours as sent at the grid's points, rows: y ascending (as the grid's)."""
+    return decode_png(pg.figure.layout.images[0].source)[::-1][::SMOOTH, ::SMOOTH]
 
 
 def test_boundary_grid_equals_predict_on_the_same_points(small):
-    pg = small(dataset="circles", features=["x", "y", "x²", "y²"], hidden=[4])
+    pg = small(dataset="circles", features=["x", "y", "x²", "y²"], hidden=[4], show="class")
     assert pg.model.input_shape == (None, 4) and pg.inputs.shape == (pg.points[0].shape[0], 4)
     pts = pg.grid_points
     assert pts.shape == (400, 2)
@@ -144,6 +145,9 @@ def test_multiclass_training_redraws_throttled(small):
     after = pg.boundary()
     assert not torch.equal(before, after) and after.shape == (20, 20, 4)
     assert np.array_equal(shown(pg), pg.colors(after))  # the end is drawn
+    fine = decode_png(pg.figure.layout.images[0].source)[::-1]
+    assert fine.shape == (19 * SMOOTH + 1, 19 * SMOOTH + 1, 3)  # interpolated: not blocky
+    assert np.array_equal(fine, pg.colors(pg.smooth(after)))
 
 
 def test_same_json_gives_the_same_run(small):
