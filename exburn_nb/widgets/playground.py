@@ -61,7 +61,9 @@ from .panels import COLORS
 # Boundary redraws per second at most; each waits until the page has drawn the one before
 # (the figure's frame acknowledgement), so a slow page gets fewer, never a queue of them.
 MAX_UPDATES_PER_S = 5
-CLASS_INTENSITY = 0.6  # show="class": class colours this far from white (points stand out)
+# the plane's colours at most this far from white (show="class": exactly), so the points,
+# in their full class colours, stand out on a confident region
+CLASS_INTENSITY = 0.6
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
 # plotly draws layout images pixelated: the probabilities are interpolated (bilinear) to
 # this many times the grid's resolution before colouring, so the boundary is not blocky
@@ -542,7 +544,8 @@ class Playground(W.VBox):
     def colors(self, probs: torch.Tensor) -> np.ndarray:
         """:meth:`boundary`'s probabilities as RGB, ``(grid, grid, 3)`` uint8: each point in
         its predicted class's colour, blended toward white by how unsure the network is
-        (``show="probability"``: white at a coin toss) or a flat tint (``"class"``).
+        (``show="probability"``: white at a coin toss, :data:`CLASS_INTENSITY` when sure) or
+        a flat tint (``"class"``).
 
         Example:
             >>> pg.colors(pg.boundary()).shape  # doctest: +SKIP
@@ -553,7 +556,7 @@ class Playground(W.VBox):
         if self.show == "class":
             sure = np.full(tuple(top.shape), CLASS_INTENSITY)
         else:  # 1/k (a toss) -> 0, 1 -> 1
-            sure = ((top.double().numpy() - 1 / k) / (1 - 1 / k)).clip(0.0, 1.0)
+            sure = ((top.double().numpy() - 1 / k) / (1 - 1 / k)).clip(0.0, 1.0) * CLASS_INTENSITY
         palette = np.stack([class_rgb(c) for c in range(k)])
         rgb = 255.0 + (palette[winner.numpy()] - 255.0) * sure[..., None]
         return rgb.round().clip(0, 255).astype(np.uint8)

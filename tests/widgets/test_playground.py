@@ -88,7 +88,7 @@ def test_boundary_grid_equals_predict_on_the_same_points(small):
     assert np.abs(sent - expected).max() <= 1
     # show="probability": the class colour blended toward white by (1 - confidence)
     pg.show_picker.value = "probability"
-    sure = ((probs.max(dim=1).values.double().numpy() - 0.5) / 0.5)[:, None]
+    sure = ((probs.max(dim=1).values.double().numpy() - 0.5) / 0.5)[:, None] * CLASS_INTENSITY
     expected = np.stack([colors[int(c)] for c in probs.argmax(dim=1)])
     expected = 255 + (expected - 255) * sure
     assert np.abs(shown(pg).reshape(-1, 3) - expected).max() <= 1
@@ -100,9 +100,10 @@ def test_colours_blend_by_confidence_for_many_classes(small):
     toss = torch.full((1, 1, 3), 1 / 3)
     half = torch.tensor([[[0.0, 2 / 3, 1 / 3]]])  # class 1 at confidence (2/3 - 1/3) / (2/3)
     rgb = [pg.colors(p)[0, 0].astype(int).tolist() for p in (sure, toss, half)]
-    orange = np.array([0xff, 0x7f, 0x0e])
-    assert rgb[0] == [0x1f, 0x77, 0xb4] and rgb[1] == [255, 255, 255]
-    assert rgb[2] == np.round(255 + (orange - 255) * 0.5).astype(int).tolist()
+    blue, orange = np.array([0x1f, 0x77, 0xb4]), np.array([0xff, 0x7f, 0x0e])
+    assert rgb[0] == np.round(255 + (blue - 255) * CLASS_INTENSITY).astype(int).tolist()
+    assert rgb[1] == [255, 255, 255]
+    assert rgb[2] == np.round(255 + (orange - 255) * 0.5 * CLASS_INTENSITY).astype(int).tolist()
     assert decode_png(png_data_uri(np.arange(24, dtype=np.uint8).reshape(2, 4, 3))).tolist() == \
         np.arange(24).reshape(2, 4, 3).tolist()
 
