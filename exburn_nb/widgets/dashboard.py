@@ -149,7 +149,8 @@ class TrainingDashboard(W.VBox):
         if until_stop:
             self.epochs.description = "epochs (0: until Stop)"
             self.epochs.value = 0 if endless else self.epochs.value
-        self.progress_cb = RunProgress(self.progress, self.progress_label, self.refresh_table)
+        self.progress_cb = RunProgress(self.progress, self.progress_label, self.refresh_table,
+                                       UNTIL_STOP_EPOCHS if until_stop else None)
         self.runner.add_callback(self.progress_cb)
         # The sweep runs on a copy of the model; it sets the learning-rate slider.
         self.lr_finder = LRFinderButton(self)

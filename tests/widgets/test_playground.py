@@ -403,8 +403,12 @@ def test_start_runs_until_stop_at_a_pace(small, monkeypatch):
     while pg.model.epochs_trained < 5:
         assert pg.dashboard.running
         threading.Event().wait(0.05)
+    pg.dashboard.progress_cb.show(pg.dashboard.progress_cb.epoch, 1)
+    label = pg.dashboard.progress_label.value
+    assert "until Stop" in label and "ETA" not in label and "1000000" not in label
     pg.dashboard.stop()
     assert pg.dashboard.wait(60) and pg.dashboard.runner.state == "stopped"
+    assert " of " not in pg.dashboard.progress_label.value
     # a dashboard made without until_stop keeps its epochs as they are
     plain = TrainingDashboard(pg.model, (pg.inputs, pg.points[1]), epochs=4)
     assert plain.fit_overrides()["epochs"] == 4 and plain.epochs.description == "epochs"
