@@ -10,7 +10,19 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import classroom, experiment, inference, limit, live, overhead, scaling, sweep, training
+from . import (
+               classroom,
+               experiment,
+               inference,
+               limit,
+               live,
+               overhead,
+               playground,
+               scaling,
+               sweep,
+               training,
+)
 
 TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
-                                                     scaling, live, classroom, experiment, sweep)}
+                                                     scaling, live, playground, classroom,
+                                                     experiment, sweep)}

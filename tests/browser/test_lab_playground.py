@@ -27,6 +27,22 @@ IMAGE = f"{BOUNDARY}?.layout?.images?.[0]?.source ?? ''"
 STOP_BOUND_S = 1.5  # the issue asks for 1 s; a little room for a loaded 2-core machine
 
 
+FRAME_TIMES = """async () => {
+    // The page's frame times (ms) over 2 s: median, slowest, count.
+    const times = [];
+    let last = performance.now();
+    const end = last + 2000;
+    while (performance.now() < end) {
+        await new Promise(r => requestAnimationFrame(r));
+        const now = performance.now();
+        times.push(now - last);
+        last = now;
+    }
+    times.sort((a, b) => a - b);
+    return [times[times.length >> 1], times[times.length - 1], times.length];
+}"""
+
+
 def wait_status(page, prefix: str, timeout_ms: int = 60_000) -> None:
     page.wait_for_function(
         "p => (document.querySelector('.xb-status')?.textContent ?? '').trim().startsWith(p)",
@@ -74,6 +90,7 @@ def test_lab_playground_data_stop_export_import(lab_server, page):
     page.wait_for_function(f"s => ({IMAGE}) !== s", arg=first, timeout=60_000)
     page.wait_for_timeout(4000)  # a long run: the page has been busy for a while
     busy = [noop_s(page) for _ in range(3)]
+    frame_ms = page.evaluate(FRAME_TIMES)
     DOCS.mkdir(exist_ok=True)
     for width in (1280, 1920):
         page.set_viewport_size({"width": width, "height": 1100})
@@ -114,6 +131,7 @@ def test_lab_playground_data_stop_export_import(lab_server, page):
     assert not console, console
     assert not failed, failed
     print(f"\n[lab] playground: data applied at once; no-op call while training "
-          f"{', '.join(f'{s:.2f}' for s in busy)} s; Stop showed {stop_s:.2f} s after the "
+          f"{', '.join(f'{s:.2f}' for s in busy)} s; frame time median {frame_ms[0]:.0f} ms, "
+          f"slowest {frame_ms[1]:.0f} ms ({frame_ms[2]} frames in 2 s); Stop showed {stop_s:.2f} s after the "
           f"click ({epochs}); export/import restored the setup; test "
           f"{time.monotonic() - t0:.1f}s; screenshots {DOCS}/playground-*.png")

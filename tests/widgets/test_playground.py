@@ -20,9 +20,9 @@ from exburn_nb.widgets import Playground, TrainingDashboard
 from exburn_nb.widgets.panels import COLORS
 from exburn_nb.widgets.playground import (
     CLASS_INTENSITY,
-    SMOOTH,
     DEFAULTS,
     PRESETS,
+    SMOOTH,
     png_data_uri,
     transform,
 )
