@@ -11,16 +11,16 @@ from __future__ import annotations
 from types import ModuleType
 
 from . import (
-               classroom,
-               experiment,
-               inference,
-               limit,
-               live,
-               overhead,
-               playground,
-               scaling,
-               sweep,
-               training,
+    classroom,
+    experiment,
+    inference,
+    limit,
+    live,
+    overhead,
+    playground,
+    scaling,
+    sweep,
+    training,
 )
 
 TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
