@@ -18,11 +18,13 @@ from . import (
     live,
     overhead,
     playground,
+    playground_redraw,
     scaling,
     sweep,
     training,
 )
 
 TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
-                                                     scaling, live, classroom, playground,
+                                                     scaling, live, playground,
+                                                     playground_redraw, classroom,
                                                      experiment, sweep)}

@@ -50,6 +50,7 @@ DASHBOARD_STYLE = ("<style>.xb-dashboard {max-width: 100%; overflow: hidden}"
                    ".xb-dashboard .xb-row {flex-wrap: wrap; gap: 2px 6px; max-width: 100%}"
                    ".xb-dashboard .xb-row > .widget-inline-hbox {margin: 2px 0}</style>")
 CONTROL_WIDTH = "290px"
+UNTIL_STOP_EPOCHS = 1_000_000  # what "epochs: 0" runs with a dashboard made with until_stop
 
 
 def named_schedule(schedule: Any, learning_rate: float, epochs: int) -> str:
@@ -105,6 +106,8 @@ class TrainingDashboard(W.VBox):
             resumes, exactly as ``xb.fit(resume_from=...)`` does; later Starts go on from
             the model as it is. Without ``config``, the checkpoint's config seeds the
             controls, and the slider shows the rate the checkpoint goes on at.
+        until_stop: with True, epochs 0 (in ``fit_options`` or the epochs control) means
+            "train until Stop" (the playground's default, as in TensorFlow Playground).
         **fit_options: any ``xb.fit`` option; they seed the controls like ``config`` and
             the rest pass through (accuracy, callbacks, shuffle, clip_value, nesterov, ...).
 
@@ -118,8 +121,12 @@ class TrainingDashboard(W.VBox):
 
     def __init__(self, model: Model, data: Any, validation_data: Any = None,
                  config: FitConfig | None = None, resume_from: str | Path | None = None,
-                 **fit_options: Any):
+                 until_stop: bool = False, **fit_options: Any):
         fit_options.pop("verbose", None)
+        self.until_stop = until_stop
+        endless = until_stop and fit_options.get("epochs") == 0
+        if endless:
+            fit_options["epochs"] = UNTIL_STOP_EPOCHS
         options = {k: v for k, v in fit_options.items() if k not in RUN_ARGUMENTS}
         # Every option, the checkpoint and the data's shapes are checked now, as xb.fit
         # checks them (a dashboard that could only fail at Start is not built), without
@@ -139,7 +146,11 @@ class TrainingDashboard(W.VBox):
         self.runner.add_callback(self.plot)
         self.runner.add_listener(self._on_event)
         self._build_controls(model, self.config)
-        self.progress_cb = RunProgress(self.progress, self.progress_label, self.refresh_table)
+        if until_stop:
+            self.epochs.description = "epochs (0: until Stop)"
+            self.epochs.value = 0 if endless else self.epochs.value
+        self.progress_cb = RunProgress(self.progress, self.progress_label, self.refresh_table,
+                                       UNTIL_STOP_EPOCHS if until_stop else None)
         self.runner.add_callback(self.progress_cb)
         # The sweep runs on a copy of the model; it sets the learning-rate slider.
         self.lr_finder = LRFinderButton(self)
@@ -301,9 +312,12 @@ class TrainingDashboard(W.VBox):
 
     def fit_overrides(self) -> dict[str, Any]:
         """The fit options the controls currently say (applied over :attr:`config`)."""
+        epochs = self.epochs.value
+        if self.until_stop and epochs == 0:
+            epochs = UNTIL_STOP_EPOCHS
         schedule = (self.config.lr_schedule if self.schedule.value == CONFIGURED_SCHEDULE
-                    else default_schedule(self.schedule.value, self._rate(), self.epochs.value))
-        return {"epochs": self.epochs.value, "batch_size": self.batch_size.value,
+                    else default_schedule(self.schedule.value, self._rate(), epochs))
+        return {"epochs": epochs, "batch_size": self.batch_size.value,
                 "lr_schedule": schedule,
                 "clip_norm": self.clip_norm.value or None,
                 "weight_decay": self.weight_decay.value,

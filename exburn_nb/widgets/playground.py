@@ -5,11 +5,21 @@ principal components of more), optional feature transforms, a dense network, and
 :class:`~exburn_nb.widgets.TrainingDashboard` (``playground.dashboard``) to train it, with
 its LR-finder button (``playground.lr_finder``) and inside-the-network panels
 (``playground.panels``, closed by default).
-The decision boundary, a heatmap of the predicted class (or probability) over the
-plane with the train and test points on top, is redrawn while training runs: one
-batched forward pass over a grid, at most :data:`MAX_UPDATES_PER_S` times a second. Beside
-it, the network picture (``playground.network``, a
-:class:`~exburn_nb.widgets.NetworkPicture`) is redrawn with it.
+The decision boundary is drawn as TensorFlow Playground draws it: each point of the plane
+takes the colour of its predicted class, blended toward white as the network is less
+sure (``show="probability"``; ``"class"``: flat class colours), computed in the kernel
+and sent as a small PNG, interpolated so it is not blocky. Train points are circles, test points
+triangles, both in their class's colour. Start trains until Stop by default (``epochs=0``),
+at most one epoch every ``epoch_s`` seconds, so a class watches the boundary form; it is
+redrawn while training runs (one batched forward pass over a grid), a frame at a time:
+the next only once the page says it drew the last (see
+:meth:`~exburn_nb.widgets.frontend.figure.FigureWidget.wait_frame`).
+
+Choosing a data set, features or a network applies at once (new data and a fresh
+network); the advanced settings sit in a closed "advanced" section, with the setup's
+JSON to export and import. Beside the boundary, the network picture
+(``playground.network``, a :class:`~exburn_nb.widgets.NetworkPicture`) is redrawn with it,
+in the same frame.
 
 Feature transforms (x², y², xy, sin) are applied on the data side: the model's input is
 the transformed features, and the boundary grid goes through the same transform.
@@ -23,12 +33,17 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
+import struct
 import threading
+import time
+import zlib
 from typing import Any
 
 import ipywidgets as W
+import numpy as np
 import plotly.graph_objects as go
 import torch
 
@@ -46,15 +61,16 @@ from .frontend.throttle import DrawingThread, Throttle
 from .network import Frame, NetworkPicture
 from .panels import COLORS
 
-# Boundary redraws per second. Each is a full heatmap re-render in the browser; in the
-# JupyterLab test on a busy 2-core machine, Stop answered 20-24 s late at 5/s (5-36 s at
-# 1-2/s: the dashboard's own figure weighs too), so the boundary stays at 2/s. Since the
-# values go out from a drawing thread and z is sent compactly, Stop took 0.8 s there.
-MAX_UPDATES_PER_S = 2
-# Probabilities are sent with this many decimals: plotly sends a 2-D z as a JSON list of
-# lists, and float32 reprs made one 60 x 60 redraw 73 KB (3 decimals: 22 KB).
-Z_DECIMALS = 3
+# Boundary redraws per second at most; each waits until the page has drawn the one before
+# (the figure's frame acknowledgement), so a slow page gets fewer, never a queue of them.
+MAX_UPDATES_PER_S = 5
+# the plane's colours at most this far from white (show="class": exactly), so the points,
+# in their full class colours, stand out on a confident region
+CLASS_INTENSITY = 0.6
 GRID = 60  # boundary resolution: GRID x GRID points, one forward pass
+# plotly draws layout images pixelated: the probabilities are interpolated (bilinear) to
+# this many times the grid's resolution before colouring, so the boundary is not blocky
+SMOOTH = 3
 MAX_GRID = 200  # 40,000 points a pass: 1.4 s for the largest network (10 x 256), measured
 MARGIN = 0.15  # the plane extends this share of the data's range beyond it
 FEATURES = {
@@ -66,16 +82,18 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")
 # Each data option's range: its control takes it, and check_config (JSON setups included)
 # refuses a value outside it, so no control ever changes a value it is given.
 LIMITS: dict[str, tuple[float, float]] = {
-    "n": (8, 20_000), "classes": (2, 10), "noise": (0.0, 2.0), "test_fraction": (0.05, 0.9)}
+    "n": (8, 20_000), "classes": (2, 10), "noise": (0.0, 2.0), "test_fraction": (0.05, 0.9),
+    "epoch_s": (0.0, 2.0)}
 MAX_HIDDEN_LAYERS = 10  # hidden layers ...
 MAX_HIDDEN_UNITS = 256  # ... of at most this many units: under 600,000 parameters
-SHOW = ("class", "probability")
+SHOW = ("probability", "class")
 DEFAULTS: dict[str, Any] = {
     "dataset": "circles", "n": 400, "classes": 2, "noise": 0.1, "test_fraction": 0.3,
     "data_seed": 0, "features": ["x", "y"], "hidden": [8], "activation": "tanh",
-    "optimizer": "adam", "learning_rate": 0.03, "weight_decay": 0.0, "epochs": 100,
-    "batch_size": 16, "seed": 0,
+    "optimizer": "adam", "learning_rate": 0.03, "weight_decay": 0.0, "epochs": 0,
+    "batch_size": 16, "seed": 0, "epoch_s": 0.02,
 }
+# epochs 0: train until Stop; epoch_s: the shortest time an epoch takes (a pace to watch)
 PRESETS: dict[str, dict[str, Any]] = {
     "linear model on circles (fails)": {"dataset": "circles", "features": ["x", "y"], "hidden": []},
     "circles with x², y² (linear works)": {"dataset": "circles", "features": ["x", "y", "x²", "y²"],
@@ -157,33 +175,71 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-class _Boundary(Callback):
-    """Redraws the playground's boundary while training, throttled; last draw at the end.
+def png_data_uri(rgb: np.ndarray) -> str:
+    """An ``(height, width, 3)`` uint8 image as a PNG ``data:`` URI (first row on top): the
+    boundary's compact form (a 60 x 60 frame is a few kilobytes).
 
-    The training thread only computes the grid's values (one forward pass, at a batch
-    boundary, so the weights are whole) at most :data:`MAX_UPDATES_PER_S` times a second
-    and hands them to a :class:`~exburn_nb.widgets.frontend.throttle.DrawingThread`, which
-    sends the newest. The last values are drawn before the run ends.
+    Example:
+        >>> png_data_uri(np.zeros((1, 1, 3), np.uint8))[:22]
+        'data:image/png;base64,'
+    """
+    height, width, _ = rgb.shape
+    rows = b"".join(b"\x00" + bytes(row) for row in np.ascontiguousarray(rgb, np.uint8))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows, 6)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def class_rgb(index: int) -> np.ndarray:
+    """Class ``index``'s colour (:data:`~exburn_nb.widgets.panels.COLORS`) as 3 floats."""
+    color = COLORS[index % len(COLORS)]
+    return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+
+
+class _Boundary(Callback):
+    """Redraws the playground's boundary while training, and keeps the run's pace.
+
+    The training thread computes the grid's values (one forward pass, at a batch boundary,
+    so the weights are whole) at most :data:`MAX_UPDATES_PER_S` times a second, and only
+    when the :class:`~exburn_nb.widgets.frontend.throttle.DrawingThread` is free: it sends
+    them, then waits until the page says it has drawn them. The last values are drawn
+    before the run ends. Each epoch lasts at least the config's ``epoch_s``.
     """
 
     def __init__(self, playground: Playground):
         self.playground = playground
         self.throttle = Throttle(MAX_UPDATES_PER_S)
         self._drawer: DrawingThread | None = None
+        self._epoch_started = 0.0
 
     def on_train_begin(self, logs: dict) -> None:
         self.throttle.restart(ready_now=False)
         self._drawer = DrawingThread(self.playground.show_frame, MAX_UPDATES_PER_S,
-                                     name="exburn-boundary-draw")
+                                     name="exburn-boundary-draw",
+                                     settle=self.playground.wait_frame)
+
+    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
+        self._epoch_started = time.monotonic()
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
-        if self.throttle.ready():
+        if self._drawer.idle and self.throttle.ready():
             self._drawer.request(self.playground.frame())
 
+    def on_epoch_end(self, epoch: int, metrics: dict) -> None:
+        trainer = self.playground.dashboard.runner.trainer
+        until = self._epoch_started + self.playground.config["epoch_s"]
+        while time.monotonic() < until and not trainer.control.stopping:
+            time.sleep(min(0.02, max(0.0, until - time.monotonic())))
+
     def on_train_end(self, logs: dict) -> None:
-        if self._drawer is not None:
-            self._drawer.close()
-        self.playground.show_frame(self.playground.frame())
+        if self._drawer is not None:  # not joined: it may be waiting for the page's ack,
+            self._drawer.close(timeout=0)  # and Stop must not wait for that
+        self.playground.draw()
 
 
 class Playground(W.VBox):
@@ -194,8 +250,9 @@ class Playground(W.VBox):
             two features are projected on their first two principal components);
             ``dataset`` is then ``"custom"``.
         preset: a name from :data:`PRESETS`, applied over ``config``.
-        show: ``"class"`` (the predicted class) or ``"probability"`` (of class 1 for two
-            classes, of the winning class otherwise).
+        show: ``"probability"`` (each point in its predicted class's colour, blended toward
+            white as the network is less sure, as in TensorFlow Playground) or ``"class"``
+            (flat class colours).
         grid: the boundary's resolution (grid x grid points, at most :data:`MAX_GRID`).
         **config: any of :data:`DEFAULTS`: dataset, n, classes, noise, test_fraction,
             data_seed (the data), features, hidden, activation (the network), optimizer,
@@ -206,7 +263,7 @@ class Playground(W.VBox):
         >>> pg.dashboard.start(); pg.dashboard.wait()  # doctest: +SKIP
     """
 
-    def __init__(self, data: Any = None, preset: str | None = None, show: str = "class",
+    def __init__(self, data: Any = None, preset: str | None = None, show: str = "probability",
                  grid: int = GRID, **config: Any):
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(map(repr, PRESETS))}; got {preset!r}")
@@ -253,24 +310,58 @@ class Playground(W.VBox):
                               for f in FEATURES}
         self.hidden = W.Text(value=", ".join(map(str, c["hidden"])), description="hidden units",
                              placeholder=f"e.g. 8, 8 (up to {MAX_HIDDEN_LAYERS} layers of 1-"
-                                         f"{MAX_HIDDEN_UNITS}; empty: linear)", style=style)
+                                         f"{MAX_HIDDEN_UNITS}; empty: linear)", style=style,
+                             continuous_update=False)
         self.activation = W.Dropdown(options=ACTIVATIONS, value=c["activation"],
                                      description="activation", style=style)
         self.optimizer = W.Dropdown(options=OPTIMIZERS, value=c["optimizer"],
                                     description="optimizer", style=style)
+        self.epoch_s = W.FloatSlider(value=c["epoch_s"], min=lim["epoch_s"][0],
+                                     max=lim["epoch_s"][1], step=0.01, readout_format=".2f",
+                                     description="seconds per epoch (pace)", style=style)
+        self.epoch_s.add_class("xb-pace")
         self.show_picker = W.ToggleButtons(options=SHOW, value=self.show)
-        self.build_button = W.Button(description="Build", icon="wrench",
+        self.build_button = W.Button(description="New weights", icon="refresh",
                                      tooltip="new data and a fresh network from these settings")
         self.build_button.add_class("xb-build")
         self.message = W.HTML()
+        self.message.add_class("xb-playground-message")
+        self.setup_text = W.Textarea(placeholder="a setup's JSON: Export fills it in; paste one "
+                                                 "and press Import", description="setup",
+                                     style=style, layout=W.Layout(width="95%", height="120px"))
+        self.setup_text.add_class("xb-setup")
+        self.export_button = W.Button(description="Export", icon="upload",
+                                      tooltip="this setup as JSON text, to copy")
+        self.import_button = W.Button(description="Import", icon="download",
+                                      tooltip="apply the setup pasted above")
+        self.export_button.add_class("xb-export")
+        self.import_button.add_class("xb-import")
+        self.export_button.on_click(lambda _: self.export_setup())
+        self.import_button.on_click(lambda _: self.import_setup(self.setup_text.value))
         self.preset.observe(self._on_preset, names="value")
         self.show_picker.observe(self._on_show, names="value")
+        self.epoch_s.observe(self._on_pace, names="value")
         self.build_button.on_click(lambda _: self.build_from_controls())
+        self._syncing = False  # True while the controls are set from a config
+        for w in (self.dataset, self.n, self.classes, self.noise, self.test_fraction,
+                  *self.feature_boxes.values(), self.hidden, self.activation, self.optimizer):
+            w.observe(self._on_setting, names="value")
         self.controls = W.VBox([
-            W.HBox([self.preset, self.build_button, self.show_picker]),
-            W.HBox([self.dataset, self.n, self.classes, self.noise, self.test_fraction]),
+            W.HBox([self.preset, self.show_picker, self.build_button]),
+            W.HBox([self.dataset, self.classes, self.noise]),
             W.HBox([W.Label("features:"), *self.feature_boxes.values()]),
-            W.HBox([self.hidden, self.activation, self.optimizer]), self.message])
+            W.HBox([self.hidden, self.activation]), self.message])
+        self.advanced_box = W.VBox()
+        self.advanced = W.Accordion(children=[self.advanced_box], titles=("advanced",),
+                                    selected_index=None)
+        self.advanced.add_class("xb-advanced")
+
+    def _on_setting(self, change: dict) -> None:
+        if not self._syncing:  # a person's choice: applied at once
+            self.build_from_controls()
+
+    def _on_pace(self, change: dict) -> None:
+        self.config["epoch_s"] = change["new"]
 
     def _controls_config(self) -> dict[str, Any]:
         text = self.hidden.value.replace(" ", "")
@@ -288,12 +379,18 @@ class Playground(W.VBox):
                 "optimizer": self.optimizer.value}
 
     def _set_controls(self, cfg: dict[str, Any]) -> None:
-        self.dataset.value, self.n.value, self.classes.value = cfg["dataset"], cfg["n"], cfg["classes"]
-        self.noise.value, self.test_fraction.value = cfg["noise"], cfg["test_fraction"]
-        for f, box in self.feature_boxes.items():
-            box.value = f in cfg["features"]
-        self.hidden.value = ", ".join(map(str, cfg["hidden"]))
-        self.activation.value, self.optimizer.value = cfg["activation"], cfg["optimizer"]
+        self._syncing = True
+        try:
+            self.dataset.value, self.n.value = cfg["dataset"], cfg["n"]
+            self.classes.value = cfg["classes"]
+            self.noise.value, self.test_fraction.value = cfg["noise"], cfg["test_fraction"]
+            for f, box in self.feature_boxes.items():
+                box.value = f in cfg["features"]
+            self.hidden.value = ", ".join(map(str, cfg["hidden"]))
+            self.activation.value, self.optimizer.value = cfg["activation"], cfg["optimizer"]
+            self.epoch_s.value = cfg["epoch_s"]
+        finally:
+            self._syncing = False
 
     def _on_preset(self, change: dict) -> None:
         if change["new"] in PRESETS:
@@ -305,8 +402,8 @@ class Playground(W.VBox):
         self.draw()
 
     def build_from_controls(self) -> None:
-        """Rebuild from the pickers (the Build button); a bad setting shows its message and
-        changes nothing."""
+        """Rebuild from the pickers (any choice of data or network, and the "New weights"
+        button); a bad setting shows its message and changes nothing."""
         try:
             self.apply({**self.config, **self._controls_config()})
         except (ValueError, TypeError) as exc:
@@ -334,8 +431,8 @@ class Playground(W.VBox):
         model = self._network(c, num_classes)
         dashboard = TrainingDashboard(
             model, (inputs, points[1]), validation_data=(test_inputs, test_points[1]),
-            epochs=c["epochs"], batch_size=c["batch_size"], weight_decay=c["weight_decay"],
-            accuracy=True, seed=c["seed"])
+            until_stop=True, epochs=c["epochs"], batch_size=c["batch_size"],
+            weight_decay=c["weight_decay"], accuracy=True, seed=c["seed"])
         return {"points": points, "test_points": test_points, "inputs": inputs,
                 "test_inputs": test_inputs, "num_classes": num_classes, "model": model,
                 "dashboard": dashboard}
@@ -353,13 +450,14 @@ class Playground(W.VBox):
                                                  names="value")
         self.dashboard.learning_rate.observe(self._on_learning_rate, names="value")
         self.lr_finder, self.panels = self.dashboard.lr_finder, self.dashboard.panels
+        self._place_advanced()
         self._plane()
         self._install_network()
         with self.figure.batch_update():
             self._draw_points()
         self.draw()
         self.message.value = ""
-        self.children = [self.controls, self.pictures, self.dashboard]
+        self.children = [self.controls, self.pictures, self.dashboard, self.advanced]
 
     # ---------------------------------------------------------------- the network picture
     def _install_network(self) -> None:
@@ -384,6 +482,29 @@ class Playground(W.VBox):
         """Draw :meth:`frame`'s values: the boundary, then the network picture."""
         self.show_boundary(frame[0])
         self.network.show(frame[1])
+
+    def wait_frame(self) -> None:
+        """Wait (each at most its timeout) until the page has drawn the last frame of the
+        boundary and of the network picture: the drawing thread's pace."""
+        self.figure.wait_frame()
+        self.network.figure.wait_frame()
+
+    def _place_advanced(self) -> None:
+        """The dashboard keeps Start/Stop, the curves, learning rate and epochs in sight; its
+        other settings and rows go to the closed "advanced" section, with the data's size,
+        test share, optimizer, pace and the setup's export and import."""
+        dash = self.dashboard
+        in_sight = (dash.learning_rate, dash.epochs)
+        # the playground's optimizer picker stands for the dashboard's (it rebuilds)
+        others = [w for w in dash.controls_box.children if w not in (*in_sight, dash.optimizer)]
+        dash.controls_box.children = in_sight
+        rows = (dash.freeze_box, dash.io_row)
+        dash.children = [w for w in dash.children if w not in rows]
+        others_box = W.HBox(others)
+        others_box.add_class("xb-row")
+        self.advanced_box.children = [
+            W.HBox([self.n, self.test_fraction, self.optimizer, self.epoch_s]), others_box,
+            *rows, self.setup_text, W.HBox([self.export_button, self.import_button])]
 
     def _on_option(self, key: str, change: dict) -> None:
         self.config[key] = change["new"]  # a person's change on the dashboard
@@ -436,64 +557,84 @@ class Playground(W.VBox):
     def _empty_figure() -> go.Figure:
         fig = go.Figure(layout=dict(height=440, width=520, margin=dict(l=40, r=10, t=30, b=40),
                                     template="plotly_white", uirevision="keep",
-                                    title="decision boundary", legend=dict(orientation="h")))
-        fig.add_heatmap(name="boundary", opacity=0.45, showscale=False, hoverinfo="skip")
-        fig.add_scatter(name="train", mode="markers",
-                        marker=dict(size=6, line=dict(width=0.5, color="white")))
-        fig.add_scatter(name="test", mode="markers",
-                        marker=dict(size=7, symbol="circle-open", line=dict(width=2)))
+                                    title="decision boundary", legend=dict(orientation="h"),
+                                    xaxis=dict(showgrid=False, zeroline=False),
+                                    yaxis=dict(showgrid=False, zeroline=False)))
+        fig.add_layout_image(name="boundary", xref="x", yref="y", sizing="stretch",
+                             layer="below", source=png_data_uri(np.full((1, 1, 3), 255)))
+        fig.add_scatter(name="train", mode="markers", showlegend=False, hoverinfo="skip",
+                        marker=dict(size=7, symbol="circle", line=dict(width=1, color="white")))
+        fig.add_scatter(name="test", mode="markers", showlegend=False, hoverinfo="skip",
+                        marker=dict(size=9, symbol="triangle-up",
+                                    line=dict(width=1, color="#333")))
+        for name, trace in (("train", fig.data[0]), ("test", fig.data[1])):  # neutral legend
+            fig.add_scatter(name=name, x=[None], y=[None], mode="markers",
+                            marker=dict(size=trace.marker.size, symbol=trace.marker.symbol,
+                                        color="#999", line=trace.marker.line))
         return fig
 
     def boundary(self) -> torch.Tensor:
-        """The heatmap's values over the grid, ``(grid, grid)`` (rows: y, columns: x): the
-        predicted class, or a probability (see ``show``), from one batched forward pass
-        of the transformed grid points."""
+        """The class probabilities over the grid, ``(grid, grid, classes)`` (rows: y,
+        columns: x), from one batched forward pass of the transformed grid points."""
         out = self.model.predict(transform(self.grid_points, self.config["features"]),
                                  batch_size=len(self.grid_points))
-        probs = out.float().softmax(dim=1)
-        if self.show == "class":
-            values = probs.argmax(dim=1).float()
-        elif self.num_classes == 2:
-            values = probs[:, 1]
-        else:
-            values = probs.max(dim=1).values
-        return values.reshape(self.grid, self.grid)
+        return out.float().softmax(dim=1).reshape(self.grid, self.grid, -1)
 
-    def _colorscale(self) -> list:
-        k = self.num_classes
-        if self.show == "probability":
-            return [[0, COLORS[0]], [1, COLORS[1]]] if k == 2 else [[0, "white"], [1, "black"]]
-        scale = []
-        for c in range(k):
-            color = COLORS[c % len(COLORS)]
-            scale += [[c / k, color], [(c + 1) / k, color]]
-        return scale
+    def colors(self, probs: torch.Tensor) -> np.ndarray:
+        """:meth:`boundary`'s probabilities as RGB, ``(grid, grid, 3)`` uint8: each point in
+        its predicted class's colour, blended toward white by how unsure the network is
+        (``show="probability"``: white at a coin toss, :data:`CLASS_INTENSITY` when sure) or
+        a flat tint (``"class"``).
+
+        Example:
+            >>> pg.colors(pg.boundary()).shape  # doctest: +SKIP
+            (60, 60, 3)
+        """
+        k = probs.shape[-1]
+        top, winner = probs.max(dim=-1)
+        if self.show == "class":
+            sure = np.full(tuple(top.shape), CLASS_INTENSITY)
+        else:  # 1/k (a toss) -> 0, 1 -> 1
+            sure = ((top.double().numpy() - 1 / k) / (1 - 1 / k)).clip(0.0, 1.0) * CLASS_INTENSITY
+        palette = np.stack([class_rgb(c) for c in range(k)])
+        rgb = 255.0 + (palette[winner.numpy()] - 255.0) * sure[..., None]
+        return rgb.round().clip(0, 255).astype(np.uint8)
+
+    @staticmethod
+    def smooth(probs: torch.Tensor) -> torch.Tensor:
+        """:meth:`boundary`'s ``(grid, grid, k)`` probabilities interpolated (bilinear) to
+        ``((grid - 1) * SMOOTH + 1)`` points a side, the grid's points among them."""
+        size = (probs.shape[0] - 1) * SMOOTH + 1
+        fine = torch.nn.functional.interpolate(probs.permute(2, 0, 1)[None], size=(size, size),
+                                               mode="bilinear", align_corners=True)
+        return fine[0].permute(1, 2, 0)
+
+    def _plane_axes(self) -> None:
+        x, y = self.grid_x, self.grid_y
+        x_range, y_range = (float(x[0]), float(x[-1])), (float(y[0]), float(y[-1]))
+        self.figure.layout.xaxis.range, self.figure.layout.yaxis.range = x_range, y_range
+        image = self.figure.layout.images[0]
+        image.x, image.y = x_range[0], y_range[1]
+        image.sizex, image.sizey = x_range[1] - x_range[0], y_range[1] - y_range[0]
 
     def _draw_points(self) -> None:
         fig = self.figure
-        for trace, (x, y) in zip(fig.data[1:], (self.points, self.test_points), strict=True):
+        self._plane_axes()
+        for trace, (x, y) in zip(fig.data[:2], (self.points, self.test_points), strict=True):
             trace.x, trace.y = x[:, 0].numpy(), x[:, 1].numpy()
-            trace.marker.color = [COLORS[int(c) % len(COLORS)] for c in y]  # open: the ring
+            trace.marker.color = [COLORS[int(c) % len(COLORS)] for c in y]
 
     def draw(self) -> None:
-        """Redraw the boundary heatmap and the network picture from the model's current
-        weights."""
+        """Redraw the boundary and the network picture from the model's current weights: the
+        one redraw path (one forward pass over the plane for each, one frame sent)."""
         self.show_frame(self.frame())
 
-    def show_boundary(self, z: torch.Tensor) -> None:
-        """Put :meth:`boundary`'s values ``z`` on the heatmap: only what changed is sent
-        (plotly skips equal values), classes as integers, probabilities rounded to
-        :data:`Z_DECIMALS` decimals."""
-        k = self.num_classes
-        if self.show == "class":
-            values, zrange = z.to(torch.int16).numpy(), (-0.5, k - 0.5)
-        else:
-            values, zrange = z.double().numpy().round(Z_DECIMALS), (0.0, 1.0)
+    def show_boundary(self, probs: torch.Tensor) -> None:
+        """Send :meth:`boundary`'s probabilities ``probs`` as one frame: the plane's colours
+        (:meth:`colors` of :meth:`smooth`) as a PNG of a few kilobytes."""
+        source = png_data_uri(self.colors(self.smooth(probs))[::-1])  # first row: the top
         with self._draw_lock, self.figure.batch_update():
-            heat = self.figure.data[0]
-            heat.x, heat.y, heat.z = self.grid_x.numpy(), self.grid_y.numpy(), values
-            heat.zmin, heat.zmax = zrange
-            heat.colorscale = self._colorscale()
+            self.figure.layout.images[0].source = source
 
     # ---------------------------------------------------------------- shareable setups
     def to_json(self) -> str:
@@ -513,14 +654,53 @@ class Playground(W.VBox):
         """A playground from :meth:`to_json`'s text (``data`` for a ``"custom"`` data set):
         shared text, so nesting is bounded and every value is checked against the limits
         of the control that shows it before anything is made."""
-        if not isinstance(text, (str, bytes, bytearray)):
-            raise TypeError(f"text must be a playground setup's JSON text (str or bytes); "
-                            f"got {type(text).__name__}")
-        config = parse_json(text, "playground setup")
-        if not isinstance(config, dict) or config.pop("playground", None) != 1:
-            raise ValueError("text is not a playground setup (made by Playground.to_json)")
+        config = parse_setup(text)
         if config.get("dataset") == "custom" and data is None:
             raise ValueError("this setup uses your own data set: pass it as data=((x, y), "
                              "(test_x, test_y))")
-        check_config(config)  # only setup options: grid, show, preset are the caller's
         return cls(data=data, **kwargs, **config)
+
+    def export_setup(self) -> str:
+        """The Export button: :meth:`to_json`'s text, shown in the setup field to copy."""
+        self.setup_text.value = text = self.to_json()
+        return text
+
+    def import_setup(self, text: str) -> bool:
+        """The Import button: apply a setup's JSON text (from Export, or a class handout);
+        a bad one shows why in the message and changes nothing. True if applied.
+
+        Example:
+            >>> pg.import_setup(other.to_json())  # doctest: +SKIP
+            True
+        """
+        try:
+            config = parse_setup(text)
+            if config.get("dataset") == "custom" and self.custom is None:
+                raise ValueError("this setup uses its own data set, which this playground "
+                                 "does not have: make it with Playground.from_json(text, "
+                                 "data=...)")
+            self.apply(config)
+        except (ValueError, TypeError) as exc:
+            self.message.value = error_html(exc)
+            return False
+        self.preset.value = "(custom)"
+        return True
+
+
+def parse_setup(text: Any) -> dict[str, Any]:
+    """The checked options of a setup's JSON text (:meth:`Playground.to_json`): shared text,
+    so nesting is bounded and every value is checked against the limits of the control
+    that shows it before anything is made.
+
+    Example:
+        >>> parse_setup('{"playground": 1, "dataset": "xor"}')
+        {'dataset': 'xor'}
+    """
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise TypeError(f"text must be a playground setup's JSON text (str or bytes); "
+                        f"got {type(text).__name__}")
+    config = parse_json(text, "playground setup")
+    if not isinstance(config, dict) or config.pop("playground", None) != 1:
+        raise ValueError("text is not a playground setup (made by Playground.to_json)")
+    check_config(config)  # only setup options: grid, show, preset are the caller's
+    return config

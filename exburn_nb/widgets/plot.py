@@ -270,6 +270,9 @@ class LivePlot(Callback):
         silently on throttled draws (a re-render asks the kernel for it), sent on forced
         ones (a run's end, a reset) so a saved notebook holds the final curves.
         """
+        live = isinstance(self.figure, FigureWidget)
+        if not force and live and not self.figure.frame_drawn:
+            return  # the page has not drawn the last frame yet: it would queue up
         if not self.throttle.ready(force=force):
             return
         curves = self.curves()
@@ -287,6 +290,8 @@ class LivePlot(Callback):
                 trace.x, trace.y = xs, ys
                 if text:
                     trace.hovertext = text[0]
+        if live:
+            fig.mark_frame()
         self._publish(send=force)
 
     def _publish(self, send: bool) -> None:

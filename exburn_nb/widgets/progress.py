@@ -35,8 +35,11 @@ class RunProgress(Callback):
         >>> runner.add_callback(progress)  # doctest: +SKIP
     """
 
-    def __init__(self, bar: W.IntProgress, label: W.Label, refresh_table: Callable[[], None]):
+    def __init__(self, bar: W.IntProgress, label: W.Label, refresh_table: Callable[[], None],
+                 until_stop_epochs: int | None = None):
         self.bar, self.label, self.refresh_table = bar, label, refresh_table
+        # a run of this many epochs goes on until Stop: no total, no ETA, the bar per epoch
+        self.until_stop_epochs = until_stop_epochs
         self.throttle = Throttle(PROGRESS_UPDATES_PER_S)
         self.table_throttle = Throttle(1 / TABLE_REFRESH_S)
 
@@ -44,12 +47,13 @@ class RunProgress(Callback):
         self.batches, self.first = logs["batches"], logs["first_epoch"]
         self.last = logs["first_epoch"] + logs["epochs"] - 1
         self.total = logs["batches"] * logs["epochs"]
+        self.endless = logs["epochs"] == self.until_stop_epochs
         self.t0, self.samples, self.done = time.perf_counter(), 0, 0
         self.paused_s, self._paused_at = 0.0, None
         self.epoch, self.batch = logs["first_epoch"], 0
         self.throttle.restart()
         self.table_throttle.restart(ready_now=False)
-        self.bar.max = max(1, self.total)
+        self.bar.max = max(1, self.batches if self.endless else self.total)
         self.bar.value = 0
 
     def pause(self) -> None:
@@ -81,6 +85,11 @@ class RunProgress(Callback):
         elapsed = self.elapsed()
         rate = self.samples / elapsed
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        if self.endless:
+            self.bar.value = batch
+            self.label.value = (f"epoch {epoch} (until Stop) · batch {batch}/{self.batches} · "
+                                f"{rate:,.0f} samples/s")
+            return
         self.bar.value = min(self.done, self.bar.max)
         self.label.value = (
             f"epoch {epoch}/{self.last} · batch {batch}/{self.batches} · "
@@ -94,6 +103,7 @@ class RunProgress(Callback):
         self.resume()
         elapsed = self.elapsed()
         self.bar.value = min(self.done, self.bar.max)
+        of_total = "" if self.endless else f" of {self.total:,}"
         self.label.value = (
-            f"{self.done:,} of {self.total:,} batches in {elapsed:.1f}s · "
+            f"{self.done:,}{of_total} batches in {elapsed:.1f}s · "
             f"{self.samples / elapsed:,.0f} samples/s")

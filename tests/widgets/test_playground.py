@@ -1,10 +1,14 @@
 """The playground in-process: the boundary against model.predict, transforms, multi-class,
 throttled redraws while training, presets, JSON setups that give the same run."""
 
+import base64
 import json
 import math
+import struct
 import threading
+import zlib
 
+import ipywidgets as W
 import numpy as np
 import pytest
 import torch
@@ -13,7 +17,15 @@ from hypothesis import strategies as st
 
 import exburn_nb as xb
 from exburn_nb.widgets import Playground, TrainingDashboard
-from exburn_nb.widgets.playground import DEFAULTS, PRESETS, transform
+from exburn_nb.widgets.panels import COLORS
+from exburn_nb.widgets.playground import (
+    CLASS_INTENSITY,
+    DEFAULTS,
+    PRESETS,
+    SMOOTH,
+    png_data_uri,
+    transform,
+)
 
 
 @pytest.fixture
@@ -30,28 +42,82 @@ def small():
         pg.dashboard.wait(30)
 
 
+def decode_png(uri: str) -> np.ndarray:
+    """The RGB rows of playground.png_data_uri's PNG (filter 0 only), first row on top."""
+    data = base64.b64decode(uri.split(",", 1)[1])
+    width, height = struct.unpack(">II", data[16:24])
+    pos, idat = 8, b""
+    while pos < len(data):
+        (size,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + size]
+        pos += 12 + size
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(height, 1 + 3 * width)
+    assert not raw[:, 0].any()
+    return raw[:, 1:].reshape(height, width, 3)
+
+
+def shown(pg) -> np.ndarray:
+    """The plane's colours as sent at the grid's points, rows: y ascending (as the grid's)."""
+    return decode_png(pg.figure.layout.images[0].source)[::-1][::SMOOTH, ::SMOOTH]
+
+
 def test_boundary_grid_equals_predict_on_the_same_points(small):
-    pg = small(dataset="circles", features=["x", "y", "x²", "y²"], hidden=[4])
+    pg = small(dataset="circles", features=["x", "y", "x²", "y²"], hidden=[4], show="class")
     assert pg.model.input_shape == (None, 4) and pg.inputs.shape == (pg.points[0].shape[0], 4)
     pts = pg.grid_points
     assert pts.shape == (400, 2)
-    expected = pg.model.predict(transform(pts, ["x", "y", "x²", "y²"])).argmax(dim=1)
-    assert torch.equal(pg.boundary().reshape(-1), expected.float())
-    heat = pg.figure.data[0]
-    assert np.array_equal(np.asarray(heat.z).reshape(-1), expected.numpy())
-    assert np.allclose(np.asarray(heat.x), pg.grid_x) and np.allclose(np.asarray(heat.y), pg.grid_y)
+    probs = pg.model.predict(transform(pts, ["x", "y", "x²", "y²"])).softmax(dim=1)
+    assert torch.allclose(pg.boundary().reshape(-1, 2), probs)
     # grid rows are y, columns x: point (row i, column j) is (grid_x[j], grid_y[i])
     assert torch.equal(pts[1 * 20 + 3], torch.stack([pg.grid_x[3], pg.grid_y[1]]))
-    # the plane covers every train and test point
+    # the plane covers every train and test point, and the image covers the plane
     both = torch.cat([pg.points[0], pg.test_points[0]])
     assert pg.grid_x[0] < both[:, 0].min() and pg.grid_x[-1] > both[:, 0].max()
+    image = pg.figure.layout.images[0]
+    assert (image.x, image.y) == (pytest.approx(float(pg.grid_x[0])), pytest.approx(float(pg.grid_y[-1])))
+    assert image.sizex == pytest.approx(float(pg.grid_x[-1] - pg.grid_x[0]))
+    assert image.sizing == "stretch" and image.layer == "below"
     # the training inputs went through the same transform
     assert torch.allclose(pg.inputs[:, 2], pg.points[0][:, 0] ** 2)
+    # show="class": each point in its predicted class's colour, a flat tint
+    colors = [np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)]) for c in COLORS[:2]]
+    tint = [np.round(255 + (c - 255) * CLASS_INTENSITY) for c in colors]
+    sent = shown(pg).reshape(-1, 3).astype(float)
+    expected = np.stack([tint[int(c)] for c in probs.argmax(dim=1)])
+    assert np.abs(sent - expected).max() <= 1
+    # show="probability": the class colour blended toward white by (1 - confidence)
     pg.show_picker.value = "probability"
-    probs = pg.model.predict(transform(pts, pg.config["features"])).softmax(dim=1)[:, 1]
-    sent = np.asarray(pg.figure.data[0].z).reshape(-1)
-    assert np.allclose(sent, probs.numpy(), atol=5e-4)  # sent with 3 decimals
-    assert np.array_equal(sent, np.round(sent, 3))
+    sure = ((probs.max(dim=1).values.double().numpy() - 0.5) / 0.5)[:, None] * CLASS_INTENSITY
+    expected = np.stack([colors[int(c)] for c in probs.argmax(dim=1)])
+    expected = 255 + (expected - 255) * sure
+    assert np.abs(shown(pg).reshape(-1, 3) - expected).max() <= 1
+
+
+def test_colours_blend_by_confidence_for_many_classes(small):
+    pg = small(dataset="blobs", classes=3, show="probability")
+    sure = torch.tensor([[[1.0, 0.0, 0.0]]])
+    toss = torch.full((1, 1, 3), 1 / 3)
+    half = torch.tensor([[[0.0, 2 / 3, 1 / 3]]])  # class 1 at confidence (2/3 - 1/3) / (2/3)
+    rgb = [pg.colors(p)[0, 0].astype(int).tolist() for p in (sure, toss, half)]
+    blue, orange = np.array([0x1f, 0x77, 0xb4]), np.array([0xff, 0x7f, 0x0e])
+    assert rgb[0] == np.round(255 + (blue - 255) * CLASS_INTENSITY).astype(int).tolist()
+    assert rgb[1] == [255, 255, 255]
+    assert rgb[2] == np.round(255 + (orange - 255) * 0.5 * CLASS_INTENSITY).astype(int).tolist()
+    assert decode_png(png_data_uri(np.arange(24, dtype=np.uint8).reshape(2, 4, 3))).tolist() == \
+        np.arange(24).reshape(2, 4, 3).tolist()
+
+
+def test_markers_say_train_and_test_by_shape_and_the_legend_is_neutral(small):
+    pg = small(dataset="blobs", classes=3)
+    train, test, *legend = pg.figure.data
+    assert train.marker.symbol == "circle" and test.marker.symbol == "triangle-up"
+    assert not train.showlegend and not test.showlegend
+    assert list(train.marker.color) == [COLORS[int(c)] for c in pg.points[1]]
+    assert list(test.marker.color) == [COLORS[int(c)] for c in pg.test_points[1]]
+    assert [(t.name, t.marker.symbol, t.marker.color) for t in legend] == [
+        ("train", "circle", "#999"), ("test", "triangle-up", "#999")]
+    assert len(pg.figure.layout.images) == 1
 
 
 def test_transform_features():
@@ -78,10 +144,11 @@ def test_multiclass_training_redraws_throttled(small):
     assert draws[-1] == "exburn-fit" and set(draws[:-1]) <= {"exburn-boundary-draw"}
     assert not [t for t in threading.enumerate() if t.name == "exburn-boundary-draw"]
     after = pg.boundary()
-    assert not torch.equal(before, after)
-    assert np.array_equal(np.asarray(pg.figure.data[0].z), after.numpy())  # the end is drawn
-    assert set(after.unique().tolist()) <= {0.0, 1.0, 2.0, 3.0}
-    assert pg.figure.data[0].zmax == 3.5
+    assert not torch.equal(before, after) and after.shape == (20, 20, 4)
+    assert np.array_equal(shown(pg), pg.colors(after))  # the end is drawn
+    fine = decode_png(pg.figure.layout.images[0].source)[::-1]
+    assert fine.shape == (19 * SMOOTH + 1, 19 * SMOOTH + 1, 3)  # interpolated: not blocky
+    assert np.array_equal(fine, pg.colors(pg.smooth(after)))
 
 
 def test_same_json_gives_the_same_run(small):
@@ -251,9 +318,9 @@ def test_an_exception_text_in_the_message_is_escaped(small):
 
 def test_a_refused_build_changes_nothing(small):
     pg = small(dataset="moons", hidden=[4])
+    pg.dataset.value, pg.classes.value = "spirals", 10  # applied at once
     config, dashboard, model = dict(pg.config), pg.dashboard, pg.model
-    pg.dataset.value, pg.classes.value, pg.n.value = "spirals", 10, 20  # spirals needs 40
-    pg.build_button.click()
+    pg.n.value = 20  # spirals needs 40
     assert "n must be an integer &gt;= 40" in pg.message.value
     assert pg.config == config and pg.dashboard is dashboard and pg.model is model
     assert pg.dashboard in pg.children
@@ -287,7 +354,7 @@ def test_any_value_in_a_setup_is_kept_exactly_or_refused(option, value):
 
 def trained(preset: str, **changes) -> tuple[float, float, float]:
     """Train ``preset`` to its end: (train accuracy, test accuracy, weight norm)."""
-    pg = Playground(preset=preset, grid=8, **changes)
+    pg = Playground(preset=preset, grid=8, epoch_s=0.0, **changes)
     assert pg.dashboard.start() and pg.dashboard.wait(300)
     last = pg.dashboard.history.iloc[-1]
     weights = [p for n, p in pg.model.module.named_parameters() if n.endswith("weight")]
@@ -309,3 +376,148 @@ def test_regularisation_lesson_shows_a_measurable_difference(data_seed):
     assert r_test >= o_test + 0.05  # ... and the regularised one generalises better
     assert (r_train - r_test) <= (o_train - o_test) - 0.1
     assert r_norm <= o_norm / 5
+
+
+# ---------------------------------------------------------------- issue 21: items 2, 3, 5, 6, 7
+def test_frames_wait_for_the_page_to_say_it_drew_the_last():
+    from exburn_nb.widgets.frontend.figure import FRAME, FigureWidget
+    from exburn_nb.widgets.frontend.throttle import DrawingThread
+
+    fig = FigureWidget()
+    sent = []
+    fig.send = lambda content, buffers=None: sent.append(content)
+    assert fig.wait_frame(timeout=5) and not sent  # no view has ever acknowledged: no wait
+    fig._handle_custom_msg({"type": "xb-frame", "id": 0}, [])  # a view: "I acknowledge"
+    assert not fig.wait_frame(timeout=0.05)  # sent, never acknowledged: the timeout
+    assert sent == [{"type": FRAME, "id": 1}]
+    draws, seen = [], []
+
+    def ack(content):
+        fig._handle_custom_msg({"type": "xb-frame", "id": content["id"]}, [])
+
+    def page():  # frame 2 ("a") is drawn late: meanwhile nothing else goes out
+        while not any(m["id"] == 2 for m in sent):
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.2)
+        seen.append(list(draws))
+        fig.send = lambda content, buffers=None: (sent.append(content), ack(content))
+        ack({"id": 2})
+
+    drawer = DrawingThread(draws.append, per_second=1000, name="t-draw",
+                           settle=lambda: fig.wait_frame(timeout=30))
+    drawer.request("a")
+    while not draws:
+        threading.Event().wait(0.01)
+    threading.Thread(target=page, daemon=True).start()
+    for value in "bcd":  # asked while frame "a" is not acknowledged: merged, the newest kept
+        drawer.request(value)
+    assert drawer.wait_drawn(30)
+    drawer.close()
+    assert seen == [["a"]]
+    assert draws == ["a", "d"]
+
+
+def test_start_runs_until_stop_at_a_pace(small, monkeypatch):
+    from exburn_nb.widgets import playground as module
+    from exburn_nb.widgets.dashboard import UNTIL_STOP_EPOCHS
+
+    pg = small(epochs=0, epoch_s=0.0)
+    assert DEFAULTS["epochs"] == 0 and pg.dashboard.epochs.value == 0
+    assert pg.dashboard.fit_overrides()["epochs"] == UNTIL_STOP_EPOCHS
+    assert "until Stop" in pg.dashboard.epochs.description
+    assert pg.dashboard.start()
+    while pg.model.epochs_trained < 5:
+        assert pg.dashboard.running
+        threading.Event().wait(0.05)
+    pg.dashboard.progress_cb.show(pg.dashboard.progress_cb.epoch, 1)
+    label = pg.dashboard.progress_label.value
+    assert "until Stop" in label and "ETA" not in label and "1000000" not in label
+    pg.dashboard.stop()
+    assert pg.dashboard.wait(60) and pg.dashboard.runner.state == "stopped"
+    assert " of " not in pg.dashboard.progress_label.value
+    # a dashboard made without until_stop keeps its epochs as they are
+    plain = TrainingDashboard(pg.model, (pg.inputs, pg.points[1]), epochs=4)
+    assert plain.fit_overrides()["epochs"] == 4 and plain.epochs.description == "epochs"
+    # the pace: an epoch lasts at least epoch_s (a fake clock: no wall-clock assert)
+    clock, slept = [100.0], []
+
+    class FakeTime:
+        monotonic = staticmethod(lambda: clock[0])
+
+        @staticmethod
+        def sleep(s):
+            slept.append(s)
+            clock[0] += s
+    pg = small(epochs=1)  # a run that ended by itself (a stopped one does not wait)
+    assert pg.dashboard.start() and pg.dashboard.wait(60)
+    monkeypatch.setattr(module, "time", FakeTime)
+    pg.epoch_s.value = 0.3
+    assert pg.config["epoch_s"] == 0.3 and json.loads(pg.to_json())["epoch_s"] == 0.3
+    pg._boundary.on_epoch_begin(0, {})
+    clock[0] += 0.1  # the epoch's own work
+    pg._boundary.on_epoch_end(0, {})
+    assert sum(slept) == pytest.approx(0.2) and clock[0] == pytest.approx(100.3)
+
+
+def test_choosing_data_applies_it_at_once(small):
+    pg = small(dataset="spirals", classes=3)
+    before = pg.points[0].clone()
+    xs = list(pg.figure.data[0].x)
+    pg.dataset.value = "circles"  # no Build
+    assert pg.config["dataset"] == "circles" and not torch.equal(pg.points[0], before)
+    assert list(pg.figure.data[0].x) != xs and len(pg.figure.data[0].x) == len(pg.points[0])
+    pg.noise.value = 0.3
+    assert pg.config["noise"] == 0.3
+    pg.feature_boxes["xy"].value = True
+    assert pg.model.input_shape == (None, 3)
+    pg.preset.value = "xor with xy"  # a preset sets the controls once: one rebuild, no loop
+    assert pg.config["dataset"] == "xor" and pg.dataset.value == "xor"
+
+
+def test_advanced_settings_are_grouped_and_closed(small):
+    pg = small()
+
+    def inputs(box):
+        out = []
+        for w in getattr(box, "children", ()):
+            if isinstance(w, (W.Label, W.HTML, W.IntProgress)):
+                continue  # what a person reads, not operates
+            if isinstance(w, (W.ValueWidget, W.Button)) and not isinstance(w, W.Accordion):
+                out.append(w)
+            elif not isinstance(w, W.Accordion):
+                out += inputs(w)
+        return out
+    in_sight = inputs(pg)
+    for w in (pg.dataset, *pg.feature_boxes.values(), pg.hidden, pg.activation,
+              pg.dashboard.learning_rate, pg.dashboard.start_button, pg.dashboard.stop_button):
+        assert any(w is v for v in in_sight), w.description
+    hidden = inputs(pg.advanced)
+    for w in (pg.optimizer, pg.n, pg.test_fraction, pg.dashboard.batch_size,
+              pg.dashboard.weight_decay, pg.epoch_s, pg.export_button, pg.import_button):
+        assert any(w is v for v in hidden) and not any(w is v for v in in_sight)
+    assert pg.advanced.selected_index is None and pg.advanced.titles == ("advanced",)
+    assert len(in_sight) <= 26  # the rest: in "advanced"
+
+
+def test_export_and_import_buttons_restore_the_setup(small):
+    pg = small(dataset="moons", hidden=[6], seed=3)
+    pg.export_button.click()
+    text, config = pg.setup_text.value, dict(pg.config)
+    assert json.loads(text)["hidden"] == [6]
+    pg.dataset.value, pg.hidden.value = "xor", "3, 3"
+    pg.dashboard.batch_size.value = 64
+    assert pg.config != config
+    pg.setup_text.value = text
+    pg.import_button.click()
+    assert pg.config == config and pg.dataset.value == "moons" and pg.hidden.value == "6"
+    assert pg.dashboard.batch_size.value == config["batch_size"]
+    other = small()
+    assert other.import_setup(text) and other.config == config
+    dashboard = other.dashboard
+    for bad, match in [('{"playground": 1, "n": "<b>x</b>"}', "n must be an integer"),
+                       ("not json <script>", "not valid JSON")]:
+        other.setup_text.value = bad
+        other.import_button.click()
+        assert match in other.message.value and "<script>" not in other.message.value
+        assert "<b>x" not in other.message.value
+        assert other.config == config and other.dashboard is dashboard

@@ -109,6 +109,21 @@ async function waitFor(model, ready, ms) {
   return null;
 }
 
+// Frame acknowledgements: the kernel sends {type: "xb-frame?", id} after a change and waits
+// for {type: "xb-frame", id} before its next frame, so frames go out at the pace this page
+// draws them (two animation frames: the change is applied and painted).
+function ackFrames(model) {
+  const onMessage = (msg) => {
+    if (msg?.type !== "xb-frame?") return;
+    requestAnimationFrame(() =>
+      requestAnimationFrame(() => model.send({ type: "xb-frame", id: msg.id })),
+    );
+  };
+  model.on("msg:custom", onMessage);
+  model.send({ type: "xb-frame", id: 0 }); // "this view acknowledges frames"
+  return () => model.off("msg:custom", onMessage);
+}
+
 export default () => {
   let ready; // plotly's own widget for this model, once its module is here
 
@@ -133,7 +148,12 @@ export default () => {
         still.remove();
       }
       hideExportCopies();
-      return figure.render({ model, el });
+      const stopAcks = ackFrames(model);
+      const cleanup = await figure.render({ model, el });
+      return () => {
+        stopAcks();
+        if (typeof cleanup === "function") cleanup();
+      };
     },
   };
 };

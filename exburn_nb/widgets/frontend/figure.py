@@ -19,6 +19,8 @@ Example:
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ from .comms import serve_on_subshell
 
 REQUEST, REPLY = "xb-plotly-bundle?", "xb-plotly-bundle"
 SYNC = "xb-plotly-sync?"  # a front end that loaded plotly late asks for the current figure
+FRAME, FRAME_DRAWN = "xb-frame?", "xb-frame"  # "say when you have drawn this" / "drawn"
+FRAME_TIMEOUT_S = 2.0  # the longest wait for a page to say it drew a frame (a closed view)
 
 
 @functools.cache
@@ -63,6 +67,10 @@ class FigureWidget(go.FigureWidget):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._frames = threading.Condition()
+        self._frame_sent = self._frame_drawn = 0
+        self._frame_marked_at = 0.0
+        self._frames_acked = False  # a view has said it acknowledges drawn frames
         self.on_msg(_answer)
         serve_on_subshell(self)
 
@@ -88,9 +96,58 @@ class FigureWidget(go.FigureWidget):
         return True
 
 
+    def mark_frame(self) -> None:
+        """After a change, ask the page to say when it has drawn it (see :attr:`frame_drawn`);
+        nothing where no view has ever acknowledged a frame."""
+        with self._frames:
+            if not self._frames_acked:
+                return
+            self._frame_sent += 1
+            self._frame_marked_at = time.monotonic()
+            mark = self._frame_sent
+        self.send({"type": FRAME, "id": mark})
+
+    @property
+    def frame_drawn(self) -> bool:
+        """Whether the page has drawn the last marked frame (or gave up on it: no answer for
+        :data:`FRAME_TIMEOUT_S`): a sender that must not wait skips a frame until then.
+
+        Example:
+            >>> FigureWidget().frame_drawn  # no page acknowledges frames: always
+            True
+        """
+        with self._frames:
+            return (self._frame_drawn >= self._frame_sent
+                    or time.monotonic() - self._frame_marked_at > FRAME_TIMEOUT_S)
+
+    def wait_frame(self, timeout: float = FRAME_TIMEOUT_S) -> bool:
+        """After a change, wait (at most ``timeout`` s) until a page has drawn it: a live
+        sender calls this between frames, so it sends at the pace the page draws and the
+        page never queues frames (nor a Stop behind them). Returns at once, True, where no
+        view has ever acknowledged a frame (no page, an old page, plain Python).
+
+        Example:
+            >>> FigureWidget().wait_frame()
+            True
+        """
+        self.mark_frame()
+        with self._frames:
+            mark = self._frame_sent
+            return self._frames.wait_for(lambda: self._frame_drawn >= mark, timeout)
+
+    def _on_frame_drawn(self, mark: Any) -> None:
+        if isinstance(mark, int) and not isinstance(mark, bool):
+            with self._frames:
+                self._frames_acked = True
+                self._frame_drawn = max(self._frame_drawn, mark)
+                self._frames.notify_all()
+
+
 def _answer(widget: FigureWidget, content: Any, buffers: list) -> None:
     kind = content.get("type") if isinstance(content, dict) else None
-    if kind == REQUEST:
+    if kind == FRAME_DRAWN:
+        widget._on_frame_drawn(content.get("id"))
+    elif kind == REQUEST:
         widget.send({"type": REPLY}, buffers=[plotly_module()])
     elif kind == SYNC:
         widget.save_state(send=True)

@@ -8,7 +8,8 @@ budget, so its cost stays flat however long the run.
 Where a redraw costs more than the training thread should pay (the playground's heatmap,
 the run comparison's figures), a :class:`DrawingThread` sends it: the training thread only
 asks, requests that arrive meanwhile are merged, and the thread draws at most
-``per_second`` times a second.
+``per_second`` times a second and, given ``settle``, only once the front end has drawn the
+frame before (see :meth:`~exburn_nb.widgets.frontend.figure.FigureWidget.wait_frame`).
 
 Example:
     >>> throttle = Throttle(per_second=5)
@@ -88,6 +89,9 @@ class DrawingThread:
         idle_s: with ``on_idle``, call it when nothing was asked for this long; what it
             returns (unless None) is drawn, as a request would be.
         on_idle: see ``idle_s`` (e.g. polling storage that other processes write).
+        settle: called in the drawing thread after each draw; the next draw waits until it
+            returns, e.g. until the page says it has drawn the frame (with a timeout), so
+            frames go out at the pace the page can draw and Stop is not queued behind them.
 
     Example:
         >>> drawn = []
@@ -100,9 +104,10 @@ class DrawingThread:
 
     def __init__(self, draw: Callable[[Any], None], per_second: float, name: str,
                  merge: Callable[[Any, Any], Any] = newest, idle_s: float | None = None,
-                 on_idle: Callable[[], Any] | None = None):
+                 on_idle: Callable[[], Any] | None = None,
+                 settle: Callable[[], Any] | None = None):
         self.interval = Throttle(per_second).interval  # validated there
-        self._draw, self._merge, self._on_idle = draw, merge, on_idle
+        self._draw, self._merge, self._on_idle, self._settle = draw, merge, on_idle, settle
         self._idle_s = idle_s if on_idle is not None else None
         self._lock = threading.Lock()
         self._wake, self._closed, self._drawn = (threading.Event(), threading.Event(),
@@ -120,6 +125,12 @@ class DrawingThread:
             self._asked = True
             self._drawn.clear()
             self._wake.set()
+
+    @property
+    def idle(self) -> bool:
+        """Whether every request so far is drawn (and settled): a new one would go out at
+        once, so a caller can skip computing requests that would only be merged away."""
+        return self._drawn.is_set()
 
     def wait_drawn(self, timeout: float | None = None) -> bool:
         """Wait until every request so far is drawn; True if it is."""
@@ -153,6 +164,8 @@ class DrawingThread:
             started = time.monotonic()
             try:
                 self._draw(request)
+                if self._settle is not None:
+                    self._settle()
             except Exception:  # noqa: BLE001 - a widget closed meanwhile: draw again next time
                 log.debug("a draw failed", exc_info=True)
             with self._lock:
