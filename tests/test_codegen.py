@@ -170,7 +170,12 @@ def test_a_compiled_model_gives_its_settings_and_frozen_layers(small_digits):
 def test_every_activation_computes_what_the_kits_layer_computes(fn):
     spec = (xb.input("input", shape=(None, 6)).dense(5, activation=fn).activation(fn)
             .dense(3))
-    ns = script_namespace(xb.to_torch_code(spec, seed=0))
+    assert_the_scripts_net_is_the_model(spec, xb.to_torch_code(spec, seed=0))
+
+
+def assert_the_scripts_net_is_the_model(spec, code):
+    """The script's ``Net`` starts from the compiled model's weights and computes the same."""
+    ns = script_namespace(code)
     torch.manual_seed(0)
     net = ns["Net"]()
     ns["init_weights"](net)
@@ -183,15 +188,7 @@ def test_every_activation_computes_what_the_kits_layer_computes(fn):
 def test_layers_named_like_python_keywords_are_written_as_names():
     spec = (xb.input("input", shape=(None, 6)).dense(5, activation="relu", name="lambda")
             .dropout(0.1, name="pass").batch_norm(name="class").dense(3, name="return"))
-    code = xb.to_torch_code(spec, seed=0)
-    ns = script_namespace(code)
-    torch.manual_seed(0)
-    net = ns["Net"]()
-    ns["init_weights"](net)
-    model = xb.compile(spec, seed=0)
-    assert_same_weights(model, net.state_dict())
-    x = torch.randn(4, 6)
-    torch.testing.assert_close(net.eval()(x), model.predict(x), rtol=0, atol=ATOL)
+    assert_the_scripts_net_is_the_model(spec, xb.to_torch_code(spec, seed=0))
 
 
 def test_every_activation_has_code():

@@ -27,7 +27,7 @@ import torch
 
 from ..base.checks import check_seed
 from .config import CompileConfig, FitConfig
-from .layers import Layer, conv_padding, py_literal
+from .layers import Layer, conv_padding, init_weights, py_literal
 from .losses import Loss
 from .model import Model, resolve_device
 from .optim import Schedule, make_optimizer
@@ -66,19 +66,7 @@ class Dropout(nn.Module):
         return x * ((torch.rand_like(x) < keep) * (1.0 / keep))
 '''
 
-_INIT = '''
-
-def init_weights(net):
-    """Glorot-uniform weights and zero biases (exburn_nb's initialisation)."""
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                module.reset_parameters()
-'''
+_INIT = "\n\n" + inspect.getsource(init_weights)  # the kit's own, word for word
 
 _LOSSES = {
     ("cross_entropy", False): ["return F.cross_entropy(output, target)"],
