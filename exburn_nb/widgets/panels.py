@@ -28,6 +28,8 @@ from .frontend.throttle import Throttle
 
 MAX_UPDATES_PER_S = 5
 BINS = 30
+# What an empty panel says until the first sample arrives (then it is removed).
+EMPTY_HINT = "weights, gradients and activations appear here when training starts"
 # Side by side when they fit, one under the other when not; each fills the width it gets.
 PANELS_STYLE = ("<style>.xb-network-panels {max-width: 100%; min-width: 0}"
                 ".xb-network-panels .xb-panels-row {flex-wrap: wrap; max-width: 100%}"
@@ -127,7 +129,7 @@ class NetworkPanels(W.VBox):
                                      yaxis=dict(title="count")))
         for i, n in enumerate(self.inspector.layers):
             hist.add_bar(name=n, opacity=0.5, marker=dict(color=COLORS[i % 10]))
-        return FigureWidget(hist)
+        return FigureWidget(_with_hint(hist))
 
     @staticmethod
     def _figure(title: str, ytitle: str, ytype: str, traces: list[dict]) -> go.Figure:
@@ -136,7 +138,7 @@ class NetworkPanels(W.VBox):
                                     xaxis=dict(title="step"), yaxis=dict(title=ytitle, type=ytype)))
         for trace in traces:
             fig.add_scatter(mode="lines+markers", x=[], y=[], **trace)
-        return fig
+        return _with_hint(fig)
 
     # ---------------------------------------------------------------- on/off
     @property
@@ -163,6 +165,10 @@ class NetworkPanels(W.VBox):
         inspector = self.inspector
         norms, dead, hists = inspector.norms, inspector.dead, inspector.histograms
         k = len(inspector.param_layers)
+        if not norms.empty:  # the first sample: the hints go
+            for figure in (self.norm_figure, self.dead_figure, self.hist_figure):
+                if figure.layout.annotations:
+                    figure.layout.annotations = ()
         with self.norm_figure.batch_update():
             for i, layer in enumerate(inspector.param_layers):
                 rows = norms[norms["layer"] == layer]
@@ -180,3 +186,10 @@ class NetworkPanels(W.VBox):
                     counts, edges = hists[layer]
                     trace.x, trace.y = (edges[:-1] + edges[1:]) / 2, counts
                     trace.width = float(edges[1] - edges[0])
+
+
+def _with_hint(fig: go.Figure) -> go.Figure:
+    """``fig`` saying :data:`EMPTY_HINT` in its middle (not bare axes before Start)."""
+    fig.add_annotation(text=EMPTY_HINT, xref="paper", yref="paper", x=0.5, y=0.5,
+                       showarrow=False, font=dict(color="#666"))
+    return fig

@@ -142,6 +142,10 @@ def test_multiclass_training_redraws_throttled(small):
     # the training thread only computes the values; a drawing thread sends them, and the
     # last draw happens before the run ends
     assert draws[-1] == "exburn-fit" and set(draws[:-1]) <= {"exburn-boundary-draw"}
+    # the drawing thread is let go, not joined, at the end of a run (Stop must not wait
+    # for a page's frame ack): it ends on its own once its last frame is out
+    for thread in [t for t in threading.enumerate() if t.name == "exburn-boundary-draw"]:
+        thread.join(timeout=30)
     assert not [t for t in threading.enumerate() if t.name == "exburn-boundary-draw"]
     after = pg.boundary()
     assert not torch.equal(before, after) and after.shape == (20, 20, 4)
