@@ -28,6 +28,11 @@ from .frontend.throttle import Throttle
 
 MAX_UPDATES_PER_S = 5
 BINS = 30
+# Side by side when they fit, one under the other when not; each fills the width it gets.
+PANELS_STYLE = ("<style>.xb-network-panels {max-width: 100%; min-width: 0}"
+                ".xb-network-panels .xb-panels-row {flex-wrap: wrap; max-width: 100%}"
+                ".xb-network-panels .xb-panels-row > * {flex: 1 1 380px; min-width: 0}"
+                ".xb-network-panels .js-plotly-plot {width: 100%; min-width: 0}</style>")
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
           "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -147,7 +152,9 @@ class NetworkPanels(W.VBox):
     def _set_enabled(self, on: bool) -> None:
         self.inspector.enabled = on
         if on and not self.box.children:
-            self.box.children = [W.HBox([self.norm_figure, self.dead_figure]), self.hist_figure]
+            row = W.HBox([self.norm_figure, self.dead_figure])
+            row.add_class("xb-panels-row")
+            self.box.children = [W.HTML(PANELS_STYLE), row, self.hist_figure]
         self.box.layout.display = None if on else "none"
 
     # ---------------------------------------------------------------- drawing
