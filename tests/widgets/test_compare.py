@@ -4,7 +4,6 @@ import math
 import threading
 import time
 
-import pandas as pd
 import pytest
 
 import exburn_nb as xb
