@@ -129,7 +129,7 @@ def test_08_playground_layout_with_the_network_panels_open(lab_server, page):
     page.wait_for_function("document.querySelectorAll("
                            "'.xb-network-panels .js-plotly-plot .main-svg').length >= 3")
     found = check_widths(page, "08", {"panels": ".xb-network-panels .js-plotly-plot",
-                                      "circles": ".jp-OutputArea .widget-hbox .js-plotly-plot"})
+                                      "circles": ".widget-hbox:has(.js-plotly-plot):has-text('circles with a hidden layer')"})
     assert found == {w: [] for w in WIDTHS}, found
     assert not page.errors and not seen, (page.errors, seen)
     print(f"\n[layout] 08 checked in {time.monotonic() - t0:.0f}s")
