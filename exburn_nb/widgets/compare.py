@@ -261,8 +261,10 @@ class RunComparison(W.VBox):
         self.parallel = FigureWidget(go.Figure(
             go.Parcoords(dimensions=[], line=dict(color=[], colorscale="Viridis",
                                                   showscale=True)),
-            layout=dict(height=340, margin=dict(l=60, r=60, t=80, b=30),
-                        title=f"params against {exp.metric}")))
+            # the title at the top, clear of the axes' labels and top values under it
+            layout=dict(height=360, margin=dict(l=60, r=60, t=100, b=30),
+                        title=dict(text=f"params against {exp.metric}", yref="container",
+                                   y=1, yanchor="top", pad=dict(t=10)))))
         self.importance = FigureWidget(go.Figure(
             go.Bar(x=[], y=[], orientation="h", marker_color="#1f77b4"),
             layout=dict(height=220, margin=dict(l=120, r=20, t=40, b=30),

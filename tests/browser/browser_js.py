@@ -59,7 +59,9 @@ LAYOUT_PROBLEMS = """() => {
 OUTPUT_LAYOUT_PROBLEMS = """() => {
     // In every rendered output area of the notebook: figures, tables and widgets that stick
     // out of it or out of a box that clips them, an output area that scrolls sideways, and
-    // a plotly title over the top tick label of its y axis (or parallel axes).
+    // a plotly title over the top tick label of its y axis (or parallel axes). A pandas
+    // DataFrame printed by a cell scrolls sideways in its own output, as JupyterLab shows
+    // every wide DataFrame: that is not counted.
     const box = e => e.getBoundingClientRect();
     const name = e => (e.className?.baseVal ?? e.className ?? e.tagName).toString()
         .split(' ').filter(c => c.startsWith('xb-') || c.startsWith('widget-') || c === 'main-svg'
@@ -70,11 +72,12 @@ OUTPUT_LAYOUT_PROBLEMS = """() => {
     for (const out of document.querySelectorAll('.jp-NotebookPanel .jp-OutputArea-output')) {
         const o = box(out);
         if (!o.width || !o.height) continue;  // not laid out (off screen)
-        if (out.scrollWidth > out.clientWidth + 1)
+        const frame = out.querySelector('table.dataframe');
+        if (out.scrollWidth > out.clientWidth + 1 && !frame)
             problems.push(`an output area scrolls sideways (${out.scrollWidth} > ${out.clientWidth} px)`);
         for (const e of out.querySelectorAll('.js-plotly-plot, .js-plotly-plot .main-svg, table, .jupyter-widgets')) {
             const b = box(e);
-            if (!b.width || e.closest('.xb-export-only')) continue;
+            if (!b.width || e.closest('.xb-export-only') || e.matches('table.dataframe')) continue;
             for (let a = e.parentElement; a && a !== out.parentElement; a = a.parentElement) {
                 if (a !== out && getComputedStyle(a).overflowX === 'visible') continue;
                 const r = box(a);
@@ -94,8 +97,9 @@ OUTPUT_LAYOUT_PROBLEMS = """() => {
                 .map(box).filter(b => b.width);
             if (!ticks.length) continue;
             const top = ticks.reduce((a, b) => (b.top < a.top ? b : a));
-            if (overlaps(t, top) || ticks.some(b => overlaps(t, b)))
-                problems.push(`the title "${title.textContent.slice(0, 40)}" [${t.top|0}, ${t.bottom|0}] overlaps the top tick label [${top.top|0}, ${top.bottom|0}]`);
+            const hit = overlaps(t, top) ? top : ticks.find(b => overlaps(t, b));
+            if (hit)
+                problems.push(`the title "${title.textContent.slice(0, 40)}" [${t.top|0}, ${t.bottom|0}] overlaps a tick label [${hit.top|0}, ${hit.bottom|0}] (the top one: [${top.top|0}, ${top.bottom|0}])`);
         }
     }
     return problems;

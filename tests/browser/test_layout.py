@@ -101,6 +101,7 @@ def check_widths(page, name: str, shots: dict[str, str]) -> dict[int, list[str]]
         if width == 1280:
             assert page.locator(".jp-FileBrowser").is_visible()
         found[width] = layout_problems(page)
+        print(f"\n[layout] {name} at {width} px: {found[width] or 'nothing out of place'}")
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.mouse.move(0, 0)
         for label, selector in shots.items():
