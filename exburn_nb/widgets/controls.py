@@ -50,8 +50,8 @@ def show_rate(slider: W.FloatLogSlider, value: float) -> None:
     exponent = math.log10(value)
     slider.min = min(slider.min, math.floor(exponent))
     slider.max = max(slider.max, math.ceil(exponent))
-    steps = round((exponent - slider.min) / LR_STEP)
-    slider.step = (exponent - slider.min) / steps if steps else LR_STEP
+    span = exponent - slider.min  # >= 0: the value's distance from the range's start
+    slider.step = span / max(1, round(span / LR_STEP)) if span else LR_STEP
     slider.value = value
 
 
