@@ -55,6 +55,7 @@ def test_lab_compare_start_live_curves_train_best(lab_server, page):
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(SOURCE)]
     nbformat.write(nb, lab_server["dir"] / "compare.ipynb")
+    page.set_viewport_size({"width": 1280, "height": 1000})  # a teacher's laptop
     page.goto(f"{lab_server['base']}/lab/workspaces/compare/tree/compare.ipynb?reset"
               f"&token={lab_server['token']}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
