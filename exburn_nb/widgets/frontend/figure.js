@@ -127,7 +127,16 @@ export default () => {
         still.remove();
       }
       hideExportCopies();
-      return figure.render({ model, el });
+      const undo = figure.render({ model, el });
+      // plotly's widget sizes the figure once: follow the width its cell gives it later (the
+      // file browser opened, the window narrowed). plotly.js's responsive handler resizes a
+      // figure without a fixed width to its div.
+      const observer = new ResizeObserver(() => el._responsiveChartHandler?.());
+      observer.observe(el);
+      return () => {
+        observer.disconnect();
+        undo?.();
+      };
     },
   };
 };

@@ -62,6 +62,9 @@ class FigureWidget(go.FigureWidget):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # plotly.js resizes a responsive figure (one without a fixed width) to its container;
+        # figure.js asks it to whenever that container's size changes
+        self._config = {"responsive": True, **self._config}
         self.on_msg(_answer)
         serve_on_subshell(self)
 
