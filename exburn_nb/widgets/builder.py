@@ -295,12 +295,12 @@ class ModelBuilder(W.VBox):
         self.show_code = W.ToggleButton(description="show code", value=False)
         self.show_code.add_class("xb-builder-code-toggle")
         self.show_code.observe(self._on_show_code, "value")
-        self.code_box = W.Textarea(layout=W.Layout(width="640px", height="180px",
-                                                   display="none"))
+        self.code_box = W.Textarea(layout=W.Layout(width="640px", max_width="100%",
+                                                   height="180px", display="none"))
         self.code_box.add_class("xb-builder-code")
         self.copy_html = W.HTML(layout=W.Layout(display="none"))
-        self.torch_code_box = W.Textarea(layout=W.Layout(width="640px", height="180px",
-                                                         display="none"))
+        self.torch_code_box = W.Textarea(layout=W.Layout(width="640px", max_width="100%",
+                                                         height="180px", display="none"))
         self.torch_code_box.add_class("xb-builder-torch-code")
         self.code_tabs = W.Tab([self.code_box, self.torch_code_box],
                                titles=("exburn_nb", "PyTorch"),
@@ -323,7 +323,8 @@ class ModelBuilder(W.VBox):
         self.compile_row = W.GridBox(
             [self.loss_choice, self.optimizer, self.learning_rate, self.weight_decay,
              self.device, self.seed, self.compile_button],
-            layout=W.Layout(grid_template_columns="repeat(4, 220px)"))
+            # as many 220 px columns as fit: fewer in a narrow cell, never cut at the right
+            layout=W.Layout(grid_template_columns="repeat(auto-fill, 220px)", max_width="100%"))
         self.status = W.HTML()
         self.status.add_class("xb-builder-status")
         self.runs_html = W.HTML()

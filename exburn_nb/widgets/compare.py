@@ -31,16 +31,19 @@ import threading
 from dataclasses import fields
 from typing import Any
 
+import anywidget
 import ipywidgets as W
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
+from traitlets import Int, List, Unicode
 
 from ..base.vocabulary import Event, RunState
 from ..core.config import FitConfig
 from ..experiment import Experiment, ExperimentResults
 from ..experiment.space import Range
+from .controls import show_rate
 from .frontend.figure import FigureWidget
 from .frontend.throttle import DrawingThread, Throttle
 
@@ -54,7 +57,43 @@ PANELS = 2  # loss, metric
 SPECIAL_STYLE = {RunState.PRUNED: dict(color="#9e9e9e", dash="dot"),
                  RunState.FAILED: dict(color="#d62728", dash="dashdot")}
 TABLE_STYLE = ("<style>.xb-runs-table th, .xb-runs-table td "
-               "{padding: 1px 10px; text-align: right}</style>")
+               "{padding: 1px 10px; text-align: right}"
+               ".xb-runs-table tbody tr {cursor: pointer}"
+               ".xb-runs-table tbody tr:hover {background: #eef4fb}"
+               ".xb-runs-table tbody tr.xb-highlighted {background: #ffe9a8}</style>")
+EMPTY_CELL = "–"  # a value a run does not have (yet)
+# Nothing sticks out of the output area: the table scrolls sideways when it alone is wider
+# than the cell; the highlight list wraps below it when both do not fit side by side; the
+# figures fill the width they get (plotly's autosize).
+COMPARISON_STYLE = ("<style>.xb-run-comparison {max-width: 100%; min-width: 0}"
+                    ".xb-run-comparison .js-plotly-plot {width: 100%; min-width: 0}"
+                    ".xb-run-comparison .xb-compare-row {flex-wrap: wrap; gap: 2px 12px;"
+                    " max-width: 100%}"
+                    ".xb-run-comparison .xb-compare-table {flex: 1 1 auto; min-width: 0;"
+                    " max-width: 100%; overflow-x: auto}</style>")
+# The runs table's front end: the HTML, and a click on a row sends that row's run.
+ROWS_JS = """
+function render({ model, el }) {
+  const draw = () => {
+    el.innerHTML = model.get("value");
+    const marked = new Set(model.get("highlighted"));
+    for (const row of el.querySelectorAll("tbody tr")) {
+      const run = Number(row.cells[0]?.textContent);
+      row.classList.toggle("xb-highlighted", marked.has(run));
+      row.title = "click: highlight this run's curves";
+      row.addEventListener("click", () => model.send({ type: "row", run }));
+    }
+  };
+  draw();
+  model.on("change:value", draw);
+  model.on("change:highlighted", draw);
+  return () => {
+    model.off("change:value", draw);
+    model.off("change:highlighted", draw);
+  };
+}
+export default { render };
+"""
 
 
 def _slot(group: int, panel: int, series: int) -> int:
@@ -74,6 +113,48 @@ def _decimate(values: list, limit: int = MAX_POINTS_PER_RUN) -> list:
     step = math.ceil(len(values) / limit)
     kept = values[::step]
     return kept if kept[-1] is values[-1] else [*kept, values[-1]]
+
+
+def _cell(value: Any) -> Any:
+    """A table cell as shown: numbers to 4 significant digits, a dash where there is none."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return EMPTY_CELL
+    return f"{value:.4g}" if isinstance(value, float) else value
+
+
+class RunsTable(anywidget.AnyWidget):
+    """An HTML table (its first column: the run) whose rows can be clicked: a click calls
+    every ``on_row`` callback with that row's run. Rows of the runs in ``highlighted`` are
+    marked.
+
+    Example:
+        >>> table = RunsTable(value="<table><tbody><tr><td>3</td></tr></tbody></table>")
+        >>> table.on_row(print); table.click(3)
+        3
+    """
+
+    _esm = ROWS_JS
+    value = Unicode("").tag(sync=True)
+    highlighted = List(Int()).tag(sync=True)
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._row_callbacks: list = []
+        self.on_msg(self._on_message)
+
+    def on_row(self, callback) -> None:
+        """Call ``callback(run)`` when a row is clicked."""
+        self._row_callbacks.append(callback)
+
+    def click(self, run: int) -> None:
+        """What a click on the row of ``run`` does."""
+        for callback in self._row_callbacks:
+            callback(run)
+
+    def _on_message(self, _widget: Any, content: dict, _buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "row" \
+                and isinstance(content.get("run"), int):
+            self.click(content["run"])
 
 
 class RunComparison(W.VBox):
@@ -106,8 +187,11 @@ class RunComparison(W.VBox):
         self.runs_frame = pd.DataFrame()
         self.summary_frame = pd.DataFrame()
         self._build(names, colour_by or names[0])
-        super().__init__([self.buttons_row, self.curves, W.HBox([self.table, self.highlight]),
-                          self.parallel, self.importance_box, self.dashboard_box])
+        table_row = W.HBox([self.table, self.highlight])
+        table_row.add_class("xb-compare-row")
+        super().__init__([W.HTML(COMPARISON_STYLE), self.buttons_row, self.curves, table_row,
+                          self.parallel, self.importance_box, self.dashboard_box],
+                         layout=W.Layout(width="100%"))
         self.add_class("xb-run-comparison")
         self.refresh()
         self._drawer = DrawingThread(
@@ -149,8 +233,11 @@ class RunComparison(W.VBox):
         self.colour_by.observe(lambda _: self.refresh(full=False), "value")
         self.status = W.HTML()
         self.status.add_class("xb-compare-status")
+        self.notice = W.HTML()  # what a click could not do, and why
+        self.notice.add_class("xb-compare-notice")
         self.buttons_row = W.HBox([self.start_button, self.stop_button, self.best_button,
-                                   self.colour_by, self.status])
+                                   self.colour_by, self.status, self.notice])
+        self.buttons_row.add_class("xb-compare-row")
         self.start_button.disabled = self.stop_button.disabled = not trainable
         self.best_button.disabled = True
         self.curves = FigureWidget(self._curves_figure())
@@ -164,17 +251,20 @@ class RunComparison(W.VBox):
                                          layout=W.Layout(width="auto"))
         for control in (self.sort_by, self.descending):
             control.observe(lambda _: self._draw_table(), "value")
-        self.table_html = W.HTML()
-        self.table = W.VBox([W.HBox([self.sort_by, self.descending]), self.table_html],
-                            layout=W.Layout(flex="1 1 auto"))
+        self.table_html = RunsTable()
+        self.table_html.on_row(self.highlight_runs)
+        self.table = W.VBox([W.HBox([self.sort_by, self.descending]), self.table_html])
+        self.table.add_class("xb-compare-table")
         self.highlight = W.SelectMultiple(options=[], description="highlight", rows=8,
-                                          layout=W.Layout(width="200px"))
-        self.highlight.observe(lambda _: self.refresh(full=False), "value")
+                                          layout=W.Layout(width="200px", flex="0 0 auto"))
+        self.highlight.observe(self._on_highlight, "value")
         self.parallel = FigureWidget(go.Figure(
             go.Parcoords(dimensions=[], line=dict(color=[], colorscale="Viridis",
                                                   showscale=True)),
-            layout=dict(height=340, margin=dict(l=60, r=60, t=80, b=30),
-                        title=f"params against {exp.metric}")))
+            # the title at the top, clear of the axes' labels and top values under it
+            layout=dict(height=360, margin=dict(l=60, r=60, t=100, b=30),
+                        title=dict(text=f"params against {exp.metric}", yref="container",
+                                   y=1, yanchor="top", pad=dict(t=10)))))
         self.importance = FigureWidget(go.Figure(
             go.Bar(x=[], y=[], orientation="h", marker_color="#1f77b4"),
             layout=dict(height=220, margin=dict(l=120, r=20, t=40, b=30),
@@ -218,8 +308,18 @@ class RunComparison(W.VBox):
         return isinstance(self.experiment, Experiment)
 
     def start(self) -> bool:
-        """Start the experiment in the background (False if it runs already)."""
-        started = self.experiment.start()
+        """Start the experiment in the background; False, saying why under the buttons,
+        when it runs already or every run it adds is finished."""
+        exp = self.experiment
+        if not self._live:
+            return False
+        if not exp.running and exp.added >= exp.total:
+            self.notice.value = html.escape(
+                f"every run is finished ({exp.added} of {exp.total}): nothing to start. "
+                "To train more, make a new Experiment (or one with more n_trials).")
+            return False
+        self.notice.value = ""
+        started = exp.start()
         self._sync_buttons()
         return started
 
@@ -241,6 +341,7 @@ class RunComparison(W.VBox):
         options = {f.name: getattr(config, f.name) for f in fields(FitConfig)}
         self.dashboard = TrainingDashboard(model, exp.data, validation_data=exp.validation_data,
                                            **options)
+        show_rate(self.dashboard.learning_rate, model.learning_rate)  # exactly the rate used
         self.dashboard_box.children = [W.HTML(f"<b>Best run {exp.best_run}</b>: "
                                               f"{html.escape(str(exp.best))}"), self.dashboard]
         return self.dashboard
@@ -285,10 +386,23 @@ class RunComparison(W.VBox):
         self.best_button.disabled = not trainable or self.experiment.best_run is None
 
     def _on_click(self, trace: Any, points: Any, state: Any) -> None:
-        runs = {trace.customdata[i] for i in points.point_inds
-                if trace.customdata[i] is not None}
+        self.highlight_runs(*(trace.customdata[i] for i in points.point_inds
+                              if trace.customdata[i] is not None))
+
+    def highlight_runs(self, *runs: int) -> None:
+        """Highlight the curves (and table rows) of ``runs``, as a click on a curve or a
+        row of the table does.
+
+        Example:
+            >>> view.highlight_runs(2)  # doctest: +SKIP
+        """
+        runs = tuple(sorted({int(r) for r in runs if int(r) in self.highlight.options}))
         if runs:
-            self.highlight.value = tuple(sorted(runs))
+            self.highlight.value = runs
+
+    def _on_highlight(self, _change: Any = None) -> None:
+        self.table_html.highlighted = list(self.highlight.value)
+        self.refresh(full=False)
 
     # ---------------------------------------------------------------- drawing
     def refresh(self, full: bool = True) -> None:
@@ -409,9 +523,14 @@ class RunComparison(W.VBox):
         if rows.empty:
             self.table_html.value = "<i>no runs yet</i>"
             return
-        self.table_html.value = TABLE_STYLE + rows.to_html(
-            index=False, classes="xb-runs-table", border=0, na_rep="",
-            float_format=lambda v: f"{v:.4g}")
+        shown = rows.astype(object).map(_cell)
+        if "state" in shown and "epochs" in self.summary_frame:
+            epochs = self.summary_frame.loc[rows.index, "epochs"]
+            running = rows.state == RunState.RUNNING
+            shown.loc[running, "state"] = [f"running · {n} epoch{'s' if n != 1 else ''}"
+                                           for n in epochs[running]]
+        self.table_html.value = TABLE_STYLE + shown.to_html(
+            index=False, classes="xb-runs-table", border=0)
 
     def _draw_parallel(self) -> None:
         exp, summary = self.experiment, self.summary_frame
@@ -463,7 +582,8 @@ class RunComparison(W.VBox):
         counts = summary.state.value_counts().to_dict() if not summary.empty else {}
         parts = [f"{n} {s}" for s, n in counts.items()]
         best = self.experiment.best_run
-        text = f"{len(summary)} runs" + (f" ({', '.join(parts)})" if parts else "")
+        text = f"{len(summary)} run{'s' if len(summary) != 1 else ''}" + (
+            f" ({', '.join(parts)})" if parts else "")
         if best is not None:
             text += f" · best: run {best}"
         self.status.value = html.escape(text)

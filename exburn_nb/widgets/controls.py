@@ -37,17 +37,21 @@ def learning_rate_slider(value: float, **options: Any) -> W.FloatLogSlider:
 
 def show_rate(slider: W.FloatLogSlider, value: float) -> None:
     """Set ``slider`` to ``value``, first widening its range to whole powers of ten that
-    hold it; the value is kept as given (a browser's snapping to the slider's grid is the
-    reader's to ignore).
+    hold it and spacing its steps (about :data:`LR_STEP`) so that ``value`` lies on them:
+    a browser snaps a slider to its steps, and 3e-3 would read 3.16e-3.
 
     Example:
         >>> slider = learning_rate_slider(1e-3)
         >>> show_rate(slider, 2e-7); slider.value, slider.min
         (2e-07, -7.0)
+        >>> show_rate(slider, 3e-3); round((math.log10(3e-3) - slider.min) / slider.step, 9)
+        45.0
     """
     exponent = math.log10(value)
     slider.min = min(slider.min, math.floor(exponent))
     slider.max = max(slider.max, math.ceil(exponent))
+    span = exponent - slider.min  # >= 0: the value's distance from the range's start
+    slider.step = span / max(1, round(span / LR_STEP)) if span else LR_STEP
     slider.value = value
 
 

@@ -62,3 +62,52 @@ LAYOUT_PROBLEMS = """() => {
     if (!ticks.length || ticks.some(t => !/^\\d+%$/.test(t))) problems.push(`accuracy ticks ${ticks}`);
     return problems;
 }"""
+
+OUTPUT_LAYOUT_PROBLEMS = """() => {
+    // In every rendered output area of the notebook: figures, tables and widgets that stick
+    // out of it or out of a box that clips them, an output area that scrolls sideways, and
+    // a plotly title over the top tick label of its y axis (or parallel axes). A pandas
+    // DataFrame printed by a cell scrolls sideways in its own output, as JupyterLab shows
+    // every wide DataFrame: that is not counted.
+    const box = e => e.getBoundingClientRect();
+    const name = e => (e.className?.baseVal ?? e.className ?? e.tagName).toString()
+        .split(' ').filter(c => c.startsWith('xb-') || c.startsWith('widget-') || c === 'main-svg'
+                            || c === 'js-plotly-plot')[0] ?? e.tagName.toLowerCase();
+    const overlaps = (a, b) => Math.min(a.right, b.right) > Math.max(a.left, b.left) + 1 &&
+                               Math.min(a.bottom, b.bottom) > Math.max(a.top, b.top) + 1;
+    const problems = [];
+    for (const out of document.querySelectorAll('.jp-NotebookPanel .jp-OutputArea-output')) {
+        const o = box(out);
+        if (!o.width || !o.height) continue;  // not laid out (off screen)
+        const frame = out.querySelector('table.dataframe');
+        if (out.scrollWidth > out.clientWidth + 1 && !frame)
+            problems.push(`an output area scrolls sideways (${out.scrollWidth} > ${out.clientWidth} px)`);
+        for (const e of out.querySelectorAll('.js-plotly-plot, .js-plotly-plot .main-svg, table, .jupyter-widgets')) {
+            const b = box(e);
+            if (!b.width || e.closest('.xb-export-only') || e.matches('table.dataframe')) continue;
+            for (let a = e.parentElement; a && a !== out.parentElement; a = a.parentElement) {
+                if (a !== out && getComputedStyle(a).overflowX === 'visible') continue;
+                const r = box(a);
+                if (b.right > r.right + 1 || b.left < r.left - 1) {
+                    const owner = [...(e.closest('[class*="xb-"]')?.classList ?? [])]
+                        .find(c => c.startsWith('xb-')) ?? 'a notebook output';
+                    problems.push(`${name(e)} of ${owner} [${b.left|0}, ${b.right|0}] outside ${a === out ? 'the output area' : name(a)} [${r.left|0}, ${r.right|0}]`);
+                    break;
+                }
+            }
+        }
+        for (const fig of out.querySelectorAll('.js-plotly-plot')) {
+            const title = fig.querySelector('.g-gtitle text');
+            if (!title || !title.textContent.trim()) continue;
+            const t = box(title);
+            const ticks = [...fig.querySelectorAll('g.ytick text, g.y2tick text, .parcoords .axis .tick text, .parcoords text.axis-title')]
+                .map(box).filter(b => b.width);
+            if (!ticks.length) continue;
+            const top = ticks.reduce((a, b) => (b.top < a.top ? b : a));
+            const hit = overlaps(t, top) ? top : ticks.find(b => overlaps(t, b));
+            if (hit)
+                problems.push(`the title "${title.textContent.slice(0, 40)}" [${t.top|0}, ${t.bottom|0}] overlaps a tick label [${hit.top|0}, ${hit.bottom|0}] (the top one: [${top.top|0}, ${top.bottom|0}])`);
+        }
+    }
+    return problems;
+}"""

@@ -1,4 +1,6 @@
-"""RunComparison in JupyterLab, driven by headless Chromium: Start, live curves, Train best."""
+"""RunComparison in JupyterLab, driven by headless Chromium: Start, live curves, a click on a
+table row, Start on a finished experiment, Train best (its rate shown exactly), the layout at
+1280 px (file browser open) and 1920 px, no console error and no failed request."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser_js import OUTPUT_LAYOUT_PROBLEMS  # beside this file
+from test_layout import watch
+
+from exburn_nb.widgets.compare import HIGHLIGHT, PANELS, SERIES
 
 pytestmark = pytest.mark.browser
 
@@ -14,7 +20,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"  # git-ignored
 KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
                "?.kernel?.status === 'idle'")
 CURVES = "document.querySelector('.js-plotly-plot.xb-compare-curves')"
-RUNS, EPOCHS = 4, 40
+RUNS, EPOCHS = 4, 120  # long enough (seconds) for the curves to be seen growing
 SOURCE = f"""
 import exburn_nb as xb
 (x, y), (tx, ty) = xb.datasets.digits()
@@ -22,7 +28,7 @@ def build(p):
     return (xb.input("input", shape=(None, 64)).dense(p["units"], activation="relu",
             name="hidden").dense(10, name="output"))
 exp = xb.Experiment(build, (x, y), validation_data=(tx, ty), epochs={EPOCHS}, batch_size=64,
-                    accuracy=True, params={{"units": [8, 32], "learning_rate": [1e-3, 1e-2]}})
+                    accuracy=True, params={{"units": [8, 32], "learning_rate": [3e-3, 7e-3]}})
 view = xb.widgets.RunComparison(exp)
 view
 """
@@ -34,8 +40,16 @@ def points(page) -> int:
                          ".filter(v => v !== null).length, 0)")
 
 
+def highlighted(page) -> set:
+    """The runs on the browser's highlight traces."""
+    first = HIGHLIGHT * PANELS * len(SERIES)
+    return set(page.evaluate(f"{CURVES}.data.slice({first}, {first + PANELS * len(SERIES)})"
+                             ".flatMap(t => t.customdata ?? []).filter(r => r !== null)"))
+
+
 def test_lab_compare_start_live_curves_train_best(lab_server, page):
     t0 = time.monotonic()
+    failures = watch(page)  # console errors and failed requests
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
                                  "language": "python"}
@@ -67,9 +81,41 @@ def test_lab_compare_start_live_curves_train_best(lab_server, page):
     assert page.locator(".xb-runs-table tbody tr").count() == RUNS
     assert page.locator(".xb-run-comparison .js-plotly-plot .parcoords").count() == 1
 
+    # a click on a table row highlights that run's curves, as a click on a curve does
+    row = page.locator(".xb-runs-table tbody tr").nth(2)
+    run = int(row.locator("td").first.inner_text())
+    row.click()
+    page.wait_for_function(f"{CURVES}.data[{HIGHLIGHT * PANELS * len(SERIES)}]"
+                           ".customdata?.some(r => r !== null)", timeout=30_000)
+    assert highlighted(page) == {run}
+    assert page.locator(".xb-runs-table tbody tr.xb-highlighted").count() == 1
+    assert "state" in page.inner_text(".xb-runs-table thead") and \
+        "<NA>" not in page.inner_text(".xb-runs-table")
+    # Start when every run is finished says so
+    assert page.is_enabled("button.xb-compare-start")
+    page.click("button.xb-compare-start")
+    page.wait_for_function("(document.querySelector('.xb-compare-notice')?.textContent ?? '')"
+                           ".includes('every run is finished')", timeout=30_000)
+
     page.click("button.xb-compare-best")
     page.wait_for_selector(".xb-run-comparison .xb-dashboard button.xb-start", timeout=60_000)
+    page.wait_for_timeout(1000)  # a browser that snapped the slider would have said so
+    readout = page.inner_text(".xb-run-comparison .xb-dashboard .xb-lr .widget-readout")
+    assert any(float(readout) == pytest.approx(rate, rel=1e-3) for rate in (3e-3, 7e-3)), readout
     assert not page.errors, page.errors
+    layout = {}
+    for width in (1920, 1280):  # drawn at 1400 px: wider, then narrower; the figures follow
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.wait_for_timeout(1500)
+        if width == 1280:
+            assert page.locator(".jp-FileBrowser").is_visible()
+        layout[width] = page.evaluate(OUTPUT_LAYOUT_PROBLEMS)
+        page.mouse.move(0, 0)
+        page.locator(".xb-runs-table").scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"lab_compare-{width}.png"))
+    assert layout == {1280: [], 1920: []}, layout
+    assert not failures, failures
     page.mouse.move(0, 0)
     page.locator(".xb-run-comparison").scroll_into_view_if_needed()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,7 @@
 """RunComparison driven in-process: buttons clicked, traits set, figure data read back."""
 
+import math
+import threading
 import time
 
 import pytest
@@ -220,4 +222,74 @@ def test_a_click_on_a_curve_highlights_its_run(small):
     trace._dispatch_on_click(points, state)
     assert view.highlight.value == (1,)
     assert {run for run, _ in drawn(view, [HIGHLIGHT])} == {1}
+    view.close()
+
+
+def test_a_click_on_a_table_row_highlights_its_run_as_a_curve_click_does(small):
+    exp = make(small, params={"units": [4, 8]}).run()
+    view = RunComparison(exp)
+    # what the browser sends when the row of run 1 is clicked
+    view.table_html._handle_custom_msg({"type": "row", "run": 1}, [])
+    assert view.highlight.value == (1,)
+    assert {run for run, _ in drawn(view, [HIGHLIGHT])} == {1}
+    assert view.table_html.highlighted == [1]  # the row is marked too
+    view.table_html.click(0)
+    assert view.highlight.value == (0,)
+    view.table_html._handle_custom_msg({"type": "row", "run": 99}, [])  # no such run
+    assert view.highlight.value == (0,)
+    view.close()
+
+
+def test_a_running_run_shows_running_and_its_epochs_and_dashes_not_na(small):
+    exp = make(small, params={"units": [4]}, epochs=3)
+    started, go = threading.Event(), threading.Event()
+
+    def hold(event, _exp):  # in the training thread: the run has started, no epoch yet
+        if event == "run_start":
+            started.set()
+            go.wait(30)
+    exp.add_listener(hold)
+    view = RunComparison(exp)
+    view.start()
+    try:
+        assert started.wait(60)
+        view.refresh()
+        html = view.table_html.value
+        assert view.summary_frame.state.tolist() == ["running"]
+        assert "<NA>" not in html and "nan" not in html.lower()
+        assert "running · 0 epochs" in html and "<td>–</td>" in html  # best_*: none yet
+    finally:
+        go.set()
+    assert view.wait(60)
+    view.refresh()
+    assert "running" not in view.table_html.value
+    view.close()
+
+
+def test_one_run_is_said_in_the_singular(small):
+    view = RunComparison(make(small, params={"units": [4]}).run())
+    assert "1 run (1 finished)" in view.status.value
+    view.close()
+
+
+def test_start_on_a_finished_experiment_says_so(small):
+    exp = make(small, params={"units": [4]}).run()
+    view = RunComparison(exp)
+    assert view.notice.value == ""
+    view.start_button.click()
+    assert "every run is finished" in view.notice.value
+    assert not exp.running and view.start() is False
+    view.close()
+
+
+@pytest.mark.parametrize("rate", [3e-3, 2e-4, 7e-6, 0.05])
+def test_train_best_shows_exactly_the_rate_used_on_the_slider_grid(small, rate):
+    exp = make(small, params={"units": [4], "learning_rate": [rate]}, epochs=1).run()
+    view = RunComparison(exp)
+    slider = view.train_best().learning_rate
+    assert slider.value == rate == view.dashboard.model.learning_rate
+    # a browser snaps the slider to min + k * step: the rate must be one of those values
+    k = (math.log10(rate) - slider.min) / slider.step
+    assert abs(k - round(k)) < 1e-9, (slider.min, slider.step)
+    assert f"{10 ** (slider.min + round(k) * slider.step):.2e}" == f"{rate:.2e}"
     view.close()

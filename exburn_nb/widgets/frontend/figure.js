@@ -150,7 +150,13 @@ export default () => {
       hideExportCopies();
       const stopAcks = ackFrames(model);
       const cleanup = await figure.render({ model, el });
+      // plotly's widget sizes the figure once: follow the width its cell gives it later (the
+      // file browser opened, the window narrowed). plotly.js's responsive handler resizes a
+      // figure without a fixed width to its div.
+      const observer = new ResizeObserver(() => el._responsiveChartHandler?.());
+      observer.observe(el);
       return () => {
+        observer.disconnect();
         stopAcks();
         if (typeof cleanup === "function") cleanup();
       };

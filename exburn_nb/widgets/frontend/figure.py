@@ -71,6 +71,9 @@ class FigureWidget(go.FigureWidget):
         self._frame_sent = self._frame_drawn = 0
         self._frame_marked_at = 0.0
         self._frames_acked = False  # a view has said it acknowledges drawn frames
+        # plotly.js resizes a responsive figure (one without a fixed width) to its container;
+        # figure.js asks it to whenever that container's size changes
+        self._config = {"responsive": True, **self._config}
         self.on_msg(_answer)
         serve_on_subshell(self)
 
