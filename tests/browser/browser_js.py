@@ -3,6 +3,19 @@
 FIGURE = "document.querySelector('.js-plotly-plot.xb-figure')"  # plotly 7 draws into the widget's own div
 TRAIN_LOSS, BATCH_LOSS, LR_MARKS = 0, 2, 5  # trace indices in exburn_nb.widgets.plot.make_figure
 
+# JupyterLab's status bar: the notebook's kernel status ('Idle', 'Busy', ...); '' while it reads
+# "No Kernel" or "Initializing". (The toolbar's execution indicator reads idle from the start,
+# kernel or not, so it does not say the notebook is connected.)
+KERNEL_STATUS = ("() => document.querySelector('#jp-main-statusbar')?.innerText"
+                 ".match(/\\|\\s*(Idle|Busy|Starting|Unknown|Restarting|Dead|"
+                 "Connecting|Disconnected)/)?.[1] ?? ''")
+KERNEL_CONNECTED = f"""() => ({KERNEL_STATUS})() === 'Idle' &&
+    !document.querySelector('#jp-main-statusbar').innerText.includes('No Kernel')"""
+# a widget output still waiting for its model: the widget manager loads the models from the
+# kernel only once the notebook is connected to it
+WIDGET_LOADING = ("() => document.querySelector('.jp-NotebookPanel')?.innerText"
+                  ".includes('Loading widget...')")
+
 CLICK_UNTIL_STATUS = """async ([button, prefix]) => {
     // Click, then poll the status text: seconds from the click to the first status that
     // starts with `prefix` (-1 after 30 s). Measured here, not around Playwright's click.

@@ -10,9 +10,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from browser_js import FIGURE, TRAIN_LOSS
+from browser_js import FIGURE, KERNEL_STATUS, TRAIN_LOSS
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_demo import ANY_CELL_BUSY, BLOCKING_CELL_BUSY, check_no_dead_widgets, notebook_text
+from test_demo import (
+    ANY_CELL_BUSY,
+    BLOCKING_CELL_BUSY,
+    check_no_dead_widgets,
+    notebook_text,
+    wait_kernel_connected,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -25,10 +31,6 @@ TRACE_X_RANGES = f"""() => ({FIGURE}?.data ?? []).map(t => {{
     return [t.name, xs.length, xs.length ? Math.min(...xs) : null,
             xs.length ? Math.max(...xs) : null];
 }})"""
-
-KERNEL_STATUS = ("() => document.querySelector('#jp-main-statusbar')?.innerText"
-                 ".match(/\\|\\s*(Idle|Busy|Starting|Unknown|Restarting|Dead|"
-                 "Connecting|Disconnected)/)?.[1] ?? ''")
 
 # Click a control, then read JupyterLab's status bar every 20 ms for `ms`: every kernel
 # status shown meanwhile (a flicker to Idle counts).
@@ -135,14 +137,12 @@ def test_make_demo_status_busy_while_dash_wait_blocks_and_offline(demo_server, p
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(demo_server.url)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=120_000)
+    wait_kernel_connected(page)
     select_kernel = page.locator(".jp-Dialog button.jp-mod-accept:has-text('Select')")
     for _ in range(3):  # on a busy machine JupyterLab may ask for the kernel first
         if select_kernel.count():
             select_kernel.click()
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=120_000)
+            wait_kernel_connected(page)
         page.click(".lm-MenuBar-itemLabel:text-is('Run')")
         page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
         try:
@@ -171,8 +171,7 @@ def test_make_demo_status_busy_while_dash_wait_blocks_and_offline(demo_server, p
     page.wait_for_function("!document.querySelector('.jp-mod-current.jp-mod-dirty')")
     page.reload()
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=120_000)
+    wait_kernel_connected(page)  # the widget manager asks the kernel for its models only then
     text = notebook_text(page)  # every cell rendered, so every widget output looks up its model
     page.wait_for_timeout(3000)  # figures load their front end from the kernel
     dead = [text[max(0, i - 300):i + 100] for i in range(len(text))

@@ -3,13 +3,23 @@ the dashboard steered while its cell blocks, the layout, and a reload (about 2 m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from browser_js import CLICK_UNTIL_STATUS, FIGURE, LAYOUT_PROBLEMS, LR_MARKS, TRAIN_LOSS
+from browser_js import (
+    CLICK_UNTIL_STATUS,
+    FIGURE,
+    KERNEL_CONNECTED,
+    LAYOUT_PROBLEMS,
+    LR_MARKS,
+    TRAIN_LOSS,
+    WIDGET_LOADING,
+)
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
@@ -23,14 +33,31 @@ ANY_CELL_BUSY = ("() => [...document.querySelectorAll('.jp-InputPrompt')]"
                  ".some(p => p.textContent.includes('*'))")
 
 
+def wait_kernel_connected(page, timeout_s: float = 180) -> None:
+    """Wait until JupyterLab's status bar shows the notebook connected to its idle kernel,
+    answering the Select Kernel dialog if JupyterLab asks first (it may on a busy machine).
+    Until then a reloaded notebook reads "No Kernel" and every widget "Loading widget..."."""
+    select = page.locator(".jp-Dialog button.jp-mod-accept:has-text('Select')")
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(KERNEL_CONNECTED):
+        assert time.monotonic() < deadline, \
+            f"no kernel after {timeout_s} s: {page.inner_text('#jp-main-statusbar')}"
+        if select.count():
+            select.click()
+        page.wait_for_timeout(250)
+
+
 def notebook_text(page) -> str:
     """The text of the whole notebook: JupyterLab renders only the cells near the view, so
-    scroll through it, top to bottom, collecting what each screen shows."""
+    scroll through it, top to bottom, collecting what each screen shows once its widget
+    outputs have their models (or after 60 s: then the text says "Loading widget...")."""
     scroller = ".jp-NotebookPanel .jp-WindowedPanel-outer"
     page.eval_on_selector(scroller, "e => e.scrollTop = 0")
     parts = []
     while True:
         page.wait_for_timeout(250)
+        with contextlib.suppress(PlaywrightTimeout):  # check_no_dead_widgets names them
+            page.wait_for_function(f"!({WIDGET_LOADING})()", timeout=60_000)
         parts.append(page.inner_text(".jp-NotebookPanel"))
         at_end = page.eval_on_selector(scroller, """e => {
             const end = e.scrollTop + e.clientHeight >= e.scrollHeight - 2;
@@ -64,7 +91,7 @@ def test_make_demo_quickstart_blocking_cell_layout_reload(demo_server, page):
     # 1. the printed URL opens the quickstart, with the notebooks in the file browser
     page.goto(demo_server.url)
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    wait_kernel_connected(page)
     tab = page.inner_text(".jp-mod-current .lm-TabBar-tabLabel")
     assert tab == "01_quickstart.ipynb", tab
     files = page.eval_on_selector_all(".jp-DirListing-itemText", "es => es.map(e => e.textContent)")
@@ -143,7 +170,7 @@ def test_make_demo_quickstart_blocking_cell_layout_reload(demo_server, page):
     page.wait_for_function("!document.querySelector('.jp-mod-current.jp-mod-dirty')")
     page.reload()
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+    wait_kernel_connected(page)
     scroll_to(page, ".js-plotly-plot.xb-figure .main-svg")
     page.wait_for_function(f"({FIGURE}?.data?.[{TRAIN_LOSS}]?.x?.length ?? 0) > 0",
                            timeout=60_000)
