@@ -6,6 +6,7 @@ playground at 1280 and 1920 px go to docs/. Console errors and failed requests: 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -75,8 +76,13 @@ def shoot(page, width: int) -> Path:
     playground.scroll_into_view_if_needed()
     page.mouse.move(0, 0)
     page.wait_for_timeout(500)
-    path = DOCS / f"playground-{width}.png"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"playground-{width}.png"
     playground.screenshot(path=str(path))
+    # the README's screenshots: refreshed on request (XB_UPDATE_DOCS=1) or when missing, so a
+    # test run leaves the tree as it was
+    if os.environ.get("XB_UPDATE_DOCS") == "1" or not (DOCS / path.name).exists():
+        shutil.copy(path, DOCS / path.name)
     return path
 
 

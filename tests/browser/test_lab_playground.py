@@ -18,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).resolve().parent
 NOTEBOOK = HERE / "playground.ipynb"
-DOCS = HERE.parent.parent / "docs"
+ARTIFACTS = HERE.parent / "artifacts"  # git-ignored
 BOUNDARY = "document.querySelector('.js-plotly-plot.xb-boundary')"
 KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
                "?.kernel?.status === 'idle'")
@@ -91,13 +91,13 @@ def test_lab_playground_data_stop_export_import(lab_server, page):
     page.wait_for_timeout(4000)  # a long run: the page has been busy for a while
     busy = [noop_s(page) for _ in range(3)]
     frame_ms = page.evaluate(FRAME_TIMES)
-    DOCS.mkdir(exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # docs/ has the network test's screenshots
     for width in (1280, 1920):
         page.set_viewport_size({"width": width, "height": 1100})
         page.mouse.move(0, 0)
         page.locator(".xb-playground").scroll_into_view_if_needed()
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(DOCS / f"playground-{width}.png"))
+        page.screenshot(path=str(ARTIFACTS / f"playground-dashboard-{width}.png"))
     assert page.evaluate("() => document.querySelector('.xb-status').textContent").startswith(
         "training")
     stop_s = page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-stop", "stopped"])
@@ -134,4 +134,4 @@ def test_lab_playground_data_stop_export_import(lab_server, page):
           f"{', '.join(f'{s:.2f}' for s in busy)} s; frame time median {frame_ms[0]:.0f} ms, "
           f"slowest {frame_ms[1]:.0f} ms ({frame_ms[2]} frames in 2 s); Stop showed {stop_s:.2f} s after the "
           f"click ({epochs}); export/import restored the setup; test "
-          f"{time.monotonic() - t0:.1f}s; screenshots {DOCS}/playground-*.png")
+          f"{time.monotonic() - t0:.1f}s; screenshots {ARTIFACTS}/playground-dashboard-*.png")
