@@ -663,6 +663,9 @@ class Playground(W.VBox):
     def export_setup(self) -> str:
         """The Export button: :meth:`to_json`'s text, shown in the setup field to copy."""
         self.setup_text.value = text = self.to_json()
+        # sent even when unchanged here: the page may hold an edit (a cleared field) whose
+        # message this click overtook, and the person must see what Export gave
+        self.setup_text.send_state("value")
         return text
 
     def import_setup(self, text: str) -> bool:
