@@ -321,6 +321,9 @@ BAD_RNG = st.one_of(
         lambda n: torch.zeros(n, dtype=torch.uint8)),
     st.just(torch.zeros(RNG_SIZE, dtype=torch.float32)),
     st.just(torch.zeros(2, RNG_SIZE // 2, dtype=torch.uint8)), NOT_COUNTS)
+BAD_CUDA_RNG = st.one_of(  # a CUDA generator's state is 16 bytes (checkpoints.CUDA_RNG_BYTES)
+    st.integers(0, 40).filter(lambda n: n != 16).map(lambda n: torch.zeros(n, dtype=torch.uint8)),
+    st.just(torch.zeros(16, dtype=torch.float32)), NOT_COUNTS)
 CORRUPTIONS = st.one_of(
     st.tuples(st.sampled_from(["run", "epoch_index", "step", "schedule.position",
                                "schedule.t_max", "callbacks[0].state.wait", "config.epochs",
@@ -329,7 +332,7 @@ CORRUPTIONS = st.one_of(
     st.tuples(st.just("epoch_index"), st.integers(3, 10**12)),  # beyond the file's history
     st.tuples(st.sampled_from(["rng.torch", "rng.shuffle"]), BAD_RNG),
     st.tuples(st.just("rng.cuda"), st.one_of(
-        st.text(max_size=3), st.lists(st.one_of(st.text(max_size=3), st.integers(), BAD_RNG),
+        st.text(max_size=3), st.lists(st.one_of(st.text(max_size=3), st.integers(), BAD_CUDA_RNG),
                                       min_size=1, max_size=2))),
     st.tuples(st.just("uid"), st.one_of(st.integers(), st.just(""), st.text(min_size=65),
                                         st.lists(st.text(), max_size=1))),
@@ -439,3 +442,19 @@ def test_a_version_1_checkpoint_with_a_bad_cuda_count_changes_nothing(real_check
                callbacks=[xb.callbacks.early_stopping(5)])
     assert_unchanged(target, before)
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_a_cuda_generator_state_of_its_size_is_taken_and_others_refused():
+    from exburn_nb.train.checkpoints import CUDA_RNG_BYTES, check_run_state
+    from exburn_nb.train.loop import Trainer
+
+    model = xb.compile(xb.input("input", shape=(None, 3)).dense(2), seed=0)
+    state = Trainer(model, (torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)),
+                    verbose=False).state_dict()
+    state["rng"]["cuda"] = [torch.zeros(CUDA_RNG_BYTES, dtype=torch.uint8)]
+    check_run_state(state, "a checkpoint written on a GPU machine")
+    if torch.cuda.is_available():  # the size torch itself gives
+        assert torch.cuda.get_rng_state().numel() == CUDA_RNG_BYTES
+    state["rng"]["cuda"] = [torch.zeros(0, dtype=torch.uint8)]
+    with pytest.raises(ValueError, match="rng.cuda"):
+        check_run_state(state, "an edited checkpoint")

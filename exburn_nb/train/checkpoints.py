@@ -40,6 +40,8 @@ from ..core.model import Model
 from ..core.spec import Spec
 from ..io import persist
 
+# A CUDA (Philox) generator's state: its seed and offset, 8 bytes each (torch.cuda.get_rng_state)
+CUDA_RNG_BYTES = 16
 KIND = "exburn_nb.checkpoint/2"  # the extra part: {"kind": KIND, "run_state": the dict}
 KIND_1 = "exburn_nb.checkpoint/1"  # before: the same values laid out flat (still read)
 _NAME = re.compile(r"epoch_(\d+)\.exburn$")
@@ -296,10 +298,10 @@ def check_run_state(state: dict, source: str) -> None:
                                "generator's state)", value)
     cuda = rng.get("cuda")
     if not isinstance(cuda, list) or not all(
-            isinstance(t, torch.Tensor) and t.dtype == torch.uint8 and t.dim() == 1
-            for t in cuda):
-        raise _field_error(source, "rng.cuda", "a list of byte tensors (one per CUDA device)",
-                           cuda)
+            isinstance(t, torch.Tensor) and t.dtype == torch.uint8
+            and t.shape == (CUDA_RNG_BYTES,) for t in cuda):
+        raise _field_error(source, "rng.cuda", f"a list of byte tensors of {CUDA_RNG_BYTES} "
+                           "bytes (a CUDA generator's state, one per device)", cuda)
     if state["stop_reason"] is not None and state["stop_reason"] not in set(StopReason):
         raise _field_error(source, "stop_reason", f"null or one of {sorted(StopReason)}",
                            state["stop_reason"])
