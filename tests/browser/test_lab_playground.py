@@ -120,10 +120,17 @@ def test_lab_playground_data_stop_export_import(lab_server, page):
     page.wait_for_function(f"xs => JSON.stringify({TRAIN_X}) === JSON.stringify(xs)",
                            arg=spirals_x, timeout=60_000)
     assert page.eval_on_selector(".xb-dataset select", "e => e.value") == "spirals"
-    page.fill(".xb-setup textarea", "")
+    # Export gives the setup as it is now: another data set, applied (its points drawn) first.
+    # (Not a cleared field and an immediate click: JupyterLab sends each widget's messages on
+    # its own subshell, so the kernel may take the click before the cleared value.)
+    page.select_option(".xb-dataset select", "circles")
+    page.wait_for_function(f"xs => JSON.stringify({TRAIN_X}) !== JSON.stringify(xs)",
+                           arg=spirals_x, timeout=60_000)
     page.click("button.xb-export")
-    page.wait_for_function("() => document.querySelector('.xb-setup textarea').value.length > 0")
-    assert json.loads(page.eval_on_selector(".xb-setup textarea", "e => e.value")) == setup
+    page.wait_for_function("() => document.querySelector('.xb-setup textarea').value"
+                           ".includes('circles')", timeout=30_000)
+    exported = json.loads(page.eval_on_selector(".xb-setup textarea", "e => e.value"))
+    assert exported == {**setup, "dataset": "circles"}, (exported, setup)
 
     text_all = page.inner_text(".jp-NotebookPanel")
     assert "Loading widget" not in text_all and "Error displaying widget" not in text_all
