@@ -209,17 +209,17 @@ def test_bad_arguments(small):
 
 
 def test_a_click_on_a_curve_highlights_its_run(small):
-    from plotly.callbacks import InputDeviceState, Points
-
     exp = make(small, params={"units": [4, 8]}).run()
     view = RunComparison(exp)
-    trace = next(t for t in view.curves.data if 1 in t.customdata)
+    number, trace = next((i, t) for i, t in enumerate(view.curves.data) if 1 in t.customdata)
     index = list(trace.customdata).index(1)
-    points = Points(point_inds=[index], xs=[trace.x[index]], ys=[trace.y[index]],
-                    trace_name=trace.name, trace_index=0)
-    state = InputDeviceState(ctrl=False, alt=False, shift=False, meta=False, button=0,
-                             buttons=1)
-    trace._dispatch_on_click(points, state)
+    # what the page sends for a click on the curve (figure.js: a message of its own)
+    view.curves._handle_custom_msg({"type": "xb-click", "callback": {
+        "event_type": "plotly_click", "points": {
+            "trace_indexes": [number], "point_indexes": [index],
+            "xs": [trace.x[index]], "ys": [trace.y[index]]},
+        "device_state": {"alt": False, "ctrl": False, "meta": False, "shift": False,
+                         "button": 0, "buttons": 1}, "selector": None}}, [])
     assert view.highlight.value == (1,)
     assert {run for run, _ in drawn(view, [HIGHLIGHT])} == {1}
     view.close()
