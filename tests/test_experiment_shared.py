@@ -68,7 +68,6 @@ def wait_for(condition, what, worker=None, timeout=120):
     """Poll ``condition`` until it is true (failing after ``timeout`` s, or when ``worker``
     exits)."""
     deadline = time.monotonic() + timeout
-    print(f"{time.monotonic():.1f} waiting for {what}", file=sys.stderr)
     while not condition():
         assert worker is None or worker.poll() is None, worker.communicate()[1]
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
@@ -78,9 +77,28 @@ def wait_for(condition, what, worker=None, timeout=120):
 # --------------------------------------------------------------------------- total_trials
 def test_total_trials_alone_runs_until_the_study_holds_that_many():
     exp = make(total_trials=3).run()
-    assert exp.n_trials is None and exp.total == 3
+    assert exp.n_trials is None and exp.total is None
     assert exp.summary.run.tolist() == [0, 1, 2]
     assert exp.summary.state.eq("finished").all()
+
+
+def test_a_failed_run_does_not_count_toward_total_trials():
+    x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+    failures = []  # armed once the experiment is made (it builds once to check the space)
+
+    def build(params):
+        if failures == ["armed"]:
+            failures.append("raised")
+            raise RuntimeError("out of memory")  # the first run fails while it is built
+        return xb.input("input", shape=(None, 4)).dense(2, name="output")
+
+    exp = xb.Experiment(build, (x, (x[:, 0] > 0).long()), params=PARAMS, search="optuna",
+                        total_trials=2, epochs=1, metric="loss", batch_size=32, pruner=None,
+                        verbose=False)
+    failures.append("armed")
+    exp.run()
+    assert exp.summary.state.tolist() == ["failed", "finished", "finished"]
+    assert exp.total is None and exp.added_runs == [0, 1, 2]
 
 
 def test_total_trials_counts_the_trials_of_other_processes(tmp_path):
@@ -188,8 +206,8 @@ def test_two_workers_and_a_watcher_share_a_study_and_survive_a_killed_worker(
     script.write_text(SCRIPT)
     # a grace period well past the heartbeat: a busy machine must not fail a live trial
     watcher = script_experiment().replace(storage=storage, study_name=study, heartbeat=1,
-                                          grace_period=3)  # creates the study (and schema)
-    options = ("--total-trials", str(total), "--heartbeat", "1", "--grace-period", "3")
+                                          grace_period=6)  # creates the study (and schema)
+    options = ("--total-trials", str(total), "--heartbeat", "1", "--grace-period", "6")
     seen: list[list[int]] = []
 
     def watch():
@@ -218,11 +236,14 @@ def test_two_workers_and_a_watcher_share_a_study_and_survive_a_killed_worker(
     report = json.loads(out.strip().splitlines()[-1])
     watch()
     summary = watcher.summary
+    trials = watcher.study.get_trials()
+    story = "\n".join(f"trial {t.number}: {t.state.name} {t.params} " + str(
+        {k: v for k, v in t.user_attrs.items() if k not in ("history", "params")})
+        for t in trials) + f"\nworker B: {report}\n{err[-3000:]}"
     assert all(len(runs) == len(set(runs)) for runs in seen)  # never a run twice
     assert summary.run.tolist() == list(range(total + 1))  # every trial once, none lost
-    assert summary.state.tolist() == ["failed"] + ["finished"] * total
+    assert summary.state.tolist() == ["failed"] + ["finished"] * total, story
     assert summary.message[0] == DIED  # failed by the heartbeat, not by its own process
     assert report["runs"] == list(range(1, total + 1))  # B trained the others, A's retry too
-    trials = watcher.study.get_trials()
     assert any(t.params == trials[0].params for t in trials[1:])  # the killed trial, retried
     assert sum(t.state.name == "COMPLETE" for t in trials) == total

@@ -235,12 +235,15 @@ class Experiment:
         return self.space.compile_options
 
     @property
-    def total(self) -> int:
-        """Runs this process adds at most (all grid points, ``n_trials``, or else
-        ``total_trials``)."""
-        if self._plan is not None:
-            return len(self._plan)
-        return self.n_trials if self.n_trials is not None else self.total_trials
+    def total(self) -> int | None:
+        """Runs this process adds at most: all grid points, or ``n_trials`` (None: no limit
+        of its own, only the study's ``total_trials``)."""
+        return len(self._plan) if self._plan is not None else self.n_trials
+
+    @property
+    def _more_of_its_own(self) -> bool:
+        """Whether this process has runs of its own left to add (see :attr:`total`)."""
+        return self.total is None or self.added < self.total
 
     @property
     def added(self) -> int:
@@ -257,8 +260,9 @@ class Experiment:
     def _next_runs(self, room: int | None = None) -> list[Run]:
         """The next runs to train: one, or up to ``GROUP_SIZE`` when stacking (Optuna then
         holds that many trials open at once), and at most ``room``."""
-        size = min(GROUP_SIZE if self._stacks else 1, self.total - self.added,
-                   room if room is not None else GROUP_SIZE)
+        size = min(GROUP_SIZE if self._stacks else 1,
+                   GROUP_SIZE if self.total is None else self.total - self.added,
+                   GROUP_SIZE if room is None else room)
         if self._tuner is not None:
             runs = []
             try:
@@ -359,7 +363,7 @@ class Experiment:
     def _loop(self) -> None:
         self._emit(Event.START)
         try:
-            while not self._execution.stopping and self.added < self.total:
+            while not self._execution.stopping and self._more_of_its_own:
                 room = None
                 if self.total_trials is not None:
                     room = self._tuner.room(self.total_trials)

@@ -313,7 +313,7 @@ class RunComparison(W.VBox):
         exp = self.experiment
         if not self._live:
             return False
-        if not exp.running and exp.added >= exp.total:
+        if not exp.running and exp.total is not None and exp.added >= exp.total:
             self.notice.value = html.escape(
                 f"every run is finished ({exp.added} of {exp.total}): nothing to start. "
                 "To train more, make a new Experiment (or one with more n_trials).")
