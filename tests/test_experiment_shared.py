@@ -204,7 +204,7 @@ def test_two_workers_and_a_watcher_share_a_study_and_survive_a_killed_worker(
     study, total = f"s-{uuid.uuid4().hex[:8]}", 4
     script = tmp_path / "search.py"
     script.write_text(SCRIPT)
-    # a grace period well past the heartbeat: a busy machine must not fail a live trial
+    # a grace period well past the heartbeat, so a busy machine rarely fails a live trial
     watcher = script_experiment().replace(storage=storage, study_name=study, heartbeat=1,
                                           grace_period=6)  # creates the study (and schema)
     options = ("--total-trials", str(total), "--heartbeat", "1", "--grace-period", "6")
@@ -240,10 +240,13 @@ def test_two_workers_and_a_watcher_share_a_study_and_survive_a_killed_worker(
     story = "\n".join(f"trial {t.number}: {t.state.name} {t.params} " + str(
         {k: v for k, v in t.user_attrs.items() if k not in ("history", "params")})
         for t in trials) + f"\nworker B: {report}\n{err[-3000:]}"
-    assert all(len(runs) == len(set(runs)) for runs in seen)  # never a run twice
-    assert summary.run.tolist() == list(range(total + 1))  # every trial once, none lost
-    assert summary.state.tolist() == ["failed"] + ["finished"] * total, story
-    assert summary.message[0] == DIED  # failed by the heartbeat, not by its own process
-    assert report["runs"] == list(range(1, total + 1))  # B trained the others, A's retry too
-    assert any(t.params == trials[0].params for t in trials[1:])  # the killed trial, retried
-    assert sum(t.state.name == "COMPLETE" for t in trials) == total
+    assert all(len(runs) == len(set(runs)) for runs in seen), story  # never a run twice
+    assert summary.run.tolist() == list(range(len(trials))), story  # every trial, once
+    assert summary.state[0] == "failed" and summary.message[0] == DIED, story  # by heartbeat
+    # On a machine too busy for a live worker to beat within the grace period (seen with 15
+    # processes waiting for 2 cores), a live trial is failed and retried too: still right.
+    assert set(summary.state) == {"failed", "finished"}, story
+    assert (summary.state == "finished").sum() == total, story  # the total, reached
+    for failed in (t for t in trials if t.state.name == "FAIL"):  # each failed trial, retried
+        assert any(t.params == failed.params for t in trials if t.number > failed.number), story
+    assert report["runs"] == list(range(1, len(trials))), story  # B trained all but A's trial
