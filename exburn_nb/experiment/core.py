@@ -84,8 +84,9 @@ class Experiment:
             ``"auto"`` (256 MiB, ``xb.sweep.planning.MEMORY_BUDGET``), a number of bytes,
             or None (no limit). Larger groups are split; a run that does not fit twice
             trains alone.
-        heartbeat: with shared ``storage``, seconds between the heartbeats of this
-            process's open trials (None: off). A trial whose process died (killed, out of
+        heartbeat: with shared ``storage`` (RDB or journal), seconds between the
+            heartbeats of this process's open trials (Optuna's ``heartbeat_interval``;
+            None: off). A trial whose process died (killed, out of
             memory) is failed once it has had no heartbeat for ``grace_period`` seconds
             (default twice ``heartbeat``) by any process of the study, and retried once.
         total_trials: with ``search="optuna"``, stop once the study holds this many
