@@ -86,9 +86,9 @@ class Experiment:
             trains alone.
         heartbeat: with shared ``storage`` (RDB or journal), seconds between the
             heartbeats of this process's open trials (Optuna's ``heartbeat_interval``;
-            None: off). A trial whose process died (killed, out of
-            memory) is failed once it has had no heartbeat for ``grace_period`` seconds
-            (default twice ``heartbeat``) by any process of the study, and retried once.
+            None: off). A trial whose process died (killed, out of memory) is failed
+            once it has had no heartbeat for ``grace_period`` seconds (default twice
+            ``heartbeat``) by any process of the study, and retried once.
         total_trials: with ``search="optuna"``, stop once the study holds this many
             completed or pruned trials, counted over every process that shares it
             (Optuna's ``MaxTrialsCallback``). While the trials still running could reach
