@@ -1,8 +1,12 @@
 """RunComparison driven in-process: buttons clicked, traits set, figure data read back."""
 
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -48,6 +52,8 @@ def drawn(view, groups=range(HIGHLIGHT)):
 def expected(frame):
     out = {}
     for column in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        if column not in frame:  # a run without validation data or accuracy
+            continue
         for run, rows in frame[frame.epoch.notna()].groupby("run"):
             out[(run, column)] = list(zip(rows.epoch.astype(float), rows[column], strict=True))
     return out
@@ -199,6 +205,54 @@ def test_it_polls_a_study_that_another_experiment_fills(small, tmp_path):
         time.sleep(0.05)
     view.close()
     assert drawn(view) == expected(writer.runs)
+
+
+WORKER_SCRIPT = """
+import torch
+import exburn_nb as xb
+
+x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+experiment = xb.Experiment(
+    xb.input("input", shape=(None, 4)).dense(2, name="output"), (x, (x[:, 0] > 0).long()),
+    params={"learning_rate": xb.space.loguniform(1e-3, 1e-1)}, search="optuna", n_trials=1,
+    epochs=2, metric="loss", batch_size=32, pruner=None, verbose=False)
+"""
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_it_shows_the_runs_a_worker_process_adds_to_the_study(tmp_path, request, backend):
+    """The study another machine fills: its runs appear as they finish, and a trial that
+    has not drawn its params yet (asked elsewhere a moment ago) does not stop the view."""
+    storage = request.getfixturevalue("postgres") if backend == "postgres" \
+        else f"journal://{tmp_path / 'study.log'}"
+    study = f"s-{uuid.uuid4().hex[:8]}"
+    script = tmp_path / "search.py"
+    script.write_text(WORKER_SCRIPT)
+    namespace = {}
+    exec(compile(WORKER_SCRIPT, str(script), "exec"), namespace)  # noqa: S102 - our own
+    watcher = namespace["experiment"].replace(storage=storage, study_name=study)
+    view = RunComparison(watcher, poll_s=0.1)
+    assert view.summary_frame.empty
+    bare = watcher.study.ask()  # asked on another machine, its params not drawn yet
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "exburn_nb.experiment", "worker", str(script), "--storage",
+         storage, "--study", study, "--trials", "2"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        deadline = time.monotonic() + 120
+        while list(view.summary_frame.get("state", [])) != ["running", "finished", "finished"] \
+                or drawn(view) != expected(watcher.runs):  # the table and curves catch up
+            assert time.monotonic() < deadline, worker.poll() is None or worker.communicate()
+            time.sleep(0.1)
+        assert worker.wait(120) == 0, worker.communicate()[1]
+    finally:
+        view.close()
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+    assert view.summary_frame.run.tolist() == [bare.number, 1, 2]
+    assert {run for run, _ in drawn(view)} == {1, 2}
+    assert "3 runs (" in view.status.value and "2 finished" in view.status.value
 
 
 def test_bad_arguments(small):
