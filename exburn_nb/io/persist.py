@@ -276,13 +276,13 @@ def remove_orphans(path: Path) -> list[Path]:
     removed = []
     for candidate in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}-*.tmp"):
         match = pattern.fullmatch(candidate.name)
-        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
+        if match and int(match[1]) != os.getpid() and not pid_alive(int(match[1])):
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists (True when unsure: then nothing is removed)."""
     if os.name != "posix" or pid <= 0:
         return True

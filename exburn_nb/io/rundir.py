@@ -34,10 +34,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
-from .persist import parse_json, write_bytes
+from .persist import parse_json, pid_alive, write_bytes
 
 FORMAT = "exburn_nb.run/1"
 HEADER_FILE = "run.json"
@@ -82,6 +83,19 @@ def read_header(run_dir: str | Path) -> dict | None:
         raise ValueError(f"run header {str(path)!r} is not a run header of format {FORMAT!r} "
                          "with a string uid")
     return header
+
+
+def writer_gone(header: dict) -> bool:
+    """Whether the process that wrote ``header`` (``host``, ``pid``) is known to be gone:
+    it ran on this host and no longer runs. False when unsure (another host).
+
+    Example:
+        >>> writer_gone({"host": socket.gethostname(), "pid": os.getpid()})
+        False
+    """
+    pid = header.get("pid")
+    return (header.get("host") == socket.gethostname() and isinstance(pid, int)
+            and not isinstance(pid, bool) and not pid_alive(pid))
 
 
 def write_header(run_dir: str | Path, header: dict) -> None:
