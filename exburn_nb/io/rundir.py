@@ -153,7 +153,7 @@ class RowWriter:
             write_bytes(self.path, _lines(replace_with).encode())
         elif self.path.exists():
             _cut_half_line(self.path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
 
     def write(self, rows: list[dict]) -> None:
         """Append ``rows`` (``{"batch": row}`` / ``{"epoch": row}``) and flush."""
