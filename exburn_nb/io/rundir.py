@@ -12,7 +12,8 @@ A run directory holds one run (one ``fit`` call, resumed or not):
 - ``STOP``: created by anyone (``touch run_dir/STOP``, :func:`request_stop`), it asks the
   run to stop at the end of the batch in progress.
 
-Rows are flushed to the operating system as they are written, never fsynced. A writer
+Rows are flushed to the operating system as they are written, and nothing is fsynced
+(a watcher needs the rows soon, not a disk that survives a power cut). A writer
 killed mid-line leaves a half line at the end of the file: readers (:class:`RowTail`)
 take only complete lines, and the run, resumed, cuts the half line before it appends.
 Reading never executes anything: JSON only, parsed with bounded nesting.
@@ -104,7 +105,7 @@ def write_header(run_dir: str | Path, header: dict) -> None:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_bytes(run_dir / HEADER_FILE,
-                json.dumps({"format": FORMAT, **header}, indent=1).encode())
+                json.dumps({"format": FORMAT, **header}, indent=1).encode(), durable=False)
 
 
 def claim(run_dir: str | Path, uid: str | None) -> dict | None:
@@ -149,11 +150,13 @@ class RowWriter:
     def __init__(self, run_dir: str | Path, replace_with: list[dict] | None = None):
         self.path = Path(run_dir) / ROWS_FILE
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if replace_with is not None:  # a new file (a new inode: readers start over)
-            write_bytes(self.path, _lines(replace_with).encode())
+        if replace_with is not None and self.path.exists():  # a new file, a new inode:
+            write_bytes(self.path, _lines(replace_with).encode(), durable=False)  # readers
+            replace_with = None  # start over
         elif self.path.exists():
             _cut_half_line(self.path)
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed by close()
+        self.write(replace_with or [])
 
     def write(self, rows: list[dict]) -> None:
         """Append ``rows`` (``{"batch": row}`` / ``{"epoch": row}``) and flush."""
