@@ -62,8 +62,8 @@ def test_fit_writes_every_row_and_how_the_run_ended(tmp_path):
 
 def test_a_stop_file_stops_the_run_at_the_end_of_its_batch(tmp_path):
     run_dir = tmp_path / "run"
-    model = xb.fit(tiny(), data(), epochs=5, batch_size=8, verbose=False, run_dir=run_dir,
-                   callbacks=[TouchStop(run_dir, epoch=2, batch=3)])
+    model = xb.fit(tiny(), data(), epochs=5, batch_size=8, verbose=False, callbacks=[
+        TouchStop(run_dir, epoch=2, batch=3), xb.callbacks.RunDirectory(run_dir, every_s=0)])
     last = model.batch_history.iloc[-1]
     assert (last["epoch"], last["batch"]) == (2, 3)  # the batch in progress, then stop
     run = xb.read_run(run_dir)

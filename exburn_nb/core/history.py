@@ -148,6 +148,12 @@ class History:
         with self._lock:
             return len(self._batches["epoch"])
 
+    @property
+    def epoch_count(self) -> int:
+        """The number of epoch rows recorded."""
+        with self._lock:
+            return len(self._epochs)
+
     def batch_rows_since(self, start: int) -> dict[str, list]:
         """The batch columns from row ``start`` on (what a reader has not seen yet).
 

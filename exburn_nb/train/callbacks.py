@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 import os
 import socket
 import threading
@@ -439,11 +440,13 @@ class RunDirectory(Callback):
 
     ``run.json`` says what the run is (uid, config, epochs and batches to come) and, at
     the end, how it ended (``finished``, ``stopped``, ``pruned``, ``failed``);
-    ``history.jsonl`` gets the batch rows (at most every ``every_s`` seconds, and at each
-    epoch's start and the run's end) and each epoch row, once complete; a ``STOP`` file
-    (``touch path/STOP``) stops the run at the end of the batch in progress, as the
-    dashboard's Stop does (a run started while one is there stops after its first batch;
-    a resumed run removes it). Rows are flushed, never fsynced. A directory belongs to one
+    ``history.jsonl`` gets the batch rows and each epoch row, once complete. A ``STOP``
+    file (``touch path/STOP``) stops the run at the end of a batch, as the dashboard's
+    Stop does (a run started while one is there stops after its first batch; a resumed
+    run removes it). Every ``every_s`` seconds at most (each batch with 0), at the end of a
+    batch, the new rows are written and the stop file looked for (one ``stat``, which
+    costs tens of microseconds on some file systems: too much for every batch); epoch
+    rows also go out at the next epoch's start and the run's end. Rows are flushed, never fsynced. A directory belongs to one
     run: another run's is refused before the first step; the run itself, resumed from a
     checkpoint, goes on there (its rows rewritten to what the checkpoint holds). In a
     distributed run only rank 0 writes and reads the stop file.
@@ -455,7 +458,7 @@ class RunDirectory(Callback):
         >>> xb.fit(model, data, callbacks=[xb.callbacks.RunDirectory("runs/mlp")])  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, every_s: float = 0.25):
+    def __init__(self, path: str | Path, every_s: float = 0.2):
         self.path = rundir.check_run_dir(path)
         self.every_s = check_number("every_s", every_s)
         self.writer: rundir.RowWriter | None = None
@@ -483,11 +486,11 @@ class RunDirectory(Callback):
         rundir.write_header(self.path, self.header)
         # the run's rows so far (a resumed run's, from its checkpoint), then what comes
         self._recorder = recorder
-        self._batches_read, self._epochs_read = recorder.batch_count, len(recorder.epoch_rows)
-        rows = self._rows(recorder, 0, 0)
-        self.writer = rundir.RowWriter(self.path, replace_with=[
-            r for r in rows if next(iter(r.values())).get("run") == run])
-        self._written_at = time.monotonic()
+        self._batches_read, self._epochs_read = recorder.batch_count, recorder.epoch_count
+        rows = [] if before is None else [  # a resumed run's rows, from its checkpoint
+            r for r in self._rows(recorder, 0, 0) if next(iter(r.values())).get("run") == run]
+        self.writer = rundir.RowWriter(self.path, replace_with=rows)
+        self._checked_at = -math.inf  # the first batch looks for a stop file
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
         self._write()  # the last epoch's row, complete with the callbacks' extras
@@ -495,9 +498,11 @@ class RunDirectory(Callback):
     def on_batch_end(self, batch: int, logs: dict) -> None:
         if self.writer is None:
             return
-        if rundir.stop_requested(self.path):
-            self.trainer.stop()
-        if time.monotonic() - self._written_at >= self.every_s:
+        now = time.monotonic()
+        if now - self._checked_at >= self.every_s:
+            self._checked_at = now
+            if rundir.stop_requested(self.path):
+                self.trainer.stop()
             self._write()
 
     def on_train_end(self, logs: dict) -> None:
@@ -524,7 +529,6 @@ class RunDirectory(Callback):
         self._batches_read += sum(1 for r in rows if "batch" in r)
         self._epochs_read += sum(1 for r in rows if "epoch" in r)
         self.writer.write(rows)
-        self._written_at = time.monotonic()
 
     @staticmethod
     def _rows(recorder: Any, batches_from: int, epochs_from: int) -> list[dict]:
