@@ -176,3 +176,20 @@ def test_only_rank_0_of_a_process_group_writes(tmp_path, monkeypatch):
     model = xb.fit(tiny(), data(), epochs=2, verbose=False, run_dir=tmp_path / "run")
     assert model.epochs_trained == 2
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["STOP"]
+
+
+def test_writing_rows_asks_no_device_sync_per_batch(tmp_path, monkeypatch):
+    """Without the non-finite guard the loop keeps losses as tensors; a run directory
+    reads them in bulk when it writes, never one ``.item()`` per batch, and its rows
+    are the history's."""
+    items = []
+    real = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda t: items.append(1) or real(t))
+    plain = xb.fit(tiny(), data(), epochs=2, batch_size=8, verbose=False, seed=0,
+                   terminate_on_nan=False)
+    without = len(items)
+    model = xb.fit(tiny(), data(), epochs=2, batch_size=8, verbose=False, seed=0,
+                   terminate_on_nan=False, run_dir=tmp_path / "run")
+    assert len(items) - without == without  # the same .item() calls as without run_dir
+    pd.testing.assert_frame_equal(xb.read_run(tmp_path / "run").batches, model.batch_history)
+    pd.testing.assert_frame_equal(model.batch_history, plain.batch_history)

@@ -91,6 +91,9 @@ class Callback:
     """
 
     trainer: RunControls | None = None
+    # whether on_batch_end reads logs["loss"]: False spares the loop a device sync per
+    # batch (logs["loss"] is then None unless the loop reads it anyway)
+    reads_batch_loss = True
 
     def set_trainer(self, trainer: RunControls) -> None:
         """Called by the loop before ``on_train_begin``."""
@@ -457,6 +460,8 @@ class RunDirectory(Callback):
         >>> xb.fit(model, data, epochs=50, run_dir="runs/mlp")  # doctest: +SKIP
         >>> xb.fit(model, data, callbacks=[xb.callbacks.RunDirectory("runs/mlp")])  # doctest: +SKIP
     """
+
+    reads_batch_loss = False  # the rows are read from the history, one sync per write
 
     def __init__(self, path: str | Path, every_s: float = 0.2):
         self.path = rundir.check_run_dir(path)
