@@ -160,6 +160,8 @@ def test_a_killed_writer_leaves_whole_rows_and_reads_as_failed(tmp_path):
     run = xb.read_run(run_dir)
     assert run.status == "failed" and GONE in run.messages
     assert run.history["epoch"].tolist() == [1, 2]  # epoch 3's row was never complete
+    follower = RunFollower(run_dir)  # a watcher that was there before the resume
+    follower.poll()
     # resumed from its epoch-2 checkpoint, the same run goes on in its directory
     model = xb.fit(tiny(), data(), verbose=False, resume_from=tmp_path / "ckpt",
                    callbacks=[xb.callbacks.checkpoint(1, tmp_path / "ckpt")])
@@ -167,6 +169,9 @@ def test_a_killed_writer_leaves_whole_rows_and_reads_as_failed(tmp_path):
     assert run.status == "finished" and run.header["resumed"] == 1
     pd.testing.assert_frame_equal(run.history, model.history)
     pd.testing.assert_frame_equal(run.batches, model.batch_history)
+    follower.poll()  # the rewritten file is read again from its start: no row twice
+    pd.testing.assert_frame_equal(follower.history.epochs_frame(), model.history)
+    pd.testing.assert_frame_equal(follower.history.batches_frame(), model.batch_history)
 
 
 def test_only_rank_0_of_a_process_group_writes(tmp_path, monkeypatch):
