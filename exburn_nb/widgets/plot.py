@@ -237,11 +237,15 @@ class LivePlot(Callback):
         self.draw()
 
     def on_train_end(self, logs: dict) -> None:
+        self.finish()
+        if self.controls is not None:
+            self.controls.end(logs["model"])
+
+    def finish(self) -> None:
+        """A run ended: draw its final state, into the export-only copies too."""
         self.draw(force=True)
         for handle in self._snapshots:
             handle.update(export_snapshot(self.figure), raw=True)
-        if self.controls is not None:
-            self.controls.end(logs["model"])
 
     def _read_batches(self) -> None:
         """Take the batch rows recorded since the last draw from the model's history:

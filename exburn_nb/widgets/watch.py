@@ -20,9 +20,11 @@ from typing import Any
 
 import ipywidgets as W
 
+from ..base.checks import check_int, check_number
 from ..base.vocabulary import RunState
 from ..core.runs import RunFollower
 from ..io import rundir
+from .controls import error_html
 from .frontend.comms import serve_on_subshell
 from .frontend.throttle import DrawingThread
 from .plot import MAX_UPDATES_PER_S, LivePlot, make_figure
@@ -45,6 +47,8 @@ class RunWatch(W.VBox):
 
     def __init__(self, run_dir: str | Path, poll_s: float = POLL_S, height: int = 380):
         self._drawer: DrawingThread | None = None  # close() may run before it exists
+        check_number("poll_s", poll_s, positive=True)
+        check_int("height", height, 100)
         self.follower = RunFollower(run_dir)
         self.run_dir = self.follower.run_dir
         self.plot = LivePlot(make_figure(height), display=False)
@@ -61,10 +65,12 @@ class RunWatch(W.VBox):
         self.progress.add_class("xb-progress")
         self.progress_label = W.Label("")
         self.progress_label.add_class("xb-progress-label")
+        self.error_box = W.HTML("")
+        self.error: Exception | None = None  # what made polling end early (a damaged file)
         self.stopping = False
         super().__init__([W.HBox([self.stop_button, self.status]),
-                          W.HBox([self.progress, self.progress_label]), self.plot.view],
-                         layout=W.Layout(width="100%"))
+                          W.HBox([self.progress, self.progress_label]), self.plot.view,
+                          self.error_box], layout=W.Layout(width="100%"))
         self.add_class("xb-watch")
         serve_on_subshell(self.stop_button)
         self.follower.poll()
@@ -72,6 +78,14 @@ class RunWatch(W.VBox):
         if not self.follower.ended:
             self._drawer = DrawingThread(self._draw, MAX_UPDATES_PER_S, name="exburn-watch",
                                          idle_s=poll_s, on_idle=self._poll)
+
+    def _ipython_display_(self) -> None:
+        """The widget, then an export-only copy of its figure (brought up to date when the
+        run ends) for exports, which cannot draw widgets."""
+        from IPython.display import display
+
+        display(self._repr_mimebundle_(), raw=True)
+        self.plot.display_snapshot()
 
     # ---------------------------------------------------------------- Python twins
     def stop(self) -> None:
@@ -104,13 +118,20 @@ class RunWatch(W.VBox):
     def _poll(self) -> bool | None:
         """Read what the run wrote; a draw request when something changed."""
         before = self.follower.status
-        came = self.follower.poll()
+        try:
+            came = self.follower.poll()
+        except (OSError, ValueError) as exc:  # a damaged file: say so, stop polling
+            self.error = exc
+            return True
         return True if came or before != self.follower.status or self.follower.ended else None
 
     def _draw(self, _request: Any) -> None:
-        ended = self.follower.ended
+        ended = self.follower.ended or self.error is not None
         self._show(force=ended)
         if ended:
+            self.plot.finish()
+            if self.error is not None:
+                self.error_box.value = error_html(self.error)
             self._drawer.close()  # from its own thread: it ends after this draw
 
     def _show(self, force: bool) -> None:

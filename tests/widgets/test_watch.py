@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import exburn_nb as xb
+from exburn_nb.io import rundir
 
 # Ranks of the torchrun test. 2 needs the data-parallel engine (issue 22, landing
 # separately): switch this line to 2 once it is in.
@@ -120,6 +121,7 @@ def test_a_torchrun_script_writes_its_run_dir_and_watch_shows_every_epoch(tmp_pa
         import sys
         sys.path[:0] = [{str(TESTS.parent)!r}, {str(Path(__file__).parent)!r}]
         import exburn_nb as xb
+from exburn_nb.io import rundir
         from test_watch import data, tiny
         model = xb.fit(tiny(), data(), epochs=3, batch_size=16, verbose=False,
                        run_dir={str(run_dir)!r})
@@ -138,3 +140,24 @@ def test_a_torchrun_script_writes_its_run_dir_and_watch_shows_every_epoch(tmp_pa
     assert shows_every_epoch(view, run.history)
     assert view.status.value.startswith("finished · 3 epochs trained")
     view.close()
+
+
+def test_a_damaged_rows_file_ends_polling_with_the_error_shown(tmp_path):
+    run_dir = tmp_path / "run"
+    view = xb.widgets.watch(run_dir, poll_s=0.02)
+    rundir.write_header(run_dir, {"uid": "0123456789abcdef", "status": "running",
+                                  "first_epoch": 1, "last_epoch": 2, "batches": 3})
+    (run_dir / "history.jsonl").write_text('{"batch": {"epoch": 1, "batch": 1}}\n{oops\n')
+    assert view.wait(30) and not view.polling
+    assert "ValueError" in view.error_box.value and "line 2" in view.error_box.value
+    view.close()
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("poll_s", 0, "poll_s must be a finite number > 0"),
+    ("height", 10, "height must be an integer >= 100"),
+    ("run_dir", 3, "run_dir must be a directory path")])
+def test_bad_watch_arguments_are_refused_by_name(tmp_path, option, value, match):
+    options = {"run_dir": tmp_path / "run", option: value}
+    with pytest.raises(ValueError, match=match):
+        xb.widgets.watch(**options)
