@@ -624,7 +624,9 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
             ``terminate_on_nan`` (True: refuse a step whose loss, gradients or updated
             weights are not finite), ``check_data`` (True: refuse NaN/inf data up front),
             ``compile`` (torch.compile), ``precision`` ("fp32" or "bf16"), ``seed``
-            (the shuffle order and random draws: the same seed gives the same run).
+            (the shuffle order and random draws: the same seed gives the same run),
+            ``run_dir`` (a directory the run writes its rows to as it goes and stops on
+            a ``STOP`` file: watch it with ``xb.widgets.watch`` or ``xb.read_run``).
 
     Returns:
         The model, trained in place. A ``KeyboardInterrupt`` also returns it, with a
