@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pandas as pd
 import pytest
@@ -29,7 +30,8 @@ def tiny(seed=0):
 
 
 class TouchStop(xb.Callback):
-    """Touch the stop file after batch ``batch`` of epoch ``epoch``."""
+    """Touch the stop file after batch ``batch`` of epoch ``epoch``, then hold that batch
+    until the run directory's thread has seen it (so the test knows which batch ends)."""
 
     def __init__(self, run_dir, epoch, batch):
         self.run_dir, self.epoch, self.batch = run_dir, epoch, batch
@@ -37,6 +39,9 @@ class TouchStop(xb.Callback):
     def on_batch_end(self, batch, logs):
         if (logs["epoch"], batch) == (self.epoch, self.batch):
             (self.run_dir / "STOP").touch()
+            deadline = time.monotonic() + 60
+            while not self.trainer.control.stopping and time.monotonic() < deadline:
+                time.sleep(0.01)
 
 
 def lines(run_dir):
@@ -62,8 +67,8 @@ def test_fit_writes_every_row_and_how_the_run_ended(tmp_path):
 
 def test_a_stop_file_stops_the_run_at_the_end_of_its_batch(tmp_path):
     run_dir = tmp_path / "run"
-    model = xb.fit(tiny(), data(), epochs=5, batch_size=8, verbose=False, callbacks=[
-        TouchStop(run_dir, epoch=2, batch=3), xb.callbacks.RunDirectory(run_dir, every_s=0)])
+    model = xb.fit(tiny(), data(), epochs=5, batch_size=8, verbose=False, run_dir=run_dir,
+                   callbacks=[TouchStop(run_dir, epoch=2, batch=3)])
     last = model.batch_history.iloc[-1]
     assert (last["epoch"], last["batch"]) == (2, 3)  # the batch in progress, then stop
     run = xb.read_run(run_dir)
@@ -71,11 +76,12 @@ def test_a_stop_file_stops_the_run_at_the_end_of_its_batch(tmp_path):
     pd.testing.assert_frame_equal(run.batches, model.batch_history)
 
 
-def test_a_run_started_with_a_stop_file_there_stops_after_its_first_batch(tmp_path):
+def test_a_run_started_with_a_stop_file_there_trains_nothing(tmp_path):
     rundir.request_stop(tmp_path / "run")
     model = xb.fit(tiny(), data(), epochs=5, batch_size=8, verbose=False,
                    run_dir=tmp_path / "run")
-    assert len(model.batch_history) == 1 and xb.read_run(tmp_path / "run").status == "stopped"
+    assert model.epochs_trained == 0 and len(model.batch_history) == 0
+    assert xb.read_run(tmp_path / "run").status == "stopped"
 
 
 def test_another_runs_directory_is_refused_before_any_step(tmp_path):
@@ -185,8 +191,8 @@ def test_only_rank_0_of_a_process_group_writes(tmp_path, monkeypatch):
 
 def test_writing_rows_asks_no_device_sync_per_batch(tmp_path, monkeypatch):
     """Without the non-finite guard the loop keeps losses as tensors; a run directory
-    reads them in bulk when it writes, never one ``.item()`` per batch, and its rows
-    are the history's."""
+    reads them in bulk when it writes (no batch hook: the loop never reads one per batch),
+    and its rows are the history's."""
     items = []
     real = torch.Tensor.item
     monkeypatch.setattr(torch.Tensor, "item", lambda t: items.append(1) or real(t))

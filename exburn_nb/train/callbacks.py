@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 import os
 import socket
 import threading
@@ -91,9 +90,6 @@ class Callback:
     """
 
     trainer: RunControls | None = None
-    # whether on_batch_end reads logs["loss"]: False spares the loop a device sync per
-    # batch (logs["loss"] is then None unless the loop reads it anyway)
-    reads_batch_loss = True
 
     def set_trainer(self, trainer: RunControls) -> None:
         """Called by the loop before ``on_train_begin``."""
@@ -444,15 +440,16 @@ class RunDirectory(Callback):
     ``run.json`` says what the run is (uid, config, epochs and batches to come) and, at
     the end, how it ended (``finished``, ``stopped``, ``pruned``, ``failed``);
     ``history.jsonl`` gets the batch rows and each epoch row, once complete. A ``STOP``
-    file (``touch path/STOP``) stops the run at the end of a batch, as the dashboard's
-    Stop does (a run started while one is there stops after its first batch; a resumed
-    run removes it). Every ``every_s`` seconds at most (each batch with 0), at the end of a
-    batch, the new rows are written and the stop file looked for (one ``stat``, which
-    costs tens of microseconds on some file systems: too much for every batch); epoch
-    rows also go out at the next epoch's start and the run's end. Rows are flushed, never fsynced. A directory belongs to one
-    run: another run's is refused before the first step; the run itself, resumed from a
-    checkpoint, goes on there (its rows rewritten to what the checkpoint holds). In a
-    distributed run only rank 0 writes and reads the stop file.
+    file (``touch path/STOP``) stops the run at the end of its batch in progress, as the
+    dashboard's Stop does (a run started while one is there trains nothing; a resumed run
+    removes it). A thread of this callback's does the batch work every ``every_s``
+    seconds: it looks for the stop file (one ``stat``, which costs tens of microseconds
+    on some file systems) and appends the new batch rows, so the training loop pays
+    nothing per batch; epoch rows go out at the next epoch's start and the run's end.
+    Rows are flushed, never fsynced. A directory belongs to one run: another run's is
+    refused before the first step; the run itself, resumed from a checkpoint, goes on
+    there (its rows rewritten to what the checkpoint holds). In a distributed run only
+    rank 0 writes and reads the stop file.
 
     ``xb.fit(..., run_dir=path)`` adds one (it works under ``torchrun`` from a plain script).
 
@@ -461,13 +458,14 @@ class RunDirectory(Callback):
         >>> xb.fit(model, data, callbacks=[xb.callbacks.RunDirectory("runs/mlp")])  # doctest: +SKIP
     """
 
-    reads_batch_loss = False  # the rows are read from the history, one sync per write
-
     def __init__(self, path: str | Path, every_s: float = 0.2):
         self.path = rundir.check_run_dir(path)
-        self.every_s = check_number("every_s", every_s)
+        self.every_s = check_number("every_s", every_s, positive=True)
         self.writer: rundir.RowWriter | None = None
         self.header: dict = {}
+        self._lock = threading.Lock()  # the writer: this thread's and the loop's writes
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def claim(self, run_uid: str | None) -> None:
         rundir.claim(self.path, run_uid)
@@ -480,6 +478,8 @@ class RunDirectory(Callback):
         before = rundir.claim(self.path, trainer.run_uid)
         if before is not None:  # this run, resumed: a stop asked of it then is done
             rundir.clear_stop(self.path)
+        elif rundir.stop_requested(self.path):
+            trainer.stop()
         run, batches, epochs = trainer.run_id, logs["batches"], logs["epochs"]
         self.header = {
             "uid": trainer.run_uid, "run": run, "status": str(RunState.RUNNING),
@@ -492,29 +492,31 @@ class RunDirectory(Callback):
         # the run's rows so far (a resumed run's, from its checkpoint), then what comes
         self._recorder = recorder
         self._batches_read, self._epochs_read = recorder.batch_count, recorder.epoch_count
-        rows = [] if before is None else [  # a resumed run's rows, from its checkpoint
+        rows = [] if before is None else [
             r for r in self._rows(recorder, 0, 0) if next(iter(r.values())).get("run") == run]
         self.writer = rundir.RowWriter(self.path, replace_with=rows)
-        self._checked_at = -math.inf  # the first batch looks for a stop file
+        self._done.clear()
+        self._thread = threading.Thread(target=self._every, name="exburn-run-dir",
+                                        daemon=True)
+        self._thread.start()
+
+    def _every(self) -> None:
+        """In this callback's thread: look for the stop file, write the new batch rows."""
+        while not self._done.wait(self.every_s):
+            if rundir.stop_requested(self.path):
+                self.trainer.stop()  # thread-safe: the loop stops after its batch
+            self._write(epochs=False)
 
     def on_epoch_begin(self, epoch: int, logs: dict) -> None:
-        self._write()  # the last epoch's row, complete with the callbacks' extras
-
-    def on_batch_end(self, batch: int, logs: dict) -> None:
-        if self.writer is None:
-            return
-        now = time.monotonic()
-        if now - self._checked_at >= self.every_s:
-            self._checked_at = now
-            if rundir.stop_requested(self.path):
-                self.trainer.stop()
-            self._write()
+        self._write(epochs=True)  # the last epoch's row, complete with callbacks' extras
 
     def on_train_end(self, logs: dict) -> None:
         if self.writer is None:
             return
+        self._done.set()
+        self._thread.join()
         try:
-            self._write()
+            self._write(epochs=True)
         finally:
             self.writer.close()
             self.writer = None
@@ -526,22 +528,27 @@ class RunDirectory(Callback):
                                messages=messages)
             rundir.write_header(self.path, self.header)
 
-    def _write(self) -> None:
-        """Append the rows recorded since the last write."""
-        if self.writer is None:
-            return
-        rows = self._rows(self._recorder, self._batches_read, self._epochs_read)
-        self._batches_read += sum(1 for r in rows if "batch" in r)
-        self._epochs_read += sum(1 for r in rows if "epoch" in r)
-        self.writer.write(rows)
+    def _write(self, epochs: bool) -> None:
+        """Append the batch rows recorded since the last write (and the epoch rows)."""
+        with self._lock:
+            if self.writer is None:
+                return
+            rows = self._rows(self._recorder, self._batches_read,
+                              self._epochs_read if epochs else None)
+            self._batches_read += sum(1 for r in rows if "batch" in r)
+            self._epochs_read += sum(1 for r in rows if "epoch" in r)
+            self.writer.write(rows)
 
     @staticmethod
-    def _rows(recorder: Any, batches_from: int, epochs_from: int) -> list[dict]:
-        """The batch rows, then the epoch rows, from these positions on, as file rows."""
+    def _rows(recorder: Any, batches_from: int, epochs_from: int | None) -> list[dict]:
+        """The batch rows, then the epoch rows (None: none), from these positions on, as
+        file rows in order."""
         columns = recorder.batch_rows_since(batches_from)
         rows = [{"batch": {k: rundir.json_ready(v) for k, v in zip(columns, values,
                                                                    strict=True)}}
                 for values in zip(*columns.values(), strict=True)]
+        if epochs_from is None:
+            return rows
         epochs = [{"epoch": {k: rundir.json_ready(v) for k, v in row.items()}}
                   for row in recorder.epoch_rows_since(epochs_from)]
         return sorted(rows + epochs, key=lambda r: next(iter(r.values()))["epoch"])

@@ -465,7 +465,7 @@ class Trainer(Steering):
         True when the epoch ran to its end (a stop after its last batch included)."""
         cfg, engine, control = self.config, self.engine, self.control
         batch_cbs = [cb for cb in self.callbacks if listens_to_batches(cb)]
-        read_loss = cfg.terminate_on_nan or any(cb.reads_batch_loss for cb in batch_cbs)
+        read_loss = cfg.terminate_on_nan or bool(batch_cbs)
         guard = cfg.terminate_on_nan
         dim = 0 if len(self.members) == 1 else 1  # several members: batches are (M, B, ...)
         active, running = self._running()

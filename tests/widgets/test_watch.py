@@ -121,7 +121,6 @@ def test_a_torchrun_script_writes_its_run_dir_and_watch_shows_every_epoch(tmp_pa
         import sys
         sys.path[:0] = [{str(TESTS.parent)!r}, {str(Path(__file__).parent)!r}]
         import exburn_nb as xb
-from exburn_nb.io import rundir
         from test_watch import data, tiny
         model = xb.fit(tiny(), data(), epochs=3, batch_size=16, verbose=False,
                        run_dir={str(run_dir)!r})
