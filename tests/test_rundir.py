@@ -176,6 +176,7 @@ def test_a_killed_writer_leaves_whole_rows_and_reads_as_failed(tmp_path):
     pd.testing.assert_frame_equal(run.history, model.history)
     pd.testing.assert_frame_equal(run.batches, model.batch_history)
     follower.poll()  # the rewritten file is read again from its start: no row twice
+    assert follower.restarts == 1
     pd.testing.assert_frame_equal(follower.history.epochs_frame(), model.history)
     pd.testing.assert_frame_equal(follower.history.batches_frame(), model.batch_history)
 

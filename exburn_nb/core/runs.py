@@ -42,6 +42,7 @@ class RunFollower:
         self.run_dir = rundir.check_run_dir(run_dir)
         self.history = History()
         self.header: dict | None = None
+        self.restarts = 0  # times the rows file was replaced and the history read anew
         self._tail = rundir.RowTail(self.run_dir)
 
     def poll(self) -> int:
@@ -52,6 +53,7 @@ class RunFollower:
         if self._tail.restarted:
             self._tail.restarted = False
             self.history.clear()
+            self.restarts += 1
         for row in rows:
             if "batch" in row:
                 values = {k: math.nan if v is None else v for k, v in row["batch"].items()}

@@ -53,7 +53,7 @@ class RunWatch(W.VBox):
         self.run_dir = self.follower.run_dir
         self.plot = LivePlot(make_figure(height), display=False)
         self.plot.follow(self.follower.history)
-        self._shown: tuple | None = None  # (uid, resumed) of the header the plot was set for
+        self._shown: tuple | None = None  # (uid, restarts): the history the plot was set for
         self.status = W.HTML("")
         self.status.add_class("xb-status")
         self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger",
@@ -137,8 +137,8 @@ class RunWatch(W.VBox):
     def _show(self, force: bool) -> None:
         """Status, progress and curves as the follower has them."""
         header = self.follower.header
-        if header is not None and self._shown != (header["uid"], header.get("resumed")):
-            self._shown = (header["uid"], header.get("resumed"))
+        if header is not None and self._shown != (header["uid"], self.follower.restarts):
+            self._shown = (header["uid"], self.follower.restarts)
             self.plot.follow(self.follower.history, {header.get("run", 0): header.get(
                 "batches") or 1})
         self.plot.draw(force=force)
