@@ -34,6 +34,7 @@ class RunState(str, Enum):
     """Where a run is: the runner's states, and an experiment run's end states."""
 
     IDLE = "idle"
+    WAITING = "waiting"  # a watched run directory whose run has not started yet
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"

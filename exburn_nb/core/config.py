@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -54,6 +55,9 @@ class FitConfig:
         precision: ``"fp32"`` or ``"bf16"`` (autocast).
         seed: seeds the run's shuffle order and its random draws (dropout), so the
             same seed gives the same run; None draws from torch's global generator.
+        run_dir: a run directory the run writes its rows to as it goes, and whose
+            ``STOP`` file stops it (see :class:`~exburn_nb.train.callbacks.RunDirectory`;
+            watch it with ``xb.widgets.watch(run_dir)``); None writes none.
     """
 
     epochs: int = 10
@@ -71,6 +75,7 @@ class FitConfig:
     compile: bool = False
     precision: str = "fp32"
     seed: int | None = None
+    run_dir: str | None = None
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 0)
@@ -89,6 +94,11 @@ class FitConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
         check_seed(self.seed)
+        if self.run_dir is not None:
+            if not isinstance(self.run_dir, (str, os.PathLike)) or not str(self.run_dir):
+                raise ValueError(f"run_dir must be None or a directory path (str or Path); "
+                                 f"got {self.run_dir!r}")
+            object.__setattr__(self, "run_dir", str(self.run_dir))
         if isinstance(self.lr_schedule, list):
             object.__setattr__(self, "lr_schedule", tuple(self.lr_schedule))
         check_schedule(self.lr_schedule)

@@ -41,8 +41,8 @@ from ..core.optim import make_schedule
 from . import checkpoints
 from .callbacks import (
     Callback,
-    Checkpoint,
     ProgressBar,
+    RunDirectory,
     as_callback,
     block_callbacks,
     listens_to_batches,
@@ -123,9 +123,12 @@ class Trainer(Steering):
         if not isinstance(callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list; got {type(callbacks).__name__}")
         self.callbacks = [as_callback(c, i) for i, c in enumerate(callbacks)]
-        if len(models) > 1 and (self.callbacks or self._resume):
-            raise ValueError("callbacks and resume_from need a run of one model; watch a "
-                             "stacked run with trainer.on_epoch_end(fn)")
+        if len(models) > 1 and (self.callbacks or self._resume
+                                or any(c.run_dir for c in configs)):
+            raise ValueError("callbacks, resume_from and run_dir need a run of one model; "
+                             "watch a stacked run with trainer.on_epoch_end(fn)")
+        if run_dir := configs[0].run_dir:
+            self.callbacks.append(RunDirectory(run_dir))
         if verbose:
             self.callbacks.append(ProgressBar())
         self.config = cfg = configs[0]
@@ -148,7 +151,7 @@ class Trainer(Steering):
                                     else self._resume.state.get("uid"))
         if self._resume is not None:
             self.check_state(self._resume.state, self._resume.source)
-        self._claim_checkpoint_directories(self.run_uid)
+        self._claim_directories(self.run_uid)
         self.batches = self.source.batches
         self.epoch_index = 0  # epochs done in this run
         self._callback_states: list[dict] | None = None  # a resume's, for after on_train_begin
@@ -225,7 +228,7 @@ class Trainer(Steering):
         owner (the run goes on as ``state``'s run)."""
         checkpoints.check_run_state(state, source)
         self.check_state(state, source)
-        self._claim_checkpoint_directories(state.get("uid"))
+        self._claim_directories(state.get("uid"))
 
     def _apply_state(self, state: dict) -> None:
         """Put ``state`` (checked by :meth:`_check_loadable`) in place; cannot fail."""
@@ -247,12 +250,11 @@ class Trainer(Steering):
         self._callback_states = [c["state"] for c in state["callbacks"]]
         self._restarting = True
 
-    def _claim_checkpoint_directories(self, uid: str | None) -> None:
-        """Refuse the run (naming the directory) when a checkpoint callback would write
-        into a directory that holds another run's checkpoints."""
+    def _claim_directories(self, uid: str | None) -> None:
+        """Refuse the run (naming the directory) when a callback would write into a
+        directory that holds another run's files (checkpoints, a run directory)."""
         for cb in self.callbacks:
-            if isinstance(cb, Checkpoint):
-                cb.claim(uid)
+            cb.claim(uid)
 
     def _stateful_callbacks(self) -> list[tuple[Callback, dict]]:
         return [(cb, state) for cb in self.callbacks if (state := cb.state_dict())]
@@ -286,7 +288,7 @@ class Trainer(Steering):
         except KeyboardInterrupt:
             self._interrupted()
         except BaseException as exc:
-            error = exc
+            error = logs["error"] = exc
             raise
         finally:
             if self._open_epoch is not None:  # an epoch cut short (a raising callback, a
@@ -622,7 +624,9 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
             ``terminate_on_nan`` (True: refuse a step whose loss, gradients or updated
             weights are not finite), ``check_data`` (True: refuse NaN/inf data up front),
             ``compile`` (torch.compile), ``precision`` ("fp32" or "bf16"), ``seed``
-            (the shuffle order and random draws: the same seed gives the same run).
+            (the shuffle order and random draws: the same seed gives the same run),
+            ``run_dir`` (a directory the run writes its rows to as it goes and stops on
+            a ``STOP`` file: watch it with ``xb.widgets.watch`` or ``xb.read_run``).
 
     Returns:
         The model, trained in place. A ``KeyboardInterrupt`` also returns it, with a
