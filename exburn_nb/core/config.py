@@ -25,7 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..base.checks import check_int, check_number, check_optional_number, check_seed
+from ..base.checks import (
+    check_int,
+    check_number,
+    check_optional_number,
+    check_processes,
+    check_seed,
+)
 from ..base.vocabulary import COMPILE_FILE_KEYS, DEVICES, LOSSES, OPTIMIZERS, PRECISIONS
 from .optim import check_schedule
 
@@ -54,6 +60,12 @@ class FitConfig:
         precision: ``"fp32"`` or ``"bf16"`` (autocast).
         seed: seeds the run's shuffle order and its random draws (dropout), so the
             same seed gives the same run; None draws from torch's global generator.
+        processes: data-parallel ranks (``torch.distributed``); ``batch_size`` stays the
+            global batch, split evenly across them (it must divide).
+        backend: ``"auto"`` (gloo on CPU, nccl on CUDA), ``"gloo"`` or ``"nccl"``.
+        start_method: how the ranks are started: ``"fork"`` (notebooks) or ``"spawn"``.
+        sync_batchnorm: with several processes, BatchNorm layers normalise with the
+            global batch's statistics (``SyncBatchNorm``) instead of each rank's.
     """
 
     epochs: int = 10
@@ -71,13 +83,17 @@ class FitConfig:
     compile: bool = False
     precision: str = "fp32"
     seed: int | None = None
+    processes: int = 1
+    backend: str = "auto"
+    start_method: str = "fork"
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 0)
         check_int("batch_size", self.batch_size, 1)
         check_int("accumulate_gradients", self.accumulate_gradients, 1)
         for name in ("shuffle", "accuracy", "nesterov", "terminate_on_nan", "check_data",
-                     "compile"):
+                     "compile", "sync_batchnorm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
         for name in ("clip_norm", "clip_value"):
@@ -89,6 +105,7 @@ class FitConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
         check_seed(self.seed)
+        check_processes(self.processes, self.batch_size, self.backend, self.start_method)
         if isinstance(self.lr_schedule, list):
             object.__setattr__(self, "lr_schedule", tuple(self.lr_schedule))
         check_schedule(self.lr_schedule)

@@ -38,7 +38,7 @@ from ..core.data import TensorBatches
 from ..core.inputs import batch_source, check_accuracy
 from ..core.model import Model
 from ..core.optim import make_schedule
-from . import checkpoints
+from . import checkpoints, launch
 from .callbacks import (
     Callback,
     Checkpoint,
@@ -475,7 +475,7 @@ class Trainer(Steering):
                                                                  for _, yb in group)
             for i, (xb, yb) in enumerate(group):
                 b += 1
-                size = yb.shape[dim]
+                size = engine.samples(yb)
                 if batch_cbs:
                     self._phase = "batch_begin"
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches}
@@ -637,5 +637,9 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
         >>> cfg = xb.FitConfig(epochs=5, batch_size=64)
         >>> xb.fit(model, (x, y), cfg, validation_data=(vx, vy))  # doctest: +SKIP
     """
+    if launch.wanted(config, options):  # several processes: the same Trainer on each rank
+        return launch.fit_in_processes(Trainer, model, data, dict(
+            config=config, validation_data=validation_data, callbacks=callbacks,
+            verbose=verbose, resume_from=resume_from, **options))
     return Trainer(model, data, config, validation_data=validation_data, callbacks=callbacks,
                    verbose=verbose, resume_from=resume_from, **options).run()

@@ -1,0 +1,263 @@
+"""Starting a data-parallel run: forked ranks from a notebook, or joining ``torchrun``.
+
+``xb.fit(model, data, processes=N)`` checks everything in the caller first (the whole run's
+options, by building its trainer once; then that forking can work: CUDA not yet initialised
+in this process, the start method available, one GPU per rank), then starts N ranks with
+the configured start method (``"fork"`` by default, as Lightning's ``ddp_notebook`` and
+accelerate's ``notebook_launcher`` do). Each rank:
+
+- ignores SIGINT (Jupyter's Interrupt signals the kernel's whole process group: the caller
+  turns the first one into a clean stop of every rank, a second one ends them);
+- uses ``cores // N`` threads, and meets the others through a ``FileStore`` in a temporary
+  directory (no port to race for), with a 30 s timeout on the process group;
+- trains the one loop (:func:`~exburn_nb.train.distributed.distribute`), then rank 0
+  saves its model (safetensors + JSON, no pickle) for the caller, whose ``Model`` loads
+  it: weights, optimizer state, history.
+
+A rank that raises sends its traceback; the caller ends the other ranks and raises a
+``RuntimeError`` holding it. Every child is reaped before the call returns or raises.
+
+Under ``torchrun`` (:func:`launched_by_torchrun`) ``fit`` joins the process group the
+launcher describes and starts nothing; every rank returns the trained model.
+
+Example:
+    >>> xb.fit(model, (x, y), epochs=5, batch_size=64, processes=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import tempfile
+import threading
+import traceback
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..core.config import FitConfig
+from ..core.model import Model
+from .distributed import distribute
+
+GROUP_TIMEOUT = timedelta(seconds=30)
+POLL_S = 0.1  # how often the caller looks at the ranks while waiting
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is a rank that ``torchrun`` started: its run id AND the rank
+    variables it sets (a stale ``TORCHELASTIC_RUN_ID`` alone does not count).
+
+    Example:
+        >>> launched_by_torchrun()  # in a notebook
+        False
+    """
+    return (dist.is_torchelastic_launched() and "RANK" in os.environ
+            and "WORLD_SIZE" in os.environ)
+
+
+def wanted(config: Any, options: dict) -> bool:
+    """Whether a ``fit`` call with ``config`` and ``options`` runs data-parallel (a bad
+    ``processes`` counts: the launch refuses it by name)."""
+    if launched_by_torchrun():
+        return True
+    processes = options.get("processes", config.processes if isinstance(config, FitConfig)
+                            else 1)
+    return processes != 1
+
+
+def backend_for(config: FitConfig, model: Model) -> str:
+    """The process group's backend: ``config.backend``, or for ``"auto"`` nccl on CUDA
+    and gloo otherwise."""
+    if config.backend != "auto":
+        return config.backend
+    return "nccl" if model.torch_device.type == "cuda" else "gloo"
+
+
+def check_launch(config: FitConfig, model: Model, backend: str) -> None:
+    """Refuse, naming the cause, a launch of ``config.processes`` ranks that cannot work
+    (before any process starts)."""
+    import multiprocessing
+
+    method, n = config.start_method, config.processes
+    if method not in multiprocessing.get_all_start_methods():
+        raise ValueError(f"start_method={method!r} is not available on this platform; use "
+                         f"one of {multiprocessing.get_all_start_methods()}")
+    if method == "fork" and torch.cuda.is_initialized():
+        raise ValueError("processes > 1 with start_method='fork' cannot work: CUDA is already "
+                         "initialised in this process (a model moved to the GPU, or a CUDA "
+                         "call). Restart the kernel and call fit(..., processes=N) before "
+                         "touching the GPU (compile with device='cpu'), or use torchrun")
+    if backend == "nccl" and torch.cuda.device_count() < n:
+        raise ValueError(f"processes={n} with backend 'nccl' needs {n} GPUs (one per rank; "
+                         f"NCCL refuses two ranks on one GPU); this machine has "
+                         f"{torch.cuda.device_count()}")
+
+
+def fit_in_processes(trainer_class: Callable[..., Any], model: Model, data: Any,
+                     arguments: dict,
+                     on_started: Callable[[Any], None] | None = None) -> Model:
+    """Train ``model`` data-parallel: join ``torchrun``'s group, or start
+    ``processes`` ranks; returns ``model`` holding rank 0's final state.
+
+    Args:
+        trainer_class: builds each rank's trainer as ``trainer_class(model, data,
+            **arguments)`` (the one loop).
+        model: the caller's model; it is changed only when the run has ended.
+        data: the training data (in memory, or a ``DataLoader`` of a sized dataset).
+        arguments: the trainer's other arguments (config, options, callbacks...).
+        on_started: called, once the ranks run, with the caller's end of a pipe to rank 0
+            (to send ``("stop",)``, ``("pause",)``, ``("resume",)``, ``("lr", x)``).
+
+    Example:
+        >>> fit_in_processes(Trainer, model, (x, y), {"processes": 2})  # doctest: +SKIP
+    """
+    if launched_by_torchrun():
+        return _join_torchrun(trainer_class, model, data, arguments)
+    trainer = trainer_class(model, data, **arguments)  # every option checked, by name
+    config = trainer.config
+    backend = backend_for(config, model)
+    check_launch(config, model, backend)
+    import multiprocessing
+
+    ctx = multiprocessing.get_context(config.start_method)
+    results = ctx.Queue()
+    caller_end, rank0_end = ctx.Pipe()
+    with tempfile.TemporaryDirectory(prefix="exburn-ranks-") as tmp:
+        procs = [ctx.Process(target=_rank_main, name=f"exburn-rank-{rank}", daemon=True,
+                             args=(rank, config.processes, backend, tmp, trainer_class,
+                                   model, data, arguments, results,
+                                   rank0_end if rank == 0 else None))
+                 for rank in range(config.processes)]
+        try:
+            with _sigint_blocked():  # a child ignores SIGINT from its first instruction
+                for p in procs:
+                    p.start()
+            if on_started is not None:
+                on_started(caller_end)
+            outcome = _collect(procs, results, caller_end)
+        except BaseException:
+            _reap(procs, hurry=True)
+            raise
+        _reap(procs)
+        model.load(outcome["path"])  # rank 0's weights, optimizer state and history
+    for message in outcome["messages"]:
+        warnings.warn(message, stacklevel=3)
+    return model
+
+
+def _join_torchrun(trainer_class: Callable[..., Any], model: Model, data: Any,
+                   arguments: dict) -> Model:
+    trainer = trainer_class(model, data, **arguments)
+    if not dist.is_initialized():
+        dist.init_process_group(backend_for(trainer.config, model), timeout=GROUP_TIMEOUT)
+    distribute(trainer, sync_batchnorm=trainer.config.sync_batchnorm)
+    trainer.run()
+    dist.barrier()
+    if dist.get_rank() == 0:
+        for message in trainer.messages:
+            warnings.warn(message, stacklevel=3)
+    return model
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _rank_main(rank: int, world: int, backend: str, tmp: str,
+               trainer_class: Callable[..., Any], model: Model, data: Any, arguments: dict,
+               results: Any, inbox: Any) -> None:
+    """One rank: join the group, train, and report (rank 0 saves its model)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    if backend == "gloo":
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    try:
+        store = dist.FileStore(str(Path(tmp) / "store"), world)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world,
+                                timeout=GROUP_TIMEOUT)
+        trainer = trainer_class(model, data, **arguments)
+        distribute(trainer, inbox, sync_batchnorm=trainer.config.sync_batchnorm)
+        trainer.run()
+        dist.barrier()  # every rank has finished (rank 0's checkpoints are written)
+        outcome = None
+        if rank == 0:
+            path = str(Path(tmp) / "rank0.exburn")
+            model.save(path)
+            outcome = {"path": path, "messages": list(trainer.messages),
+                       "stop_reason": None if trainer.stop_reason is None
+                       else str(trainer.stop_reason)}
+        results.put(("done", rank, outcome))
+    except BaseException as exc:  # noqa: BLE001 - sent to the caller, who raises it
+        results.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        results.close()
+        results.join_thread()
+
+
+def _collect(procs: list, results: Any, caller_end: Any) -> dict:
+    """Wait for every rank's report; rank 0's outcome. The first Ctrl-C asks rank 0 for
+    a clean stop (every rank stops on the same batch); a second one ends the ranks."""
+    done: dict[int, Any] = {}
+    interrupts = 0
+    while len(done) < len(procs):
+        try:
+            try:
+                message = results.get(timeout=POLL_S)
+            except queue.Empty:
+                for rank, p in enumerate(procs):
+                    if rank not in done and p.exitcode is not None:
+                        with contextlib.suppress(queue.Empty):  # its report may be in flight
+                            message = results.get(timeout=1.0)
+                            break
+                        raise RuntimeError(f"rank {rank} of {len(procs)} exited with code "
+                                           f"{p.exitcode} without a report; the other ranks "
+                                           "were stopped and the model is unchanged")
+                else:
+                    continue
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts > 1:
+                raise
+            with contextlib.suppress(OSError):
+                caller_end.send(("stop",))
+            continue
+        if message[0] == "error":
+            _, rank, summary, tb = message
+            raise RuntimeError(f"rank {rank} of {len(procs)} raised {summary}; the other "
+                               f"ranks were stopped and the model is unchanged.\n"
+                               f"Traceback on rank {rank}:\n{tb}")
+        done[message[1]] = message[2]
+    return done[0]
+
+
+def _reap(procs: list, hurry: bool = False) -> None:
+    """No rank outlives the run: wait (briefly when ``hurry``), then terminate, then
+    kill."""
+    for p in procs:
+        if p.pid is None:
+            continue
+        p.join(0.2 if hurry else 10.0)
+        if p.is_alive():
+            p.terminate()
+            p.join(2.0)
+        if p.is_alive():
+            p.kill()
+            p.join()
