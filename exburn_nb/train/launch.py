@@ -219,19 +219,7 @@ def _collect(procs: list, results: Any, caller_end: Any) -> dict:
     interrupts = 0
     while len(done) < len(procs):
         try:
-            try:
-                message = results.get(timeout=POLL_S)
-            except queue.Empty:
-                for rank, p in enumerate(procs):
-                    if rank not in done and p.exitcode is not None:
-                        with contextlib.suppress(queue.Empty):  # its report may be in flight
-                            message = results.get(timeout=1.0)
-                            break
-                        raise RuntimeError(f"rank {rank} of {len(procs)} exited with code "
-                                           f"{p.exitcode} without a report; the other ranks "
-                                           "were stopped and the model is unchanged")
-                else:
-                    continue
+            message = _next_report(procs, results, done)
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts > 1:
@@ -239,13 +227,40 @@ def _collect(procs: list, results: Any, caller_end: Any) -> dict:
             with contextlib.suppress(OSError):
                 caller_end.send(("stop",))
             continue
+        if message is None:
+            continue
         if message[0] == "error":
             _, rank, summary, tb = message
+            dead = _dead(procs, done, rank)
+            if dead is not None:  # the rank that died is the cause; the others lost a peer
+                raise RuntimeError(f"{dead} (then rank {rank} failed: {summary:.300}); the "
+                                   "other ranks were stopped and the model is unchanged")
             raise RuntimeError(f"rank {rank} of {len(procs)} raised {summary}; the other "
                                f"ranks were stopped and the model is unchanged.\n"
                                f"Traceback on rank {rank}:\n{tb}")
         done[message[1]] = message[2]
     return done[0]
+
+
+def _next_report(procs: list, results: Any, done: dict) -> tuple | None:
+    """The next rank's report, or None after :data:`POLL_S`; raises when a rank died
+    without one."""
+    with contextlib.suppress(queue.Empty):
+        return results.get(timeout=POLL_S)
+    dead = _dead(procs, done)
+    if dead is None:
+        return None
+    with contextlib.suppress(queue.Empty):  # its last report may still be in flight
+        return results.get(timeout=1.0)
+    raise RuntimeError(f"{dead}; the other ranks were stopped and the model is unchanged")
+
+
+def _dead(procs: list, done: dict, besides: int | None = None) -> str | None:
+    """What a rank that ended without a report (other than ``besides``) did, or None."""
+    for rank, p in enumerate(procs):
+        if rank not in done and rank != besides and p.exitcode is not None:
+            return f"rank {rank} of {len(procs)} exited with code {p.exitcode} without a report"
+    return None
 
 
 def _reap(procs: list, hurry: bool = False) -> None:
