@@ -176,6 +176,36 @@ class AgreeOnStop(Callback):
         return metrics
 
 
+class ForwardRows(Callback):
+    """Rank 0's rows, sent to the caller as they are recorded (``("rows", dict)`` on
+    ``outbox``): the run's start, every batch row with its logs, every epoch row with the
+    numbers callbacks added. The caller's dashboard draws them as they come."""
+
+    def __init__(self, outbox: Any):
+        self.outbox = outbox
+        self.sent_batches = self.sent_epochs = 0
+
+    def on_train_begin(self, logs: dict) -> None:
+        recorder = self.trainer.model.recorder
+        self.sent_batches, self.sent_epochs = recorder.batch_count, len(recorder.epoch_rows)
+        self.outbox.put(("rows", {"begin": {"run": self.trainer.run_id,
+                                            **{k: logs[k] for k in ("epochs", "batches",
+                                                                    "first_epoch")}}}))
+
+    def on_batch_end(self, batch: int, logs: dict) -> None:
+        rows = self.trainer.model.recorder.batch_rows_since(self.sent_batches)
+        self.sent_batches += len(rows["epoch"])
+        self.outbox.put(("rows", {"batches": rows, "logs": dict(logs)}))
+
+    def on_epoch_end(self, epoch: int, metrics: dict) -> dict:
+        rows = self.trainer.model.recorder.epoch_rows[self.sent_epochs:]
+        self.sent_epochs += len(rows)
+        extras = {k: v for k, v in metrics.items() if isinstance(v, (int, float))
+                  and not isinstance(v, bool)}
+        self.outbox.put(("rows", {"epochs": rows, "extras": extras}))
+        return metrics
+
+
 class DistributedEngine(SingleEngine):
     """One rank's engine: the model under ``DistributedDataParallel`` and one
     ``all_reduce`` per batch (see the module docstring).
@@ -285,7 +315,8 @@ class DistributedEngine(SingleEngine):
             self.control.agree()
 
 
-def distribute(trainer: Any, inbox: Any = None, sync_batchnorm: bool = False) -> None:
+def distribute(trainer: Any, inbox: Any = None, sync_batchnorm: bool = False,
+               outbox: Any = None) -> None:
     """Make ``trainer`` (built on every rank with the same arguments) one rank of a
     data-parallel run on the initialised default process group (see the module
     docstring); then call ``trainer.run()`` on every rank.
@@ -296,6 +327,8 @@ def distribute(trainer: Any, inbox: Any = None, sync_batchnorm: bool = False) ->
             learning-rate commands (see :class:`DistributedEngine`).
         sync_batchnorm: convert the model's BatchNorm layers to ``SyncBatchNorm``
             (statistics over the global batch).
+        outbox: on rank 0, a queue that receives its rows as they are recorded
+            (:class:`ForwardRows`).
 
     Example:
         >>> distribute(Trainer(model, (x, y), batch_size=64)).run()  # doctest: +SKIP
@@ -326,4 +359,6 @@ def distribute(trainer: Any, inbox: Any = None, sync_batchnorm: bool = False) ->
         trainer.callbacks = [cb for cb in trainer.callbacks
                              if not isinstance(cb, RANK_ZERO_ONLY)]
     trainer.emit_warnings = False  # rank 0's messages go back to the caller
+    if outbox is not None and rank == 0:
+        trainer.callbacks.append(ForwardRows(outbox))
     trainer.callbacks.append(AgreeOnStop(control))

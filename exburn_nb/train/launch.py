@@ -31,7 +31,6 @@ import os
 import queue
 import signal
 import tempfile
-import threading
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
@@ -101,10 +100,10 @@ def check_launch(config: FitConfig, model: Model, backend: str) -> None:
 
 
 def fit_in_processes(trainer_class: Callable[..., Any], model: Model, data: Any,
-                     arguments: dict,
-                     on_started: Callable[[Any], None] | None = None) -> Model:
+                     arguments: dict) -> Model:
     """Train ``model`` data-parallel: join ``torchrun``'s group, or start
-    ``processes`` ranks; returns ``model`` holding rank 0's final state.
+    ``processes`` ranks (:func:`run_ranks`); returns ``model`` holding rank 0's final
+    state (rank 0's warnings are issued here).
 
     Args:
         trainer_class: builds each rank's trainer as ``trainer_class(model, data,
@@ -112,14 +111,34 @@ def fit_in_processes(trainer_class: Callable[..., Any], model: Model, data: Any,
         model: the caller's model; it is changed only when the run has ended.
         data: the training data (in memory, or a ``DataLoader`` of a sized dataset).
         arguments: the trainer's other arguments (config, options, callbacks...).
-        on_started: called, once the ranks run, with the caller's end of a pipe to rank 0
-            (to send ``("stop",)``, ``("pause",)``, ``("resume",)``, ``("lr", x)``).
 
     Example:
         >>> fit_in_processes(Trainer, model, (x, y), {"processes": 2})  # doctest: +SKIP
     """
     if launched_by_torchrun():
         return _join_torchrun(trainer_class, model, data, arguments)
+    outcome = run_ranks(trainer_class, model, data, arguments)
+    for message in outcome["messages"]:
+        warnings.warn(message, stacklevel=3)
+    return model
+
+
+def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, arguments: dict,
+              on_started: Callable[[Any], None] | None = None,
+              on_rows: Callable[[dict], None] | None = None) -> dict:
+    """Start ``processes`` ranks (see the module docstring), wait for them, load rank 0's
+    model into ``model``; rank 0's outcome: ``{"stop_reason", "messages"}``.
+
+    Args:
+        trainer_class, model, data, arguments: as for :func:`fit_in_processes`.
+        on_started: called, once the ranks run, with the caller's end of a pipe to rank 0
+            (to send ``("stop",)``, ``("pause",)``, ``("resume",)``, ``("lr", x)``).
+        on_rows: called in this thread with each of rank 0's row messages
+            (:class:`~exburn_nb.train.distributed.ForwardRows`), as they come.
+
+    Example:
+        >>> run_ranks(Trainer, model, (x, y), {"processes": 2})["stop_reason"]  # doctest: +SKIP
+    """
     trainer = trainer_class(model, data, **arguments)  # every option checked, by name
     config = trainer.config
     backend = backend_for(config, model)
@@ -133,7 +152,7 @@ def fit_in_processes(trainer_class: Callable[..., Any], model: Model, data: Any,
         procs = [ctx.Process(target=_rank_main, name=f"exburn-rank-{rank}", daemon=True,
                              args=(rank, config.processes, backend, tmp, trainer_class,
                                    model, data, arguments, results,
-                                   rank0_end if rank == 0 else None))
+                                   rank0_end if rank == 0 else None, on_rows is not None))
                  for rank in range(config.processes)]
         try:
             with _sigint_blocked():  # a child ignores SIGINT from its first instruction
@@ -141,15 +160,13 @@ def fit_in_processes(trainer_class: Callable[..., Any], model: Model, data: Any,
                     p.start()
             if on_started is not None:
                 on_started(caller_end)
-            outcome = _collect(procs, results, caller_end)
+            outcome = _collect(procs, results, caller_end, on_rows)
         except BaseException:
             _reap(procs, hurry=True)
             raise
         _reap(procs)
         model.load(outcome["path"])  # rank 0's weights, optimizer state and history
-    for message in outcome["messages"]:
-        warnings.warn(message, stacklevel=3)
-    return model
+    return outcome
 
 
 def _join_torchrun(trainer_class: Callable[..., Any], model: Model, data: Any,
@@ -168,9 +185,7 @@ def _join_torchrun(trainer_class: Callable[..., Any], model: Model, data: Any,
 
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """SIGINT held back in this thread (a child forked now inherits the mask)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
@@ -180,7 +195,7 @@ def _sigint_blocked() -> Iterator[None]:
 
 def _rank_main(rank: int, world: int, backend: str, tmp: str,
                trainer_class: Callable[..., Any], model: Model, data: Any, arguments: dict,
-               results: Any, inbox: Any) -> None:
+               results: Any, inbox: Any, stream: bool) -> None:
     """One rank: join the group, train, and report (rank 0 saves its model)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -192,7 +207,8 @@ def _rank_main(rank: int, world: int, backend: str, tmp: str,
         dist.init_process_group(backend, store=store, rank=rank, world_size=world,
                                 timeout=GROUP_TIMEOUT)
         trainer = trainer_class(model, data, **arguments)
-        distribute(trainer, inbox, sync_batchnorm=trainer.config.sync_batchnorm)
+        distribute(trainer, inbox, sync_batchnorm=trainer.config.sync_batchnorm,
+                   outbox=results if stream else None)
         trainer.run()
         dist.barrier()  # every rank has finished (rank 0's checkpoints are written)
         outcome = None
@@ -212,7 +228,8 @@ def _rank_main(rank: int, world: int, backend: str, tmp: str,
         results.join_thread()
 
 
-def _collect(procs: list, results: Any, caller_end: Any) -> dict:
+def _collect(procs: list, results: Any, caller_end: Any,
+             on_rows: Callable[[dict], None] | None) -> dict:
     """Wait for every rank's report; rank 0's outcome. The first Ctrl-C asks rank 0 for
     a clean stop (every rank stops on the same batch); a second one ends the ranks."""
     done: dict[int, Any] = {}
@@ -228,6 +245,9 @@ def _collect(procs: list, results: Any, caller_end: Any) -> dict:
                 caller_end.send(("stop",))
             continue
         if message is None:
+            continue
+        if message[0] == "rows":
+            on_rows(message[1])
             continue
         if message[0] == "error":
             _, rank, summary, tb = message

@@ -1,0 +1,74 @@
+"""The dashboard (and its Runner) over a data-parallel run: ``processes=2``, gloo, forked
+ranks, driven in-process. Each test has a timeout and checks that no rank outlives it."""
+
+from __future__ import annotations
+
+import multiprocessing
+import signal
+
+import pytest
+import torch
+import torch.distributed as dist
+
+import exburn_nb as xb
+from exburn_nb.widgets import TrainingDashboard
+
+TIMEOUT_S = 120
+
+
+@pytest.fixture(autouse=True)
+def per_test_timeout_and_no_leftover_ranks():
+    def expire(signum, frame):
+        raise TimeoutError(f"test ran past {TIMEOUT_S} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TIMEOUT_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert multiprocessing.active_children() == []
+
+
+class RanksReport(xb.Callback):
+    """On every rank, at the end: where it stopped; rank 0 also its weights."""
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def on_train_end(self, logs):
+        rank, model = dist.get_rank(), logs["model"]
+        (self.directory / f"rank{rank}").write_text(f"{model.recorder.batch_count}")
+        if rank == 0:
+            (self.directory / "weights").write_bytes(model.serialize_params())
+
+
+def test_dashboard_stop_while_a_cell_blocks_stops_every_rank_on_the_same_batch(digits, tmp_path):
+    (x, y), (tx, ty) = digits
+    model = xb.compile(xb.input("input", shape=(None, 64)).dense(16, activation="relu")
+                       .dense(10), seed=0)
+    dash = TrainingDashboard(model, (x, y), validation_data=(tx, ty), epochs=50,
+                             batch_size=32, accuracy=True, processes=2, seed=0,
+                             callbacks=[RanksReport(tmp_path)])
+    seen = []
+
+    class StopAt(xb.Callback):  # runs here, in the kernel, on rank 0's rows
+        def on_batch_end(self, batch, logs):
+            seen.append((logs["epoch"], batch))
+            if (logs["epoch"], batch) == (2, 5):
+                dash.stop_button.click()
+
+    dash.runner.add_callback(StopAt())
+    assert dash.start()
+    assert dash.wait(100)  # the cell blocks here; the Stop comes from the training thread
+    assert dash.runner.state == "stopped", dash.runner.error_traceback
+    rows = dash.model.batch_history
+    assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text() == str(len(rows))
+    assert seen == list(zip(rows["epoch"], rows["batch"], strict=True))  # streamed live
+    assert (2, 5) <= seen[-1] < (50, 1)  # stopped soon after the click, mid-run
+    saved = xb.deserialize_params((tmp_path / "weights").read_bytes())
+    assert all(torch.equal(v, saved[k]) for k, v in dash.model.parameters().items())
+    fig = dash.plot.figure
+    assert list(fig.data[0].x) == dash.history["epoch"].tolist()
+    assert "stopped" in dash.status.value
