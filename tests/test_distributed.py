@@ -356,3 +356,11 @@ def test_a_stale_torchelastic_variable_alone_does_not_join(monkeypatch):
     x, y = data()
     model = xb.fit(make(), (x, y), **{**OPTIONS, "epochs": 1})
     assert len(model.history) == 1
+
+
+def test_spawn_refuses_a_model_it_cannot_rebuild_from_its_file():
+    module = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    model = xb.compile(module, input_shape=(None, 4), seed=0)
+    x, y = data()
+    with pytest.raises(ValueError, match="start_method='spawn' rebuilds the model"):
+        xb.fit(model, (x, y), processes=2, start_method="spawn", **OPTIONS)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import queue
 import signal
 import tempfile
@@ -42,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from ..core.config import FitConfig
-from ..core.model import Model
+from ..core.model import Model, load
 from .distributed import distribute
 
 GROUP_TIMEOUT = timedelta(seconds=30)
@@ -88,6 +89,10 @@ def check_launch(config: FitConfig, model: Model, backend: str) -> None:
     if method not in multiprocessing.get_all_start_methods():
         raise ValueError(f"start_method={method!r} is not available on this platform; use "
                          f"one of {multiprocessing.get_all_start_methods()}")
+    if method == "spawn" and model.spec is None:
+        raise ValueError("start_method='spawn' rebuilds the model in each rank from its file, "
+                         "and a model compiled from a torch.nn.Module holds no code there; "
+                         "use start_method='fork' (or torchrun)")
     if method == "fork" and torch.cuda.is_initialized():
         raise ValueError("processes > 1 with start_method='fork' cannot work: CUDA is already "
                          "initialised in this process (a model moved to the GPU, or a CUDA "
@@ -149,15 +154,19 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
     results = ctx.Queue()
     caller_end, rank0_end = ctx.Pipe()
     with tempfile.TemporaryDirectory(prefix="exburn-ranks-") as tmp:
+        shipped: Model | str = model
+        if config.start_method == "spawn":  # a fresh interpreter rebuilds it from its file
+            shipped = str(Path(tmp) / "start.exburn")
+            model.save(shipped)
         procs = [ctx.Process(target=_rank_main, name=f"exburn-rank-{rank}", daemon=True,
                              args=(rank, config.processes, backend, tmp, trainer_class,
-                                   model, data, arguments, results,
+                                   shipped, data, arguments, results,
                                    rank0_end if rank == 0 else None, on_rows is not None))
                  for rank in range(config.processes)]
         try:
             with _sigint_blocked():  # a child ignores SIGINT from its first instruction
                 for p in procs:
-                    p.start()
+                    _start(p)
             if on_started is not None:
                 on_started(caller_end)
             outcome = _collect(procs, results, caller_end, on_rows)
@@ -167,6 +176,16 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
         _reap(procs)
         model.load(outcome["path"])  # rank 0's weights, optimizer state and history
     return outcome
+
+
+def _start(process: Any) -> None:
+    """Start one rank; with spawn, what cannot be pickled is refused by name."""
+    try:
+        process.start()
+    except (TypeError, AttributeError, pickle.PicklingError) as exc:
+        raise ValueError(f"start_method='spawn' sends the data, the options and the callbacks "
+                         f"to each rank by pickling, and one of them cannot be ({exc}); use "
+                         "module-level functions as callbacks, or start_method='fork'") from None
 
 
 def _join_torchrun(trainer_class: Callable[..., Any], model: Model, data: Any,
@@ -194,15 +213,18 @@ def _sigint_blocked() -> Iterator[None]:
 
 
 def _rank_main(rank: int, world: int, backend: str, tmp: str,
-               trainer_class: Callable[..., Any], model: Model, data: Any, arguments: dict,
-               results: Any, inbox: Any, stream: bool) -> None:
-    """One rank: join the group, train, and report (rank 0 saves its model)."""
+               trainer_class: Callable[..., Any], model: Model | str, data: Any,
+               arguments: dict, results: Any, inbox: Any, stream: bool) -> None:
+    """One rank: join the group, train, and report (rank 0 saves its model). ``model``
+    is the caller's (forked) or the file to rebuild it from (spawned)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     if backend == "gloo":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     try:
+        if isinstance(model, str):
+            model = load(model)
         store = dist.FileStore(str(Path(tmp) / "store"), world)
         dist.init_process_group(backend, store=store, rank=rank, world_size=world,
                                 timeout=GROUP_TIMEOUT)
