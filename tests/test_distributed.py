@@ -364,3 +364,18 @@ def test_spawn_refuses_a_model_it_cannot_rebuild_from_its_file():
     x, y = data()
     with pytest.raises(ValueError, match="start_method='spawn' rebuilds the model"):
         xb.fit(model, (x, y), processes=2, start_method="spawn", **OPTIONS)
+
+
+# ------------------------------------------------------------------ BatchNorm
+def test_batchnorm_statistics_are_per_rank_and_sync_needs_the_gpu():
+    x, y = data(192)
+
+    def bn():
+        return xb.compile(xb.input("input", shape=(None, 4)).dense(8).batch_norm()
+                          .dense(2), seed=0, learning_rate=0.05)
+    options = {**OPTIONS, "batch_size": 32, "accumulate_gradients": 1}
+    one = xb.fit(bn(), (x, y), **options)
+    per_rank = xb.fit(bn(), (x, y), processes=2, **options)  # each rank: its 16 samples
+    assert (one.batch_history["loss"] - per_rank.batch_history["loss"]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="sync_batchnorm=True needs a model on the GPU"):
+        xb.fit(bn(), (x, y), processes=2, sync_batchnorm=True, **options)

@@ -65,7 +65,8 @@ class FitConfig:
         backend: ``"auto"`` (gloo on CPU, nccl on CUDA), ``"gloo"`` or ``"nccl"``.
         start_method: how the ranks are started: ``"fork"`` (notebooks) or ``"spawn"``.
         sync_batchnorm: with several processes, BatchNorm layers normalise with the
-            global batch's statistics (``SyncBatchNorm``) instead of each rank's.
+            global batch's statistics (``SyncBatchNorm``, models on the GPU only)
+            instead of each rank's own.
     """
 
     epochs: int = 10

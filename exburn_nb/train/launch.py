@@ -89,6 +89,10 @@ def check_launch(config: FitConfig, model: Model, backend: str) -> None:
     if method not in multiprocessing.get_all_start_methods():
         raise ValueError(f"start_method={method!r} is not available on this platform; use "
                          f"one of {multiprocessing.get_all_start_methods()}")
+    if config.sync_batchnorm and model.torch_device.type != "cuda":
+        raise ValueError("sync_batchnorm=True needs a model on the GPU (torch's SyncBatchNorm "
+                         "works on CUDA modules only); on the CPU each rank's BatchNorm uses "
+                         "its own shard's statistics: pass sync_batchnorm=False")
     if method == "spawn" and model.spec is None:
         raise ValueError("start_method='spawn' rebuilds the model in each rank from its file, "
                          "and a model compiled from a torch.nn.Module holds no code there; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
+import threading
 
 import pytest
 import torch
@@ -72,3 +73,44 @@ def test_dashboard_stop_while_a_cell_blocks_stops_every_rank_on_the_same_batch(d
     fig = dash.plot.figure
     assert list(fig.data[0].x) == dash.history["epoch"].tolist()
     assert "stopped" in dash.status.value
+
+
+class RanksLearningRates(xb.Callback):
+    """On every rank, at the end: the learning rate of each batch row."""
+
+    def __init__(self, directory):
+        self.directory = directory
+
+    def on_train_end(self, logs):
+        lrs = logs["model"].recorder.batch_rows_since(0)["lr"]
+        (self.directory / f"lr{dist.get_rank()}").write_text(repr(lrs))
+
+
+def test_runner_pause_resume_and_learning_rate_reach_every_rank_on_the_same_batch(tmp_path):
+    from exburn_nb.train.runner import Runner
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(640, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    model = xb.compile(xb.input("input", shape=(None, 4)).dense(2), seed=0)
+    runner = Runner(model, (x, y), epochs=4, batch_size=16, processes=2, seed=0,
+                    callbacks=[RanksLearningRates(tmp_path)])
+    states = []
+
+    class Steer(xb.Callback):  # in the kernel, on rank 0's rows
+        def on_batch_end(self, batch, logs):
+            if (logs["epoch"], batch) == (1, 3):
+                runner.pause()
+                states.append(runner.state)
+                runner.set_learning_rate(0.01)
+                threading.Timer(0.5, runner.resume).start()
+
+    runner.add_callback(Steer())
+    assert runner.start()
+    assert runner.wait(100)
+    assert runner.state == "finished", runner.error_traceback
+    assert states == ["paused"]
+    lrs = runner.model.batch_history["lr"].tolist()
+    assert (tmp_path / "lr0").read_text() == (tmp_path / "lr1").read_text() == repr(lrs)
+    assert lrs[0] == 0.001 and lrs[-1] == 0.01 and len(lrs) == 4 * 40
+    assert runner.model.torch_optimizer.param_groups[0]["lr"] == 0.01
