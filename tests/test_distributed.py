@@ -379,3 +379,11 @@ def test_batchnorm_statistics_are_per_rank_and_sync_needs_the_gpu():
     assert (one.batch_history["loss"] - per_rank.batch_history["loss"]).abs().max() > 1e-4
     with pytest.raises(ValueError, match="sync_batchnorm=True needs a model on the GPU"):
         xb.fit(bn(), (x, y), processes=2, sync_batchnorm=True, **options)
+
+
+def test_the_progress_bar_and_epoch_lines_come_from_the_caller_not_a_rank(capsys):
+    x, y = data()
+    xb.fit(make(), (x, y), processes=2, **{**OPTIONS, "verbose": True})
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if line.startswith("Epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["Epoch 1", "Epoch 2", "Epoch 3"]

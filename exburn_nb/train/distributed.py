@@ -192,6 +192,9 @@ class ForwardRows(Callback):
                                             **{k: logs[k] for k in ("epochs", "batches",
                                                                     "first_epoch")}}}))
 
+    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
+        self.outbox.put(("rows", {"epoch_begin": epoch, "logs": dict(logs)}))
+
     def on_batch_end(self, batch: int, logs: dict) -> None:
         rows = self.trainer.model.recorder.batch_rows_since(self.sent_batches)
         self.sent_batches += len(rows["epoch"])

@@ -34,7 +34,7 @@ import signal
 import tempfile
 import traceback
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ import torch.distributed as dist
 
 from ..core.config import FitConfig
 from ..core.model import Model, load
+from .callbacks import Callback, ProgressBar, listens_to_batches
 from .distributed import distribute
 
 GROUP_TIMEOUT = timedelta(seconds=30)
@@ -126,7 +127,9 @@ def fit_in_processes(trainer_class: Callable[..., Any], model: Model, data: Any,
     """
     if launched_by_torchrun():
         return _join_torchrun(trainer_class, model, data, arguments)
-    outcome = run_ranks(trainer_class, model, data, arguments)
+    verbose = arguments.get("verbose", True)  # the progress bar is drawn here, not in a rank
+    outcome = run_ranks(trainer_class, model, data, {**arguments, "verbose": False},
+                        callbacks=[ProgressBar()] if verbose else ())
     for message in outcome["messages"]:
         warnings.warn(message, stacklevel=3)
     return model
@@ -134,7 +137,7 @@ def fit_in_processes(trainer_class: Callable[..., Any], model: Model, data: Any,
 
 def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, arguments: dict,
               on_started: Callable[[Any], None] | None = None,
-              on_rows: Callable[[dict], None] | None = None) -> dict:
+              callbacks: Sequence[Callback] = ()) -> dict:
     """Start ``processes`` ranks (see the module docstring), wait for them, load rank 0's
     model into ``model``; rank 0's outcome: ``{"stop_reason", "messages"}``.
 
@@ -142,8 +145,9 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
         trainer_class, model, data, arguments: as for :func:`fit_in_processes`.
         on_started: called, once the ranks run, with the caller's end of a pipe to rank 0
             (to send ``("stop",)``, ``("pause",)``, ``("resume",)``, ``("lr", x)``).
-        on_rows: called in this thread with each of rank 0's row messages
-            (:class:`~exburn_nb.train.distributed.ForwardRows`), as they come.
+        callbacks: run here, in this thread, on rank 0's rows as they come
+            (:class:`RankMirror`): a progress bar, a live plot. Their return values and
+            their calls on the trainer change nothing in the ranks.
 
     Example:
         >>> run_ranks(Trainer, model, (x, y), {"processes": 2})["stop_reason"]  # doctest: +SKIP
@@ -154,6 +158,7 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
     check_launch(config, model, backend)
     import multiprocessing
 
+    mirror = RankMirror(model, trainer, callbacks) if callbacks else None
     ctx = multiprocessing.get_context(config.start_method)
     results = ctx.Queue()
     caller_end, rank0_end = ctx.Pipe()
@@ -165,7 +170,7 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
         procs = [ctx.Process(target=_rank_main, name=f"exburn-rank-{rank}", daemon=True,
                              args=(rank, config.processes, backend, tmp, trainer_class,
                                    shipped, data, arguments, results,
-                                   rank0_end if rank == 0 else None, on_rows is not None))
+                                   rank0_end if rank == 0 else None, mirror is not None))
                  for rank in range(config.processes)]
         try:
             with _sigint_blocked():  # a child ignores SIGINT from its first instruction
@@ -173,12 +178,17 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
                     _start(p)
             if on_started is not None:
                 on_started(caller_end)
-            outcome = _collect(procs, results, caller_end, on_rows)
+            outcome = _collect(procs, results, caller_end,
+                               mirror.rows if mirror is not None else None)
         except BaseException:
             _reap(procs, hurry=True)
+            if mirror is not None:
+                mirror.end()
             raise
         _reap(procs)
         model.load(outcome["path"])  # rank 0's weights, optimizer state and history
+    if mirror is not None:
+        mirror.end()
     return outcome
 
 
@@ -322,3 +332,62 @@ def _reap(procs: list, hurry: bool = False) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+
+
+class RankMirror:
+    """Rank 0's rows of a data-parallel run, replayed in the caller's process as they
+    come: recorded in ``model``'s history and handed to ``callbacks`` (a live plot, a
+    progress bar), whose trainer is ``trainer`` (the run's options, never run itself).
+
+    Example:
+        >>> mirror = RankMirror(model, trainer, [plot])  # doctest: +SKIP
+        >>> run_ranks(Trainer, model, data, options, on_rows=mirror.rows)  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Model, trainer: Any, callbacks: Sequence[Callback]):
+        self.model, self.trainer, self.callbacks = model, trainer, list(callbacks)
+        self.logs: dict | None = None
+
+    def rows(self, message: dict) -> None:
+        """Record and hand on one message of rank 0's
+        (:class:`~exburn_nb.train.distributed.ForwardRows`)."""
+        recorder, trainer = self.model.recorder, self.trainer
+        if "begin" in message:
+            begin = message["begin"]
+            if not any(r["run"] == begin["run"] for r in recorder.runs):
+                recorder.start_run(trainer.config.to_dict())
+            trainer.members[0].run_id = begin["run"]
+            self.logs = {**begin, "model": self.model, "validation": trainer.val is not None,
+                         "accuracy": trainer.config.accuracy, "trainer": trainer}
+            for cb in self.callbacks:
+                cb.set_trainer(trainer)
+                cb.on_train_begin(self.logs)
+        elif "epoch_begin" in message:
+            for cb in self.callbacks:
+                cb.on_epoch_begin(message["epoch_begin"], message["logs"])
+        elif "batches" in message:
+            rows = message["batches"]
+            extras = [k for k in rows if k not in ("run", "epoch", "batch", "step", "loss",
+                                                   "lr")]
+            for i in range(len(rows["epoch"])):
+                recorder.record_batch(rows["run"][i], rows["epoch"][i], rows["batch"][i],
+                                      rows["step"][i], rows["loss"][i], rows["lr"][i],
+                                      {k: rows[k][i] for k in extras})
+            logs = message["logs"]
+            for cb in self.callbacks:
+                if listens_to_batches(cb):
+                    cb.on_batch_end(logs["batch"], logs)
+        else:
+            for row in message["epochs"]:
+                recorder.record_epoch(row)
+            for cb in self.callbacks:
+                cb.on_epoch_end(message["epochs"][-1]["epoch"] if message["epochs"]
+                                else recorder.last_epoch,
+                                {**message["extras"], "model": self.model})
+
+    def end(self) -> None:
+        """The run ended: the callbacks' ``on_train_end`` (once, if it had begun)."""
+        if self.logs is not None:
+            logs, self.logs = self.logs, None
+            for cb in self.callbacks:
+                cb.on_train_end(logs)

@@ -23,7 +23,7 @@ from ..base.checks import check_number
 from ..base.vocabulary import Event, RunState, StopReason, end_state
 from ..core.config import FitConfig
 from ..core.model import Model
-from .callbacks import Callback, listens_to_batches
+from .callbacks import Callback
 from .launch import run_ranks
 from .loop import Trainer
 
@@ -45,7 +45,7 @@ class Runner:
     With ``processes=N`` (N > 1) the run is data-parallel (:mod:`~exburn_nb.train.
     launch`): the background thread starts the ranks and waits for them; rank 0's rows
     reach the model's history and the runner's callbacks here as they are recorded
-    (:class:`RankMirror`); stop, pause, resume and the learning rate travel to rank 0,
+    (:class:`~exburn_nb.train.launch.RankMirror`); stop, pause, resume and the learning rate travel to rank 0,
     which shares them with every rank in the next batch's reduction (so every rank acts
     on the same batch); at the end the model holds rank 0's weights and history.
     Changes queued with :meth:`at_next_batch` happen in this process only.
@@ -127,19 +127,16 @@ class Runner:
 
     def _run_ranks(self, options: dict) -> None:
         trainer = self._trainer
-        mirror = RankMirror(self.model, trainer, self._callbacks)
         error = tb = None
         try:
             outcome = run_ranks(Trainer, self.model, self.data, options,
-                                on_started=self._connected, on_rows=mirror.rows)
+                                on_started=self._connected, callbacks=self._callbacks)
             reason = outcome["stop_reason"]
             for m in trainer.members:
                 m.stop_reason = None if reason is None else StopReason(reason)
             trainer.messages.extend(outcome["messages"])
         except BaseException as exc:  # shown by listeners, never lost in the thread
             error, tb = exc, traceback.format_exc()
-        with contextlib.suppress(Exception):
-            mirror.end()
         with self._lock:
             self._ranks = None
             self.error, self.error_traceback = error, tb
@@ -230,58 +227,3 @@ class Runner:
         if trainer is None or not self.running or not trainer.set_learning_rate(lr):
             self.model.set_learning_rate(lr)
 
-
-class RankMirror:
-    """Rank 0's rows of a data-parallel run, replayed in the caller's process as they
-    come: recorded in ``model``'s history and handed to ``callbacks`` (a live plot, a
-    progress bar), whose trainer is ``trainer`` (the run's options, never run itself).
-
-    Example:
-        >>> mirror = RankMirror(model, trainer, [plot])  # doctest: +SKIP
-        >>> run_ranks(Trainer, model, data, options, on_rows=mirror.rows)  # doctest: +SKIP
-    """
-
-    def __init__(self, model: Model, trainer: Trainer, callbacks: list[Callback]):
-        self.model, self.trainer, self.callbacks = model, trainer, list(callbacks)
-        self.logs: dict | None = None
-
-    def rows(self, message: dict) -> None:
-        """Record and hand on one message of rank 0's
-        (:class:`~exburn_nb.train.distributed.ForwardRows`)."""
-        recorder, trainer = self.model.recorder, self.trainer
-        if "begin" in message:
-            begin = message["begin"]
-            if not any(r["run"] == begin["run"] for r in recorder.runs):
-                recorder.start_run(trainer.config.to_dict())
-            trainer.members[0].run_id = begin["run"]
-            self.logs = {**begin, "model": self.model, "validation": trainer.val is not None,
-                         "accuracy": trainer.config.accuracy, "trainer": trainer}
-            for cb in self.callbacks:
-                cb.set_trainer(trainer)
-                cb.on_train_begin(self.logs)
-        elif "batches" in message:
-            rows = message["batches"]
-            extras = [k for k in rows if k not in ("run", "epoch", "batch", "step", "loss",
-                                                   "lr")]
-            for i in range(len(rows["epoch"])):
-                recorder.record_batch(rows["run"][i], rows["epoch"][i], rows["batch"][i],
-                                      rows["step"][i], rows["loss"][i], rows["lr"][i],
-                                      {k: rows[k][i] for k in extras})
-            logs = message["logs"]
-            for cb in self.callbacks:
-                if listens_to_batches(cb):
-                    cb.on_batch_end(logs["batch"], logs)
-        else:
-            for row in message["epochs"]:
-                recorder.record_epoch(row)
-            for cb in self.callbacks:
-                cb.on_epoch_end(message["epochs"][-1]["epoch"] if message["epochs"]
-                                else recorder.last_epoch,
-                                {**message["extras"], "model": self.model})
-
-    def end(self) -> None:
-        """The run ended: the callbacks' ``on_train_end`` (once, if it had begun)."""
-        if self.logs is not None:
-            logs, self.logs = self.logs, None
-            for cb in self.callbacks:
-                cb.on_train_end(logs)
