@@ -163,6 +163,9 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
     results = ctx.Queue()
     caller_end, rank0_end = ctx.Pipe()
     with tempfile.TemporaryDirectory(prefix="exburn-ranks-") as tmp:
+        before = str(Path(tmp) / "before.exburn")
+        if mirror is not None:
+            model.save(before)
         shipped: Model | str = model
         if config.start_method == "spawn":  # a fresh interpreter rebuilds it from its file
             shipped = str(Path(tmp) / "start.exburn")
@@ -184,6 +187,7 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
             _reap(procs, hurry=True)
             if mirror is not None:
                 mirror.end()
+                model.load(before)  # the rows mirrored here described no weights it holds
             raise
         _reap(procs)
         model.load(outcome["path"])  # rank 0's weights, optimizer state and history

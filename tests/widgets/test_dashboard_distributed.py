@@ -114,3 +114,24 @@ def test_runner_pause_resume_and_learning_rate_reach_every_rank_on_the_same_batc
     assert (tmp_path / "lr0").read_text() == (tmp_path / "lr1").read_text() == repr(lrs)
     assert lrs[0] == 0.001 and lrs[-1] == 0.01 and len(lrs) == 4 * 40
     assert runner.model.torch_optimizer.param_groups[0]["lr"] == 0.01
+
+
+def boom_on_rank_one(metrics):
+    if dist.get_rank() == 1:
+        raise RuntimeError("boom on rank 1")
+    return metrics
+
+
+def test_an_error_on_a_rank_is_shown_in_the_dashboard_and_every_rank_ends(digits):
+    (x, y), _ = digits
+    model = xb.compile(xb.input("input", shape=(None, 64)).dense(10), seed=0)
+    before = {k: v.clone() for k, v in model.parameters().items()}
+    dash = TrainingDashboard(model, (x, y), epochs=3, batch_size=32, processes=2,
+                             callbacks=[boom_on_rank_one])
+    assert dash.start()
+    assert dash.wait(100)
+    assert dash.runner.state == "error"
+    assert "rank 1 of 2 raised RuntimeError: boom on rank 1" in dash.error_box.value
+    assert all(torch.equal(v, before[k]) for k, v in dash.model.parameters().items())
+    assert dash.model.history.empty and dash.model.batch_history.empty  # rows streamed, undone
+    assert not dash.start_button.disabled
