@@ -387,3 +387,11 @@ def test_the_progress_bar_and_epoch_lines_come_from_the_caller_not_a_rank(capsys
     out = capsys.readouterr()
     lines = [line for line in out.out.splitlines() if line.startswith("Epoch ")]
     assert [line.split(":")[0] for line in lines] == ["Epoch 1", "Epoch 2", "Epoch 3"]
+
+
+def test_a_trainer_of_several_processes_runs_only_through_fit_or_the_runner():
+    x, y = data()
+    trainer = xb.Trainer(make(), (x, y), processes=2, **OPTIONS)
+    with pytest.raises(ValueError, match="processes=2: a data-parallel run starts through"):
+        trainer.run()
+    assert trainer.model.history.empty

@@ -299,14 +299,19 @@ class DistributedEngine(SingleEngine):
         inbox = self.inbox
         while inbox is not None and inbox.poll(wait):
             wait = 0.0
-            command = inbox.recv()
+            try:
+                command = inbox.recv()
+            except (EOFError, OSError):  # the caller is gone: end the run cleanly
+                self.inbox = inbox = None
+                self.control.request_stop()
+                break
             if command[0] == "stop":
                 self.control.request_stop()
             elif command[0] in ("pause", "resume"):
                 self.paused = command[0] == "pause"
             elif command[0] == "lr":
                 lr = float(command[1])
-        return float(self.control.asked), float(self.paused and inbox is not None), lr
+        return float(self.control.asked), float(self.paused and self.inbox is not None), lr
 
     def _apply(self, stop: float, pause: float, lr: float) -> None:
         """Every rank does the same with the reduced flags."""

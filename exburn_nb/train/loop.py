@@ -262,6 +262,9 @@ class Trainer(Steering):
         """Train for ``epochs`` epochs (or until stopped); the model (the list of models
         for a run of several)."""
         cfg = self.config
+        if cfg.processes > 1 and not torch.distributed.is_initialized():
+            raise ValueError(f"processes={cfg.processes}: a data-parallel run starts through "
+                             "xb.fit or the Runner (or torchrun), not Trainer.run")
         self._start_run()
         logs = {"model": self.model, "epochs": cfg.epochs, "batches": self.batches,
                 "first_epoch": self.model.epochs_trained + 1 - self.epoch_index,
