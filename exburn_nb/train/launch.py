@@ -6,8 +6,10 @@ in this process, the start method available, one GPU per rank), then starts N ra
 the configured start method (``"fork"`` by default, as Lightning's ``ddp_notebook`` and
 accelerate's ``notebook_launcher`` do). Each rank:
 
-- ignores SIGINT (Jupyter's Interrupt signals the kernel's whole process group: the caller
-  turns the first one into a clean stop of every rank, a second one ends them);
+- survives SIGINT (Jupyter's Interrupt signals the kernel's whole process group): rank 0
+  turns it into a stop that every rank makes on the same batch, the others ignore it; the
+  caller of ``fit`` asks rank 0 for the same stop on its first Ctrl-C and ends the ranks on
+  a second;
 - uses ``cores // N`` threads, and meets the others through a ``FileStore`` in a temporary
   directory (no port to race for), with a 30 s timeout on the process group;
 - trains the one loop (:func:`~exburn_nb.train.distributed.distribute`), then rank 0
@@ -249,6 +251,8 @@ def _rank_main(rank: int, world: int, backend: str, tmp: str,
         trainer = trainer_class(model, data, **arguments)
         distribute(trainer, inbox, sync_batchnorm=trainer.config.sync_batchnorm,
                    outbox=results if stream else None)
+        if rank == 0:  # an Interrupt: a stop, agreed at the next batch's reduction
+            signal.signal(signal.SIGINT, lambda signum, frame: trainer.control.request_stop())
         trainer.run()
         dist.barrier()  # every rank has finished (rank 0's checkpoints are written)
         outcome = None

@@ -4,6 +4,7 @@ ranks, driven in-process. Each test has a timeout and checks that no rank outliv
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import threading
 
@@ -135,3 +136,29 @@ def test_an_error_on_a_rank_is_shown_in_the_dashboard_and_every_rank_ends(digits
     assert all(torch.equal(v, before[k]) for k, v in dash.model.parameters().items())
     assert dash.model.history.empty and dash.model.batch_history.empty  # rows streamed, undone
     assert not dash.start_button.disabled
+
+
+class InterruptEveryRank(xb.Callback):
+    """What Jupyter's Interrupt does: SIGINT to every process of the kernel's group (here
+    to each rank; the test's own process is left out)."""
+
+    def on_batch_end(self, batch, logs):
+        if (logs["epoch"], batch) == (1, 3):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupt_reaching_the_ranks_is_a_clean_stop_on_the_same_batch(tmp_path):
+    from exburn_nb.train.runner import Runner
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6400, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+    model = xb.compile(xb.input("input", shape=(None, 4)).dense(2), seed=0)
+    runner = Runner(model, (x, y), epochs=5, batch_size=16, processes=2, seed=0,
+                    callbacks=[InterruptEveryRank(), RanksReport(tmp_path)])
+    assert runner.start()
+    assert runner.wait(100)
+    assert runner.state == "stopped", runner.error_traceback
+    rows = len(runner.model.batch_history)
+    assert (tmp_path / "rank0").read_text() == (tmp_path / "rank1").read_text() == str(rows)
+    assert 3 <= rows < 400
