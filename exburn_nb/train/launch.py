@@ -243,6 +243,8 @@ def _rank_main(rank: int, world: int, backend: str, tmp: str,
     if backend == "gloo":
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     try:
+        if backend == "nccl":  # one GPU per rank ("gpu" then means this rank's)
+            torch.cuda.set_device(rank)
         if isinstance(model, str):
             model = load(model)
         store = dist.FileStore(str(Path(tmp) / "store"), world)
