@@ -45,9 +45,10 @@ class Runner:
     With ``processes=N`` (N > 1) the run is data-parallel (:mod:`~exburn_nb.train.
     launch`): the background thread starts the ranks and waits for them; rank 0's rows
     reach the model's history and the runner's callbacks here as they are recorded
-    (:class:`~exburn_nb.train.launch.RankMirror`); stop, pause, resume and the learning rate travel to rank 0,
-    which shares them with every rank in the next batch's reduction (so every rank acts
-    on the same batch); at the end the model holds rank 0's weights and history.
+    (:class:`~exburn_nb.train.launch.RankMirror`); stop, pause, resume and the learning
+    rate travel to rank 0, which shares them with every rank in the next batch's
+    reduction (so every rank acts on the same batch); at the end the model holds rank
+    0's weights and history.
     Changes queued with :meth:`at_next_batch` happen in this process only.
     """
 
@@ -119,30 +120,21 @@ class Runner:
             if parallel:  # the ranks train without this runner's callbacks: they run here
                 options["callbacks"] = options["callbacks"][:-len(self._callbacks) or None]
                 self._ranks, self._commands = None, []
-            self._thread = threading.Thread(
-                target=self._run_ranks if parallel else self._run, name="exburn-fit",
-                daemon=True, args=(options,) if parallel else ())
+            train = (lambda: self._train_ranks(options)) if parallel else trainer.run
+            self._thread = threading.Thread(target=self._run, args=(train,),
+                                            name="exburn-fit", daemon=True)
             self._thread.start()
         return True
 
-    def _run_ranks(self, options: dict) -> None:
+    def _train_ranks(self, options: dict) -> None:
+        """A data-parallel run: its ranks train; rank 0's end comes back to the trainer."""
         trainer = self._trainer
-        error = tb = None
-        try:
-            outcome = run_ranks(Trainer, self.model, self.data, options,
-                                on_started=self._connected, callbacks=self._callbacks)
-            reason = outcome["stop_reason"]
-            for m in trainer.members:
-                m.stop_reason = None if reason is None else StopReason(reason)
-            trainer.messages.extend(outcome["messages"])
-        except BaseException as exc:  # shown by listeners, never lost in the thread
-            error, tb = exc, traceback.format_exc()
-        with self._lock:
-            self._ranks = None
-            self.error, self.error_traceback = error, tb
-            self.state = (RunState.ERROR if error is not None
-                          else end_state(trainer.stop_reason))
-        self._emit(Event.END)
+        outcome = run_ranks(Trainer, self.model, self.data, options,
+                            on_started=self._connected, callbacks=self._callbacks)
+        reason = outcome["stop_reason"]
+        for m in trainer.members:
+            m.stop_reason = None if reason is None else StopReason(reason)
+        trainer.messages.extend(outcome["messages"])
 
     def _connected(self, pipe: Any) -> None:
         with self._lock:
@@ -164,14 +156,15 @@ class Runner:
                     self._ranks.send(command)
             return True
 
-    def _run(self) -> None:
+    def _run(self, train: Callable[[], Any]) -> None:
         trainer = self._trainer
         error = tb = None
         try:
-            trainer.run()
+            train()
         except BaseException as exc:  # shown by listeners, never lost in the thread
             error, tb = exc, traceback.format_exc()
         with self._lock:
+            self._ranks = None
             self.error, self.error_traceback = error, tb
             self.state = (RunState.ERROR if error is not None
                           else end_state(trainer.stop_reason))
