@@ -397,3 +397,11 @@ def test_a_trainer_of_several_processes_runs_only_through_fit_or_the_runner():
     with pytest.raises(ValueError, match="processes=2: a data-parallel run starts through"):
         trainer.run()
     assert trainer.model.history.empty
+
+
+def test_a_last_batch_smaller_than_the_ranks_leaves_one_rank_an_empty_share():
+    x, y = data(33)  # batches of 16, 16 and 1: rank 1's share of the last is empty
+    options = {**OPTIONS, "accumulate_gradients": 1}
+    one = xb.fit(make(), (x, y), validation_data=data(1, seed=3), **options)
+    two = xb.fit(make(), (x, y), validation_data=data(1, seed=3), processes=2, **options)
+    assert_same_run(one, two)

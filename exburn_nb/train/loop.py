@@ -491,7 +491,8 @@ class Trainer(Steering):
                         if not running:
                             return False
                     losses, correct = engine.forward_backward(
-                        xb, yb, size / total if size != total else 1.0, active)
+                        xb, yb, yb.shape[dim] / total if yb.shape[dim] != total else 1.0,
+                        active)
                     if read_loss:  # one host sync; a single model's loss is 0-d
                         values = losses.tolist() if dim else [losses.item()]
                     else:
