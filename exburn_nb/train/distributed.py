@@ -10,15 +10,20 @@ every rank, with :func:`distribute` swapping in what differs:
   batch. Non-finite refusals are decided on the reduced loss and on the synchronised
   gradients, so they agree too;
 - the data: in-memory data is shuffled by the same seeded permutation on every rank and
-  each global batch sliced by rank (:func:`rank_slice`); a ``DataLoader`` is rebuilt on a
-  ``DistributedSampler`` (``set_epoch`` every epoch; its padding repeats a few samples in
-  training); validation data is split into unpadded shards and its metrics are
-  sample-weighted sums over them;
+  each global batch sliced by rank (:func:`rank_slice`), so N processes train the very
+  run one process trains; a ``DataLoader`` is rebuilt on a ``DistributedSampler``
+  (shuffled when the loader was, by its own seeded order; ``set_epoch`` every epoch; its
+  padding repeats a few samples in training); validation data is split into unpadded
+  shards and its metrics are sample-weighted sums over them;
 - the controls, :class:`AgreedControl`: a stop asked on one rank (a callback, the kernel)
   only takes effect once the ranks agree on it, at the next reduction;
 - the callbacks: every rank runs the user's callbacks (they see the same reduced metrics,
-  so their decisions agree; ``stop_training`` is reduced anyway, :class:`AgreeOnStop`);
-  the progress bar, checkpoints and TensorBoard run on rank 0 only.
+  so their decisions agree; ``stop_training`` and stops asked by a callback are reduced
+  anyway, :class:`AgreeOnStop`), so they should not display anything; the progress bar,
+  checkpoints and TensorBoard run on rank 0 only (the others meet it at the next
+  reduction, and at a barrier at the end). When ``fit`` or the Runner started the ranks,
+  rank 0 streams its rows to the caller (:class:`ForwardRows`), where the progress bar
+  and the dashboard's callbacks run.
 
 ``batch_size`` is the global batch: each rank takes ``batch_size / N`` of it, and the loss
 is scaled so the averaged gradient is the full batch's, as in one process.
