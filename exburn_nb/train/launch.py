@@ -188,7 +188,8 @@ def run_ranks(trainer_class: Callable[..., Any], model: Model, data: Any, argume
         except BaseException:
             _reap(procs, hurry=True)
             if mirror is not None:
-                mirror.end()
+                with contextlib.suppress(Exception):  # the run's own error is the one raised
+                    mirror.end()
                 model.load(before)  # the rows mirrored here described no weights it holds
             raise
         _reap(procs)
