@@ -305,10 +305,6 @@ def test_cuda_initialised_in_the_caller_is_refused_before_forking(monkeypatch):
 def test_bad_data_parallel_options_are_refused_by_name(options, message):
     x, y = data()
     model = make()
-    if "compile" in options:  # refused in the ranks: the error comes back from rank 0
-        with pytest.raises(RuntimeError, match=message):
-            xb.fit(model, (x, y), **{**OPTIONS, **options})
-        return
     with pytest.raises(ValueError, match=message):
         xb.fit(model, (x, y), **{**OPTIONS, **options})
     assert model.history.empty

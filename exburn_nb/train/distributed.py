@@ -328,6 +328,23 @@ class DistributedEngine(SingleEngine):
             self.control.agree()
 
 
+def check_rank_options(config: FitConfig, world: int) -> None:
+    """Refuse, by name, options a run of ``world`` ranks cannot take.
+
+    Example:
+        >>> check_rank_options(FitConfig(batch_size=32, compile=True), 2)
+        Traceback (most recent call last):
+        ...
+        ValueError: compile=True cannot be combined with processes > 1 yet; pass compile=False
+    """
+    if config.batch_size % world:
+        raise ValueError(f"batch_size must divide evenly across the {world} processes (it is "
+                         f"the global batch); got {config.batch_size}")
+    if config.compile:
+        raise ValueError("compile=True cannot be combined with processes > 1 yet; pass "
+                         "compile=False")
+
+
 def distribute(trainer: Any, inbox: Any = None, sync_batchnorm: bool = False,
                outbox: Any = None) -> None:
     """Make ``trainer`` (built on every rank with the same arguments) one rank of a
@@ -348,12 +365,7 @@ def distribute(trainer: Any, inbox: Any = None, sync_batchnorm: bool = False,
     """
     rank, world = dist.get_rank(), dist.get_world_size()
     cfg, model = trainer.config, trainer.model
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size must divide evenly across the {world} processes (it is "
-                         f"the global batch); got {cfg.batch_size}")
-    if cfg.compile:
-        raise ValueError("compile=True cannot be combined with processes > 1 yet; pass "
-                         "compile=False")
+    check_rank_options(cfg, world)
     if sync_batchnorm:
         for name, child in list(model.module.named_children()):
             setattr(model.module, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child))

@@ -47,7 +47,7 @@ import torch.distributed as dist
 from ..core.config import FitConfig
 from ..core.model import Model, load
 from .callbacks import Callback, ProgressBar, listens_to_batches
-from .distributed import distribute
+from .distributed import check_rank_options, distribute
 
 GROUP_TIMEOUT = timedelta(seconds=30)
 POLL_S = 0.1  # how often the caller looks at the ranks while waiting
@@ -89,6 +89,7 @@ def check_launch(config: FitConfig, model: Model, backend: str) -> None:
     import multiprocessing
 
     method, n = config.start_method, config.processes
+    check_rank_options(config, n)
     if method not in multiprocessing.get_all_start_methods():
         raise ValueError(f"start_method={method!r} is not available on this platform; use "
                          f"one of {multiprocessing.get_all_start_methods()}")
@@ -104,7 +105,7 @@ def check_launch(config: FitConfig, model: Model, backend: str) -> None:
         raise ValueError("processes > 1 with start_method='fork' cannot work: CUDA is already "
                          "initialised in this process (a model moved to the GPU, or a CUDA "
                          "call). Restart the kernel and call fit(..., processes=N) before "
-                         "touching the GPU (compile with device='cpu'), or use torchrun")
+                         "touching the GPU, or pass start_method='spawn', or use torchrun")
     if backend == "nccl" and torch.cuda.device_count() < n:
         raise ValueError(f"processes={n} with backend 'nccl' needs {n} GPUs (one per rank; "
                          f"NCCL refuses two ranks on one GPU); this machine has "
