@@ -12,6 +12,7 @@ from types import ModuleType
 
 from . import (
     classroom,
+    distributed,
     experiment,
     inference,
     limit,
@@ -27,4 +28,4 @@ from . import (
 TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
                                                      scaling, live, playground,
                                                      playground_redraw, classroom,
-                                                     experiment, sweep)}
+                                                     experiment, sweep, distributed)}

@@ -26,7 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..base.checks import check_int, check_number, check_optional_number, check_seed
+from ..base.checks import (
+    check_int,
+    check_number,
+    check_optional_number,
+    check_processes,
+    check_seed,
+)
 from ..base.vocabulary import COMPILE_FILE_KEYS, DEVICES, LOSSES, OPTIMIZERS, PRECISIONS
 from .optim import check_schedule
 
@@ -58,6 +64,13 @@ class FitConfig:
         run_dir: a run directory the run writes its rows to as it goes, and whose
             ``STOP`` file stops it (see :class:`~exburn_nb.train.callbacks.RunDirectory`;
             watch it with ``xb.widgets.watch(run_dir)``); None writes none.
+        processes: data-parallel ranks (``torch.distributed``); ``batch_size`` stays the
+            global batch, split evenly across them (it must divide).
+        backend: ``"auto"`` (gloo on CPU, nccl on CUDA), ``"gloo"`` or ``"nccl"``.
+        start_method: how the ranks are started: ``"fork"`` (notebooks) or ``"spawn"``.
+        sync_batchnorm: with several processes, BatchNorm layers normalise with the
+            global batch's statistics (``SyncBatchNorm``, models on the GPU only)
+            instead of each rank's own.
     """
 
     epochs: int = 10
@@ -76,13 +89,17 @@ class FitConfig:
     precision: str = "fp32"
     seed: int | None = None
     run_dir: str | None = None
+    processes: int = 1
+    backend: str = "auto"
+    start_method: str = "fork"
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 0)
         check_int("batch_size", self.batch_size, 1)
         check_int("accumulate_gradients", self.accumulate_gradients, 1)
         for name in ("shuffle", "accuracy", "nesterov", "terminate_on_nan", "check_data",
-                     "compile"):
+                     "compile", "sync_batchnorm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
         for name in ("clip_norm", "clip_value"):
@@ -99,6 +116,7 @@ class FitConfig:
                 raise ValueError(f"run_dir must be None or a directory path (str or Path); "
                                  f"got {self.run_dir!r}")
             object.__setattr__(self, "run_dir", str(self.run_dir))
+        check_processes(self.processes, self.batch_size, self.backend, self.start_method)
         if isinstance(self.lr_schedule, list):
             object.__setattr__(self, "lr_schedule", tuple(self.lr_schedule))
         check_schedule(self.lr_schedule)

@@ -38,7 +38,7 @@ from ..core.data import TensorBatches
 from ..core.inputs import batch_source, check_accuracy
 from ..core.model import Model
 from ..core.optim import make_schedule
-from . import checkpoints
+from . import checkpoints, launch
 from .callbacks import (
     Callback,
     ProgressBar,
@@ -264,6 +264,9 @@ class Trainer(Steering):
         """Train for ``epochs`` epochs (or until stopped); the model (the list of models
         for a run of several)."""
         cfg = self.config
+        if cfg.processes > 1 and not torch.distributed.is_initialized():
+            raise ValueError(f"processes={cfg.processes}: a data-parallel run starts through "
+                             "xb.fit or the Runner (or torchrun), not Trainer.run")
         self._start_run()
         logs = {"model": self.model, "epochs": cfg.epochs, "batches": self.batches,
                 "first_epoch": self.model.epochs_trained + 1 - self.epoch_index,
@@ -477,7 +480,7 @@ class Trainer(Steering):
                                                                  for _, yb in group)
             for i, (xb, yb) in enumerate(group):
                 b += 1
-                size = yb.shape[dim]
+                size = engine.samples(yb)
                 if batch_cbs:
                     self._phase = "batch_begin"
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches}
@@ -490,7 +493,8 @@ class Trainer(Steering):
                         if not running:
                             return False
                     losses, correct = engine.forward_backward(
-                        xb, yb, size / total if size != total else 1.0, active)
+                        xb, yb, yb.shape[dim] / total if yb.shape[dim] != total else 1.0,
+                        active)
                     if read_loss:  # one host sync; a single model's loss is 0-d
                         values = losses.tolist() if dim else [losses.item()]
                     else:
@@ -641,5 +645,9 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
         >>> cfg = xb.FitConfig(epochs=5, batch_size=64)
         >>> xb.fit(model, (x, y), cfg, validation_data=(vx, vy))  # doctest: +SKIP
     """
+    if launch.wanted(config, options):  # several processes: the same Trainer on each rank
+        return launch.fit_in_processes(Trainer, model, data, dict(
+            config=config, validation_data=validation_data, callbacks=callbacks,
+            verbose=verbose, resume_from=resume_from, **options))
     return Trainer(model, data, config, validation_data=validation_data, callbacks=callbacks,
                    verbose=verbose, resume_from=resume_from, **options).run()
