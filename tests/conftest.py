@@ -1,5 +1,6 @@
 """Shared fixtures: small real data (scikit-learn's digits) and small models."""
 
+import multiprocessing
 import os
 import pwd
 import shutil
@@ -43,6 +44,26 @@ def no_leftover_training_threads():
     for t in alive:
         t.join(10)
     assert not [t for t in alive if t.is_alive()], "a training thread outlived its test"
+
+
+RANKS_TIMEOUT_S = 120  # a data-parallel test's limit: ranks that disagree would hang
+
+
+@pytest.fixture
+def ranks_timeout():
+    """A data-parallel test ends within :data:`RANKS_TIMEOUT_S` (SIGALRM) and leaves no
+    rank behind (use with ``pytestmark = pytest.mark.usefixtures("ranks_timeout")``)."""
+    def expire(signum, frame):
+        raise TimeoutError(f"test ran past {RANKS_TIMEOUT_S} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(RANKS_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert multiprocessing.active_children() == []
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,6 @@ ranks, driven in-process. Each test has a timeout and checks that no rank outliv
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import threading
@@ -15,22 +14,7 @@ import torch.distributed as dist
 import exburn_nb as xb
 from exburn_nb.widgets import TrainingDashboard
 
-TIMEOUT_S = 120
-
-
-@pytest.fixture(autouse=True)
-def per_test_timeout_and_no_leftover_ranks():
-    def expire(signum, frame):
-        raise TimeoutError(f"test ran past {TIMEOUT_S} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT_S)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-    assert multiprocessing.active_children() == []
+pytestmark = pytest.mark.usefixtures("ranks_timeout")
 
 
 class RanksReport(xb.Callback):

@@ -17,9 +17,8 @@ import torch
 import exburn_nb as xb
 from exburn_nb.io import rundir
 
-# Ranks of the torchrun test. 2 needs the data-parallel engine (issue 22, landing
-# separately): switch this line to 2 once it is in.
-TORCHRUN_PROCESSES = 1
+# Ranks of the torchrun test (issue 22, test 10): rank 0 writes the run directory.
+TORCHRUN_PROCESSES = 2
 TESTS = Path(__file__).resolve().parents[1]
 
 
