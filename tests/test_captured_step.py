@@ -122,3 +122,34 @@ def test_compile_seconds_survive_save_and_load(tmp_path):
     seconds = model.recorder.runs[-1]["compile_seconds"]
     model.save(tmp_path / "m.exburn")
     assert xb.load(tmp_path / "m.exburn").recorder.runs[-1]["compile_seconds"] == seconds
+
+
+def _digits_spec(rate):
+    s = xb.input("input", shape=(None, 64)).dense(16, activation="relu", name="hidden")
+    return (s.dropout(rate, name="drop") if rate else s).dense(10, name="output")
+
+
+@pytest.mark.parametrize("optimizer, rate", [("adam", 0.0), ("sgd", 0.2)],
+                         ids=["adam-captured-forward", "sgd-dropout-eager-forward"])
+def test_the_captured_stacked_sweep_equals_the_eager_one(optimizer, rate):
+    (x, y), _ = xb.datasets.digits()
+    data = (x[:150], y[:150])  # 150 = 4 x 32 + 22: a ragged last batch
+    lr = 0.05 if optimizer == "sgd" else 3e-3
+
+    def sweep(compile_):
+        models = [xb.compile(_digits_spec(rate), optimizer=optimizer, learning_rate=lr * f,
+                             weight_decay=wd, seed=i)
+                  for i, (f, wd) in enumerate([(1.0, 0.0), (0.3, 1e-3), (2.0, 1e-2)])]
+        configs = [xb.FitConfig(epochs=2, seed=7, accuracy=True, compile=compile_),
+                   xb.FitConfig(epochs=2, seed=8, clip_norm=0.5, accuracy=True,
+                                compile=compile_, nesterov=optimizer == "sgd"),
+                   xb.FitConfig(epochs=2, seed=9, clip_value=0.01, accuracy=True,
+                                lr_schedule=("step", lr, 1, 0.5), compile=compile_)]
+        return xb.sweep.fit_stacked(models, configs, data)
+
+    for eager, fast in zip(sweep(False), sweep(True), strict=True):
+        for name, p in eager.parameters().items():
+            torch.testing.assert_close(fast.parameters()[name], p, **TOL)
+        assert fast.batch_history["loss"].tolist() == pytest.approx(
+            eager.batch_history["loss"].tolist(), rel=1e-5)
+        assert fast.history["accuracy"].tolist() == eager.history["accuracy"].tolist()

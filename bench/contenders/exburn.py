@@ -51,9 +51,11 @@ class ExburnFit(Contender):
                                 learning_rate=1e-3, device=device)
         self.x, self.y = x.to(self.device), y.to(self.device)  # once
 
+    compile = False
+
     def train(self, n: int, epochs: int, batch_size: int) -> None:
         self.xb.fit(self.model, (self.x[:n], self.y[:n]), epochs=epochs, batch_size=batch_size,
-                    verbose=self.verbose)
+                    verbose=self.verbose, compile=self.compile)
 
     def predict(self, n: int, batch_size: int) -> torch.Tensor:
         return self.model.predict(self.x[:n], batch_size=batch_size)
@@ -63,3 +65,15 @@ class ExburnFitVerbose(ExburnFit):
     """``verbose=True``: a tqdm bar per epoch and a line per epoch (to a log file here)."""
 
     verbose = True
+
+
+class ExburnFitCompiled(ExburnFit):
+    """``compile=True``: the captured step (one ``torch.compile`` graph per step). The
+    compile happens in the warm-up (not timed); its time is reported on its own."""
+
+    compile = True
+
+    def extras(self) -> dict:
+        seconds = [r["compile_seconds"] for r in self.model.recorder.runs
+                   if "compile_seconds" in r]
+        return {"compile_seconds": max(seconds)} if seconds else {}

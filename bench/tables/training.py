@@ -54,9 +54,11 @@ def markdown(result: dict) -> str:
         lines = []
         for name, s in row["stats"].items():
             rss = s["peak_rss_mib"]
+            compiled = row["raw"][name].get("extras", {}).get("compile_seconds")
             lines.append([label(name), cell(s["samples_per_s"]), ratio_cell(s["ratio"]),
-                          f"{rss:,.0f}" if rss else "–"])
+                          f"{rss:,.0f}" if rss else "–",
+                          f"{compiled:.1f}" if compiled is not None else "–"])
         out.append(f"**{describe(row)}** — {row['steps']:,} steps per measurement\n\n"
                    + table(["contender", "samples/s median (min–max)", "x hand loop",
-                            "peak RSS MiB"], lines) + errors_note(row["errors"]))
+                            "peak RSS MiB", "compile s (not timed)"], lines) + errors_note(row["errors"]))
     return "\n\n".join(out)

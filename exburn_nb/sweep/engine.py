@@ -32,6 +32,8 @@ import torch
 
 from ..core.config import FitConfig
 from ..core.model import Model
+from ..core.layers import REGISTRY
+from ..train.captured import check_compilable
 from ..train.engine import OVERFLOW_GUARD_LR
 from ..train.loop import Trainer
 from .planning import check_members, plan
@@ -63,6 +65,9 @@ class StackedEngine:
         self.loss, self.correct = member_loss(models[0]), member_correct(models[0])
         self.net: StackedNet | None = None
         self.opt: StackedOptimizer | None = None
+        self.capture = configs[0].compile
+        if self.capture:
+            check_compilable(models[0].torch_device)
 
     def start(self, seeds: Sequence[int] | None) -> None:
         """Stack the weights, and seed each member's dropout generator with its seed."""
@@ -74,13 +79,22 @@ class StackedEngine:
         opt.weight_decay = [c.weight_decay if c.weight_decay is not None else m.weight_decay
                             for m, c in zip(models, cfgs, strict=True)]
         opt.nesterov = [c.nesterov for c in cfgs]
+        self._pass = self._forward_loss
+        if self.capture:
+            opt.capture()
+            if not any(REGISTRY[la.kind].draws for la in models[0].spec.layers):
+                self._pass = torch.compile(self._forward_loss, dynamic=False)
+
+    def _forward_loss(self, xb: torch.Tensor, yb: torch.Tensor,
+                      gens: list[torch.Generator | None]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net.forward(xb, gens)
+        return out, self.loss(out, yb)
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
                          active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One batch ``(M, B, ...)`` for every member: losses ``(M,)`` and correct counts."""
         gens = [g if a else None for g, a in zip(self.dropout_gens, active, strict=True)]
-        out = self.net.forward(xb, gens)
-        loss = self.loss(out, yb)
+        out, loss = self._pass(xb, yb, gens)
         (loss.sum() * scale if scale != 1 else loss.sum()).backward()
         correct = self.correct(out.detach(), yb).double() if self.accuracy else None
         return loss.detach(), correct

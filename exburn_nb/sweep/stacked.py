@@ -180,6 +180,12 @@ class StackedOptimizer:
         per_member = sum(p[0].numel() for p in params)
         self.fused = (kind != "rmsprop" and per_member >= FUSED_MIN_PARAMS
                       and all(g.get("fused") for g in groups))
+        self._update = self._update_all
+
+    def capture(self) -> None:
+        """Run the vectorised update as one ``torch.compile`` graph (its dozen passes per
+        parameter fused into one kernel); the fused path is left as it is."""
+        self._update = torch.compile(self._update_all, dynamic=False)
 
     def step(self, active: Sequence[bool]) -> None:
         """One update of the active members; the others' weights and state stay as they are."""
@@ -193,16 +199,21 @@ class StackedOptimizer:
                     for p, s in zip(self.params, self.state, strict=True)]
         for m, a in enumerate(active):
             self.steps[m] += bool(a)
-        h = self._hyper()
+        # the state is created eagerly (first step); the captured update only reads it
+        (self._update if self.state[0] else self._update_all)(self._hyper())
         with torch.no_grad():
-            update = getattr(self, f"_{self.kind.rstrip('w')}")
-            for p, state in zip(self.params, self.state, strict=True):
-                update(p, p.grad, state, h)
             if frozen:
                 for p, state, (old_p, old_s) in zip(self.params, self.state, kept, strict=True):
                     p[idx] = old_p
                     for k, v in old_s.items():
                         state[k][idx] = v
+
+    def _update_all(self, h: dict[str, torch.Tensor]) -> None:
+        """Every parameter's update by the kind's vectorised rule, with this step's ``h``."""
+        with torch.no_grad():
+            update = getattr(self, f"_{self.kind.rstrip('w')}")
+            for p, state in zip(self.params, self.state, strict=True):
+                update(p, p.grad, state, h)
 
     def _fused_step(self, active: Sequence[bool]) -> None:
         """Each active member through torch's own fused kernel, on views of the stack (the
