@@ -13,6 +13,7 @@ from types import ModuleType
 from . import (
     classroom,
     experiment,
+    gpu,
     inference,
     limit,
     live,
@@ -27,4 +28,7 @@ from . import (
 TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
                                                      scaling, live, playground,
                                                      playground_redraw, classroom,
-                                                     experiment, sweep)}
+                                                     experiment, sweep, gpu)}
+# what ``python -m bench`` runs without TABLE arguments; ``gpu`` is what ``--device cuda
+# --quick`` runs (and ``gpu`` by name on any device)
+DEFAULT: list[str] = [name for name in TABLES if name != "gpu"]

@@ -21,9 +21,11 @@ refused before any step); on CUDA it runs as CUDA graphs (``mode="reduce-overhea
   same weights and state. One compile per shape, no recompile per epoch.
 - **Learning rate.** Passed to the graph as a 0-d tensor, so a schedule does not
   recompile.
-- **Random draws.** Dropout draws from torch's global generator in eager order
-  (inductor's ``fallback_random``), so a seeded captured run draws the masks its eager
-  run draws.
+- **Random draws.** On the CPU dropout draws from torch's global generator in eager
+  order (inductor's ``fallback_random``), so a seeded captured run draws the masks its
+  eager run draws. On CUDA (``mode="reduce-overhead"``) inductor draws them from its own
+  generator, seeded from torch's: a seeded run repeats itself, with other masks than
+  eager's.
 - **Reuse.** The compiled step is kept per model and per (shape, settings): later epochs
   and later fits of the same shapes reuse it. ``compile_seconds`` (also in the run's
   entry of ``model.runs``) is the first captured step's time, compile included.
@@ -183,6 +185,9 @@ class CapturedEngine(SingleEngine):
             if kind in _STEPS and "step" not in state:
                 state["step"] = torch.zeros((), dtype=torch.float32, device=device)
         self._lr.fill_(self.learning_rate(0))
+        if device.type == "cuda":  # CUDA graphs replay on fixed addresses: tell dynamo
+            for t in (self._lr, *(v for p in self.params for v in opt.state[p].values())):
+                torch._dynamo.mark_static_address(t)
         self.compiling, self._fn = True, None
         self._run = self.model.recorder.runs[-1]["run"] if self.model.recorder.runs else None
 
@@ -216,6 +221,10 @@ class CapturedEngine(SingleEngine):
         started = time.perf_counter() if self.compiling else None
         fn = self._fn if self._fn is not None else self._step_fn(xb, yb)
         loss, correct, ok = fn(xb, yb, self.params, state, steps, self._lr)
+        if xb.device.type == "cuda":  # a CUDA graph's outputs are overwritten by its next
+            # replay, and the history reads the losses later
+            loss = loss.clone()
+            correct = correct.clone() if correct is not None else None
         if started is not None:
             self._compiled(time.perf_counter() - started)
         self._fn, self._ok = fn, ok
