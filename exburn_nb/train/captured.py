@@ -152,8 +152,9 @@ class CapturedEngine(SingleEngine):
     captured (see the module docstring for what runs eagerly, and why).
 
     Attributes:
-        compiling: True from the run's start until its first captured step is done
-            (the dashboard says "compiling…" meanwhile).
+        compiling: True until the run's first captured step is done (the dashboard says
+            "compiling…" meanwhile); False from the start for a run that captures no step
+            (``accumulate_gradients > 1``).
         compile_seconds: the first captured step's time (compile included; near zero
             when the step came from the cache), or None before it.
 
@@ -164,7 +165,7 @@ class CapturedEngine(SingleEngine):
     def __init__(self, model: Model, config: FitConfig):
         super().__init__(model, config)
         check_compilable(model.torch_device)
-        self.compiling = False
+        self.compiling = config.accumulate_gradients == 1  # until the first captured step
         self.compile_seconds: float | None = None
         self._ok: torch.Tensor | None | bool = False  # False: no captured step pending
         self._fn: Callable | None = None
@@ -188,7 +189,7 @@ class CapturedEngine(SingleEngine):
         if device.type == "cuda":  # CUDA graphs replay on fixed addresses: tell dynamo
             for t in (self._lr, *(v for p in self.params for v in opt.state[p].values())):
                 torch._dynamo.mark_static_address(t)
-        self.compiling, self._fn = True, None
+        self._fn = None
         self._run = self.model.recorder.runs[-1]["run"] if self.model.recorder.runs else None
 
     def _captures(self, xb: torch.Tensor) -> bool:
