@@ -42,10 +42,10 @@ def worker(row: dict, repeats: int, clock: str, mode: str) -> dict:
     import gc
     import time
 
+    import torch
+
     import exburn_nb as xb
     from bench import workloads
-
-    import torch
 
     device = row.get("device", "cpu")  # "gpu": models, data and the stacked run on CUDA
     x, y = workloads.make_data(workloads.digits_mlp() if row["data"] == "digits"

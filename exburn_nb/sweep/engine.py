@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 from ..core.config import FitConfig
-from ..core.model import Model
 from ..core.layers import REGISTRY
+from ..core.model import Model
 from ..train.captured import check_compilable
 from ..train.engine import OVERFLOW_GUARD_LR
 from ..train.loop import Trainer

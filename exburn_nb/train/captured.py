@@ -47,6 +47,7 @@ from typing import Any
 import torch
 from torch.func import functional_call, grad_and_value
 
+from ..base.torch_internals import mark_static_address
 from ..core.config import FitConfig
 from ..core.model import Model
 from .engine import OVERFLOW_GUARD_LR, SingleEngine
@@ -188,7 +189,7 @@ class CapturedEngine(SingleEngine):
         self._lr.fill_(self.learning_rate(0))
         if device.type == "cuda":  # CUDA graphs replay on fixed addresses: tell dynamo
             for t in (self._lr, *(v for p in self.params for v in opt.state[p].values())):
-                torch._dynamo.mark_static_address(t)
+                mark_static_address(t)
         self._fn = None
         self._run = self.model.recorder.runs[-1]["run"] if self.model.recorder.runs else None
 
