@@ -147,7 +147,11 @@ def test_the_captured_stacked_sweep_equals_the_eager_one(optimizer, rate):
                                 lr_schedule=("step", lr, 1, 0.5), compile=compile_)]
         return xb.sweep.fit_stacked(models, configs, data)
 
-    for eager, fast in zip(sweep(False), sweep(True), strict=True):
+    eagerly = sweep(False)
+    before = _graphs()
+    captured = sweep(True)
+    assert _graphs() > before  # a graph was captured (compile=True reached the engine)
+    for eager, fast in zip(eagerly, captured, strict=True):
         for name, p in eager.parameters().items():
             torch.testing.assert_close(fast.parameters()[name], p, **TOL)
         assert fast.batch_history["loss"].tolist() == pytest.approx(
