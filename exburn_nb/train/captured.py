@@ -14,9 +14,12 @@ refused before any step); on CUDA it runs as CUDA graphs (``mode="reduce-overhea
   clipped gradients are finite, and writes the update only where they are
   (``torch.where`` on each updated tensor, fused into the update's kernel): a refused step
   leaves weights and optimizer state exactly as they were, as the eager guard does.
-- **Ragged batches, accumulation, large rates.** The graph is captured for the run's
-  full batch; the last, smaller batch of an epoch, runs with ``accumulate_gradients > 1``
-  and steps above the overflow guard's rate (:data:`~exburn_nb.train.engine.
+- **Ragged batches, accumulation, large rates, frozen layers.** The graph is captured
+  for the run's full batch; the last, smaller batch of an epoch (eager rather than a
+  second graph or a dynamic batch dimension: one eager batch per epoch costs less than a
+  compile, and a dynamic graph runs slower), runs with ``accumulate_gradients > 1``, a
+  model with frozen layers (which a dashboard may toggle between batches) and steps
+  above the overflow guard's rate (:data:`~exburn_nb.train.engine.
   OVERFLOW_GUARD_LR`, whose undo needs a copy of the weights) take the eager step on the
   same weights and state. One compile per shape, no recompile per epoch.
 - **Learning rate.** Passed to the graph as a 0-d tensor, so a schedule does not
@@ -197,7 +200,8 @@ class CapturedEngine(SingleEngine):
         """Whether this batch takes the captured step (see the module docstring)."""
         cfg = self.config
         return (cfg.accumulate_gradients == 1 and xb.shape[0] == cfg.batch_size
-                and (not cfg.terminate_on_nan or self.learning_rate(0) <= OVERFLOW_GUARD_LR))
+                and (not cfg.terminate_on_nan or self.learning_rate(0) <= OVERFLOW_GUARD_LR)
+                and not self.model.frozen_layers)
 
     def _step_fn(self, xb: torch.Tensor, yb: torch.Tensor) -> Callable:
         cfg, model = self.config, self.model
