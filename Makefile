@@ -6,7 +6,7 @@ TORCH  ?= torch==2.13.0
 CHROMIUM ?= /usr/bin/chromium
 PORT   ?= 8888
 
-.PHONY: demo app serve-demo serve-app test test-fast bench lint browser-deps clean
+.PHONY: demo app serve-demo serve-app test test-fast bench lint browser-deps postgres-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,20 @@ browser-deps:
 	  else echo "WARNING: not root and no sudo: cannot install $(APT_PACKAGES); the browser tests will skip"; exit 0; fi; \
 	  ($$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(APT_PACKAGES)) >/dev/null \
 	    || echo "WARNING: could not install $(APT_PACKAGES); the browser tests will skip"; \
+	fi
+
+# Debian's PostgreSQL server for the tests of studies shared across machines (the tests start
+# their own server in a temporary folder; nothing is configured system-wide). Without root or
+# sudo it can't be installed and those tests skip loudly, unless XB_REQUIRE_POSTGRES=1 (set by
+# .ci/run) makes that a failure.
+POSTGRES_PACKAGES := postgresql
+postgres-deps:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null; then :; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	  else echo "WARNING: not root and no sudo: cannot install $(POSTGRES_PACKAGES); the PostgreSQL tests will skip"; exit 0; fi; \
+	  ($$SUDO apt-get update -q && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(POSTGRES_PACKAGES)) >/dev/null \
+	    || echo "WARNING: could not install $(POSTGRES_PACKAGES); the PostgreSQL tests will skip"; \
 	fi
 
 # Opens a browser where there is a display (X11, Wayland, or macOS), else only prints the URL.
@@ -70,7 +84,7 @@ serve-app:
 	  $(PY) -m voila notebooks/app.ipynb --template=exburn --Voila.ip=127.0.0.1 --port=$(PORT) \
 	  $$( [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ] || [ "$$(uname)" = Darwin ] || echo --no-browser )
 
-test: $(VENV)/.installed-dev browser-deps
+test: $(VENV)/.installed-dev browser-deps postgres-deps
 	$(PY) -m ruff check exburn_nb tests bench conftest.py
 	$(PY) -m pytest -q
 

@@ -21,6 +21,7 @@ from .core import datasets
 from .core.codegen import to_torch_code
 from .core.config import CompileConfig, FitConfig
 from .core.model import Model, available_devices, compile, deserialize_params, load
+from .core.runs import read_run
 from .core.spec import Spec, input
 from .train import callbacks
 from .train.callbacks import Callback
@@ -33,7 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Callback", "CompileConfig", "Experiment", "ExperimentResults", "FitConfig", "Model", "Spec", "Trainer", "available_devices",
     "callbacks", "compile", "compute_gradients", "datasets", "deserialize_params", "evaluate",
-    "fit", "input", "load", "lr_find", "space", "sweep",
+    "fit", "input", "load", "lr_find", "read_run", "space", "sweep",
     "to_torch_code", "train_step", "widgets", "runner",
 ]
 

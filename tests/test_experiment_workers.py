@@ -97,7 +97,7 @@ def test_a_worker_counts_an_experiment_bound_to_two_names_once(tmp_path, script)
     storage = storage_url(tmp_path, "journal")
     [(code, last, err)] = finish([start_worker(script, storage, 1)])
     assert code == 0, err
-    assert json.loads(last) == {"study": "s", "runs_added": 1, "runs_in_study": 1}
+    assert json.loads(last) == {"study": "s", "runs_added": 1, "runs": [0], "runs_in_study": 1}
 
 
 @pytest.mark.parametrize("backend", ["journal", "sqlite"])

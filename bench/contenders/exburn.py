@@ -69,6 +69,20 @@ class ExburnFitVerbose(ExburnFit):
     verbose = True
 
 
+class ExburnFitRunDir(ExburnFit):
+    """``run_dir=``: every fit writes its rows to a new run directory (run.json at its
+    start and end, history.jsonl as it goes), as a job watched from a notebook does."""
+
+    def train(self, n: int, epochs: int, batch_size: int) -> None:
+        import tempfile
+
+        if not hasattr(self, "runs"):
+            self.runs = tempfile.TemporaryDirectory(prefix="xb-bench-runs-")
+        run_dir = tempfile.mkdtemp(dir=self.runs.name)
+        self.xb.fit(self.model, (self.x[:n], self.y[:n]), epochs=epochs, batch_size=batch_size,
+                    verbose=self.verbose, run_dir=run_dir)
+
+
 class ExburnFitCompiled(ExburnFit):
     """``compile=True``: the captured step (one ``torch.compile`` graph per step). The
     compile happens in the warm-up (not timed); its time is reported on its own."""

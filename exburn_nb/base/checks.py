@@ -18,6 +18,8 @@ import math
 from numbers import Integral, Real
 from typing import Any
 
+from .vocabulary import BACKENDS, START_METHODS
+
 MAX_SEED = 2**64 - 1  # what torch.manual_seed takes
 
 
@@ -61,3 +63,28 @@ def check_seed(value: Any, name: str = "seed") -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise ValueError(f"{name} must be None or an integer in [0, 2**64 - 1]; got {value!r}")
     return value
+
+
+def check_processes(processes: Any, batch_size: int, backend: Any, start_method: Any) -> int:
+    """The data-parallel options of a run: ``processes`` ranks share the global
+    ``batch_size`` evenly, on a known ``backend``, started by a known ``start_method``.
+
+    Example:
+        >>> check_processes(2, 32, "auto", "fork")
+        2
+        >>> check_processes(3, 32, "auto", "fork")
+        Traceback (most recent call last):
+        ...
+        ValueError: batch_size must divide evenly across processes=3 (it is the global batch); got 32 (try 30 or 33)
+    """
+    processes = check_int("processes", processes, 1)
+    if batch_size % processes:
+        lower = batch_size - batch_size % processes
+        raise ValueError(f"batch_size must divide evenly across processes={processes} (it is "
+                         f"the global batch); got {batch_size} (try "
+                         f"{f'{lower} or ' if lower else ''}{lower + processes})")
+    for name, value, allowed in (("backend", backend, BACKENDS),
+                                 ("start_method", start_method, START_METHODS)):
+        if value not in allowed:
+            raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+    return processes

@@ -34,6 +34,7 @@ class RunState(str, Enum):
     """Where a run is: the runner's states, and an experiment run's end states."""
 
     IDLE = "idle"
+    WAITING = "waiting"  # a watched run directory whose run has not started yet
     RUNNING = "running"
     PAUSED = "paused"
     FINISHED = "finished"
@@ -112,6 +113,8 @@ LOSSES = ("cross_entropy", "mse", "binary_cross_entropy")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 DEVICES = ("cpu", "gpu", "auto")
 PRECISIONS = ("fp32", "bf16")
+BACKENDS = ("auto", "gloo", "nccl")  # torch.distributed backends (auto: gloo on CPU, nccl on CUDA)
+START_METHODS = ("fork", "spawn")  # how data-parallel ranks are started
 # what a model file records of its compile settings (CompileConfig less the seed)
 COMPILE_FILE_KEYS = ("loss", "optimizer", "learning_rate", "weight_decay", "device",
                      "input_shape")

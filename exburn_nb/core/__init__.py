@@ -1,3 +1,4 @@
 """The core: specs and the layer registry, the ``Model`` (compile, save, load), losses,
-optimizers and schedules, data sources, ``FitConfig`` / ``CompileConfig`` and the history
-recorder. Nothing here trains; ``exburn_nb.train`` does."""
+optimizers and schedules, data sources, ``FitConfig`` / ``CompileConfig``, the history
+recorder and the reader of run directories (``read_run``). Nothing here trains;
+``exburn_nb.train`` does."""

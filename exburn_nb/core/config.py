@@ -21,11 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..base.checks import check_int, check_number, check_optional_number, check_seed
+from ..base.checks import (
+    check_int,
+    check_number,
+    check_optional_number,
+    check_processes,
+    check_seed,
+)
 from ..base.vocabulary import COMPILE_FILE_KEYS, DEVICES, LOSSES, OPTIMIZERS, PRECISIONS
 from .optim import check_schedule
 
@@ -55,6 +62,16 @@ class FitConfig:
         precision: ``"fp32"`` or ``"bf16"`` (autocast).
         seed: seeds the run's shuffle order and its random draws (dropout), so the
             same seed gives the same run; None draws from torch's global generator.
+        run_dir: a run directory the run writes its rows to as it goes, and whose
+            ``STOP`` file stops it (see :class:`~exburn_nb.train.callbacks.RunDirectory`;
+            watch it with ``xb.widgets.watch(run_dir)``); None writes none.
+        processes: data-parallel ranks (``torch.distributed``); ``batch_size`` stays the
+            global batch, split evenly across them (it must divide).
+        backend: ``"auto"`` (gloo on CPU, nccl on CUDA), ``"gloo"`` or ``"nccl"``.
+        start_method: how the ranks are started: ``"fork"`` (notebooks) or ``"spawn"``.
+        sync_batchnorm: with several processes, BatchNorm layers normalise with the
+            global batch's statistics (``SyncBatchNorm``, models on the GPU only)
+            instead of each rank's own.
     """
 
     epochs: int = 10
@@ -72,13 +89,18 @@ class FitConfig:
     compile: bool = False
     precision: str = "fp32"
     seed: int | None = None
+    run_dir: str | None = None
+    processes: int = 1
+    backend: str = "auto"
+    start_method: str = "fork"
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         check_int("epochs", self.epochs, 0)
         check_int("batch_size", self.batch_size, 1)
         check_int("accumulate_gradients", self.accumulate_gradients, 1)
         for name in ("shuffle", "accuracy", "nesterov", "terminate_on_nan", "check_data",
-                     "compile"):
+                     "compile", "sync_batchnorm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False; got {getattr(self, name)!r}")
         for name in ("clip_norm", "clip_value"):
@@ -90,6 +112,12 @@ class FitConfig:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; "
                              f"got {self.precision!r}")
         check_seed(self.seed)
+        if self.run_dir is not None:
+            if not isinstance(self.run_dir, (str, os.PathLike)) or not str(self.run_dir):
+                raise ValueError(f"run_dir must be None or a directory path (str or Path); "
+                                 f"got {self.run_dir!r}")
+            object.__setattr__(self, "run_dir", str(self.run_dir))
+        check_processes(self.processes, self.batch_size, self.backend, self.start_method)
         if isinstance(self.lr_schedule, list):
             object.__setattr__(self, "lr_schedule", tuple(self.lr_schedule))
         check_schedule(self.lr_schedule)

@@ -160,6 +160,12 @@ class History:
         with self._lock:
             return len(self._batches["epoch"])
 
+    @property
+    def epoch_count(self) -> int:
+        """The number of epoch rows recorded."""
+        with self._lock:
+            return len(self._epochs)
+
     def batch_rows_since(self, start: int) -> dict[str, list]:
         """The batch columns from row ``start`` on (what a reader has not seen yet).
 
@@ -175,8 +181,18 @@ class History:
     @property
     def epoch_rows(self) -> list[dict]:
         """A copy of the epoch rows."""
+        return self.epoch_rows_since(0)
+
+    def epoch_rows_since(self, start: int) -> list[dict]:
+        """Copies of the epoch rows from row ``start`` on (what a reader has not seen yet).
+
+        Example:
+            >>> h = History(); h.record_epoch({"epoch": 1, "loss": 0.5})
+            >>> h.epoch_rows_since(0), h.epoch_rows_since(1)
+            ([{'epoch': 1, 'loss': 0.5}], [])
+        """
         with self._lock:
-            return [dict(r) for r in self._epochs]
+            return [dict(r) for r in self._epochs[start:]]
 
     def epochs_frame(self) -> pd.DataFrame:
         """One row per epoch, columns in the stable order described in the module doc."""

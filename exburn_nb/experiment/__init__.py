@@ -18,10 +18,13 @@ Example:
     >>> exp.save("runs/grid"); xb.Experiment.load("runs/grid").best  # doctest: +SKIP
 
 Workers for a study in shared storage (the script defines the experiment; code under
-``if __name__ == "__main__":`` does not run in a worker)::
+``if __name__ == "__main__":`` does not run in a worker): a journal file for workers on one
+machine, a database server for several machines (Optuna's advice; SQLite warns)::
 
-    python -m exburn_nb.experiment worker search.py --storage sqlite:///study.db \
+    python -m exburn_nb.experiment worker search.py --storage journal:///runs/study.log \
         --study digits --trials 20
+    python -m exburn_nb.experiment worker search.py --storage postgresql://user@db/optuna \
+        --study digits --total-trials 100   # until the study holds 100, from all workers
 
 Modules: ``core`` (the ``Experiment`` facade), ``params`` (routing, checks, grid and
 random draws, one run's model and config), ``execution`` (the one way groups of runs

@@ -29,7 +29,9 @@ from .files import PARALLEL, SEARCHES, jsonable
 from .params import ParamSpace
 from .results import ExperimentResults
 from .runs import Run, best_value, check_metric, run_seed
+from .study import warn_parallel_sqlite
 
+TOTAL_POLL_S = 1.0  # with total_trials, how often a waiting process reads the study again
 GROUP_SIZE = 64  # runs taken (or Optuna trials asked) at once when ``parallel`` is set
 Listener = Callable[[str, "Experiment"], None]
 
@@ -51,7 +53,8 @@ class Experiment:
             :data:`~exburn_nb.experiment.params.MAX_GRID_RUNS` (100,000) is refused, naming
             the grid's size), ``"random"`` (``n_trials`` seeded draws),
             ``"optuna"`` (TPE), or an ``optuna.samplers`` object.
-        n_trials: runs this process adds (random and Optuna; all combinations for a grid).
+        n_trials: runs this process adds (random and Optuna; all combinations for a grid);
+            with ``total_trials`` it may be None (no limit of its own).
         epochs: epochs per run (unless ``epochs`` is a searched param).
         metric: the history column that ranks runs, one the runs compute: ``"loss"``,
             ``"lr"``, ``"val_loss"`` (with validation_data), ``"accuracy"``,
@@ -60,8 +63,12 @@ class Experiment:
         seed: the experiment's seed; run ``k`` uses :func:`run_seed` ``(seed, k)``. It
             also seeds random draws and, without shared storage, Optuna's sampler (processes
             sharing a study must not all draw the same trials, so there it is left unseeded).
-        storage: an Optuna storage (``sqlite:///study.db``, a PostgreSQL/MySQL URL,
-            ``journal:///path.log``, or a storage object) shared by processes.
+        storage: an Optuna storage shared by processes, as Optuna advises: the journal
+            file ``journal:///path/study.log`` for processes on one machine, a database
+            server such as ``postgresql://user@host/dbname`` for several machines;
+            ``sqlite:///study.db`` keeps a study for one process (it warns with
+            ``total_trials``: SQLite locks the whole file per writer and races on a new
+            schema); or an Optuna storage object.
         study_name: the study's name in ``storage``; experiments naming the same study
             join it.
         pruner: ``"median"``, ``"hyperband"``, ``None`` or an ``optuna.pruners`` object.
@@ -77,10 +84,17 @@ class Experiment:
             ``"auto"`` (256 MiB, ``xb.sweep.planning.MEMORY_BUDGET``), a number of bytes,
             or None (no limit). Larger groups are split; a run that does not fit twice
             trains alone.
-        heartbeat: with shared ``storage``, seconds between the heartbeats of this
-            process's open trials (None: off). A trial whose process died (killed, out of
-            memory) is failed once it has had no heartbeat for ``grace_period`` seconds
-            (default twice ``heartbeat``) by any process of the study, and retried once.
+        heartbeat: with shared ``storage`` (RDB or journal), seconds between the
+            heartbeats of this process's open trials (Optuna's ``heartbeat_interval``;
+            None: off). A trial whose process died (killed, out of memory) is failed
+            once it has had no heartbeat for ``grace_period`` seconds (default twice
+            ``heartbeat``) by any process of the study, and retried once.
+        total_trials: with ``search="optuna"``, stop once the study holds this many
+            completed or pruned trials, counted over every process that shares it
+            (Optuna's ``MaxTrialsCallback``). While the trials still running could reach
+            the total, this process waits (polling the study each second) rather than ask
+            more; a dead process's trial is failed by the heartbeat and retried here.
+            Workers asking at the same moment may each add one trial past the total.
         **fit_options: fixed ``fit`` options (batch_size, accuracy...) and fixed compile
             options (loss, optimizer, learning_rate...); ``verbose=False``, as for ``fit``,
             quiets :meth:`run`'s progress bar over the runs.
@@ -112,13 +126,15 @@ class Experiment:
                  seed: int = 0, storage: Any = None, study_name: str | None = None,
                  pruner: Any = "median", parallel: str | None = None,
                  memory_budget: Any = "auto", heartbeat: float | None = 60.0,
-                 grace_period: float | None = None, **fit_options: Any):
+                 grace_period: float | None = None, total_trials: int | None = None,
+                 **fit_options: Any):
         self._arguments = dict(build=build, data=data, validation_data=validation_data,
                                params=params, search=search, n_trials=n_trials, epochs=epochs,
                                metric=metric, direction=direction, seed=seed, storage=storage,
                                study_name=study_name, pruner=pruner, parallel=parallel,
                                memory_budget=memory_budget, heartbeat=heartbeat,
-                               grace_period=grace_period, **fit_options)
+                               grace_period=grace_period, total_trials=total_trials,
+                               **fit_options)
         self.verbose = fit_options.pop("verbose", True)  # as fit's: the progress display
         if not isinstance(self.verbose, bool):
             raise ValueError(f"verbose must be True or False; got {self.verbose!r}")
@@ -132,7 +148,11 @@ class Experiment:
         self.direction, self.metric, self.storage, self.study_name = (direction, metric,
                                                                       storage, study_name)
         self._check_metric()
-        self.search, self.n_trials = self._check_search(search, n_trials)
+        self.search, self.n_trials = self._check_search(search, n_trials, total_trials)
+        self.total_trials = None if total_trials is None else check_int("total_trials",
+                                                                        total_trials, 1)
+        if self.total_trials is not None:
+            warn_parallel_sqlite(storage)
         self._plan = self.space.grid() if self.search == "grid" else None
         self.results = ExperimentResults(  # checks the direction
             self.params, metric, direction, settings=self._settings(),
@@ -164,13 +184,20 @@ class Experiment:
                     "val_") else "accuracy=True"))
         check_metric(self.metric, available)
 
-    def _check_search(self, search: Any, n_trials: Any) -> tuple[str, int | None]:
+    def _check_search(self, search: Any, n_trials: Any,
+                      total_trials: Any) -> tuple[str, int | None]:
         if isinstance(search, str) and search not in SEARCHES:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)} or an "
                              f"optuna.samplers object; got {search!r}")
         kind = search if isinstance(search, str) else "optuna"
         if kind != "optuna" and self.storage is not None:
             raise ValueError("storage is for search='optuna'")
+        if total_trials is not None:
+            if kind != "optuna":
+                raise ValueError(f"total_trials is for search='optuna' (a study that "
+                                 f"processes share); got search={search!r}")
+            if n_trials is None:
+                return kind, None
         if kind == "grid":
             if n_trials is not None:
                 raise ValueError(f"n_trials is for search='random' or 'optuna' (a grid runs "
@@ -180,7 +207,8 @@ class Experiment:
 
     def _settings(self) -> dict:
         """How this experiment is set up, as JSON values (saved with its results)."""
-        return {"search": self.search, "n_trials": self.n_trials, "seed": self.seed,
+        return {"search": self.search, "n_trials": self.n_trials,
+                "total_trials": self.total_trials, "seed": self.seed,
                 "storage": self.storage if isinstance(self.storage, str) else None,
                 "study_name": self.study_name, "routes": self.routes,
                 "parallel": self.parallel, "fit_config": self.config.to_dict(),
@@ -208,20 +236,34 @@ class Experiment:
         return self.space.compile_options
 
     @property
-    def total(self) -> int:
-        """Runs this process adds (all grid points, or ``n_trials``)."""
+    def total(self) -> int | None:
+        """Runs this process adds at most: all grid points, or ``n_trials`` (None: no limit
+        of its own, only the study's ``total_trials``)."""
         return len(self._plan) if self._plan is not None else self.n_trials
+
+    @property
+    def _more_of_its_own(self) -> bool:
+        """Whether this process has runs of its own left to add (see :attr:`total`)."""
+        return self.total is None or self.added < self.total
 
     @property
     def added(self) -> int:
         """Runs this process has added so far (a stopped run is trained again later)."""
-        return sum(1 for r in self.results.local_runs().values()
-                   if r.state != RunState.STOPPED)
+        return len(self.added_runs)
 
-    def _next_runs(self) -> list[Run]:
+    @property
+    def added_runs(self) -> list[int]:
+        """The numbers of the runs this process has added so far (in a shared study, the
+        other processes' runs are not among them)."""
+        return sorted(n for n, r in self.results.local_runs().items()
+                      if r.state != RunState.STOPPED)
+
+    def _next_runs(self, room: int | None = None) -> list[Run]:
         """The next runs to train: one, or up to ``GROUP_SIZE`` when stacking (Optuna then
-        holds that many trials open at once)."""
-        size = min(GROUP_SIZE if self._stacks else 1, self.total - self.added)
+        holds that many trials open at once), and at most ``room``."""
+        size = min(GROUP_SIZE if self._stacks else 1,
+                   GROUP_SIZE if self.total is None else self.total - self.added,
+                   GROUP_SIZE if room is None else room)
         if self._tuner is not None:
             runs = []
             try:
@@ -322,8 +364,16 @@ class Experiment:
     def _loop(self) -> None:
         self._emit(Event.START)
         try:
-            while not self._execution.stopping and self.added < self.total:
-                self._execute(self._next_runs())
+            while not self._execution.stopping and self._more_of_its_own:
+                room = None
+                if self.total_trials is not None:
+                    room = self._tuner.room(self.total_trials)
+                    if room is None:  # the study holds its total
+                        break
+                    if room == 0:  # the trials running elsewhere may reach it
+                        self._execution.pause(TOTAL_POLL_S)
+                        continue
+                self._execute(self._next_runs(room))
         finally:
             self._active = False
             self._emit(Event.END)

@@ -70,6 +70,15 @@ class Execution:
         """Forget an earlier :meth:`stop`, so later groups train."""
         self._stop.clear()
 
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds``, or less when :meth:`stop` is called; True when stopped.
+
+        Example:
+            >>> Execution(None).pause(0.01)
+            False
+        """
+        return self._stop.wait(seconds)
+
     def stop(self) -> None:
         """Stop the group in progress after its batch; later groups end ``"stopped"``
         before their first batch (until :meth:`clear`)."""

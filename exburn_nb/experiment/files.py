@@ -43,8 +43,8 @@ from .space import check_candidates, from_dict
 FORMAT_VERSION = 2  # 2: the manifest names every other file with its SHA-256
 SETTINGS, MODEL = "experiment.json", "best_model.exburn"
 RUNS_FILES = ("runs.csv", "runs.parquet")
-SETTING_KEYS = ("search", "n_trials", "seed", "storage", "study_name", "routes", "parallel",
-                "fit_config", "compile_options")
+SETTING_KEYS = ("search", "n_trials", "total_trials", "seed", "storage", "study_name", "routes",
+                "parallel", "fit_config", "compile_options")
 SEARCHES = ("grid", "random", "optuna")
 PARALLEL = ("vmap", "auto")
 ROUTES = ("compile", "fit", "build")
@@ -296,6 +296,8 @@ def read(directory: Path) -> dict[str, Any]:
     settings = {
         "search": manifest.get("search", _one_of(SEARCHES, optional=True)),
         "n_trials": manifest.get("n_trials", _optional(lambda v: check_int("n_trials", v, 1))),
+        "total_trials": manifest.get("total_trials", _optional(
+            lambda v: check_int("total_trials", v, 1)), None),  # older saves lack it
         "seed": manifest.get("seed", check_seed),
         "storage": manifest.get("storage", _optional(_typed(str, "a string"))),
         "study_name": manifest.get("study_name", _optional(_typed(str, "a string"))),

@@ -6,9 +6,24 @@ intermediate values) and stores the epoch rows as the trial's user attribute ``h
 so a process that did not run a trial can still draw its curves. Optuna is optional:
 ``pip install 'exburn_nb[tune]'``.
 
+Which storage, as Optuna's own FAQ and ``RDBStorage`` docs advise:
+
+- one process: nothing (in memory), or ``sqlite:///study.db`` to keep the study;
+- several processes on **one machine**: the journal file, ``journal:///path/study.log``
+  (``JournalFileBackend``: appends under a file lock, no server);
+- several **machines**: a database server, e.g.
+  ``postgresql://user:password@host/dbname`` (PostgreSQL; ``pip install psycopg2-binary``).
+
+SQLite is not for parallel workers (:func:`warn_parallel_sqlite`): every writer locks the
+whole file ("database is locked", optuna #820), it has no ``SELECT ... FOR UPDATE``
+(#4002), and workers creating a fresh file together race on its schema (#1092, #4621).
+
 With shared storage, a :class:`Heartbeat` keeps this process's open trials alive and fails
-(and retries once) the trials of processes that died, and the study is created under a file
-lock (:func:`creation_lock`) so workers started together do not race on a new SQLite file.
+(and retries once) the trials of processes that died (Optuna's ``heartbeat_interval``,
+``grace_period``, ``fail_stale_trials`` and ``RetryFailedTrialCallback``, done for asked
+trials and for every storage), :meth:`Tuner.room` counts a study's trials toward a total
+across workers (Optuna's ``MaxTrialsCallback``), and the study is created under a file lock
+(:func:`creation_lock`) so workers started together do not race on a new SQLite file.
 """
 
 from __future__ import annotations
@@ -68,6 +83,33 @@ def storage_file(storage: Any) -> str | None:
             path = storage[len(scheme):].split("?")[0]
             return path if path and path != ":memory:" else None
     return None
+
+
+PARALLEL_SQLITE = (
+    "SQLite storage ({storage}) is not made for parallel workers: every writer locks the "
+    "whole file ('database is locked'), it has no SELECT ... FOR UPDATE, and workers "
+    "creating a fresh file together race on its schema (Optuna's FAQ). Use "
+    "journal:///path/study.log for processes on one machine, or a database server such as "
+    "postgresql://user@host/dbname for several machines.")
+
+
+def warn_parallel_sqlite(storage: Any) -> bool:
+    """Warn (``UserWarning``) when ``storage`` is a SQLite URL that parallel workers are
+    about to share; True when it warned.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_parallel_sqlite("sqlite:///study.db"), warn_parallel_sqlite("journal:///s.log")
+        (True, False)
+        >>> "journal:///" in str(caught[0].message)
+        True
+    """
+    if isinstance(storage, str) and storage.startswith("sqlite"):
+        warnings.warn(PARALLEL_SQLITE.format(storage=storage), UserWarning, stacklevel=2)
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -326,6 +368,25 @@ class Tuner:
             self.study.tell(trial, state=states.FAIL)
 
     # ---------------------------------------------------------------- the study
+    def room(self, total: int) -> int | None:
+        """How many trials may be asked now so the study ends with ``total`` completed or
+        pruned trials, counted over every process (Optuna's ``MaxTrialsCallback``, for
+        asked trials): None once it has them; 0 while running trials may still get it
+        there (one whose process died is failed by the heartbeat and retried). Trials
+        waiting to be retried are asked first, so they do not take room.
+
+        Example:
+            >>> tuner.room(20)  # doctest: +SKIP
+            3
+        """
+        if self.heartbeat is not None:
+            self.heartbeat.fail_stale()
+        states = self.optuna.trial.TrialState
+        trials = self.study.get_trials(deepcopy=False, states=(
+            states.COMPLETE, states.PRUNED, states.RUNNING))
+        ended = sum(t.state != states.RUNNING for t in trials)
+        return None if ended >= total else max(0, total - len(trials))
+
     def trials(self) -> list[dict]:
         """Every trial of the study as plain data (run, params, seed, state, rows...)."""
         out = []

@@ -1,2 +1,3 @@
 """Files: the model file format (safetensors + signed JSON), the checks of every value a
-file holds, and atomic writes. It knows tensors and metadata, never a ``Model``."""
+file holds, atomic writes, and run directories (a run's rows as JSON lines, its header
+and stop file). It knows tensors and metadata, never a ``Model``."""

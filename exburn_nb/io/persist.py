@@ -202,10 +202,11 @@ def check_file_path(path: str | os.PathLike, example: str) -> Path:
     return path
 
 
-def write_bytes(path: str | os.PathLike, blob: bytes) -> None:
+def write_bytes(path: str | os.PathLike, blob: bytes, durable: bool = True) -> None:
     """Write ``blob`` atomically: the file at ``path`` is either the old one or the
     complete new one (a temp file in the same folder, fsync, then ``os.replace``). Check
-    the path first with :func:`check_file_path`.
+    the path first with :func:`check_file_path`. ``durable=False`` skips the fsyncs: still
+    atomic for readers, but a power cut may lose it (for files rewritten often).
 
     The temp file ``.NAME.<host>-<pid>.<random>.tmp`` names its writer (``host``: a short
     hash of the host name), so temp files left by writers on this host that died
@@ -223,12 +224,14 @@ def write_bytes(path: str | os.PathLike, blob: bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(blob)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_folder(path.parent)
+    if durable:
+        _fsync_folder(path.parent)
 
 
 def temp_beside(path: str | os.PathLike) -> Path:
@@ -276,13 +279,13 @@ def remove_orphans(path: Path) -> list[Path]:
     removed = []
     for candidate in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}-*.tmp"):
         match = pattern.fullmatch(candidate.name)
-        if match and int(match[1]) != os.getpid() and not _pid_alive(int(match[1])):
+        if match and int(match[1]) != os.getpid() and not pid_alive(int(match[1])):
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists (True when unsure: then nothing is removed)."""
     if os.name != "posix" or pid <= 0:
         return True

@@ -130,6 +130,10 @@ class StackedEngine:
         correct = self.correct(out.detach(), yb).double() if self.accuracy else None
         return loss.detach(), correct
 
+    def samples(self, yb: torch.Tensor) -> int:
+        """Each member's samples in batch ``yb`` (``(M, B, ...)``)."""
+        return yb.shape[1]
+
     def step(self, active: Sequence[bool]) -> list[str | None]:
         """Clip, check and update the active members, guarded as ``guarded_step`` is, per
         member: a member whose gradients are not finite keeps its weights, and above a

@@ -29,7 +29,10 @@ Example:
 from __future__ import annotations
 
 import copy
+import os
+import socket
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +42,8 @@ from typing import Any, Protocol
 import torch
 
 from ..base.checks import check_int, check_number
-from ..base.vocabulary import METRICS, Event, RunState, run_metrics
+from ..base.vocabulary import METRICS, Event, RunState, end_state, run_metrics
+from ..io import rundir
 from . import checkpoints
 from .tensorboard import RunBoard, is_number, summary_writer_class
 
@@ -76,6 +80,7 @@ class Callback:
     and ``batches``; ``on_batch_end`` also ``step`` (optimizer steps so far), ``size``,
     ``loss`` (a float, None when nothing asked the loop to read it) and ``lr``.
     ``on_validation_end`` gets the epoch's metrics before the callbacks see them.
+    ``on_train_end``'s logs also hold ``error``: the exception the run raised, if any.
     ``on_epoch_end`` gets the metrics dict and may return a changed one, exactly as a
     function callback.
 
@@ -89,6 +94,11 @@ class Callback:
     def set_trainer(self, trainer: RunControls) -> None:
         """Called by the loop before ``on_train_begin``."""
         self.trainer = trainer
+
+    def claim(self, run_uid: str | None) -> None:
+        """Called before the run changes anything (and again when a checkpoint's state is
+        loaded): raise a ``ValueError`` to refuse run ``run_uid``, e.g. because a
+        directory this callback writes holds another run's files."""
 
     def on_train_begin(self, logs: dict) -> None:
         """Called once before the first epoch of a ``fit`` run."""
@@ -414,6 +424,138 @@ def checkpoint(every: int = 5, directory: str | Path = "checkpoints",
         ...        callbacks=[xb.callbacks.checkpoint(5, "ckpt", keep=3)])  # doctest: +SKIP
     """
     return Checkpoint(every, directory, keep)
+
+
+def is_main_process() -> bool:
+    """Whether this process writes a run's files: True unless it is a rank other than 0
+    of an initialised ``torch.distributed`` process group."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+class RunDirectory(Callback):
+    """Write the run to a run directory as it goes, so it can be watched from elsewhere
+    (``xb.widgets.watch(path)``, ``xb.read_run(path)``), and stop it from there.
+
+    ``run.json`` says what the run is (uid, config, epochs and batches to come) and, at
+    the end, how it ended (``finished``, ``stopped``, ``pruned``, ``failed``);
+    ``history.jsonl`` gets the batch rows and each epoch row, once complete. A ``STOP``
+    file (``touch path/STOP``) stops the run at the end of its batch in progress, as the
+    dashboard's Stop does (a run started while one is there trains nothing; a resumed run
+    removes it). A thread of this callback's does the batch work every ``every_s``
+    seconds: it looks for the stop file (one ``stat``, which costs tens of microseconds
+    on some file systems) and appends the new batch rows, so the training loop pays
+    nothing per batch; epoch rows go out at the next epoch's start and the run's end.
+    Rows are flushed, never fsynced. A directory belongs to one run: another run's is
+    refused before the first step; the run itself, resumed from a checkpoint, goes on
+    there (its rows rewritten to what the checkpoint holds). In a distributed run only
+    rank 0 writes and reads the stop file.
+
+    ``xb.fit(..., run_dir=path)`` adds one (it works under ``torchrun`` from a plain script).
+
+    Example:
+        >>> xb.fit(model, data, epochs=50, run_dir="runs/mlp")  # doctest: +SKIP
+        >>> xb.fit(model, data, callbacks=[xb.callbacks.RunDirectory("runs/mlp")])  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, every_s: float = 0.2):
+        self.path = rundir.check_run_dir(path)
+        self.every_s = check_number("every_s", every_s, positive=True)
+        self.writer: rundir.RowWriter | None = None
+        self.header: dict = {}
+        self._lock = threading.Lock()  # the writer: this thread's and the loop's writes
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def claim(self, run_uid: str | None) -> None:
+        rundir.claim(self.path, run_uid)
+
+    def on_train_begin(self, logs: dict) -> None:
+        self.writer = None
+        if not is_main_process():
+            return
+        trainer, recorder = self.trainer, logs["model"].recorder
+        before = rundir.claim(self.path, trainer.run_uid)
+        if before is not None:  # this run, resumed: a stop asked of it then is done
+            rundir.clear_stop(self.path)
+        elif rundir.stop_requested(self.path):
+            trainer.stop()
+        run, batches, epochs = trainer.run_id, logs["batches"], logs["epochs"]
+        self.header = {
+            "uid": trainer.run_uid, "run": run, "status": str(RunState.RUNNING),
+            "config": trainer.config.to_dict(), "first_epoch": logs["first_epoch"],
+            "last_epoch": logs["first_epoch"] + epochs - 1, "batches": batches,
+            "started": (before or {}).get("started", _now()),
+            "resumed": (before or {}).get("resumed", -1) + 1 if before else 0,
+            "host": socket.gethostname(), "pid": os.getpid()}
+        rundir.write_header(self.path, self.header)
+        # the run's rows so far (a resumed run's, from its checkpoint), then what comes
+        self._recorder = recorder
+        self._batches_read, self._epochs_read = recorder.batch_count, recorder.epoch_count
+        rows = [] if before is None else [
+            r for r in self._rows(recorder, 0, 0) if next(iter(r.values())).get("run") == run]
+        self.writer = rundir.RowWriter(self.path, replace_with=rows)
+        self._done.clear()
+        self._thread = threading.Thread(target=self._every, name="exburn-run-dir",
+                                        daemon=True)
+        self._thread.start()
+
+    def _every(self) -> None:
+        """In this callback's thread: look for the stop file, write the new batch rows."""
+        while not self._done.wait(self.every_s):
+            if rundir.stop_requested(self.path):
+                self.trainer.stop()  # thread-safe: the loop stops after its batch
+            self._write(epochs=False)
+
+    def on_epoch_begin(self, epoch: int, logs: dict) -> None:
+        self._write(epochs=True)  # the last epoch's row, complete with callbacks' extras
+
+    def on_train_end(self, logs: dict) -> None:
+        if self.writer is None:
+            return
+        self._done.set()
+        self._thread.join()
+        try:
+            self._write(epochs=True)
+        finally:
+            self.writer.close()
+            self.writer = None
+            error = logs.get("error")
+            messages = list(self.trainer.messages) + ([f"{type(error).__name__}: {error}"]
+                                                      if error is not None else [])
+            self.header.update(status=str(end_state(self.trainer.stop_reason, error)),
+                               ended=_now(), epochs_trained=logs["model"].epochs_trained,
+                               messages=messages)
+            rundir.write_header(self.path, self.header)
+
+    def _write(self, epochs: bool) -> None:
+        """Append the batch rows recorded since the last write (and the epoch rows)."""
+        with self._lock:
+            if self.writer is None:
+                return
+            rows = self._rows(self._recorder, self._batches_read,
+                              self._epochs_read if epochs else None)
+            self._batches_read += sum(1 for r in rows if "batch" in r)
+            self._epochs_read += sum(1 for r in rows if "epoch" in r)
+            self.writer.write(rows)
+
+    @staticmethod
+    def _rows(recorder: Any, batches_from: int, epochs_from: int | None) -> list[dict]:
+        """The batch rows, then the epoch rows (None: none), from these positions on, as
+        file rows in order."""
+        columns = recorder.batch_rows_since(batches_from)
+        rows = [{"batch": {k: rundir.json_ready(v) for k, v in zip(columns, values,
+                                                                   strict=True)}}
+                for values in zip(*columns.values(), strict=True)]
+        if epochs_from is None:
+            return rows
+        epochs = [{"epoch": {k: rundir.json_ready(v) for k, v in row.items()}}
+                  for row in recorder.epoch_rows_since(epochs_from)]
+        return sorted(rows + epochs, key=lambda r: next(iter(r.values()))["epoch"])
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class TensorBoard(Callback):

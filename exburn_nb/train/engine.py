@@ -10,6 +10,7 @@ members (one model here; a stacked group of models in :mod:`exburn_nb.sweep.engi
 - ``forward_backward(xb, yb, scale, active)``: one batch's losses ``(M,)`` (a 0-d loss
   for one model, which the loop reads or detaches), and correct counts ``(M,)`` when
   accuracy is on (else None); gradients accumulate.
+- ``samples(yb)``: the samples a batch counts for in the epoch's sums.
 - ``step(active)``: clip, check and update the members; per member None, or why its
   step was refused (its weights and optimizer state are then unchanged).
 - ``evaluate(batches, accuracy)``: per member ``(mean loss, accuracy or None)``.
@@ -59,6 +60,9 @@ class StepEngine(Protocol):
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
                          active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """One batch's losses and correct counts; gradients accumulate (times ``scale``)."""
+
+    def samples(self, yb: torch.Tensor) -> int:
+        """The samples batch ``yb`` counts for (each member's)."""
 
     def step(self, active: Sequence[bool]) -> list[str | None]:
         """Update the active members; per member None or why its step was refused."""
@@ -156,22 +160,32 @@ def guarded_step(model: Model, params: list[torch.nn.Parameter], clip_norm: floa
             "put back)")
 
 
+def evaluation_sums(model: Model, batches: Iterable, accuracy: bool = False) -> torch.Tensor:
+    """``[loss summed over the samples, correct count, samples]`` over prepared
+    ``(x, y)`` batches (float64, on the model's device), in inference mode: what
+    :func:`evaluate_batches` divides, and what data-parallel ranks add up."""
+    sums = torch.zeros(3, device=model.torch_device, dtype=torch.float64)
+    with model.lock, model.eval_mode():
+        for xb, yb in batches:
+            out = model.module(xb)
+            sums[0] += model.loss(out, yb).double() * yb.shape[0]
+            sums[2] += yb.shape[0]
+            if accuracy:
+                sums[1] += model.loss.correct(out, yb)
+    return sums
+
+
 def evaluate_batches(model: Model, batches: Iterable, accuracy: bool = False
                      ) -> tuple[float, float | None]:
     """Mean loss (and accuracy) over prepared ``(x, y)`` batches, in inference mode; one
     host sync."""
-    total = torch.zeros((), device=model.torch_device, dtype=torch.float64)
-    correct = torch.zeros((), device=model.torch_device, dtype=torch.float64)
-    n = 0
-    with model.lock, model.eval_mode():
-        for xb, yb in batches:
-            out = model.module(xb)
-            total += model.loss(out, yb).double() * yb.shape[0]
-            n += yb.shape[0]
-            if accuracy:
-                correct += model.loss.correct(out, yb)
-    values = torch.stack([total / max(n, 1), correct / max(n, 1)]).tolist()
-    return values[0], values[1] if accuracy else None
+    return mean_metrics(evaluation_sums(model, batches, accuracy), accuracy)
+
+
+def mean_metrics(sums: torch.Tensor, accuracy: bool) -> tuple[float, float | None]:
+    """Mean loss and accuracy from :func:`evaluation_sums` (one host sync)."""
+    loss, correct, n = sums.tolist()
+    return loss / max(n, 1), correct / max(n, 1) if accuracy else None
 
 
 class SingleEngine:
@@ -228,6 +242,11 @@ class SingleEngine:
         (loss * scale if scale != 1 else loss).backward()
         correct = lossfn.correct(out.detach(), yb) if self.config.accuracy else None
         return loss, correct
+
+    def samples(self, yb: torch.Tensor) -> int:
+        """The samples in batch ``yb`` (the run's count: a data-parallel rank's batch is a
+        slice of the global one)."""
+        return yb.shape[0]
 
     def step(self, active: Sequence[bool]) -> list[str | None]:
         """One guarded optimizer step (see :func:`guarded_step`)."""

@@ -38,11 +38,11 @@ from ..core.data import TensorBatches
 from ..core.inputs import batch_source, check_accuracy
 from ..core.model import Model
 from ..core.optim import make_schedule
-from . import checkpoints
+from . import checkpoints, launch
 from .callbacks import (
     Callback,
-    Checkpoint,
     ProgressBar,
+    RunDirectory,
     as_callback,
     block_callbacks,
     listens_to_batches,
@@ -124,9 +124,12 @@ class Trainer(Steering):
         if not isinstance(callbacks, (list, tuple)):
             raise ValueError(f"callbacks must be a list; got {type(callbacks).__name__}")
         self.callbacks = [as_callback(c, i) for i, c in enumerate(callbacks)]
-        if len(models) > 1 and (self.callbacks or self._resume):
-            raise ValueError("callbacks and resume_from need a run of one model; watch a "
-                             "stacked run with trainer.on_epoch_end(fn)")
+        if len(models) > 1 and (self.callbacks or self._resume
+                                or any(c.run_dir for c in configs)):
+            raise ValueError("callbacks, resume_from and run_dir need a run of one model; "
+                             "watch a stacked run with trainer.on_epoch_end(fn)")
+        if run_dir := configs[0].run_dir:
+            self.callbacks.append(RunDirectory(run_dir))
         if verbose:
             self.callbacks.append(ProgressBar())
         self.config = cfg = configs[0]
@@ -149,7 +152,7 @@ class Trainer(Steering):
                                     else self._resume.state.get("uid"))
         if self._resume is not None:
             self.check_state(self._resume.state, self._resume.source)
-        self._claim_checkpoint_directories(self.run_uid)
+        self._claim_directories(self.run_uid)
         self.batches = self.source.batches
         self.epoch_index = 0  # epochs done in this run
         self._callback_states: list[dict] | None = None  # a resume's, for after on_train_begin
@@ -226,7 +229,7 @@ class Trainer(Steering):
         owner (the run goes on as ``state``'s run)."""
         checkpoints.check_run_state(state, source)
         self.check_state(state, source)
-        self._claim_checkpoint_directories(state.get("uid"))
+        self._claim_directories(state.get("uid"))
 
     def _apply_state(self, state: dict) -> None:
         """Put ``state`` (checked by :meth:`_check_loadable`) in place; cannot fail."""
@@ -248,12 +251,11 @@ class Trainer(Steering):
         self._callback_states = [c["state"] for c in state["callbacks"]]
         self._restarting = True
 
-    def _claim_checkpoint_directories(self, uid: str | None) -> None:
-        """Refuse the run (naming the directory) when a checkpoint callback would write
-        into a directory that holds another run's checkpoints."""
+    def _claim_directories(self, uid: str | None) -> None:
+        """Refuse the run (naming the directory) when a callback would write into a
+        directory that holds another run's files (checkpoints, a run directory)."""
         for cb in self.callbacks:
-            if isinstance(cb, Checkpoint):
-                cb.claim(uid)
+            cb.claim(uid)
 
     def _stateful_callbacks(self) -> list[tuple[Callback, dict]]:
         return [(cb, state) for cb in self.callbacks if (state := cb.state_dict())]
@@ -263,6 +265,9 @@ class Trainer(Steering):
         """Train for ``epochs`` epochs (or until stopped); the model (the list of models
         for a run of several)."""
         cfg = self.config
+        if cfg.processes > 1 and not torch.distributed.is_initialized():
+            raise ValueError(f"processes={cfg.processes}: a data-parallel run starts through "
+                             "xb.fit or the Runner (or torchrun), not Trainer.run")
         self._start_run()
         logs = {"model": self.model, "epochs": cfg.epochs, "batches": self.batches,
                 "first_epoch": self.model.epochs_trained + 1 - self.epoch_index,
@@ -287,7 +292,7 @@ class Trainer(Steering):
         except KeyboardInterrupt:
             self._interrupted()
         except BaseException as exc:
-            error = exc
+            error = logs["error"] = exc
             raise
         finally:
             if self._open_epoch is not None:  # an epoch cut short (a raising callback, a
@@ -476,7 +481,7 @@ class Trainer(Steering):
                                                                  for _, yb in group)
             for i, (xb, yb) in enumerate(group):
                 b += 1
-                size = yb.shape[dim]
+                size = engine.samples(yb)
                 if batch_cbs:
                     self._phase = "batch_begin"
                     logs = {"epoch": epoch, "batch": b, "batches": self.batches}
@@ -489,7 +494,8 @@ class Trainer(Steering):
                         if not running:
                             return False
                     losses, correct = engine.forward_backward(
-                        xb, yb, size / total if size != total else 1.0, active)
+                        xb, yb, yb.shape[dim] / total if yb.shape[dim] != total else 1.0,
+                        active)
                     if read_loss:  # one host sync; a single model's loss is 0-d
                         values = losses.tolist() if dim else [losses.item()]
                     else:
@@ -623,7 +629,9 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
             ``terminate_on_nan`` (True: refuse a step whose loss, gradients or updated
             weights are not finite), ``check_data`` (True: refuse NaN/inf data up front),
             ``compile`` (torch.compile), ``precision`` ("fp32" or "bf16"), ``seed``
-            (the shuffle order and random draws: the same seed gives the same run).
+            (the shuffle order and random draws: the same seed gives the same run),
+            ``run_dir`` (a directory the run writes its rows to as it goes and stops on
+            a ``STOP`` file: watch it with ``xb.widgets.watch`` or ``xb.read_run``).
 
     Returns:
         The model, trained in place. A ``KeyboardInterrupt`` also returns it, with a
@@ -638,5 +646,9 @@ def fit(model: Model, data: Any, config: FitConfig | None = None, *,
         >>> cfg = xb.FitConfig(epochs=5, batch_size=64)
         >>> xb.fit(model, (x, y), cfg, validation_data=(vx, vy))  # doctest: +SKIP
     """
+    if launch.wanted(config, options):  # several processes: the same Trainer on each rank
+        return launch.fit_in_processes(Trainer, model, data, dict(
+            config=config, validation_data=validation_data, callbacks=callbacks,
+            verbose=verbose, resume_from=resume_from, **options))
     return Trainer(model, data, config, validation_data=validation_data, callbacks=callbacks,
                    verbose=verbose, resume_from=resume_from, **options).run()

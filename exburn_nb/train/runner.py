@@ -13,16 +13,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
 
 from ..base.checks import check_number
-from ..base.vocabulary import Event, RunState, end_state
+from ..base.vocabulary import Event, RunState, StopReason, end_state
 from ..core.config import FitConfig
 from ..core.model import Model
 from .callbacks import Callback
+from .launch import run_ranks
 from .loop import Trainer
 
 Listener = Callable[[str, "Runner"], None]
@@ -39,6 +41,15 @@ class Runner:
     that caused them, :class:`~exburn_nb.base.vocabulary.Event`): ``"start"``, ``"pause"``,
     ``"resume"``, ``"end"``. Per-batch and
     per-epoch hooks come from :meth:`add_callback`.
+
+    With ``processes=N`` (N > 1) the run is data-parallel (:mod:`~exburn_nb.train.
+    launch`): the background thread starts the ranks and waits for them; rank 0's rows
+    reach the model's history and the runner's callbacks here as they are recorded
+    (:class:`~exburn_nb.train.launch.RankMirror`); stop, pause, resume and the learning
+    rate travel to rank 0, which shares them with every rank in the next batch's
+    reduction (so every rank acts on the same batch); at the end the model holds rank
+    0's weights and history.
+    Changes queued with :meth:`at_next_batch` happen in this process only.
     """
 
     def __init__(self, model: Model, data: Any, config: FitConfig | None = None,
@@ -57,6 +68,8 @@ class Runner:
         self._trainer: Trainer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()  # every state change happens under it
+        self._ranks: Any = None  # a data-parallel run's pipe to rank 0, once it runs
+        self._commands: list[tuple] = []  # sent to rank 0 before that pipe existed
 
     # ---------------------------------------------------------------- listeners
     def add_listener(self, fn: Listener) -> None:
@@ -103,18 +116,55 @@ class Runner:
             except BaseException:
                 self._trainer, self.state, self.error, self.error_traceback = previous
                 raise
-            self._thread = threading.Thread(target=self._run, name="exburn-fit", daemon=True)
+            parallel = trainer.config.processes > 1
+            if parallel:  # the ranks train without this runner's callbacks: they run here
+                options["callbacks"] = options["callbacks"][:-len(self._callbacks) or None]
+                self._ranks, self._commands = None, []
+            train = (lambda: self._train_ranks(options)) if parallel else trainer.run
+            self._thread = threading.Thread(target=self._run, args=(train,),
+                                            name="exburn-fit", daemon=True)
             self._thread.start()
         return True
 
-    def _run(self) -> None:
+    def _train_ranks(self, options: dict) -> None:
+        """A data-parallel run: its ranks train; rank 0's end comes back to the trainer."""
+        trainer = self._trainer
+        outcome = run_ranks(Trainer, self.model, self.data, options,
+                            on_started=self._connected, callbacks=self._callbacks)
+        reason = outcome["stop_reason"]
+        for m in trainer.members:
+            m.stop_reason = None if reason is None else StopReason(reason)
+        trainer.messages.extend(outcome["messages"])
+
+    def _connected(self, pipe: Any) -> None:
+        with self._lock:
+            self._ranks = pipe
+            for command in self._commands:
+                pipe.send(command)
+            self._commands = []
+
+    def _to_ranks(self, *command: Any) -> bool:
+        """Send ``command`` to rank 0 of a data-parallel run (held until the ranks run);
+        False when this run is not one."""
+        with self._lock:
+            if self._trainer is None or self._trainer.config.processes == 1:
+                return False
+            if self._ranks is None:
+                self._commands.append(command)
+            else:
+                with contextlib.suppress(OSError):
+                    self._ranks.send(command)
+            return True
+
+    def _run(self, train: Callable[[], Any]) -> None:
         trainer = self._trainer
         error = tb = None
         try:
-            trainer.run()
+            train()
         except BaseException as exc:  # shown by listeners, never lost in the thread
             error, tb = exc, traceback.format_exc()
         with self._lock:
+            self._ranks = None
             self.error, self.error_traceback = error, tb
             self.state = (RunState.ERROR if error is not None
                           else end_state(trainer.stop_reason))
@@ -123,7 +173,7 @@ class Runner:
     def stop(self) -> None:
         """Stop after the batch in progress; the model and history stay consistent."""
         with self._lock:
-            if self._trainer is not None and self.running:
+            if self._trainer is not None and self.running and not self._to_ranks("stop"):
                 self._trainer.request_stop()
 
     def pause(self) -> None:
@@ -131,7 +181,8 @@ class Runner:
         with self._lock:
             if self._trainer is None or self.state != RunState.RUNNING:
                 return
-            self._trainer.pause()
+            if not self._to_ranks("pause"):
+                self._trainer.pause()
             self.state = RunState.PAUSED
         self._emit(Event.PAUSE)
 
@@ -141,7 +192,8 @@ class Runner:
             if self._trainer is None or self.state != RunState.PAUSED:
                 return
             self.state = RunState.RUNNING
-            self._trainer.resume()
+            if not self._to_ranks("resume"):
+                self._trainer.resume()
         self._emit(Event.RESUME)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -163,5 +215,8 @@ class Runner:
         ``lr`` column), or right away when idle."""
         lr = check_number("learning_rate", lr, positive=True)
         trainer = self._trainer
+        if self.running and self._to_ranks("lr", lr):
+            return
         if trainer is None or not self.running or not trainer.set_learning_rate(lr):
             self.model.set_learning_rate(lr)
+

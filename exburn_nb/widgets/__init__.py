@@ -8,6 +8,8 @@
   Pause and a learning-rate slider.
 - :class:`NetworkPicture`: a dense network drawn as TensorFlow Playground draws it,
   each neuron a heatmap over the plane, updated live.
+- :func:`watch`: a run trained elsewhere (``fit(..., run_dir=...)``, e.g. under
+  ``torchrun`` on a server), live from its run directory, with a Stop that works.
 - :func:`set_renderer`: the live figure widget, or a static plotly figure where the front
   end cannot run the widget (chosen automatically in VS Code and Colab).
 """
@@ -23,7 +25,9 @@ from .network import NetworkPicture
 from .panels import NetworkPanels
 from .playground import Playground
 from .plot import LivePlot, live_plot, make_figure
+from .watch import RunWatch, watch
 
 __all__ = ["GradCheck", "InspectView", "LRFinderButton", "LivePlot", "ModelBuilder",
-           "NetworkPanels", "NetworkPicture", "Playground", "RunComparison", "TrainingDashboard",
-           "inspect", "live_plot", "make_figure", "renderer", "set_renderer"]
+           "NetworkPanels", "NetworkPicture", "Playground", "RunComparison", "RunWatch",
+           "TrainingDashboard", "inspect", "live_plot", "make_figure", "renderer",
+           "set_renderer", "watch"]

@@ -313,7 +313,7 @@ class RunComparison(W.VBox):
         exp = self.experiment
         if not self._live:
             return False
-        if not exp.running and exp.added >= exp.total:
+        if not exp.running and exp.total is not None and exp.added >= exp.total:
             self.notice.value = html.escape(
                 f"every run is finished ({exp.added} of {exp.total}): nothing to start. "
                 "To train more, make a new Experiment (or one with more n_trials).")
@@ -429,7 +429,8 @@ class RunComparison(W.VBox):
             self._sync_buttons()
 
     def groups(self) -> dict[int, int]:
-        """Run -> colour group under the current ``colour_by``."""
+        """Run -> colour group under the current ``colour_by`` (group 0 for a run without
+        a value yet: another machine's trial that has not drawn its params)."""
         name = self.colour_by.value
         if self.runs_frame.empty:
             return {}
@@ -437,13 +438,14 @@ class RunComparison(W.VBox):
         values = summary[name].tolist()
         candidates = self.experiment.params[name]
         if isinstance(candidates, Range):
-            numbers = np.array([float(v) for v in values])
+            numbers = pd.to_numeric(summary[name], errors="coerce").to_numpy(dtype=float)
             if candidates.log:
                 numbers = np.log(numbers)
-            low, high = float(numbers.min()), float(numbers.max())
+            known = numbers[np.isfinite(numbers)]
+            low, high = (float(known.min()), float(known.max())) if known.size else (0.0, 0.0)
             index = (np.zeros(len(numbers), dtype=int) if high == low else
-                     np.minimum(((numbers - low) / (high - low) * GROUPS).astype(int),
-                                GROUPS - 1))
+                     np.minimum(np.nan_to_num((numbers - low) / (high - low) * GROUPS)
+                                .astype(int), GROUPS - 1))
         else:
             labels = [repr(c) for c in candidates]
             index = [labels.index(repr(v)) % GROUPS if repr(v) in labels else 0 for v in values]

@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs_version
 
 from ..base.vocabulary import RunState
-from ..core.history import SMOOTHING, smooth
+from ..core.history import SMOOTHING, History, smooth
 from ..core.model import Model
 from ..train.callbacks import Callback, for_every_run
 from ..train.loop import Trainer
@@ -144,6 +144,7 @@ class LivePlot(Callback):
         self._lock = threading.Lock()
         self.throttle = Throttle(STATIC_UPDATES_PER_S if self.static else MAX_UPDATES_PER_S)
         self.model: Model | None = None
+        self._source: History | None = None  # a history drawn instead of the model's
         self._reset_batches()
         self.controls = _Controls() if controls else None
 
@@ -155,9 +156,33 @@ class LivePlot(Callback):
         self._last_lr: float | None = None
         self.throttle.restart()
         # the model's history is the one source of batch points: rows before _read are drawn
-        self._read = self.model.recorder.batch_count if self.model is not None else 0
+        self._read = self.recorder.batch_count if self.recorder is not None else 0
         # run -> batches per epoch: the running one's from its trainer, others' from the history
         self._per_epoch: dict[int, int] = {}
+
+    @property
+    def recorder(self) -> History | None:
+        """The history drawn: the one :meth:`follow` gave, else the model's."""
+        if self._source is not None:
+            return self._source
+        return self.model.recorder if self.model is not None else None
+
+    def follow(self, history: History, batches_per_epoch: dict[int, int] | None = None
+               ) -> None:
+        """Draw ``history`` from its first row on instead of a model's: a run trained
+        elsewhere (``xb.widgets.watch``). ``batches_per_epoch`` (run -> batches) places
+        the batch points of an epoch still in progress.
+
+        Example:
+            >>> plot = LivePlot(make_figure(widget=False), display=False)
+            >>> plot.follow(History(), {1: 10}); plot.recorder.batch_count
+            0
+        """
+        with self._lock:
+            self._source = history
+            self._reset_batches()
+            self._read = 0
+            self._per_epoch.update(batches_per_epoch or {})
 
     def reset(self) -> None:
         """Forget the drawn batch points and marks (after a weight reset), rescale the axes
@@ -212,21 +237,25 @@ class LivePlot(Callback):
         self.draw()
 
     def on_train_end(self, logs: dict) -> None:
+        self.finish()
+        if self.controls is not None:
+            self.controls.end(logs["model"])
+
+    def finish(self) -> None:
+        """A run ended: draw its final state, into the export-only copies too."""
         self.draw(force=True)
         for handle in self._snapshots:
             handle.update(export_snapshot(self.figure), raw=True)
-        if self.controls is not None:
-            self.controls.end(logs["model"])
 
     def _read_batches(self) -> None:
         """Take the batch rows recorded since the last draw from the model's history:
         smoothed loss points (decimated to a fixed budget) and learning-rate marks."""
-        if self.model is None:
+        if self.recorder is None:
             return
-        rows = self.model.recorder.batch_rows_since(self._read)
+        rows = self.recorder.batch_rows_since(self._read)
         self._read += len(rows["loss"])
         if not self._per_epoch.keys() >= set(rows["run"]):  # runs this plot did not see begin
-            every = self.model.recorder.batch_rows_since(0)
+            every = self.recorder.batch_rows_since(0)
             self._per_epoch = {**batches_per_epoch(every["run"], every["batch"]),
                                **self._per_epoch}
         xs = [e - 1 + b / self._per_epoch[r]
@@ -250,7 +279,7 @@ class LivePlot(Callback):
     # ---------------------------------------------------------------- drawing
     def curves(self) -> list[tuple[list, list]]:
         """The (x, y) of every trace, decimated, as :meth:`draw` sends them."""
-        rows = self.model.recorder.epoch_rows if self.model is not None else []
+        rows = self.recorder.epoch_rows if self.recorder is not None else []
         with self._lock:
             self._read_batches()
             batch = (list(self._bx), list(self._by))

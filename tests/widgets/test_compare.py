@@ -1,8 +1,12 @@
 """RunComparison driven in-process: buttons clicked, traits set, figure data read back."""
 
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -48,6 +52,8 @@ def drawn(view, groups=range(HIGHLIGHT)):
 def expected(frame):
     out = {}
     for column in ("loss", "val_loss", "accuracy", "val_accuracy"):
+        if column not in frame:  # a run without validation data or accuracy
+            continue
         for run, rows in frame[frame.epoch.notna()].groupby("run"):
             out[(run, column)] = list(zip(rows.epoch.astype(float), rows[column], strict=True))
     return out
@@ -201,6 +207,54 @@ def test_it_polls_a_study_that_another_experiment_fills(small, tmp_path):
     assert drawn(view) == expected(writer.runs)
 
 
+WORKER_SCRIPT = """
+import torch
+import exburn_nb as xb
+
+x = torch.randn(64, 4, generator=torch.Generator().manual_seed(0))
+experiment = xb.Experiment(
+    xb.input("input", shape=(None, 4)).dense(2, name="output"), (x, (x[:, 0] > 0).long()),
+    params={"learning_rate": xb.space.loguniform(1e-3, 1e-1)}, search="optuna", n_trials=1,
+    epochs=2, metric="loss", batch_size=32, pruner=None, verbose=False)
+"""
+
+
+@pytest.mark.parametrize("backend", ["journal", "postgres"])
+def test_it_shows_the_runs_a_worker_process_adds_to_the_study(tmp_path, request, backend):
+    """The study another machine fills: its runs appear as they finish, and a trial that
+    has not drawn its params yet (asked elsewhere a moment ago) does not stop the view."""
+    storage = request.getfixturevalue("postgres") if backend == "postgres" \
+        else f"journal://{tmp_path / 'study.log'}"
+    study = f"s-{uuid.uuid4().hex[:8]}"
+    script = tmp_path / "search.py"
+    script.write_text(WORKER_SCRIPT)
+    namespace = {}
+    exec(compile(WORKER_SCRIPT, str(script), "exec"), namespace)  # noqa: S102 - our own
+    watcher = namespace["experiment"].replace(storage=storage, study_name=study)
+    view = RunComparison(watcher, poll_s=0.1)
+    assert view.summary_frame.empty
+    bare = watcher.study.ask()  # asked on another machine, its params not drawn yet
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "exburn_nb.experiment", "worker", str(script), "--storage",
+         storage, "--study", study, "--trials", "2"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        deadline = time.monotonic() + 120
+        while list(view.summary_frame.get("state", [])) != ["running", "finished", "finished"] \
+                or drawn(view) != expected(watcher.runs):  # the table and curves catch up
+            assert time.monotonic() < deadline, worker.poll() is None or worker.communicate()
+            time.sleep(0.1)
+        assert worker.wait(120) == 0, worker.communicate()[1]
+    finally:
+        view.close()
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate()
+    assert view.summary_frame.run.tolist() == [bare.number, 1, 2]
+    assert {run for run, _ in drawn(view)} == {1, 2}
+    assert "3 runs (" in view.status.value and "2 finished" in view.status.value
+
+
 def test_bad_arguments(small):
     with pytest.raises(ValueError, match="experiment must be an xb.Experiment"):
         RunComparison("nope")
@@ -209,17 +263,17 @@ def test_bad_arguments(small):
 
 
 def test_a_click_on_a_curve_highlights_its_run(small):
-    from plotly.callbacks import InputDeviceState, Points
-
     exp = make(small, params={"units": [4, 8]}).run()
     view = RunComparison(exp)
-    trace = next(t for t in view.curves.data if 1 in t.customdata)
+    number, trace = next((i, t) for i, t in enumerate(view.curves.data) if 1 in t.customdata)
     index = list(trace.customdata).index(1)
-    points = Points(point_inds=[index], xs=[trace.x[index]], ys=[trace.y[index]],
-                    trace_name=trace.name, trace_index=0)
-    state = InputDeviceState(ctrl=False, alt=False, shift=False, meta=False, button=0,
-                             buttons=1)
-    trace._dispatch_on_click(points, state)
+    # what the page sends for a click on the curve (figure.js: a message of its own)
+    view.curves._handle_custom_msg({"type": "xb-click", "callback": {
+        "event_type": "plotly_click", "points": {
+            "trace_indexes": [number], "point_indexes": [index],
+            "xs": [trace.x[index]], "ys": [trace.y[index]]},
+        "device_state": {"alt": False, "ctrl": False, "meta": False, "shift": False,
+                         "button": 0, "buttons": 1}, "selector": None}}, [])
     assert view.highlight.value == (1,)
     assert {run for run, _ in drawn(view, [HIGHLIGHT])} == {1}
     view.close()

@@ -70,3 +70,29 @@ def test_a_blocked_kernel_answers_the_request_on_a_subshell():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_click_message_reaches_the_traces_on_click_and_nothing_else_does():
+    """figure.js sends a click as a message of its own ({"type": "xb-click", "callback":
+    plotly's points payload}): a click as a synced trait change was merged away by
+    ipywidgets' front end while the figure redrew."""
+    fig = FigureWidget(data=[go.Scatter(y=[1, 2]), go.Scatter(y=[3, 4])])
+    seen = []
+    for trace in fig.data:
+        trace.on_click(lambda trace, points, state: seen.append((trace.name, points.ys)))
+    fig.data[0].name, fig.data[1].name = "a", "b"
+
+    def send(callback):
+        fig._handle_custom_msg({"type": "xb-click", "callback": callback}, [])
+
+    payload = {"event_type": "plotly_click", "points": {
+        "xs": [1], "ys": [4], "point_indexes": [1], "trace_indexes": [1]},
+        "device_state": None, "selector": None}
+    send(payload)
+    assert seen == [("a", []), ("b", [4])]  # plotly calls every trace, with its points
+    seen.clear()
+    for bad in ({**payload, "event_type": "plotly_hover"}, "click", None,
+                {**payload, "points": {**payload["points"], "trace_indexes": [7]}},
+                {**payload, "points": None}):
+        send(bad)
+    assert seen == []

@@ -38,11 +38,11 @@ def picture(model=None, **kw):
 
 
 def click(fig, trace: int, x: float, y: float) -> None:
-    """What plotly's front end sends for a click on trace ``trace`` at (x, y)."""
-    fig._handler_js2py_pointsCallback({"new": {
+    """What the page sends for a click on trace ``trace`` at (x, y) (figure.js)."""
+    fig._handle_custom_msg({"type": "xb-click", "callback": {
         "event_type": "plotly_click", "points": {
             "xs": [x], "ys": [y], "point_indexes": [0], "trace_indexes": [trace]},
-        "device_state": None, "selector": None}})
+        "device_state": None, "selector": None}}, [])
 
 
 def test_each_tile_is_the_neurons_activation_over_the_plane():

@@ -116,6 +116,27 @@ def set_figure_config(widget: Any, config: dict) -> None:
     widget._config = config
 
 
+def dispatch_click(widget: Any, callback: Any) -> bool:
+    """Hand a click that plotly's front end would have sent as a trait change (its
+    ``_js2py_pointsCallback`` payload) to plotly's own handler, which calls the clicked
+    traces' ``on_click`` callbacks. Anything but a click payload is ignored (False).
+
+    Example:
+        >>> dispatch_click(fig, {"event_type": "plotly_click", "points": {"xs": [1],
+        ...     "ys": [2], "point_indexes": [0], "trace_indexes": [0]}})  # doctest: +SKIP
+        True
+    """
+    if not isinstance(callback, dict) or callback.get("event_type") != "plotly_click":
+        return False
+    points = callback.get("points")
+    traces = points.get("trace_indexes") if isinstance(points, dict) else None
+    if not isinstance(traces, list) or not all(
+            isinstance(t, int) and 0 <= t < len(widget.data) for t in traces):
+        return False
+    widget._handler_js2py_pointsCallback({"new": callback})
+    return True
+
+
 def plotly_widget_module() -> str:
     """The ES module of plotly's ``FigureWidget`` front end (about 5 MB of JavaScript).
 
@@ -201,6 +222,17 @@ def _check_widget_module() -> None:
         "FigureWidget._esm is no longer plotly's bundled ES module"
 
 
+def _check_dispatch_click() -> None:
+    import plotly.graph_objects as go
+
+    fig, seen = go.FigureWidget(data=[go.Scatter(y=[1, 2])]), []
+    fig.data[0].on_click(lambda trace, points, state: seen.append(points.ys))
+    assert dispatch_click(fig, {"event_type": "plotly_click", "points": {
+        "xs": [1], "ys": [2], "point_indexes": [1], "trace_indexes": [0]},
+        "device_state": None, "selector": None}), "a click payload was refused"
+    assert seen == [[2]], f"plotly's points handler called on_click with {seen}"
+
+
 BORROWED = (
     Borrowed("ipykernel", "Comm._reply_subshell_for",
              "widget clicks act while a cell blocks (comms.serve_on_subshell)",
@@ -214,6 +246,9 @@ BORROWED = (
              "a figure's current state, copied for its saved state", _check_figure_state),
     Borrowed("plotly", "FigureWidget._widget_data / _widget_layout / _config",
              "what a new view draws; the live plot's plotly.js config", _check_widget_traits),
+    Borrowed("plotly", "FigureWidget._handler_js2py_pointsCallback",
+             "a click sent as a message of its own reaches the traces' on_click",
+             _check_dispatch_click),
     Borrowed("plotly", "FigureWidget._esm",
              "plotly's front end, sent by the kernel once per page", _check_widget_module),
 )

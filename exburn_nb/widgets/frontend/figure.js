@@ -124,6 +124,49 @@ function ackFrames(model) {
   return () => model.off("msg:custom", onMessage);
 }
 
+// plotly.js drops a click when its figure is redrawn while the button is down: the redraw
+// re-hovers, a hover during a press clears the point under the pointer (gd._hoverdata), and
+// the click's own hover on release is throttled (one per 50 ms), so the click finds no point
+// and no plotly_click is sent. A live figure redraws several times a second while training,
+// so a person's click on it was often lost. On release, give the click the point that was
+// under the pointer when the button went down (plotly's throttled hover then replaces it).
+function keepClicks(gd) {
+  let held = null;
+  const down = () => (held = gd._hoverdata);
+  const up = () => {
+    if (held && !gd._hoverdata) gd._hoverdata = held;
+    held = null;
+  };
+  gd.addEventListener("pointerdown", down, true); // before plotly's mousedown / touchstart
+  window.addEventListener("pointerup", up, true); // before plotly's mouseup / touchend
+  return () => {
+    gd.removeEventListener("pointerdown", down, true);
+    window.removeEventListener("pointerup", up, true);
+  };
+}
+
+// plotly's widget sends a click as a change of a synced trait (_js2py_pointsCallback). While
+// a live figure redraws, ipywidgets' front end holds such changes until the kernel has
+// answered the one before, merging them: a hover or unhover after the click overwrote it,
+// and the kernel never saw the click. A click goes as a message of its own instead, which
+// the kernel hands to plotly's own handler (the trace's on_click callbacks).
+function clicksAsMessages(model) {
+  const set = (key, value, ...rest) => {
+    if (key === "_js2py_pointsCallback" && value?.event_type === "plotly_click") {
+      model.send({ type: "xb-click", callback: value });
+      return;
+    }
+    return model.set(key, value, ...rest);
+  };
+  return new Proxy(model, {
+    get: (target, name) => {
+      if (name === "set") return set;
+      const value = target[name];
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 export default () => {
   let ready; // plotly's own widget for this model, once its module is here
 
@@ -132,7 +175,7 @@ export default () => {
       // anywidget gives initialize 2 s; the module may take longer, so render waits for it
       ready = plotlyModule(model).then(async (module) => {
         const figure = module.default();
-        figure.initialize({ model });
+        figure.initialize({ model: clicksAsMessages(model) });
         await sync(model);
         return figure;
       });
@@ -150,6 +193,7 @@ export default () => {
       hideExportCopies();
       const stopAcks = ackFrames(model);
       const cleanup = await figure.render({ model, el });
+      const stopKeeping = keepClicks(el); // plotly's widget draws into el
       // plotly's widget sizes the figure once: follow the width its cell gives it later (the
       // file browser opened, the window narrowed). plotly.js's responsive handler resizes a
       // figure without a fixed width to its div.
@@ -158,6 +202,7 @@ export default () => {
       return () => {
         observer.disconnect();
         stopAcks();
+        stopKeeping();
         if (typeof cleanup === "function") cleanup();
       };
     },

@@ -33,6 +33,7 @@ from .borrowed import (
     FIGURE_DATA_TRAIT,
     FIGURE_LAYOUT_TRAIT,
     copy_figure_state,
+    dispatch_click,
     plotly_widget_module,
     set_traits_silently,
 )
@@ -41,6 +42,7 @@ from .comms import serve_on_subshell
 REQUEST, REPLY = "xb-plotly-bundle?", "xb-plotly-bundle"
 SYNC = "xb-plotly-sync?"  # a front end that loaded plotly late asks for the current figure
 FRAME, FRAME_DRAWN = "xb-frame?", "xb-frame"  # "say when you have drawn this" / "drawn"
+CLICK = "xb-click"  # a click on a point, sent as a message of its own (see figure.js)
 FRAME_TIMEOUT_S = 2.0  # the longest wait for a page to say it drew a frame (a closed view)
 
 
@@ -154,3 +156,5 @@ def _answer(widget: FigureWidget, content: Any, buffers: list) -> None:
         widget.send({"type": REPLY}, buffers=[plotly_module()])
     elif kind == SYNC:
         widget.save_state(send=True)
+    elif kind == CLICK:
+        dispatch_click(widget, content.get("callback"))
