@@ -17,7 +17,7 @@ from pathlib import Path
 from . import report, targets
 from .contenders import CONTENDERS
 from .harness import MALLOC_SETTINGS, Config, Pool
-from .tables import TABLES
+from .tables import DEFAULT, TABLES
 
 METHOD = (
     "Method: each contender runs in its own worker process (imports, global state and peak "
@@ -41,7 +41,10 @@ def resolve_device(device: str) -> str:
         if torch.cuda.is_available():
             return "cuda"
         if device == "cuda":
-            raise SystemExit("--device cuda: torch finds no CUDA GPU here")
+            raise SystemExit(f"--device cuda: torch {torch.__version__} finds no CUDA GPU here "
+                             f"(CUDA build: {torch.version.cuda or 'none'}); nothing was "
+                             "measured. The same run on the CPU: --device cpu; the plan "
+                             "alone: --dry-run")
     return "cpu"
 
 
@@ -49,9 +52,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tables", nargs="*", metavar="TABLE",
-                   help=f"tables to run (default: all): {', '.join(TABLES)}")
+                   help=f"tables to run (default: all but gpu, or gpu alone with --device "
+                        f"cuda --quick): {', '.join(TABLES)}")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny sizes, 2 rounds (< 60 s); saved as results/quick.*")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the tables (and the gpu table's rows) that would run; "
+                        "measure nothing (needs no GPU)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch.set_num_threads in every worker (default 1)")
     p.add_argument("--repeats", type=int, default=None,
@@ -126,7 +133,7 @@ def save(document: dict, text: str, echo: Callable[[str], None], latest: bool = 
     (unless ``latest`` is False: re-rendering an older run)."""
     config = document["config"]
     tables = config.get("tables") or list(document["tables"])
-    complete = not config["quick"] and tables == list(TABLES) and not config["only"]
+    complete = not config["quick"] and tables == DEFAULT and not config["only"]
     full = complete and latest
     if config["quick"]:
         stem = "quick"
@@ -139,6 +146,18 @@ def save(document: dict, text: str, echo: Callable[[str], None], latest: bool = 
                               else str(p) for p in paths))
 
 
+def dry_run(names: list[str], args: argparse.Namespace, repeats: int) -> str:
+    """What a run with ``args`` would do (the device as asked, not resolved)."""
+    device = "cuda" if args.device == "cuda" else "cpu (or cuda with --device auto on a GPU)"
+    lines = [f"would run: {', '.join(names)} (quick={args.quick}, repeats={repeats}, "
+             f"threads={args.threads}, device={device})"]
+    if "gpu" in names:
+        config = Config(quick=args.quick, repeats=repeats, only=args.only,
+                        device="cuda" if args.device == "cuda" else "cpu")
+        lines.append(TABLES["gpu"].describe(config))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
@@ -149,8 +168,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_save:
             save(document, text, Config().echo, latest=Path(args.render).name == "latest.json")
         return 0
-    names = args.tables or list(TABLES)
+    names = args.tables or (["gpu"] if args.device == "cuda" and args.quick else DEFAULT)
     repeats = args.repeats or (2 if args.quick else 5)
+    if args.dry_run:
+        print(dry_run(names, args, repeats))
+        return 0
     device = resolve_device(args.device)
     if args.clock == "cpu" and device != "cpu":
         if "--clock" in argv:

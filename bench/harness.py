@@ -234,6 +234,9 @@ def measure_row(pool: Pool, names: Sequence[str], workload: dict, steps: Sequenc
         for name, result in pool.broadcast(live, "peak_rss").items():
             if not isinstance(result, WorkerError):
                 out[name].update(result)
+    for name, result in pool.broadcast(live, "extras").items():
+        if not isinstance(result, WorkerError):
+            out[name]["extras"] = result
     for name in errors:
         out.pop(name, None)
     echo(f"  {workload['name']}: {len(live)} contenders x {repeats} rounds "

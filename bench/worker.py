@@ -144,6 +144,9 @@ class Worker:
 
         return self._timed(run)
 
+    def extras(self) -> dict:
+        return self.contender.extras()
+
     def peak_rss(self) -> dict:
         return {"peak_rss_mib": peak_rss_mib(), "cumulative": self.cumulative_rss}
 

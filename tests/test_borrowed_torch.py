@@ -83,3 +83,13 @@ def test_fused_sgd_equals_torch_optim():
     except (AttributeError, RuntimeError, TypeError) as exc:
         pytest.fail(f"{moved(name)}: {exc}")
     assert torch.allclose(p, ref.detach(), atol=1e-6), moved(name)
+
+
+def test_mark_static_address():
+    name = "torch._dynamo"
+    t = torch.zeros(3)
+    try:
+        ti.mark_static_address(t)
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    assert t.tolist() == [0.0, 0.0, 0.0], moved(name)

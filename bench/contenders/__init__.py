@@ -20,13 +20,14 @@ CONTENDERS: dict[str, tuple[str, str, str]] = {
     "xb": ("exburn", "ExburnFit", "xb.fit"),
     "xb_verbose": ("exburn", "ExburnFitVerbose", "xb.fit verbose=True"),
     "xb_run_dir": ("exburn", "ExburnFitRunDir", "xb.fit run_dir=..."),
+    "xb_compiled": ("exburn", "ExburnFitCompiled", "xb.fit compile=True (captured step)"),
     "keras": ("peer_keras", "KerasFit", "Keras 3 (torch)"),
     "lightning": ("peer_lightning", "LightningFit", "Lightning"),
     "skorch": ("peer_skorch", "SkorchFit", "skorch"),
 }
 
-TRAINING = ["hand", "hand_2", "hand_fused", "dataloader", "xb", "xb_verbose", "xb_run_dir", "keras",
-            "lightning", "skorch"]
+TRAINING = ["hand", "hand_2", "hand_fused", "dataloader", "xb", "xb_verbose", "xb_run_dir",
+            "xb_compiled", "keras", "lightning", "skorch"]
 INFERENCE = ["hand", "hand_2", "dataloader", "xb", "keras", "lightning", "skorch"]
 SCALING = ["hand", "dataloader", "xb", "keras", "lightning", "skorch"]
 

@@ -34,6 +34,11 @@ class Contender:
         """Outputs for the first ``n`` samples, without dropout or gradients."""
         raise NotImplementedError
 
+    def extras(self) -> dict:
+        """Numbers about the last :meth:`setup`'s runs that the tables show besides the
+        timings (e.g. ``compile_seconds``); none by default."""
+        return {}
+
     def teardown(self) -> None:
         """Drop every reference to the model and data of the last :meth:`setup`
         (every attribute set after construction)."""

@@ -53,7 +53,11 @@ class ExburnFit(Contender):
 
     def train(self, n: int, epochs: int, batch_size: int) -> None:
         self.xb.fit(self.model, (self.x[:n], self.y[:n]), epochs=epochs, batch_size=batch_size,
-                    verbose=self.verbose)
+                    verbose=self.verbose, **self.options())
+
+    def options(self) -> dict:
+        """Fit options besides the workload's."""
+        return {}
 
     def predict(self, n: int, batch_size: int) -> torch.Tensor:
         return self.model.predict(self.x[:n], batch_size=batch_size)
@@ -77,3 +81,17 @@ class ExburnFitRunDir(ExburnFit):
         run_dir = tempfile.mkdtemp(dir=self.runs.name)
         self.xb.fit(self.model, (self.x[:n], self.y[:n]), epochs=epochs, batch_size=batch_size,
                     verbose=self.verbose, run_dir=run_dir)
+
+
+class ExburnFitCompiled(ExburnFit):
+    """``compile=True``: the captured step (one ``torch.compile`` graph per step). The
+    compile happens in the warm-up (not timed); its time is reported on its own."""
+
+    def options(self) -> dict:
+        # on a GPU no batch waits on the host: the losses are read after the epoch
+        return {"compile": True, "terminate_on_nan": self.device.type == "cpu"}
+
+    def extras(self) -> dict:
+        seconds = [r["compile_seconds"] for r in self.model.recorder.runs
+                   if "compile_seconds" in r]
+        return {"compile_seconds": max(seconds)} if seconds else {}

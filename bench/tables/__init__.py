@@ -14,6 +14,7 @@ from . import (
     classroom,
     distributed,
     experiment,
+    gpu,
     inference,
     limit,
     live,
@@ -28,4 +29,7 @@ from . import (
 TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
                                                      scaling, live, playground,
                                                      playground_redraw, classroom,
-                                                     experiment, sweep, distributed)}
+                                                     experiment, sweep, distributed, gpu)}
+# what ``python -m bench`` runs without TABLE arguments; ``gpu`` is what ``--device cuda
+# --quick`` runs (and ``gpu`` by name on any device)
+DEFAULT: list[str] = [name for name in TABLES if name != "gpu"]

@@ -42,11 +42,20 @@ def worker(row: dict, repeats: int, clock: str, mode: str) -> dict:
     import gc
     import time
 
+    import torch
+
     import exburn_nb as xb
     from bench import workloads
 
+    device = row.get("device", "cpu")  # "gpu": models, data and the stacked run on CUDA
     x, y = workloads.make_data(workloads.digits_mlp() if row["data"] == "digits"
                                else workloads.guide_mlp(n=row["n"]))
+    where = "cuda" if device == "gpu" else "cpu"
+    x, y = x.to(where), y.to(where)  # resident: moved once
+
+    def sync() -> None:
+        if device == "gpu":
+            torch.cuda.synchronize()
     spec = xb.input("input", shape=(None, x.shape[1]))
     for i, w in enumerate(row["widths"]):
         spec = spec.dense(w, activation="relu", name=f"hidden{i + 1}")
@@ -61,16 +70,17 @@ def worker(row: dict, repeats: int, clock: str, mode: str) -> dict:
             for i in range(m)]
 
     def models() -> list:
-        return [xb.compile(spec, learning_rate=lr, weight_decay=wd, seed=i)
+        return [xb.compile(spec, learning_rate=lr, weight_decay=wd, seed=i, device=device)
                 for i, (lr, wd) in enumerate(grid)]
 
     now = time.process_time if clock == "cpu" else time.perf_counter
 
-    def stacked() -> float:
+    def stacked(compile_: bool = False) -> float:
         ms = models()
         gc.collect()
         t = now()
-        xb.sweep.fit_stacked(ms, cfgs, (x, y))
+        xb.sweep.fit_stacked(ms, [c.replace(compile=compile_) for c in cfgs], (x, y))
+        sync()
         return now() - t
 
     def sequential() -> float:
@@ -79,17 +89,22 @@ def worker(row: dict, repeats: int, clock: str, mode: str) -> dict:
             gc.collect()
             t = now()
             xb.fit(model, (x, y), cfg, verbose=False)
+            sync()
             total += now() - t
         return total
 
     if mode != "time":
         return memory(mode, models(), cfgs, (x, y))
     stacked()  # warm-up, discarded
-    times = {"stacked": [], "sequential": []}
+    t = time.perf_counter()
+    stacked(True)  # warm-up with the compile, discarded (its time is reported)
+    compile_seconds = time.perf_counter() - t
+    times = {"stacked": [], "sequential": [], "compiled": []}
     for _ in range(repeats):
         times["stacked"].append(stacked())
+        times["compiled"].append(stacked(True))
         times["sequential"].append(sequential())
-    return {"times": times}
+    return {"times": times, "compile_seconds": compile_seconds}
 
 
 def _rss_kib(field: str) -> int:
@@ -131,14 +146,22 @@ def memory(mode: str, models: list, cfgs: list, data: tuple) -> dict:
 
 
 def run(pool: Pool, config: Config, context: dict) -> dict:
+    return measure(config, rows(config.quick))
+
+
+def measure(config: Config, row_list: list[dict]) -> dict:
+    """Time each row in fresh processes (on the GPU where a row says ``device="gpu"``:
+    the gpu table's; this table's rows run on the CPU)."""
     results = []
     root = Path(__file__).resolve().parents[2]
+    gpu = any(row.get("device") == "gpu" for row in row_list)
     env = {**os.environ, "OMP_NUM_THREADS": str(config.threads),
-           "MKL_NUM_THREADS": str(config.threads), "CUDA_VISIBLE_DEVICES": "",
+           "MKL_NUM_THREADS": str(config.threads),
            "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           **({} if gpu else {"CUDA_VISIBLE_DEVICES": ""}),
            **({} if config.default_malloc else MALLOC_SETTINGS)}
-    clock = config.clock if config.device == "cpu" else "wall"
-    for row in rows(config.quick):
+    clock = config.clock if config.device == "cpu" and not gpu else "wall"
+    for row in row_list:
         config.echo(f"  sweep: {row['name']}, batch {row['batch_size']}, M={row['members']}")
         data = {}
         for mode in ("time", "stacked", "single"):
@@ -160,7 +183,10 @@ def run(pool: Pool, config: Config, context: dict) -> dict:
                                                "single_rss_mib": data["single"]["rss_mib"]},
                         "stacked": summary(t["stacked"]), "sequential": summary(t["sequential"]),
                         "ratio": paired(t["stacked"], t["sequential"]),
-                        "speedup": paired(t["sequential"], t["stacked"])})
+                        "speedup": paired(t["sequential"], t["stacked"]),
+                        "compiled": summary(t["compiled"]),
+                        "compiled_speedup": paired(t["sequential"], t["compiled"]),
+                        "compile_seconds": data["time"]["compile_seconds"]})
     return {"rows": results, "clock": clock, "threads": config.threads}
 
 
@@ -170,10 +196,15 @@ def markdown(result: dict) -> str:
         row = r["row"]
         label = f"{row['name']}, batch {row['batch_size']}, {row['epochs']} epoch(s)"
         if "error" in r:
-            lines.append([label, str(row["members"]), "–", "–", f"failed: {r['error']}", "–"])
+            lines.append([label, str(row["members"]), "–", "–", f"failed: {r['error']}", "–",
+                          "–", "–", "–"])
             continue
+        compiled = r.get("compiled")  # results saved before the captured step have none
         lines.append([label, str(row["members"]), cell(r["stacked"]), cell(r["sequential"]),
-                      ratio_cell(r["ratio"]), ratio_cell(r["speedup"])])
+                      ratio_cell(r["ratio"]), ratio_cell(r["speedup"]),
+                      cell(compiled) if compiled else "–",
+                      ratio_cell(r["compiled_speedup"]) if compiled else "–",
+                      f"{r['compile_seconds']:.1f}" if compiled else "–"])
         m = r["memory"]
         mem.append([label, str(row["members"]), num(m["engine_mib"]),
                     num(row["members"] * m["one_model_mib"]), num(m["stacked_rss_mib"]),
@@ -185,7 +216,8 @@ def markdown(result: dict) -> str:
         verdict = (f"\n\nTarget (16 digits-MLP configurations in <= 1/4 of the sequential time): "
                    f"{first['ratio']['median']:.3f} of it, **{'met' if met else 'missed'}**.")
     return (table(["row", "M", "stacked s", "M x xb.fit s", "stacked / sequential",
-                   "speed-up"], lines) + verdict + "\n\n"
+                   "speed-up", "stacked compile=True s", "speed-up compile=True",
+                   "compile s (warm-up, not timed)"], lines) + verdict + "\n\n"
             + table(["row", "M", "stacked tensors MiB", "M x one model MiB",
                      "peak RSS growth, stacked run MiB", "peak RSS growth, one xb.fit MiB",
                      "data MiB (shared)"], mem)

@@ -26,14 +26,20 @@ def rows(config: Config) -> list[tuple[dict, int, int]]:
 
 
 def run(pool: Pool, config: Config, context: dict) -> dict:
+    return measure(pool, config, rows(config), TRAINING)
+
+
+def measure(pool: Pool, config: Config, row_list: list[tuple[dict, int, int]],
+            names: list[str]) -> dict:
+    """Time ``names`` on each ``(workload, batch_size, epochs)`` row (also the gpu table's)."""
     results = []
-    for workload, batch, epochs in rows(config):
+    for workload, batch, epochs in row_list:
         n = workload["n"]
         step = Step("train", "train", {"n": n, "epochs": epochs, "batch_size": batch},
                     samples=n * epochs)
         warm_n = min(n, (4 if config.quick else 40) * batch)
         warm = Step("warm", "train", {"n": warm_n, "epochs": 1, "batch_size": batch}, warm_n)
-        raw = measure_row(pool, TRAINING, workload, [step], config.repeats, warmup=[warm])
+        raw = measure_row(pool, names, workload, [step], config.repeats, warmup=[warm])
         results.append({"workload": workload, "batch_size": batch, "epochs": epochs,
                         "samples": n * epochs, "steps": epochs * -(-n // batch),
                         "stats": row_stats(raw["contenders"], "train", n * epochs),
@@ -54,9 +60,11 @@ def markdown(result: dict) -> str:
         lines = []
         for name, s in row["stats"].items():
             rss = s["peak_rss_mib"]
+            compiled = row["raw"][name].get("extras", {}).get("compile_seconds")
             lines.append([label(name), cell(s["samples_per_s"]), ratio_cell(s["ratio"]),
-                          f"{rss:,.0f}" if rss else "–"])
+                          f"{rss:,.0f}" if rss else "–",
+                          f"{compiled:.1f}" if compiled is not None else "–"])
         out.append(f"**{describe(row)}** — {row['steps']:,} steps per measurement\n\n"
                    + table(["contender", "samples/s median (min–max)", "x hand loop",
-                            "peak RSS MiB"], lines) + errors_note(row["errors"]))
+                            "peak RSS MiB", "compile s (not timed)"], lines) + errors_note(row["errors"]))
     return "\n\n".join(out)

@@ -26,6 +26,8 @@ BORROWED = {
     "torch._fused_adam_": "a stacked sweep steps each large Adam member with torch's kernel",
     "torch._fused_adamw_": "the same for AdamW",
     "torch._fused_sgd_": "the same for SGD",
+    "torch._dynamo": "mark_static_address: a captured step's CUDA graphs replay on the "
+                     "optimizer state's fixed addresses",
 }
 
 
@@ -51,3 +53,9 @@ def fused_adam_(adamw: bool, *args: Any, **kwargs: Any) -> None:
 def fused_sgd_(*args: Any, **kwargs: Any) -> None:
     """torch's fused SGD kernel, updating in place."""
     torch._fused_sgd_(*args, **kwargs)
+
+
+def mark_static_address(tensor: torch.Tensor) -> None:
+    """Tell ``torch.compile`` that ``tensor`` keeps its address across calls (CUDA graphs
+    then read it in place instead of copying it in every replay)."""
+    torch._dynamo.mark_static_address(tensor)

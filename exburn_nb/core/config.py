@@ -57,7 +57,8 @@ class FitConfig:
         terminate_on_nan: stop before a step whose loss, gradients or updated weights
             are not finite, keeping the last finite weights.
         check_data: refuse non-finite values in the data before the first step.
-        compile: run the forward pass through ``torch.compile``.
+        compile: capture the whole training step with ``torch.compile`` (see
+            :mod:`exburn_nb.train.captured`).
         precision: ``"fp32"`` or ``"bf16"`` (autocast).
         seed: seeds the run's shuffle order and its random draws (dropout), so the
             same seed gives the same run; None draws from torch's global generator.

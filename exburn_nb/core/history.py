@@ -65,6 +65,18 @@ class History:
             self.runs.append({"run": run, "config": dict(config)})
             return run
 
+    def note_run(self, run: int, **info: Any) -> None:
+        """Add JSON-ready ``info`` to run ``run``'s entry (e.g. ``compile_seconds``).
+
+        Example:
+            >>> h = History(); h.note_run(h.start_run({}), compile_seconds=1.5); h.runs
+            [{'run': 1, 'config': {}, 'compile_seconds': 1.5}]
+        """
+        with self._lock:
+            for entry in self.runs:
+                if entry["run"] == run:
+                    entry.update(info)
+
     def record_batch(self, run: int, epoch: int, batch: int, step: int, loss: Any, lr: float,
                   extras: dict | None = None) -> None:
         """Append one batch row as it completes. ``loss`` may be a 0-d tensor: it is read

@@ -182,6 +182,9 @@ class LayerKind:
     member_options: ClassVar[tuple[str, ...]] = ()
     """Options the members of one stacked ensemble may set differently (dropout's rate);
     they must agree on all others."""
+    draws: ClassVar[bool] = False
+    """Whether its stacked forward draws from the members' generators in training (a
+    captured stacked step runs such a network's forward eagerly)."""
 
     def check_options(self, options: dict, name: str) -> dict:
         """The options given, each checked and normalised, without defaults or cross-checks.
@@ -437,6 +440,7 @@ class DropoutKind(LayerKind):
     options = (Option("rate", float, 0.5, minimum=0, maximum=1, exclusive_maximum=True,
                       help="the probability of zeroing each input"),)
     member_options = ("rate",)
+    draws = True
 
     def build(self, layer: Layer, shape: Shape) -> nn.Module:
         return Dropout(layer.options["rate"])

@@ -89,7 +89,6 @@ class Model:
                                               weight_decay, self.torch_device)
         self._frozen: set[str] = set()
         self.recorder = History()
-        self._compiled: nn.Module | None = None
         self.lock = threading.RLock()  # held by the loop for each batch; forward/predict take it too
 
     # ---------------------------------------------------------------- structure
@@ -130,12 +129,6 @@ class Model:
                 h.remove()
             self.module.train(was_training)
         return [shapes.get(n) for n in names]
-
-    def compiled_module(self) -> nn.Module:
-        """``torch.compile(self.module)``, built once and reused (shares the parameters)."""
-        if self._compiled is None:
-            self._compiled = torch.compile(self.module)
-        return self._compiled
 
     def _output_activation(self) -> str | None:
         if self.spec is not None:

@@ -102,11 +102,14 @@ def check_history(epochs: Any, batches: dict[str, list], runs: Any = ()) -> None
         raise ValueError(f"runs must be a list; got {type(runs).__name__}")
     last_run = 0
     for i, entry in enumerate(runs):
-        if not (isinstance(entry, dict) and set(entry) == {"run", "config"}
+        if not (isinstance(entry, dict) and set(entry) - {"compile_seconds"} == {"run", "config"}
                 and is_int(entry["run"]) and entry["run"] > last_run
                 and isinstance(entry["config"], dict)):
             raise ValueError(f"runs[{i}] must be {{'run': an increasing integer, 'config': "
-                             f"an object}}; got {entry!r:.200}")
+                             f"an object, optionally 'compile_seconds': a number}}; got "
+                             f"{entry!r:.200}")
+        if "compile_seconds" in entry:
+            real(f"runs[{i}].compile_seconds", entry["compile_seconds"], 0.0)
         last_run = entry["run"]
     if not isinstance(epochs, list):
         raise ValueError(f"history must be a list of epoch rows; got {type(epochs).__name__}")

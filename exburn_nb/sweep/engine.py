@@ -31,7 +31,9 @@ from typing import Any
 import torch
 
 from ..core.config import FitConfig
+from ..core.layers import REGISTRY
 from ..core.model import Model
+from ..train.captured import check_compilable
 from ..train.engine import OVERFLOW_GUARD_LR
 from ..train.loop import Trainer
 from .planning import check_members, plan
@@ -63,6 +65,9 @@ class StackedEngine:
         self.loss, self.correct = member_loss(models[0]), member_correct(models[0])
         self.net: StackedNet | None = None
         self.opt: StackedOptimizer | None = None
+        self.capture = configs[0].compile
+        if self.capture:
+            check_compilable(models[0].torch_device)
 
     def start(self, seeds: Sequence[int] | None) -> None:
         """Stack the weights, and seed each member's dropout generator with its seed."""
@@ -74,10 +79,50 @@ class StackedEngine:
         opt.weight_decay = [c.weight_decay if c.weight_decay is not None else m.weight_decay
                             for m, c in zip(models, cfgs, strict=True)]
         opt.nesterov = [c.nesterov for c in cfgs]
+        self._whole: Any = None
+        self._ok: torch.Tensor | None = None  # a captured step's outcome, for step()
+        if self.capture:
+            if any(REGISTRY[la.kind].draws for la in models[0].spec.layers):
+                opt.capture()  # the members' generators stay eager: the update is captured
+            else:
+                opt.init_state()
+                self._whole = torch.compile(self._whole_step, dynamic=False)
+
+    def _whole_step(self, xb: torch.Tensor, yb: torch.Tensor, h: dict[str, torch.Tensor],
+                    active: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """The captured step of every member: forward, losses, gradients (``torch.func``),
+        clipping, the finite check and the masked update; ``(losses, correct, ok)``."""
+        net, opt = self.net, self.opt
+
+        def total(params: list[torch.Tensor]) -> tuple[torch.Tensor, tuple]:
+            out = net.forward_with(params, xb, None)
+            losses = self.loss(out, yb)
+            return losses.sum(), (losses, out)
+
+        grads, (losses, out) = torch.func.grad(total, has_aux=True)(
+            [p.detach() for p in net.params])
+        clip_members(grads, [c.clip_norm for c in self.configs],
+                     [c.clip_value for c in self.configs])
+        with torch.no_grad():
+            ok = torch.isfinite(losses)
+            if self.guard:
+                for g in grads:
+                    ok = ok & torch.isfinite(g.reshape(g.shape[0], -1)).all(dim=1)
+            opt.masked_update(grads, h, ok & active)
+        correct = self.correct(out.detach(), yb).double() if self.accuracy else None
+        return losses.detach(), correct, ok
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
                          active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One batch ``(M, B, ...)`` for every member: losses ``(M,)`` and correct counts."""
+        """One batch ``(M, B, ...)`` for every member: losses ``(M,)`` and correct counts.
+        With ``compile=True`` (a network that draws nothing) a full batch takes the whole
+        captured step here (its update kept or withheld per member; :meth:`step`
+        reports it)."""
+        if self._captures(xb, scale):
+            steps = [s + bool(a) for s, a in zip(self.opt.steps, active, strict=True)]
+            losses, correct, self._ok = self._whole(
+                xb, yb, self.opt.hyper(steps), torch.tensor(active, device=xb.device))
+            return losses, correct
         gens = [g if a else None for g, a in zip(self.dropout_gens, active, strict=True)]
         out = self.net.forward(xb, gens)
         loss = self.loss(out, yb)
@@ -94,6 +139,12 @@ class StackedEngine:
         member: a member whose gradients are not finite keeps its weights, and above a
         learning rate of ``OVERFLOW_GUARD_LR`` one whose update overflows gets its
         previous weights back (below it, finite gradients cannot overflow them)."""
+        if self._ok is not None:
+            ok, self._ok = self._ok.tolist(), None
+            stepped = [a and o for a, o in zip(active, ok, strict=True)]
+            self.opt.count_steps(stepped)
+            return [None if o or not a else "the gradients are not finite"
+                    for a, o in zip(active, ok, strict=True)]
         net, opt, cfgs = self.net, self.opt, self.configs
         grads = [p.grad for p in net.params]
         clip_members(grads, [c.clip_norm for c in cfgs], [c.clip_value for c in cfgs])
@@ -118,6 +169,14 @@ class StackedEngine:
                     reasons[m] = ("the update overflowed the weights (the previous weights "
                                   "were put back)")
         return reasons
+
+    def _captures(self, xb: torch.Tensor, scale: float) -> bool:
+        """Whether this batch takes the whole captured step: a full batch, no
+        accumulation, and no learning rate above the overflow guard's."""
+        cfg = self.configs[0]
+        return (self._whole is not None and cfg.accumulate_gradients == 1
+                and xb.shape[1] == cfg.batch_size
+                and not (self.guard and any(lr > OVERFLOW_GUARD_LR for lr in self.opt.lr)))
 
     def evaluate(self, batches: Iterable, accuracy: bool) -> list[tuple[float, float | None]]:
         """Mean loss (and accuracy) per member, in inference mode."""

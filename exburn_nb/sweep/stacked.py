@@ -107,6 +107,7 @@ class StackedNet:
         self.names: list[str] = []
         self.params: list[torch.Tensor] = []
         self.steps: list[StackedForward] = []  # each layer's, prepared: (h, generators) -> h
+        self._layers: list[tuple[LayerKind, list, slice]] = []  # kind, members' layers, params
         self._owners: dict[str, tuple[LayerKind, str]] = {}  # name -> (kind, its local name)
         with torch.no_grad():
             for index, layer in enumerate(models[0].spec.layers):
@@ -119,9 +120,11 @@ class StackedNet:
                     self.names.append(name)
                     params.append(torch.stack([kind.stack_layout(local, p[local].detach())
                                                for p in own]).requires_grad_())
+                layers = [m.spec.layers[index] for m in self.models]
+                self._layers.append((kind, layers, slice(len(self.params),
+                                                         len(self.params) + len(params))))
                 self.params += params
-                self.steps.append(kind.stacked_forward(
-                    [m.spec.layers[index] for m in self.models], params))
+                self.steps.append(kind.stacked_forward(layers, params))
 
     def forward(self, x: torch.Tensor, generators: Sequence[torch.Generator | None] | None,
                 ) -> torch.Tensor:
@@ -130,6 +133,15 @@ class StackedNet:
         h = x
         for step in self.steps:
             h = step(h, generators)
+        return h
+
+    def forward_with(self, params: Sequence[torch.Tensor], x: torch.Tensor,
+                     generators: Sequence[torch.Generator | None] | None) -> torch.Tensor:
+        """:meth:`forward` with ``params`` (laid out as :attr:`params`) in place of the
+        stack's own: a function of the weights, for ``torch.func`` transforms."""
+        h = x
+        for kind, layers, span in self._layers:
+            h = kind.stacked_forward(layers, list(params[span]))(h, generators)
         return h
 
     def layout(self, name: str, t: torch.Tensor) -> torch.Tensor:
@@ -180,6 +192,12 @@ class StackedOptimizer:
         per_member = sum(p[0].numel() for p in params)
         self.fused = (kind != "rmsprop" and per_member >= FUSED_MIN_PARAMS
                       and all(g.get("fused") for g in groups))
+        self._update = self._update_all
+
+    def capture(self) -> None:
+        """Run the vectorised update as one ``torch.compile`` graph (its dozen passes per
+        parameter fused into one kernel); the fused path is left as it is."""
+        self._update = torch.compile(self._update_all, dynamic=False)
 
     def step(self, active: Sequence[bool]) -> None:
         """One update of the active members; the others' weights and state stay as they are."""
@@ -193,16 +211,51 @@ class StackedOptimizer:
                     for p, s in zip(self.params, self.state, strict=True)]
         for m, a in enumerate(active):
             self.steps[m] += bool(a)
-        h = self._hyper()
+        # the state is created eagerly (first step); the captured update only reads it
+        (self._update if self.state[0] else self._update_all)(self.hyper(),
+                                                              [p.grad for p in self.params])
         with torch.no_grad():
-            update = getattr(self, f"_{self.kind.rstrip('w')}")
-            for p, state in zip(self.params, self.state, strict=True):
-                update(p, p.grad, state, h)
             if frozen:
                 for p, state, (old_p, old_s) in zip(self.params, self.state, kept, strict=True):
                     p[idx] = old_p
                     for k, v in old_s.items():
                         state[k][idx] = v
+
+    def _update_all(self, h: dict[str, torch.Tensor], grads: Sequence[torch.Tensor],
+                    params: Sequence[torch.Tensor] | None = None) -> None:
+        """Every parameter's update by the kind's vectorised rule, with this step's ``h``
+        (``params``: the stack's own by default)."""
+        with torch.no_grad():
+            update = getattr(self, f"_{self.kind.rstrip('w')}")
+            for p, g, state in zip(params or self.params, grads, self.state, strict=True):
+                update(p, g, state, h)
+
+    def init_state(self) -> None:
+        """Create the state the first step would create, as zeros (the same numbers: each
+        rule's first step from zeros is its first step), so a captured update only
+        reads and writes it."""
+        keys = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",),
+                "rmsprop": ("square_avg",)}[self.kind.rstrip("w")]
+        for p, state in zip(self.params, self.state, strict=True):
+            for key in keys:
+                state.setdefault(key, torch.zeros_like(p, requires_grad=False))
+
+    def masked_update(self, grads: list[torch.Tensor], h: dict[str, torch.Tensor],
+                      mask: torch.Tensor) -> None:
+        """:meth:`_update_all`, kept only for the members where ``mask`` (``(M,)`` bool) is
+        True: the others' weights and state are left exactly as they were (one
+        ``torch.where`` per tensor, which a captured graph fuses into the update)."""
+        with torch.no_grad():
+            tensors = [*self.params, *(v for s in self.state for v in s.values())]
+            kept = [t.clone() for t in tensors]
+            self._update_all(h, grads)
+            for t, old in zip(tensors, kept, strict=True):
+                t.copy_(torch.where(_per_member(mask, t), t, old))
+
+    def count_steps(self, stepped: Sequence[bool]) -> None:
+        """Count a step for each member that took one (outside :meth:`step`)."""
+        for m, s in enumerate(stepped):
+            self.steps[m] += bool(s)
 
     def _fused_step(self, active: Sequence[bool]) -> None:
         """Each active member through torch's own fused kernel, on views of the stack (the
@@ -233,9 +286,10 @@ class StackedOptimizer:
                         weight_decay=self.weight_decay[m], eps=self.eps[m], amsgrad=False,
                         maximize=False)
 
-    def _hyper(self) -> dict[str, torch.Tensor]:
+    def hyper(self, steps: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """This step's per-member values as float32 ``(M,)`` tensors (rebuilt when the
-        learning rates or weight decays change; Adam's bias corrections every step)."""
+        learning rates or weight decays change; Adam's bias corrections every step, from
+        ``steps``, the members' step counts after it: :attr:`steps` by default)."""
         key = (tuple(self.lr), tuple(self.weight_decay), tuple(self.nesterov))
         if getattr(self, "_key", None) != key:
             def vec(values: Sequence[float]) -> torch.Tensor:
@@ -254,7 +308,7 @@ class StackedOptimizer:
                                one_minus_b2=vec([1 - b for b in self.beta2]))
         h = self._h
         if self.kind in ("adam", "adamw"):
-            steps = self.steps
+            steps = self.steps if steps is None else steps
             h = {**h, "step_size": torch.tensor(
                 [a / (1 - b ** t) if t else 0.0
                  for a, b, t in zip(self.lr, self.beta1, steps, strict=True)],

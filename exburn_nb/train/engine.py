@@ -189,7 +189,7 @@ def mean_metrics(sums: torch.Tensor, accuracy: bool) -> tuple[float, float | Non
 
 
 class SingleEngine:
-    """The engine for one model: its module (or ``torch.compile`` of it), its optimizer,
+    """The engine for one model: its module, its optimizer,
     the run's clipping, weight decay, Nesterov flag and precision, and the guarded step.
 
     The run's weight decay and Nesterov flag go into the optimizer's param groups at
@@ -222,8 +222,6 @@ class SingleEngine:
         model, cfg = self.model, self.config
         if seeds is not None and cfg.seed is not None:
             torch.manual_seed(seeds[0])
-        if cfg.compile:
-            self.forward = model.compiled_module()
         opt = model.torch_optimizer
         self._saved = [(g["weight_decay"], g.get("nesterov")) for g in opt.param_groups]
         for g in opt.param_groups:  # this run's settings; the model's come back at the end

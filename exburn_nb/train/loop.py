@@ -47,7 +47,8 @@ from .callbacks import (
     block_callbacks,
     listens_to_batches,
 )
-from .engine import SingleEngine, StepEngine
+from .captured import make_engine
+from .engine import StepEngine
 from .members import EpochTally, Member
 from .steering import Steering
 
@@ -136,7 +137,7 @@ class Trainer(Steering):
             raise ValueError("a run of several models needs their engine (see xb.sweep)")
         super().__init__([Member(m, c, make_schedule(c.lr_schedule, c.epochs))
                           for m, c in zip(models, configs, strict=True)],
-                         engine if engine is not None else SingleEngine(models[0], cfg))
+                         engine if engine is not None else make_engine(models[0], cfg))
         for member in self.members:
             if member.schedule is not None and cfg.epochs > 0:
                 member.schedule(0)  # a bad callable fails here, before any step

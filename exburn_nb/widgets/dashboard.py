@@ -27,6 +27,7 @@ from ..core.inputs import check_pair
 from ..core.model import Model, available_devices
 from ..core.optim import SCHEDULES, default_schedule
 from ..train import checkpoints
+from ..train.callbacks import Callback
 from ..train.loop import check_run_options
 from ..train.runner import Runner
 from .controls import error_html, learning_rate_slider, moved_off
@@ -152,6 +153,7 @@ class TrainingDashboard(W.VBox):
         self.progress_cb = RunProgress(self.progress, self.progress_label, self.refresh_table,
                                        UNTIL_STOP_EPOCHS if until_stop else None)
         self.runner.add_callback(self.progress_cb)
+        self.runner.add_callback(_CompileStatus(self))
         # The sweep runs on a copy of the model; it sets the learning-rate slider.
         self.lr_finder = LRFinderButton(self)
         # Inside the network: closed by default, its hooks attached only while open.
@@ -426,10 +428,18 @@ class TrainingDashboard(W.VBox):
         self.pause_button.icon = "play" if paused else "pause"
         epochs = self.model.epochs_trained
         frozen = sorted(self.model.frozen_layers)
-        self.status.value = {RunState.RUNNING: "training…", RunState.PAUSED: "paused"}.get(
+        running = "compiling…" if self.compiling else "training…"
+        self.status.value = {RunState.RUNNING: running, RunState.PAUSED: "paused"}.get(
             state, f"{state} · {epochs} epoch{'s' if epochs != 1 else ''} trained") + (
             f" · frozen: {html.escape(', '.join(frozen))}" if frozen else "") + (
             f" · Start resumes {html.escape(self._resume.path.name)}" if self._resume else "")
+
+    @property
+    def compiling(self) -> bool:
+        """Whether the run is capturing its step (``compile=True``: the first step
+        compiles it, which takes seconds)."""
+        engine = getattr(self.runner.trainer, "engine", None)
+        return self.runner.running and bool(getattr(engine, "compiling", False))
 
     def _base_rate(self) -> float:
         """The model's learning rate (before a checkpoint is resumed: the checkpoint's)."""
@@ -504,3 +514,19 @@ class TrainingDashboard(W.VBox):
 
     def _show_error(self, error: BaseException | str, tb: str | None) -> None:
         self.error_box.value = error_html(error, tb)
+
+
+class _CompileStatus(Callback):
+    """Says "compiling…" in the dashboard's status from the run's start until the batch
+    that finished the compile, then "training…" (a check of one string per batch)."""
+
+    def __init__(self, dashboard: TrainingDashboard):
+        self.dashboard = dashboard
+
+    def on_train_begin(self, logs: dict) -> None:
+        if self.dashboard.compiling:
+            self.dashboard._sync_buttons()
+
+    def on_batch_end(self, batch: int, logs: dict) -> None:
+        if self.dashboard.status.value == "compiling…" and not self.dashboard.compiling:
+            self.dashboard._sync_buttons()

@@ -532,3 +532,24 @@ def test_freeze_toggles_show_the_checkpoints_and_apply_after_the_resume(mlp, dig
     d.freeze_toggles["hidden"].value = False
     assert d.start() and d.wait(60)
     assert d.model.frozen_layers == {"output"} and "frozen: output" in d.status.value
+
+
+def test_the_status_says_compiling_until_the_captured_step_is_built(mlp, digits):
+    (x, y), _ = digits
+    d = TrainingDashboard(mlp(), (x, y), epochs=1, batch_size=64, compile=True)
+    seen = {}
+
+    class Watch(xb.Callback):
+        def on_batch_begin(self, batch, logs):
+            seen.setdefault(("begin", batch), d.status.value)
+
+        def on_batch_end(self, batch, logs):
+            seen.setdefault(("end", batch), d.status.value)
+
+    d.runner.add_callback(Watch())
+    d.start()
+    assert d.wait(300)
+    assert seen[("begin", 1)] == "compiling…"
+    assert seen[("end", 1)] == seen[("begin", 2)] == "training…"
+    assert d.model.recorder.runs[-1]["compile_seconds"] > 0
+    assert "finished" in d.status.value

@@ -1,0 +1,272 @@
+"""The captured step engine (``FitConfig(compile=True)``): a whole training step as one
+``torch.compile`` graph.
+
+One graph does what :class:`~exburn_nb.train.engine.SingleEngine` does in a few hundred
+eager dispatches: the forward pass, the loss, the backward pass (``torch.func``'s
+``grad_and_value``, so no autograd tape at run time), clipping (values, then the norm, as
+``torch.nn.utils`` does), the non-finite check and the optimizer update (torch's own
+functional optimizers, ``torch.optim.adam.adam`` and friends, in place on the model's
+weights and its optimizer's own state, so an eager step can follow a captured one). On
+the CPU inductor emits C++ kernels (it needs a C++ compiler: without one the run is
+refused before any step); on CUDA it runs as CUDA graphs (``mode="reduce-overhead"``).
+
+- **Guard.** With ``terminate_on_nan`` the graph computes whether the loss and the
+  clipped gradients are finite, and writes the update only where they are
+  (``torch.where`` on each updated tensor, fused into the update's kernel): a refused step
+  leaves weights and optimizer state exactly as they were, as the eager guard does.
+- **Ragged batches, accumulation, large rates, frozen layers.** The graph is captured
+  for the run's full batch; the last, smaller batch of an epoch (eager rather than a
+  second graph or a dynamic batch dimension: one eager batch per epoch costs less than a
+  compile, and a dynamic graph runs slower), runs with ``accumulate_gradients > 1``, a
+  model with frozen layers (which a dashboard may toggle between batches) and steps
+  above the overflow guard's rate (:data:`~exburn_nb.train.engine.
+  OVERFLOW_GUARD_LR`, whose undo needs a copy of the weights) take the eager step on the
+  same weights and state. One compile per shape, no recompile per epoch.
+- **Learning rate.** Passed to the graph as a 0-d tensor, so a schedule does not
+  recompile.
+- **Random draws.** On the CPU dropout draws from torch's global generator in eager
+  order (inductor's ``fallback_random``), so a seeded captured run draws the masks its
+  eager run draws. On CUDA (``mode="reduce-overhead"``) inductor draws them from its own
+  generator, seeded from torch's: a seeded run repeats itself, with other masks than
+  eager's.
+- **Reuse.** The compiled step is kept per model and per (shape, settings): later epochs
+  and later fits of the same shapes reuse it. ``compile_seconds`` (also in the run's
+  entry of ``model.runs``) is the first captured step's time, compile included.
+
+Example:
+    >>> model = xb.fit(model, (x, y), epochs=3, compile=True)  # doctest: +SKIP
+    >>> model.runs[-1]["compile_seconds"]  # doctest: +SKIP
+    4.2
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.func import functional_call, grad_and_value
+
+from ..base.torch_internals import mark_static_address
+from ..core.config import FitConfig
+from ..core.model import Model
+from .engine import OVERFLOW_GUARD_LR, SingleEngine
+
+# the optimizer state each kind's functional update takes, in its argument order
+_STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
+          "sgd": ("momentum_buffer",), "rmsprop": ("square_avg",)}
+_STEPS = ("adam", "adamw", "rmsprop")  # kinds that count steps in a 0-d tensor
+_CACHE: weakref.WeakKeyDictionary[Model, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
+
+
+def check_compilable(device: torch.device) -> None:
+    """Raise a ``ValueError`` when ``torch.compile`` cannot build kernels for ``device``
+    (on the CPU inductor compiles C++: it needs ``g++`` or another C++ compiler).
+
+    Example:
+        >>> check_compilable(torch.device("cpu"))  # doctest: +SKIP
+    """
+    if device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise ValueError("compile=True needs a C++ compiler on the CPU (torch.compile's "
+                         "inductor builds C++ kernels) and none was found (g++, c++, clang++); "
+                         "install one (apt-get install g++) or train with compile=False")
+
+
+def _functional_update(kind: str, group: dict) -> Callable:
+    """The optimizer's update as a function of lists of tensors and a 0-d rate tensor:
+    torch's own functional optimizer (single-tensor form, which inductor fuses)."""
+    common = {"weight_decay": group["weight_decay"], "maximize": False}
+    if kind in ("adam", "adamw"):
+        from torch.optim.adam import adam as update
+        beta1, beta2 = group["betas"]
+        return lambda p, g, s, steps, lr: update(
+            p, g, s[0], s[1], [], steps, foreach=False, decoupled_weight_decay=kind == "adamw",
+            amsgrad=False, beta1=beta1, beta2=beta2, lr=lr, eps=group["eps"], **common)
+    if kind == "sgd":
+        from torch.optim.sgd import sgd as update
+        return lambda p, g, s, steps, lr: update(
+            p, g, s[0], foreach=False, momentum=group["momentum"], lr=lr, dampening=0.0,
+            nesterov=group["nesterov"], **common)
+    from torch.optim.rmsprop import rmsprop as update
+    return lambda p, g, s, steps, lr: update(
+        p, g, s[0], [], [], steps, foreach=False, lr=lr, alpha=group["alpha"],
+        eps=group["eps"], momentum=0.0, centered=False, **common)
+
+
+def _clip(grads: list[torch.Tensor], clip_norm: float | None,
+          clip_value: float | None) -> list[torch.Tensor]:
+    """``clip_gradients``'s arithmetic on values (no in-place ``torch.nn.utils`` calls):
+    clamp each element, then scale to the global L2 norm (same ``1e-6`` as torch)."""
+    if clip_value is not None:
+        grads = [g.clamp(-clip_value, clip_value) for g in grads]
+    if clip_norm is not None:
+        total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                      for g in grads]))
+        coef = torch.clamp(clip_norm / (total + 1e-6), max=1.0)
+        grads = [g * coef for g in grads]
+    return grads
+
+
+def _build_step(model: Model, config: FitConfig, group: dict, device_type: str) -> Callable:
+    """The captured step ``(x, y, params, state, steps, lr) -> (loss, correct, ok)``."""
+    module, lossfn, kind = model.module, model.loss, model.optimizer
+    names = [n for n, _ in module.named_parameters()]
+    update = _functional_update(kind, group)
+    guard, accuracy, clip = config.terminate_on_nan, config.accuracy, (config.clip_norm,
+                                                                         config.clip_value)
+    bf16 = config.precision == "bf16"
+
+    def loss_of(weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            out = functional_call(module, dict(zip(names, weights, strict=True)), (x,))
+            loss = lossfn(out, y)
+        return loss, out
+
+    def step(x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor],
+             state: list[list[torch.Tensor]], steps: list[torch.Tensor], lr: torch.Tensor):
+        grads, (loss, out) = grad_and_value(loss_of, has_aux=True)(
+            [p.detach() for p in params], x, y)
+        grads = _clip(grads, *clip)
+        correct = lossfn.correct(out.detach(), y) if accuracy else None
+        with torch.no_grad():
+            if not guard:
+                update(params, grads, state, steps, lr)
+                return loss.detach(), correct, None
+            ok = torch.isfinite(loss) & torch.stack([torch.isfinite(g).all()
+                                                     for g in grads]).all()
+            kept = [t.clone() for t in (*params, *(s for slot in state for s in slot),
+                                        *steps)]
+            update(params, grads, state, steps, lr)
+            for t, old in zip((*params, *(s for slot in state for s in slot), *steps), kept,
+                              strict=True):
+                t.copy_(torch.where(ok, t, old))
+        return loss.detach(), correct, ok
+
+    options = {"fallback_random": True}  # dropout masks from torch's generator, as eager
+    if device_type == "cuda":
+        return torch.compile(step, mode="reduce-overhead", dynamic=False)
+    return torch.compile(step, dynamic=False, options=options)
+
+
+class CapturedEngine(SingleEngine):
+    """The step engine of ``compile=True``: :class:`SingleEngine` with the whole step
+    captured (see the module docstring for what runs eagerly, and why).
+
+    Attributes:
+        compiling: True until the run's first captured step is done (the dashboard says
+            "compiling…" meanwhile); False from the start for a run that captures no step
+            (``accumulate_gradients > 1``).
+        compile_seconds: the first captured step's time (compile included; near zero
+            when the step came from the cache), or None before it.
+
+    Example:
+        >>> engine = CapturedEngine(model, xb.FitConfig(compile=True))  # doctest: +SKIP
+    """
+
+    def __init__(self, model: Model, config: FitConfig):
+        super().__init__(model, config)
+        check_compilable(model.torch_device)
+        self.compiling = config.accumulate_gradients == 1  # until the first captured step
+        self.compile_seconds: float | None = None
+        self._ok: torch.Tensor | None | bool = False  # False: no captured step pending
+        self._fn: Callable | None = None
+        self._run: int | None = None
+        self._lr = torch.zeros((), device=model.torch_device)
+
+    def start(self, seeds: Sequence[int] | None) -> None:
+        """As :class:`SingleEngine` does; then the optimizer state the graph updates
+        (created as ``torch.optim`` creates it) and the rate as a tensor."""
+        super().start(seeds)
+        opt, device = self.model.torch_optimizer, self.model.torch_device
+        kind = self.model.optimizer
+        for p in self.params:
+            state = opt.state[p]
+            for key in _STATE[kind]:
+                if key not in state:
+                    state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if kind in _STEPS and "step" not in state:
+                state["step"] = torch.zeros((), dtype=torch.float32, device=device)
+        self._lr.fill_(self.learning_rate(0))
+        if device.type == "cuda":  # CUDA graphs replay on fixed addresses: tell dynamo
+            for t in (self._lr, *(v for p in self.params for v in opt.state[p].values())):
+                mark_static_address(t)
+        self._fn = None
+        self._run = self.model.recorder.runs[-1]["run"] if self.model.recorder.runs else None
+
+    def _captures(self, xb: torch.Tensor) -> bool:
+        """Whether this batch takes the captured step (see the module docstring)."""
+        cfg = self.config
+        return (cfg.accumulate_gradients == 1 and xb.shape[0] == cfg.batch_size
+                and (not cfg.terminate_on_nan or self.learning_rate(0) <= OVERFLOW_GUARD_LR)
+                and not self.model.frozen_layers)
+
+    def _step_fn(self, xb: torch.Tensor, yb: torch.Tensor) -> Callable:
+        cfg, model = self.config, self.model
+        group = {k: v for k, v in model.torch_optimizer.param_groups[0].items()
+                 if k not in ("params", "lr", "initial_lr")}
+        key = (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, model.optimizer,
+               repr(sorted(group.items())), cfg.clip_norm, cfg.clip_value,
+               cfg.terminate_on_nan, cfg.accuracy, cfg.precision)
+        steps = _CACHE.setdefault(model, {})
+        if key not in steps:
+            steps[key] = _build_step(model, cfg, group, model.torch_device.type)
+        return steps[key]
+
+    def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
+                         active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A full batch: the whole captured step (the update is written, or withheld by
+        the guard, here; :meth:`step` reports it). Other batches: the eager pass."""
+        if not self._captures(xb):
+            return super().forward_backward(xb, yb, scale, active)
+        opt, kind = self.model.torch_optimizer, self.model.optimizer
+        state = [[opt.state[p][key] for p in self.params] for key in _STATE[kind]]
+        steps = [opt.state[p]["step"] for p in self.params] if kind in _STEPS else []
+        started = time.perf_counter() if self.compiling else None
+        fn = self._fn if self._fn is not None else self._step_fn(xb, yb)
+        loss, correct, ok = fn(xb, yb, self.params, state, steps, self._lr)
+        if xb.device.type == "cuda":  # a CUDA graph's outputs are overwritten by its next
+            # replay, and the history reads the losses later
+            loss = loss.clone()
+            correct = correct.clone() if correct is not None else None
+        if started is not None:
+            self._compiled(time.perf_counter() - started)
+        self._fn, self._ok = fn, ok
+        return loss, correct
+
+    def _compiled(self, seconds: float) -> None:
+        self.compiling, self.compile_seconds = False, seconds
+        if self._run is not None:
+            self.model.recorder.note_run(self._run, compile_seconds=round(seconds, 3))
+
+    def step(self, active: Sequence[bool]) -> list[str | None]:
+        """The captured step's outcome, or the eager guarded step after an eager pass."""
+        ok, self._ok = self._ok, False
+        if ok is False:
+            return super().step(active)
+        if ok is None or bool(ok):
+            return [None]
+        return ["the gradients are not finite"]
+
+    def set_learning_rate(self, member: int, lr: float) -> None:
+        """Use ``lr`` from the next step on (captured and eager steps alike)."""
+        super().set_learning_rate(member, lr)
+        self._lr.fill_(self.learning_rate(0))
+
+    def finish(self) -> None:
+        """As :class:`SingleEngine`; a captured step never ends with gradients held."""
+        self._ok = False
+        super().finish()
+
+
+def make_engine(model: Model, config: FitConfig) -> Any:
+    """The step engine ``config`` asks for: :class:`CapturedEngine` with
+    ``compile=True``, else :class:`SingleEngine`.
+
+    Example:
+        >>> type(make_engine(model, xb.FitConfig())).__name__  # doctest: +SKIP
+        'SingleEngine'
+    """
+    return CapturedEngine(model, config) if config.compile else SingleEngine(model, config)

@@ -1,0 +1,172 @@
+"""``compile=True``: the captured step engine (exburn_nb.train.captured) computes what the
+eager step computes (float32 round-off: within 1e-5), reuses its graph, and is refused
+clearly where it cannot run.
+
+Tiny models: a compile takes seconds; the tests share settings so that most reuse one
+graph (and inductor's on-disk cache)."""
+
+import pytest
+import torch
+import torch._dynamo.utils
+
+import exburn_nb as xb
+from exburn_nb.train import captured
+from exburn_nb.train.captured import CapturedEngine
+
+SPEC = xb.input("x", shape=(None, 8)).dense(16, activation="relu").dropout(0.3).dense(3)
+TOL = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def _data(n=100):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, 8, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def _fit(compile_, compile_options=(), epochs=2, model=None, **options):
+    model = model or xb.compile(SPEC, seed=0, **dict(compile_options))
+    # 100 samples in batches of 16: six full batches and a ragged one of 4 per epoch
+    return xb.fit(model, _data(), epochs=epochs, batch_size=16, seed=0, accuracy=True,
+                  verbose=False, compile=compile_, **options)
+
+
+def _graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+@pytest.mark.parametrize("compile_options, options", [
+    ({}, {}),  # adam, dropout drawn from the seeded generator
+    ({"optimizer": "sgd", "learning_rate": 0.1}, {"nesterov": True}),
+    ({}, {"clip_norm": 0.05, "clip_value": 0.02}),
+    ({}, {"accumulate_gradients": 3}),
+    ({"optimizer": "rmsprop"}, {"lr_schedule": ("exponential", 1e-3, 0.5)}),
+], ids=["adam-dropout", "sgd-nesterov", "clip-norm-and-value", "accumulation", "rmsprop"])
+def test_the_captured_step_equals_the_eager_step(compile_options, options):
+    eager = _fit(False, compile_options, **options)
+    fast = _fit(True, compile_options, **options)
+    for name, p in eager.parameters().items():
+        torch.testing.assert_close(fast.parameters()[name], p, **TOL)
+    for column in ("loss", "accuracy", "lr"):
+        assert fast.history[column].tolist() == pytest.approx(eager.history[column].tolist(),
+                                                              rel=1e-5)
+    assert fast.batch_history["loss"].tolist() == pytest.approx(
+        eager.batch_history["loss"].tolist(), rel=1e-5)
+    run = fast.recorder.runs[-1]
+    assert ("compile_seconds" in run) == (options.get("accumulate_gradients", 1) == 1)
+    # the optimizer state carries on: a later eager fit continues the same way
+    again_eager = _fit(False, epochs=1, model=eager)
+    again_fast = _fit(False, epochs=1, model=fast)
+    for name, p in again_eager.parameters().items():
+        torch.testing.assert_close(again_fast.parameters()[name], p, **TOL)
+
+
+def test_one_graph_for_every_epoch_the_ragged_batch_and_a_second_fit():
+    torch._dynamo.reset()
+    before = _graphs()
+    model = _fit(True, epochs=3, lr_schedule=("step", 1e-3, 1, 0.5))  # a new rate each epoch
+    assert _graphs() - before == 1
+    assert model.recorder.runs[-1]["compile_seconds"] > 0
+    _fit(True, epochs=2, model=model)  # same shapes and settings: the cached step
+    assert _graphs() - before == 1
+    assert len(model.history) == 5
+
+
+def test_the_guard_inside_the_graph_leaves_weights_and_state_unchanged():
+    model = xb.compile(SPEC, seed=0)
+    _fit(True, epochs=1, model=model)
+    engine = CapturedEngine(model, xb.FitConfig(batch_size=16, accuracy=True, seed=0))
+    engine.start([0])
+    weights = {k: v.clone() for k, v in model.parameters().items()}
+    opt = model.torch_optimizer
+    state = {i: {k: v.clone() for k, v in opt.state[p].items()}
+             for i, p in enumerate(engine.params)}
+    x, y = _data(16)
+    x[3, 2] = float("nan")
+    losses, _ = engine.forward_backward(x, y, 1.0, [True])
+    assert not torch.isfinite(losses)
+    assert engine.step([True]) == ["the gradients are not finite"]
+    engine.finish()
+    for name, w in weights.items():
+        torch.testing.assert_close(model.parameters()[name], w, rtol=0, atol=0)
+    for i, p in enumerate(engine.params):
+        for k, v in state[i].items():
+            torch.testing.assert_close(opt.state[p][k], v, rtol=0, atol=0)
+
+
+def test_a_refused_step_ends_the_run_as_eagerly():
+    def poisoned(compile_):
+        model = xb.compile(SPEC, seed=0)
+        with torch.no_grad():
+            model.module[0].weight[0, 0] = float("inf")
+        with pytest.warns(UserWarning, match="the loss is nan"):
+            return _fit(compile_, epochs=1, model=model)
+
+    eager, fast = poisoned(False), poisoned(True)
+    assert fast.recorder.runs[-1]["config"]["compile"] is True
+    assert len(fast.history) == len(eager.history) == 0 or (
+        fast.history["loss"].isna().tolist() == eager.history["loss"].isna().tolist())
+    for name, p in eager.parameters().items():
+        torch.testing.assert_close(fast.parameters()[name], p, rtol=0, atol=0,
+                                   equal_nan=True)
+
+
+def test_without_a_cpp_compiler_compile_is_refused_before_any_step(monkeypatch):
+    monkeypatch.setattr(captured.shutil, "which", lambda name: None)
+    model = xb.compile(SPEC, seed=0)
+    with pytest.raises(ValueError, match=r"compile=True needs a C\+\+ compiler .*g\+\+"):
+        _fit(True, model=model)
+    assert model.epochs_trained == 0 and not model.recorder.runs
+
+
+def test_compile_seconds_survive_save_and_load(tmp_path):
+    model = _fit(True, epochs=1)
+    seconds = model.recorder.runs[-1]["compile_seconds"]
+    model.save(tmp_path / "m.exburn")
+    assert xb.load(tmp_path / "m.exburn").recorder.runs[-1]["compile_seconds"] == seconds
+
+
+def _digits_spec(rate):
+    s = xb.input("input", shape=(None, 64)).dense(16, activation="relu", name="hidden")
+    return (s.dropout(rate, name="drop") if rate else s).dense(10, name="output")
+
+
+@pytest.mark.parametrize("optimizer, rate", [("adam", 0.0), ("sgd", 0.2)],
+                         ids=["adam-captured-forward", "sgd-dropout-eager-forward"])
+def test_the_captured_stacked_sweep_equals_the_eager_one(optimizer, rate):
+    (x, y), _ = xb.datasets.digits()
+    data = (x[:150], y[:150])  # 150 = 4 x 32 + 22: a ragged last batch
+    lr = 0.05 if optimizer == "sgd" else 3e-3
+
+    def sweep(compile_):
+        models = [xb.compile(_digits_spec(rate), optimizer=optimizer, learning_rate=lr * f,
+                             weight_decay=wd, seed=i)
+                  for i, (f, wd) in enumerate([(1.0, 0.0), (0.3, 1e-3), (2.0, 1e-2)])]
+        configs = [xb.FitConfig(epochs=2, seed=7, accuracy=True, compile=compile_),
+                   xb.FitConfig(epochs=2, seed=8, clip_norm=0.5, accuracy=True,
+                                compile=compile_, nesterov=optimizer == "sgd"),
+                   xb.FitConfig(epochs=2, seed=9, clip_value=0.01, accuracy=True,
+                                lr_schedule=("step", lr, 1, 0.5), compile=compile_)]
+        return xb.sweep.fit_stacked(models, configs, data)
+
+    eagerly = sweep(False)
+    before = _graphs()
+    captured = sweep(True)
+    assert _graphs() > before  # a graph was captured (compile=True reached the engine)
+    for eager, fast in zip(eagerly, captured, strict=True):
+        for name, p in eager.parameters().items():
+            torch.testing.assert_close(fast.parameters()[name], p, **TOL)
+        assert fast.batch_history["loss"].tolist() == pytest.approx(
+            eager.batch_history["loss"].tolist(), rel=1e-5)
+        assert fast.history["accuracy"].tolist() == eager.history["accuracy"].tolist()
+
+
+def test_frozen_layers_stay_put_under_compile():
+    def frozen(compile_):
+        model = xb.compile(SPEC, seed=0).freeze("dense_1")
+        return _fit(compile_, epochs=1, model=model)
+
+    eager, fast = frozen(False), frozen(True)
+    start = xb.compile(SPEC, seed=0).parameters()
+    for name, p in eager.parameters().items():
+        torch.testing.assert_close(fast.parameters()[name], p, **TOL)
+        if name.startswith("dense_1."):
+            torch.testing.assert_close(p, start[name], rtol=0, atol=0)
