@@ -37,6 +37,8 @@ def run(pool: Pool, config: Config, context: dict) -> dict:
         results.append({"workload": workload, "batch_size": batch, "epochs": epochs,
                         "samples": n * epochs, "steps": epochs * -(-n // batch),
                         "stats": row_stats(raw["contenders"], "train", n * epochs),
+                        "vs_best": {k: v["ratio"] for k, v in row_stats(
+                            raw["contenders"], "train", n * epochs, "hand_fused").items()},
                         "raw": raw["contenders"], "errors": raw["errors"]})
     return {"rows": results}
 
@@ -55,8 +57,9 @@ def markdown(result: dict) -> str:
         for name, s in row["stats"].items():
             rss = s["peak_rss_mib"]
             lines.append([label(name), cell(s["samples_per_s"]), ratio_cell(s["ratio"]),
+                          ratio_cell(row.get("vs_best", {}).get(name)),
                           f"{rss:,.0f}" if rss else "–"])
         out.append(f"**{describe(row)}** — {row['steps']:,} steps per measurement\n\n"
                    + table(["contender", "samples/s median (min–max)", "x hand loop",
-                            "peak RSS MiB"], lines) + errors_note(row["errors"]))
+                            "x best hand loop", "peak RSS MiB"], lines) + errors_note(row["errors"]))
     return "\n\n".join(out)
