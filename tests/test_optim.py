@@ -246,7 +246,8 @@ def test_direct_fused_step_equals_optimizer_step_bit_for_bit(name, weight_decay,
 
 def test_fit_steps_fused_adam_without_the_optimizer_wrapper(monkeypatch):
     """After the first step (which creates Adam's state) fit takes its steps through the
-    fused kernel, not Optimizer.step's Python wrapper; SGD+Nesterov still uses step()."""
+    fused kernel, not Optimizer.step's Python wrapper; SGD+Nesterov still uses step().
+    No zero_grad wrapper either, per step or at the end, and no gradient is left."""
     x, y = classification_data(n=96)
     for optimizer, wrapped in (("adam", 1), ("sgd", 6)):
         model = xb.compile(mlp_spec(), optimizer=optimizer, learning_rate=1e-2, seed=0,
@@ -256,6 +257,10 @@ def test_fit_steps_fused_adam_without_the_optimizer_wrapper(monkeypatch):
         real = opt.step
         monkeypatch.setattr(opt, "step", lambda *a, real=real, calls=calls, **k: (
             calls.append(1), real(*a, **k))[1])
+        zero_grad_calls = []
+        monkeypatch.setattr(opt, "zero_grad", lambda *a, c=zero_grad_calls, **k: c.append(1))
         xb.fit(model, (x, y), epochs=2, batch_size=BATCH * 2, verbose=False,
                seed=0, nesterov=optimizer == "sgd")
         assert len(calls) == wrapped, optimizer
+        assert not zero_grad_calls  # gradients are dropped directly (set_to_none's effect)
+        assert all(p.grad is None for p in model.module.parameters())

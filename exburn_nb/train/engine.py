@@ -273,4 +273,4 @@ class SingleEngine:
             if nesterov is not None:
                 g["nesterov"] = nesterov
         self._saved = []
-        opt.zero_grad(set_to_none=True)
+        clear_gradients(self.params)
