@@ -29,7 +29,6 @@ import os
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
 from ..harness import MALLOC_SETTINGS, Config, Pool
 from .common import num, table
@@ -169,9 +168,8 @@ def run(pool: Pool, config: Config, context: dict) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            **({} if config.default_malloc else MALLOC_SETTINGS)}
     rounds = config.repeats
-    root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-m", "bench.tables.profile", str(rounds),
-                           *(["--quick"] if config.quick else [])], cwd=root, env=env,
+                           *(["--quick"] if config.quick else [])], env=env,
                           capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"the profile's process failed:\n{done.stderr[-3000:]}")
