@@ -42,6 +42,7 @@ CONTENDERS = {"hand_fused": "fused hand loop (reference)", "xb": "xb.fit"}
 # (top-level event name prefix, category), first match wins; anything else: "other ops"
 CATEGORIES = [
     ("Optimizer.step", "optimizer step"), ("Optimizer.zero_grad", "zero_grad"),
+    ("aten::_fused_adam", "optimizer step"), ("aten::_foreach_add", "optimizer step"),
     ("autograd::", "backward"), ("aten::ones_like", "backward"),
     ("aten::linear", "forward + loss"), ("aten::relu", "forward + loss"),
     ("aten::dropout", "forward + loss"), ("aten::cross_entropy", "forward + loss"),
