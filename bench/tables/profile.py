@@ -46,6 +46,8 @@ CATEGORIES = [
     ("autograd::", "backward"), ("aten::ones_like", "backward"),
     ("aten::linear", "forward + loss"), ("aten::relu", "forward + loss"),
     ("aten::dropout", "forward + loss"), ("aten::cross_entropy", "forward + loss"),
+    ("aten::rand_like", "forward + loss"), ("aten::lt", "forward + loss"),  # xb's dropout
+    ("aten::mul", "forward + loss"),
     ("aten::randperm", "shuffle + index"), ("aten::index", "shuffle + index"),
     ("aten::slice", "shuffle + index"), ("aten::to", "shuffle + index"),
     ("aten::item", "loss reads + guard"), ("aten::_local_scalar_dense", "loss reads + guard"),
