@@ -87,8 +87,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
         bad = [c for c in args.only if c not in CONTENDERS]
         if bad:
             p.error(f"unknown contender {bad[0]!r}; the contenders are {', '.join(CONTENDERS)}")
-        if "hand" not in args.only:
-            args.only.insert(0, "hand")  # every ratio needs the reference
+        for reference in ("hand_fused", "hand"):  # every ratio needs the references
+            if reference not in args.only:
+                args.only.insert(0, reference)
     if args.threads < 1:
         p.error("--threads must be >= 1")
     if args.clock == "cpu" and (args.threads != 1 or args.device == "cuda"):

@@ -46,6 +46,13 @@ def check(tables: dict) -> list[dict]:
         r = _ratio(row, "xb") if row else None
         add(f"xb.fit >= {need:.2f}x the hand loop, guide MLP, batch {batch}",
             _fmt(r) if r else "not measured", r["median"] >= need if r else None)
+    for row in training.get("rows", []):
+        if "MLP" in row["workload"]["name"]:
+            r = row.get("vs_best", {}).get("xb")
+            r = r if r and r["n"] else None
+            add(f"xb.fit >= 1.00x the best hand loop (fused Adam, losses read per epoch), "
+                f"{row['workload']['name']}, batch {row['batch_size']}",
+                _fmt(r) if r else "not measured", r["median"] >= 1.0 if r else None)
     overhead = tables.get("overhead")
     if overhead and "xb" in overhead["stats"]:
         s = overhead["stats"]["xb"]["overhead_seconds"]

@@ -93,3 +93,13 @@ def test_mark_static_address():
     except (AttributeError, RuntimeError, TypeError) as exc:
         pytest.fail(f"{moved(name)}: {exc}")
     assert t.tolist() == [0.0, 0.0, 0.0], moved(name)
+
+
+def test_foreach_add():
+    name = "torch._foreach_add_"
+    steps = [torch.tensor(1.0), torch.tensor(4.0)]
+    try:
+        ti.foreach_add_(steps, 1)
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    assert [float(s) for s in steps] == [2.0, 5.0], moved(name)

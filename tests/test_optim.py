@@ -207,3 +207,60 @@ def test_bad_schedules_are_value_errors_before_any_step(schedule):
         fit(model, classification_data(), epochs=2, lr_schedule=schedule)
     assert_state_equal(model, before)
     assert model.history.empty and model.batch_history.empty
+
+
+# ------------------------------------------------------------------ the direct fused step
+def _twin_optimizers(name: str, weight_decay: float, maximize: bool = False):
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3))]
+    twins = [[torch.nn.Parameter(p.detach().clone()) for p in params] for _ in range(2)]
+    kind = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    opts = [kind(ps, lr=1e-2, weight_decay=weight_decay, fused=True, maximize=maximize)
+            for ps in twins]
+    return twins, opts
+
+
+@pytest.mark.parametrize(("name", "weight_decay", "maximize"),
+                         [("adam", 0.0, False), ("adam", 0.1, False), ("adamw", 0.01, False),
+                          ("adam", 0.0, True)])
+def test_direct_fused_step_equals_optimizer_step_bit_for_bit(name, weight_decay, maximize):
+    """optimizer_step calls the fused kernel itself after the first step: the weights and
+    the optimizer state are identical (torch.equal) to torch.optim's own step()."""
+    from exburn_nb.core.optim import optimizer_step
+
+    (ref, fast), (ref_opt, fast_opt) = _twin_optimizers(name, weight_decay, maximize)
+    for i in range(5):
+        grads = [torch.randn_like(p) for p in ref]
+        for a, b, g in zip(ref, fast, grads, strict=True):
+            a.grad, b.grad = g.clone(), g.clone()
+        if i == 3:  # a learning-rate change is read at the next step
+            for opt in (ref_opt, fast_opt):
+                opt.param_groups[0]["lr"] = 3e-3
+        ref_opt.step()
+        optimizer_step(fast_opt, fast)
+    for a, b in zip(ref, fast, strict=True):
+        assert torch.equal(a, b)
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(ref_opt.state[a][key], fast_opt.state[b][key]), key
+
+
+def test_fit_steps_fused_adam_without_the_optimizer_wrapper(monkeypatch):
+    """After the first step (which creates Adam's state) fit takes its steps through the
+    fused kernel, not Optimizer.step's Python wrapper; SGD+Nesterov still uses step().
+    No zero_grad wrapper either, per step or at the end, and no gradient is left."""
+    x, y = classification_data(n=96)
+    for optimizer, wrapped in (("adam", 1), ("sgd", 6)):
+        model = xb.compile(mlp_spec(), optimizer=optimizer, learning_rate=1e-2, seed=0,
+                           device="cpu")
+        opt = model.torch_optimizer
+        calls = []
+        real = opt.step
+        monkeypatch.setattr(opt, "step", lambda *a, real=real, calls=calls, **k: (
+            calls.append(1), real(*a, **k))[1])
+        zero_grad_calls = []
+        monkeypatch.setattr(opt, "zero_grad", lambda *a, c=zero_grad_calls, **k: c.append(1))
+        xb.fit(model, (x, y), epochs=2, batch_size=BATCH * 2, verbose=False,
+               seed=0, nesterov=optimizer == "sgd")
+        assert len(calls) == wrapped, optimizer
+        assert not zero_grad_calls  # gradients are dropped directly (set_to_none's effect)
+        assert all(p.grad is None for p in model.module.parameters())

@@ -15,7 +15,7 @@ from __future__ import annotations
 CONTENDERS: dict[str, tuple[str, str, str]] = {
     "hand": ("hand", "HandLoop", "hand-written loop"),
     "hand_2": ("hand", "HandLoop", "hand-written loop, 2nd process (A/A control)"),
-    "hand_fused": ("hand", "HandLoopFused", "hand loop, Adam(fused=True)"),
+    "hand_fused": ("hand", "HandLoopFused", "best hand loop: Adam(fused=True), losses read per epoch"),
     "dataloader": ("dataloader", "DataLoaderLoop", "PyTorch + DataLoader"),
     "xb": ("exburn", "ExburnFit", "xb.fit"),
     "xb_verbose": ("exburn", "ExburnFitVerbose", "xb.fit verbose=True"),

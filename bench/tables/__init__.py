@@ -21,12 +21,13 @@ from . import (
     overhead,
     playground,
     playground_redraw,
+    profile,
     scaling,
     sweep,
     training,
 )
 
-TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, limit,
+TABLES: dict[str, ModuleType] = {m.NAME: m for m in (training, inference, overhead, profile, limit,
                                                      scaling, live, playground,
                                                      playground_redraw, classroom,
                                                      experiment, sweep, distributed, gpu)}

@@ -43,6 +43,8 @@ def measure(pool: Pool, config: Config, row_list: list[tuple[dict, int, int]],
         results.append({"workload": workload, "batch_size": batch, "epochs": epochs,
                         "samples": n * epochs, "steps": epochs * -(-n // batch),
                         "stats": row_stats(raw["contenders"], "train", n * epochs),
+                        "vs_best": {k: v["ratio"] for k, v in row_stats(
+                            raw["contenders"], "train", n * epochs, "hand_fused").items()},
                         "raw": raw["contenders"], "errors": raw["errors"]})
     return {"rows": results}
 
@@ -62,9 +64,11 @@ def markdown(result: dict) -> str:
             rss = s["peak_rss_mib"]
             compiled = row["raw"][name].get("extras", {}).get("compile_seconds")
             lines.append([label(name), cell(s["samples_per_s"]), ratio_cell(s["ratio"]),
+                          ratio_cell(row.get("vs_best", {}).get(name)),
                           f"{rss:,.0f}" if rss else "–",
                           f"{compiled:.1f}" if compiled is not None else "–"])
         out.append(f"**{describe(row)}** — {row['steps']:,} steps per measurement\n\n"
                    + table(["contender", "samples/s median (min–max)", "x hand loop",
-                            "peak RSS MiB", "compile s (not timed)"], lines) + errors_note(row["errors"]))
+                            "x best hand loop", "peak RSS MiB", "compile s (not timed)"], lines)
+                   + errors_note(row["errors"]))
     return "\n\n".join(out)

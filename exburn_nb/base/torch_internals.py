@@ -23,7 +23,10 @@ BORROWED = {
         "which devices have fused optimizer kernels (torch.optim asks the same)",
     "torch._amp_foreach_non_finite_check_and_unscale_":
         "one fused pass telling whether any gradient is NaN/inf (as GradScaler does)",
-    "torch._fused_adam_": "a stacked sweep steps each large Adam member with torch's kernel",
+    "torch._fused_adam_": "a stacked sweep steps each large Adam member with torch's kernel; "
+                          "a fused Adam model's step calls it as torch.optim does",
+    "torch._foreach_add_": "counts every parameter's Adam step in one call, as torch.optim "
+                           "does before its fused kernel",
     "torch._fused_adamw_": "the same for AdamW",
     "torch._fused_sgd_": "the same for SGD",
     "torch._dynamo": "mark_static_address: a captured step's CUDA graphs replay on the "
@@ -48,6 +51,11 @@ def non_finite_check(tensors: list[torch.Tensor], found: torch.Tensor,
 def fused_adam_(adamw: bool, *args: Any, **kwargs: Any) -> None:
     """torch's fused Adam (``adamw=False``) or AdamW kernel, updating in place."""
     (torch._fused_adamw_ if adamw else torch._fused_adam_)(*args, **kwargs)
+
+
+def foreach_add_(tensors: list[torch.Tensor], value: float) -> None:
+    """Add ``value`` to every tensor of ``tensors`` in place, in one call."""
+    torch._foreach_add_(tensors, value)
 
 
 def fused_sgd_(*args: Any, **kwargs: Any) -> None:

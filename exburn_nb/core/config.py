@@ -135,7 +135,9 @@ class FitConfig:
             raise ValueError(f"config must be an xb.FitConfig or None; got "
                              f"{type(config).__name__}")
         _check_names(options, cls, "fit")
-        return dataclasses.replace(config or cls(), **options)
+        if config is None:  # built and validated once, not as defaults first
+            return cls(**options)
+        return dataclasses.replace(config, **options) if options else config
 
     def replace(self, **options: Any) -> FitConfig:
         """A copy with ``options`` changed (validated again)."""
@@ -144,7 +146,7 @@ class FitConfig:
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict:
         """Plain JSON-ready values; a callable schedule becomes ``{"callable": name}``."""
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # all plain values
         schedule = self.lr_schedule
         if callable(schedule):
             data["lr_schedule"] = {"callable": getattr(schedule, "__qualname__", repr(schedule))}
@@ -234,7 +236,7 @@ class CompileConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON-ready values."""
-        data = dataclasses.asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}  # all plain values
         if self.input_shape is not None:
             data["input_shape"] = list(self.input_shape)
         return data

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 import torch
 
 from ..base.checks import check_int, check_number
-from ..base.torch_internals import fused_kernel_devices
+from ..base.torch_internals import foreach_add_, fused_adam_, fused_kernel_devices
 from ..base.vocabulary import OPTIMIZERS
 
 SCHEDULES = {"step": ("base_lr", "step_size", "gamma"), "exponential": ("base_lr", "gamma"),
@@ -56,6 +56,46 @@ def make_optimizer(name: str, params: Iterable[torch.nn.Parameter], learning_rat
                                nesterov=nesterov, weight_decay=weight_decay, **fused)
     return torch.optim.RMSprop(params, lr=learning_rate, alpha=RMSPROP_DECAY, eps=RMSPROP_EPS,
                                weight_decay=weight_decay)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+    """``optimizer.step()``, where ``params`` are the optimizer's parameters that have
+    gradients (those ``step`` updates).
+
+    A fused Adam or AdamW of one param group whose state exists (after its first step)
+    takes the step through torch's fused kernel directly: exactly the calls its ``step``
+    makes (the step counts, then ``_fused_adam_``/``_fused_adamw_`` with the group's
+    values), without the Python around them (hooks, profiling, grouping by device), which
+    costs ~100 µs a step: a third of a batch-32 step of a small MLP on the CPU. Step hooks
+    registered on the optimizer run only on ``step()``; any other optimizer, and the
+    first step (which creates the state), go through ``step()``.
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.ones(2)); p.grad = torch.ones(2)
+        >>> opt = make_optimizer("adam", [p], 0.1, device=torch.device("cpu"))
+        >>> optimizer_step(opt, [p]); optimizer_step(opt, [p]); p.detach()
+        tensor([0.8000, 0.8000])
+    """
+    groups = optimizer.param_groups
+    g = groups[0]
+    if (len(groups) != 1 or not isinstance(optimizer, torch.optim.Adam) or not g["fused"]
+            or g["amsgrad"] or g["capturable"] or g["differentiable"]
+            or any(isinstance(v, torch.Tensor) for v in (g["lr"], *g["betas"]))):
+        optimizer.step()
+        return
+    state = optimizer.state
+    states = [state.get(p) for p in params]  # .get: the defaultdict gains no entry
+    if not params or not all(s and "step" in s for s in states):
+        optimizer.step()
+        return
+    steps = [s["step"] for s in states]
+    foreach_add_(steps, 1)
+    beta1, beta2 = g["betas"]
+    fused_adam_(g.get("decoupled_weight_decay", False), [p.detach() for p in params],
+                [p.grad for p in params], [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=g["lr"],
+                beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"], eps=g["eps"],
+                maximize=g["maximize"])
 
 
 def check_optimizer(name: str) -> str:

@@ -44,6 +44,7 @@ import torch
 from ..base.torch_internals import non_finite_check
 from ..core.config import FitConfig
 from ..core.model import Model
+from ..core.optim import optimizer_step
 
 OVERFLOW_GUARD_LR = 1.0  # above this learning rate a step is undone if it overflows
 
@@ -111,9 +112,25 @@ def all_finite(tensors: list[torch.Tensor],
         scratch = torch.zeros(1, device=device), torch.ones(1, device=device)
     else:
         scratch[0].zero_()
-    with torch.no_grad():
+    if any(t.requires_grad for t in tensors):  # weights: an in-place op needs no_grad
+        with torch.no_grad():
+            non_finite_check(tensors, *scratch)
+    else:  # gradients: no grad-mode switch (2-3 µs a call)
         non_finite_check(tensors, *scratch)
     return not bool(scratch[0])
+
+
+def clear_gradients(params: list[torch.Tensor]) -> None:
+    """Drop the gradients of ``params``: what ``optimizer.zero_grad(set_to_none=True)``
+    does for the optimizer's parameters, without its wrapper (15 µs a call).
+
+    Example:
+        >>> p = torch.nn.Parameter(torch.ones(1)); p.grad = torch.ones(1)
+        >>> clear_gradients([p]); p.grad is None
+        True
+    """
+    for p in params:
+        p.grad = None
 
 
 def guarded_step(model: Model, params: list[torch.nn.Parameter], clip_norm: float | None,
@@ -136,17 +153,17 @@ def guarded_step(model: Model, params: list[torch.nn.Parameter], clip_norm: floa
     if clip_norm is not None or clip_value is not None:
         clip_gradients(moving, clip_norm, clip_value)
     if guard and not all_finite([p.grad for p in moving], scratch):
-        opt.zero_grad(set_to_none=True)
+        clear_gradients(params)
         return "the gradients are not finite"
     if not guard or all(g["lr"] <= OVERFLOW_GUARD_LR for g in opt.param_groups):
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        optimizer_step(opt, moving)
+        clear_gradients(moving)
         return None
     weights = [p.detach().clone() for p in moving]
     states = {p: {k: v.clone() if isinstance(v, torch.Tensor) else v
                   for k, v in opt.state[p].items()} for p in moving if p in opt.state}
-    opt.step()
-    opt.zero_grad(set_to_none=True)
+    optimizer_step(opt, moving)
+    clear_gradients(moving)
     if all_finite(moving, scratch):
         return None
     with torch.no_grad():
@@ -273,4 +290,4 @@ class SingleEngine:
             if nesterov is not None:
                 g["nesterov"] = nesterov
         self._saved = []
-        opt.zero_grad(set_to_none=True)
+        clear_gradients(self.params)
