@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from browser_js import FIGURE, TRAIN_LOSS, WIDGET_LOADING
+from browser_js import BATCH_LOSS, CLICK_UNTIL_STATUS, FIGURE, TRAIN_LOSS, WIDGET_LOADING
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +43,17 @@ TRAIN_SCRIPT = textwrap.dedent(f"""\
            run_dir=sys.argv[1])
     """)
 
+# The train-loss curve and the watch's progress text, taken together once the text shows
+# an epoch at or past the curve's last point (null until then): they come in separate
+# messages.
+PROGRESS_CAUGHT_UP = f"""() => {{
+    const label = document.querySelector('.xb-watch .xb-progress-label')?.textContent.trim() ?? '';
+    const epoch = Number(label.match(/^epoch (\\d+)\\//)?.[1] ?? -1);
+    const trace = {FIGURE}?.data?.[{TRAIN_LOSS}];
+    if (!trace || epoch < (trace.x.at(-1) ?? Infinity)) return null;
+    return {{x: Array.from(trace.x), y: Array.from(trace.y), label}};
+}}"""
+
 # Python code run in the notebook's kernel through the page's own kernel connection; what
 # it prints comes back.
 KERNEL_EXECUTE = """async (code) => {
@@ -57,6 +68,7 @@ KERNEL_EXECUTE = """async (code) => {
     return {out, err};
 }"""
 
+CHILDREN = "import psutil; print(len(psutil.Process().children(recursive=True)))"
 # After Stop: the kernel's children (the forked ranks) gone, and the model's history.
 RANKS_GONE = textwrap.dedent("""\
     import json, multiprocessing, time, psutil
@@ -187,8 +199,9 @@ def test_lab_watch_follows_a_script_and_stops_it(lab_server, page):
         first = points(page)
         page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.length >= {first + 2}",
                                timeout=60_000)
-        drawn = figure(page)
-        label = page.inner_text(".xb-watch .xb-progress-label").strip()
+        # the figure and the progress text of one draw (each comes in its own message)
+        drawn = page.wait_for_function(PROGRESS_CAUGHT_UP, timeout=10_000).json_value()
+        label = drawn["label"]
         rows = epoch_rows(run_dir)  # read after the figure: the file is ahead, or even
         n = len(drawn["x"])
         assert n >= first + 2 and len(rows) >= n, (n, len(rows))
@@ -199,16 +212,16 @@ def test_lab_watch_follows_a_script_and_stops_it(lab_server, page):
         assert n <= int(shown[1]) <= len(rows) + 1, (label, n, len(rows))
         assert proc.poll() is None, "the run ended before the test could stop it"
 
-        # Stop, in the page: the script exits soon with "stopped", and the widget says so
+        # Stop, in the page: the widget says stopped soon (timed in the page, from the click
+        # to the status), the script has exited with "stopped" in run.json
         stop_clicked = time.monotonic()
-        page.click(".xb-watch button.xb-stop")
-        assert (run_dir / "STOP").exists() or proc.poll() is not None
+        stop_s = page.evaluate(CLICK_UNTIL_STATUS, [".xb-watch button.xb-stop", "stopped"])
         returncode = proc.wait(STOP_EXIT_S)
         exit_s = time.monotonic() - stop_clicked
+        assert 0 <= stop_s < STOP_EXIT_S, stop_s  # -1: no "stopped" within 30 s
         header = json.loads((run_dir / "run.json").read_text())
         assert returncode == 0 and header["status"] == "stopped", (returncode, header)
         rows = epoch_rows(run_dir)
-        wait_status(page, "stopped", timeout_ms=30_000)
         status = page.inner_text(".xb-watch .xb-status").strip()
         trained = rows[-1]["epoch"]
         assert status.startswith(f"stopped · {trained} epoch"), (status, trained)
@@ -244,7 +257,8 @@ def test_lab_watch_follows_a_script_and_stops_it(lab_server, page):
             proc.wait()
         log.close()
     print(f"\n[watch] {first} -> {n} points while running; Stop at epoch {trained} "
-          f"(of {RUN_EPOCHS}): script exited {exit_s:.2f}s after the click, run.json "
+          f"(of {RUN_EPOCHS}): status stopped {stop_s:.2f}s after the click (in the page), "
+          f"script exited within {exit_s:.2f}s, run.json "
           f"'{header['status']}', {len(rows)} points drawn = {len(rows)} epochs in "
           f"history.jsonl, also after a reload; screenshots {[str(s) for s in shots]}; "
           f"test {time.monotonic() - t0:.1f}s")
@@ -258,8 +272,7 @@ def test_lab_dashboard_two_processes_start_stop_no_rank_left(lab_server, page):
     page.wait_for_selector("button.xb-start", timeout=120_000)
     page.wait_for_selector(".xb-dashboard .js-plotly-plot.xb-figure .main-svg", timeout=120_000)
     page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    before = page.evaluate(KERNEL_EXECUTE, "import psutil; print(len(psutil.Process()"
-                                           ".children(recursive=True)))")
+    before = page.evaluate(KERNEL_EXECUTE, CHILDREN)
     assert before == {"out": "0\n", "err": ""}, before
 
     page.click("button.xb-start")
@@ -270,12 +283,23 @@ def test_lab_dashboard_two_processes_start_stop_no_rank_left(lab_server, page):
     page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.length >= {first + 2}",
                            timeout=60_000)
     while_running = points(page)
-    ranks = page.evaluate(KERNEL_EXECUTE, "import psutil; print(len(psutil.Process()"
-                                          ".children(recursive=True)))")
+    ranks = page.evaluate(KERNEL_EXECUTE, CHILDREN)
     assert ranks["out"].strip() == "2", ranks  # two forked ranks train
 
-    page.click("button.xb-stop")
-    wait_status(page, "stopped", timeout_ms=60_000)
+    # Pause reaches both ranks: nothing more is drawn, both ranks live; Resume goes on
+    timings = {"pause_s": page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-pause", "paused"])}
+    page.wait_for_timeout(1000)  # rows of the batch in progress, drawn (a few draws a second)
+    paused = [points(page), points(page, BATCH_LOSS)]
+    page.wait_for_timeout(1500)
+    assert [points(page), points(page, BATCH_LOSS)] == paused
+    ranks_paused = page.evaluate(KERNEL_EXECUTE, CHILDREN)
+    assert ranks_paused["out"].strip() == "2", ranks_paused
+    timings["resume_s"] = page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-pause", "training"])
+    page.wait_for_function(f"{FIGURE}.data[{BATCH_LOSS}].x.length > {paused[1]}",
+                           timeout=60_000)
+
+    timings["stop_s"] = page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-stop", "stopped"])
+    assert all(0 <= v < 5 for v in timings.values()), timings  # -1: no such status in 30 s
     checked = page.evaluate(KERNEL_EXECUTE, RANKS_GONE)
     assert not checked["err"], checked
     kernel = json.loads(checked["out"])
@@ -294,7 +318,8 @@ def test_lab_dashboard_two_processes_start_stop_no_rank_left(lab_server, page):
     shots = shoot(page, ".xb-dashboard", "dashboard-processes2")
     problems.check(page)
     print(f"\n[dashboard processes=2] {first} -> {while_running} points while running, 2 "
-          f"ranks; Stop: status stopped, {epochs} epochs = {epochs} points (values equal to "
+          f"ranks; {', '.join(f'{k} {v:.2f}' for k, v in timings.items())} (in the page); "
+          f"paused: no point drawn in 1.5 s, 2 ranks alive; after Stop: {epochs} epochs = {epochs} points (values equal to "
           f"the history), kernel children after {kernel['waited_s']:.2f}s: "
           f"{kernel['children']}; screenshots {[str(s) for s in shots]}; "
           f"test {time.monotonic() - t0:.1f}s")
