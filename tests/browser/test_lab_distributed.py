@@ -169,6 +169,19 @@ def shoot(page, selector: str, name: str) -> list[Path]:
     return shots
 
 
+def settled(page, quiet_ms: int = 1000, timeout_s: float = 30) -> list[int]:
+    """The train-loss and batch-loss point counts, once unchanged for ``quiet_ms``."""
+    deadline = time.monotonic() + timeout_s
+    counts = [points(page), points(page, BATCH_LOSS)]
+    while True:
+        page.wait_for_timeout(quiet_ms)
+        now = [points(page), points(page, BATCH_LOSS)]
+        if now == counts:
+            return counts
+        assert time.monotonic() < deadline, f"the curves still grow while paused: {now}"
+        counts = now
+
+
 def same_values(drawn: list, expected: list) -> bool:
     return len(drawn) == len(expected) and all(
         d == pytest.approx(e, rel=1e-6, abs=1e-9) for d, e in zip(drawn, expected, strict=True))
@@ -182,19 +195,23 @@ def test_lab_watch_follows_a_script_and_stops_it(lab_server, page):
     script = lab["dir"].parent / "train_watched.py"
     script.write_text(TRAIN_SCRIPT)
     open_notebook(page, lab, "lab_watch", HERE / "watch.ipynb")
+    run_all(page)
+    # the watch waits for a run that has not started, its Stop disabled
+    page.wait_for_selector(".xb-watch .js-plotly-plot.xb-figure .main-svg", timeout=120_000)
+    wait_status(page, "waiting for a run to start in ", timeout_ms=60_000)
+    assert "watch_run" in page.inner_text(".xb-watch .xb-status")
+    assert page.is_disabled(".xb-watch button.xb-stop")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(
         filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     log = open(lab["dir"].parent / "train_watched.log", "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, str(script), str(run_dir)], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        run_all(page)
-        page.wait_for_selector(".xb-watch button.xb-stop", timeout=120_000)
-        page.wait_for_selector(".xb-watch .js-plotly-plot.xb-figure .main-svg", timeout=120_000)
         wait_status(page, "training", timeout_ms=120_000)
+        assert page.is_enabled(".xb-watch button.xb-stop")
 
         # the train-loss curve gains points while the script runs, at the file's epochs
-        page.wait_for_function(f"({FIGURE}?.data?.[{TRAIN_LOSS}]?.x?.length ?? 0) >= 2",
+        page.wait_for_function(f"({FIGURE}?.data?.[{TRAIN_LOSS}]?.x?.length ?? 0) >= 1",
                                timeout=120_000)
         first = points(page)
         page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.length >= {first + 2}",
@@ -256,7 +273,7 @@ def test_lab_watch_follows_a_script_and_stops_it(lab_server, page):
             proc.kill()
             proc.wait()
         log.close()
-    print(f"\n[watch] {first} -> {n} points while running; Stop at epoch {trained} "
+    print(f"\n[watch] waiting, then {first} -> {n} points while running; Stop at epoch {trained} "
           f"(of {RUN_EPOCHS}): status stopped {stop_s:.2f}s after the click (in the page), "
           f"script exited within {exit_s:.2f}s, run.json "
           f"'{header['status']}', {len(rows)} points drawn = {len(rows)} epochs in "
@@ -288,8 +305,7 @@ def test_lab_dashboard_two_processes_start_stop_no_rank_left(lab_server, page):
 
     # Pause reaches both ranks: nothing more is drawn, both ranks live; Resume goes on
     timings = {"pause_s": page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-pause", "paused"])}
-    page.wait_for_timeout(1000)  # rows of the batch in progress, drawn (a few draws a second)
-    paused = [points(page), points(page, BATCH_LOSS)]
+    paused = settled(page)  # the rows sent before the pause, drawn
     page.wait_for_timeout(1500)
     assert [points(page), points(page, BATCH_LOSS)] == paused
     ranks_paused = page.evaluate(KERNEL_EXECUTE, CHILDREN)
@@ -320,6 +336,6 @@ def test_lab_dashboard_two_processes_start_stop_no_rank_left(lab_server, page):
     print(f"\n[dashboard processes=2] {first} -> {while_running} points while running, 2 "
           f"ranks; {', '.join(f'{k} {v:.2f}' for k, v in timings.items())} (in the page); "
           f"paused: no point drawn in 1.5 s, 2 ranks alive; after Stop: {epochs} epochs = {epochs} points (values equal to "
-          f"the history), kernel children after {kernel['waited_s']:.2f}s: "
-          f"{kernel['children']}; screenshots {[str(s) for s in shots]}; "
+          f"the history), kernel children: {kernel['children']} "
+          f"(looked for {kernel['waited_s']:.2f}s); screenshots {[str(s) for s in shots]}; "
           f"test {time.monotonic() - t0:.1f}s")
