@@ -182,6 +182,26 @@ def settled(page, quiet_ms: int = 1000, timeout_s: float = 30) -> list[int]:
         counts = now
 
 
+def stopped_and_drawn(page) -> dict:
+    """After a Stop of the dashboard: no rank left in the kernel, the run stopped, and the
+    train-loss curve exactly the model's history (epochs 1..n, its losses); what the
+    kernel said."""
+    checked = page.evaluate(KERNEL_EXECUTE, RANKS_GONE)
+    assert not checked["err"], checked
+    kernel = json.loads(checked["out"])
+    assert kernel["children"] == [] and kernel["active_children"] == [], kernel
+    assert kernel["state"] == "stopped", kernel
+    epochs = len(kernel["epochs"])
+    page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.length === {epochs}",
+                           timeout=30_000)
+    drawn = figure(page)
+    assert drawn["x"] == kernel["epochs"] == list(range(1, epochs + 1))
+    assert same_values(drawn["y"], kernel["loss"])
+    status = page.inner_text(".xb-status").strip()
+    assert status.startswith(f"stopped · {epochs} epoch"), status
+    return kernel
+
+
 def same_values(drawn: list, expected: list) -> bool:
     return len(drawn) == len(expected) and all(
         d == pytest.approx(e, rel=1e-6, abs=1e-9) for d, e in zip(drawn, expected, strict=True))
@@ -316,26 +336,28 @@ def test_lab_dashboard_two_processes_start_stop_no_rank_left(lab_server, page):
 
     timings["stop_s"] = page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-stop", "stopped"])
     assert all(0 <= v < 5 for v in timings.values()), timings  # -1: no such status in 30 s
-    checked = page.evaluate(KERNEL_EXECUTE, RANKS_GONE)
-    assert not checked["err"], checked
-    kernel = json.loads(checked["out"])
-    assert kernel["children"] == [] and kernel["active_children"] == [], kernel
-    assert kernel["state"] == "stopped", kernel
+    kernel = stopped_and_drawn(page)
     epochs = len(kernel["epochs"])
     assert while_running <= epochs < 300
-    page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.length === {epochs}",
-                           timeout=30_000)
-    drawn = figure(page)
-    assert drawn["x"] == kernel["epochs"] == list(range(1, epochs + 1))
-    assert same_values(drawn["y"], kernel["loss"])
-    status = page.inner_text(".xb-status").strip()
-    assert status.startswith(f"stopped · {epochs} epoch"), status
     assert_healthy(page)
     shots = shoot(page, ".xb-dashboard", "dashboard-processes2")
+
+    # Start again: two new ranks go on from the model's last epoch; Stop; none is left
+    page.click("button.xb-start")
+    wait_status(page, "training", timeout_ms=60_000)
+    page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.length >= {epochs + 2}",
+                           timeout=60_000)
+    timings["stop_again_s"] = page.evaluate(CLICK_UNTIL_STATUS, ["button.xb-stop", "stopped"])
+    assert 0 <= timings["stop_again_s"] < 5, timings
+    again = stopped_and_drawn(page)
+    assert len(again["epochs"]) >= epochs + 2
+    assert again["loss"][:epochs] == kernel["loss"]  # the first run's rows, kept
+    assert_healthy(page)
     problems.check(page)
     print(f"\n[dashboard processes=2] {first} -> {while_running} points while running, 2 "
           f"ranks; {', '.join(f'{k} {v:.2f}' for k, v in timings.items())} (in the page); "
-          f"paused: no point drawn in 1.5 s, 2 ranks alive; after Stop: {epochs} epochs = {epochs} points (values equal to "
-          f"the history), kernel children: {kernel['children']} "
-          f"(looked for {kernel['waited_s']:.2f}s); screenshots {[str(s) for s in shots]}; "
-          f"test {time.monotonic() - t0:.1f}s")
+          f"paused: no point drawn in 1.5 s, 2 ranks alive; after Stop: {epochs} epochs = "
+          f"{epochs} points (values equal to the history), kernel children: "
+          f"{kernel['children']} (looked for {kernel['waited_s']:.2f}s); Start again: "
+          f"{len(again['epochs'])} epochs = points, children {again['children']}; "
+          f"screenshots {[str(s) for s in shots]}; test {time.monotonic() - t0:.1f}s")
