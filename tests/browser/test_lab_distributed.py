@@ -234,10 +234,14 @@ def test_lab_watch_follows_a_script_and_stops_it(lab_server, page):
         page.wait_for_function(f"({FIGURE}?.data?.[{TRAIN_LOSS}]?.x?.length ?? 0) >= 1",
                                timeout=120_000)
         first = points(page)
+        t_first = time.monotonic()
         page.wait_for_function(f"{FIGURE}.data[{TRAIN_LOSS}].x.length >= {first + 2}",
                                timeout=60_000)
+        grow_s = time.monotonic() - t_first
         # the figure and the progress text of one draw (each comes in its own message)
+        t = time.monotonic()
         drawn = page.wait_for_function(PROGRESS_CAUGHT_UP, timeout=10_000).json_value()
+        catch_up_s = time.monotonic() - t
         label = drawn["label"]
         rows = epoch_rows(run_dir)  # read after the figure: the file is ahead, or even
         n = len(drawn["x"])
@@ -293,7 +297,7 @@ def test_lab_watch_follows_a_script_and_stops_it(lab_server, page):
             proc.kill()
             proc.wait()
         log.close()
-    print(f"\n[watch] waiting, then {first} -> {n} points while running; Stop at epoch {trained} "
+    print(f"\n[watch] waiting, then {first} -> {n} points while running (+2 in {grow_s:.2f}s, progress text caught up in {catch_up_s:.2f}s); Stop at epoch {trained} "
           f"(of {RUN_EPOCHS}): status stopped {stop_s:.2f}s after the click (in the page), "
           f"script exited within {exit_s:.2f}s, run.json "
           f"'{header['status']}', {len(rows)} points drawn = {len(rows)} epochs in "
