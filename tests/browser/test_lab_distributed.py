@@ -1,9 +1,10 @@
 """Issue 22's live surfaces in JupyterLab, driven by headless Chromium: ``watch(run_dir)``
 following a script trained in another process (curves, progress, Stop through the run's
 stop file, a reload after the run ended), and the TrainingDashboard with ``processes=2``
-(the curve fed from rank 0, Stop reaching every rank, no rank left behind). Values are
-checked against the run's own files and the model's history; console errors and failed
-requests: none. Screenshots at 1280 and 1920 px go to tests/artifacts/ (about 2 minutes)."""
+(the curve fed from rank 0; Pause, Stop and a second Start reaching every rank; no rank
+left behind). Values are checked against the run's own files and the model's history;
+console errors and failed requests: none. Screenshots at 1280 and 1920 px go to
+tests/artifacts/ (about a minute)."""
 
 from __future__ import annotations
 
