@@ -493,9 +493,9 @@ class Trainer(Steering):
                         active, running = self._apply_member_stops()
                         if not running:
                             return False
+                    local = yb.shape[dim]  # this process's share of the group
                     losses, correct = engine.forward_backward(
-                        xb, yb, yb.shape[dim] / total if yb.shape[dim] != total else 1.0,
-                        active)
+                        xb, yb, local / total if local != total else 1.0, active)
                     if read_loss:  # one host sync; a single model's loss is 0-d
                         values = losses.tolist() if dim else [losses.item()]
                     else:
