@@ -126,7 +126,9 @@ def test_train_best_opens_a_dashboard_on_the_best_configuration(small):
 
 
 def test_live_updates_while_running_then_all_runs(small):
-    exp = make(small, params={"units": [4, 8, 16]}, epochs=120)  # long enough for 2 draws/s
+    # long enough for several draws at 2 per second however fast fit runs (small batches),
+    # short enough for every point to be drawn (3 runs x 120 epochs in a curve's budget)
+    exp = make(small, params={"units": [4, 8, 16]}, epochs=120, batch_size=16)
     view = RunComparison(exp)
     assert view.stop_button.disabled
     view.start_button.click()
