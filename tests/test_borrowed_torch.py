@@ -103,3 +103,19 @@ def test_foreach_add():
     except (AttributeError, RuntimeError, TypeError) as exc:
         pytest.fail(f"{moved(name)}: {exc}")
     assert [float(s) for s in steps] == [2.0, 5.0], moved(name)
+
+
+def test_inductor_compile():
+    name = "torch._inductor"
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    def f(a, b):
+        return (torch.relu(a @ b) + 1,)
+
+    a, b = torch.randn(3, 4), torch.randn(4, 2)
+    try:
+        compiled = ti.inductor_compile(make_fx(f)(a, b), [a, b], fallback_random=True)
+        out = compiled(a, b)
+    except (AttributeError, ImportError, RuntimeError, TypeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    torch.testing.assert_close(out[0], f(a, b)[0], msg=moved(name))

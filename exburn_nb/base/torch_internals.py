@@ -31,6 +31,9 @@ BORROWED = {
     "torch._fused_sgd_": "the same for SGD",
     "torch._dynamo": "mark_static_address: a captured step's CUDA graphs replay on the "
                      "optimizer state's fixed addresses",
+    "torch._inductor": "compile_fx: a captured CPU step's traced graph compiled as "
+                       "torch.compile's inductor backend compiles it, without Dynamo's "
+                       "frame hook around every call (about 130 µs a step)",
 }
 
 
@@ -61,6 +64,16 @@ def foreach_add_(tensors: list[torch.Tensor], value: float) -> None:
 def fused_sgd_(*args: Any, **kwargs: Any) -> None:
     """torch's fused SGD kernel, updating in place."""
     torch._fused_sgd_(*args, **kwargs)
+
+
+def inductor_compile(graph: torch.fx.GraphModule, example: list[torch.Tensor],
+                     **config: Any) -> Any:
+    """Compile an FX graph (from ``make_fx``) with inductor, as ``torch.compile``'s
+    backend does; ``config``: inductor settings for this compile (e.g.
+    ``fallback_random=True``). Returns a callable taking the example's arguments."""
+    from torch._inductor.compile_fx import compile_fx
+
+    return compile_fx(graph, example, config_patches=config)
 
 
 def mark_static_address(tensor: torch.Tensor) -> None:

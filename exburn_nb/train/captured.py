@@ -1,19 +1,29 @@
-"""The captured step engine (``FitConfig(compile=True)``): a whole training step as one
-``torch.compile`` graph.
+"""The captured step engine (``FitConfig(compile=True)``): a training step compiled once
+and reused.
 
-One graph does what :class:`~exburn_nb.train.engine.SingleEngine` does in a few hundred
-eager dispatches: the forward pass, the loss, the backward pass (``torch.func``'s
+What one compiled graph does, :class:`~exburn_nb.train.engine.SingleEngine` does in a few
+hundred eager dispatches: the forward pass, the loss, the backward pass (``torch.func``'s
 ``grad_and_value``, so no autograd tape at run time), clipping (values, then the norm, as
-``torch.nn.utils`` does), the non-finite check and the optimizer update (torch's own
-functional optimizers, ``torch.optim.adam.adam`` and friends, in place on the model's
-weights and its optimizer's own state, so an eager step can follow a captured one). On
-the CPU inductor emits C++ kernels (it needs a C++ compiler: without one the run is
-refused before any step); on CUDA it runs as CUDA graphs (``mode="reduce-overhead"``).
+``torch.nn.utils`` does) and the non-finite check.
 
-- **Guard.** With ``terminate_on_nan`` the graph computes whether the loss and the
-  clipped gradients are finite, and writes the update only where they are
-  (``torch.where`` on each updated tensor, fused into the update's kernel): a refused step
-  leaves weights and optimizer state exactly as they were, as the eager guard does.
+- **On the CPU** the graph is traced once (``make_fx``, on fake tensors: no real kernel
+  runs and no random number is drawn) and inductor compiles it to C++ kernels (it needs a
+  C++ compiler: without one the run is refused before any step). It is called directly,
+  without ``torch.compile``'s frame hook and guards, which cost about 130 µs a call on the
+  guide's MLP: the key under which a graph is kept (shapes, dtypes, the network, the
+  settings) is what those guards would check. The graph returns the gradients; the
+  update is the eager step's own (:func:`~exburn_nb.core.optim.optimizer_step`: torch's
+  fused Adam kernel, which runs at twice the speed of the update inductor writes), after
+  the graph's finite check (a host read that costs nothing on the CPU).
+- **On CUDA** the whole step, the update included, is one ``torch.compile`` graph run as
+  CUDA graphs (``mode="reduce-overhead"``); the optimizer update is torch's functional
+  optimizer (``torch.optim.adam.adam`` and friends) in place on the model's weights and
+  its optimizer's own state, and the guard writes the update only where the loss and the
+  clipped gradients are finite (``torch.where``, fused into the update's kernel), so no
+  batch waits for the host.
+
+Either way:
+
 - **Ragged batches, accumulation, large rates, frozen layers.** The graph is captured
   for the run's full batch; the last, smaller batch of an epoch (eager rather than a
   second graph or a dynamic batch dimension: one eager batch per epoch costs less than a
@@ -22,16 +32,17 @@ refused before any step); on CUDA it runs as CUDA graphs (``mode="reduce-overhea
   above the overflow guard's rate (:data:`~exburn_nb.train.engine.
   OVERFLOW_GUARD_LR`, whose undo needs a copy of the weights) take the eager step on the
   same weights and state. One compile per shape, no recompile per epoch.
-- **Learning rate.** Passed to the graph as a 0-d tensor, so a schedule does not
-  recompile.
+- **Learning rate.** Read by the eager update on the CPU; passed to the CUDA graph as a
+  0-d tensor. A schedule does not recompile.
 - **Random draws.** On the CPU dropout draws from torch's global generator in eager
   order (inductor's ``fallback_random``), so a seeded captured run draws the masks its
   eager run draws. On CUDA (``mode="reduce-overhead"``) inductor draws them from its own
   generator, seeded from torch's: a seeded run repeats itself, with other masks than
   eager's.
 - **Reuse.** The compiled step is kept per model and per (shape, settings): later epochs
-  and later fits of the same shapes reuse it. ``compile_seconds`` (also in the run's
-  entry of ``model.runs``) is the first captured step's time, compile included.
+  and later fits of the same shapes reuse it (:func:`graphs_built` counts the compiles).
+  ``compile_seconds`` (also in the run's entry of ``model.runs``) is the first captured
+  step's time, compile included.
 
 Example:
     >>> model = xb.fit(model, (x, y), epochs=3, compile=True)  # doctest: +SKIP
@@ -49,17 +60,30 @@ from typing import Any
 
 import torch
 from torch.func import functional_call, grad_and_value
+from torch.fx.experimental.proxy_tensor import make_fx
 
-from ..base.torch_internals import mark_static_address
+from ..base.torch_internals import inductor_compile, mark_static_address
 from ..core.config import FitConfig
 from ..core.model import Model
-from .engine import OVERFLOW_GUARD_LR, SingleEngine
+from .engine import OVERFLOW_GUARD_LR, SingleEngine, guarded_step
 
 # the optimizer state each kind's functional update takes, in its argument order
 _STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
           "sgd": ("momentum_buffer",), "rmsprop": ("square_avg",)}
 _STEPS = ("adam", "adamw", "rmsprop")  # kinds that count steps in a 0-d tensor
 _CACHE: weakref.WeakKeyDictionary[Model, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
+_BUILT = [0]  # graphs compiled in this process
+
+
+def graphs_built() -> int:
+    """How many captured steps this process has compiled (a reused one counts once).
+
+    Example:
+        >>> before = graphs_built()  # doctest: +SKIP
+        >>> xb.fit(model, data, epochs=2, compile=True); graphs_built() - before  # doctest: +SKIP
+        1
+    """
+    return _BUILT[0]
 
 
 def check_compilable(device: torch.device) -> None:
@@ -110,13 +134,11 @@ def _clip(grads: list[torch.Tensor], clip_norm: float | None,
     return grads
 
 
-def _build_step(model: Model, config: FitConfig, group: dict, device_type: str) -> Callable:
-    """The captured step ``(x, y, params, state, steps, lr) -> (loss, correct, ok)``."""
-    module, lossfn, kind = model.module, model.loss, model.optimizer
+def _loss_function(model: Model, config: FitConfig, device_type: str) -> Callable:
+    """``(weights, x, y) -> (loss, output)``: the model's loss as a function of its
+    weights (in ``named_parameters`` order), under the run's precision."""
+    module, lossfn = model.module, model.loss
     names = [n for n, _ in module.named_parameters()]
-    update = _functional_update(kind, group)
-    guard, accuracy, clip = config.terminate_on_nan, config.accuracy, (config.clip_norm,
-                                                                         config.clip_value)
     bf16 = config.precision == "bf16"
 
     def loss_of(weights: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor):
@@ -124,6 +146,43 @@ def _build_step(model: Model, config: FitConfig, group: dict, device_type: str) 
             out = functional_call(module, dict(zip(names, weights, strict=True)), (x,))
             loss = lossfn(out, y)
         return loss, out
+
+    return loss_of
+
+
+def _finite(loss: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
+    """Whether the loss and every gradient are finite, as a 0-d bool tensor."""
+    return torch.isfinite(loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all()
+
+
+def _build_gradients(model: Model, config: FitConfig, example: list[torch.Tensor]
+                     ) -> Callable:
+    """The CPU graph ``(x, y, *weights) -> (loss, correct, finite, *gradients)``
+    (``correct`` and ``finite`` are 0-d zeros and ones when the run does not ask for
+    them), traced on fake tensors and compiled by inductor."""
+    loss_of, lossfn = _loss_function(model, config, "cpu"), model.loss
+    accuracy, clip = config.accuracy, (config.clip_norm, config.clip_value)
+
+    def gradients(x: torch.Tensor, y: torch.Tensor, *weights: torch.Tensor):
+        grads, (loss, out) = grad_and_value(loss_of, has_aux=True)(list(weights), x, y)
+        grads = _clip(grads, *clip)
+        correct = lossfn.correct(out.detach(), y) if accuracy else loss.new_zeros(())
+        finite = _finite(loss, grads) if config.terminate_on_nan else loss.new_ones((),
+                                                                                    dtype=bool)
+        return (loss.detach(), correct, finite, *grads)
+
+    graph = make_fx(gradients, tracing_mode="fake")(*example)
+    # dropout masks from torch's generator, in eager order
+    return inductor_compile(graph, example, fallback_random=True)
+
+
+def _build_step(model: Model, config: FitConfig, group: dict) -> Callable:
+    """The CUDA graph of the whole step
+    ``(x, y, params, state, steps, lr) -> (loss, correct, ok)``."""
+    loss_of, lossfn, kind = _loss_function(model, config, "cuda"), model.loss, model.optimizer
+    update = _functional_update(kind, group)
+    guard, accuracy, clip = config.terminate_on_nan, config.accuracy, (config.clip_norm,
+                                                                         config.clip_value)
 
     def step(x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor],
              state: list[list[torch.Tensor]], steps: list[torch.Tensor], lr: torch.Tensor):
@@ -135,8 +194,7 @@ def _build_step(model: Model, config: FitConfig, group: dict, device_type: str) 
             if not guard:
                 update(params, grads, state, steps, lr)
                 return loss.detach(), correct, None
-            ok = torch.isfinite(loss) & torch.stack([torch.isfinite(g).all()
-                                                     for g in grads]).all()
+            ok = _finite(loss, grads)
             kept = [t.clone() for t in (*params, *(s for slot in state for s in slot),
                                         *steps)]
             update(params, grads, state, steps, lr)
@@ -145,15 +203,12 @@ def _build_step(model: Model, config: FitConfig, group: dict, device_type: str) 
                 t.copy_(torch.where(ok, t, old))
         return loss.detach(), correct, ok
 
-    options = {"fallback_random": True}  # dropout masks from torch's generator, as eager
-    if device_type == "cuda":
-        return torch.compile(step, mode="reduce-overhead", dynamic=False)
-    return torch.compile(step, dynamic=False, options=options)
+    return torch.compile(step, mode="reduce-overhead", dynamic=False)
 
 
 class CapturedEngine(SingleEngine):
-    """The step engine of ``compile=True``: :class:`SingleEngine` with the whole step
-    captured (see the module docstring for what runs eagerly, and why).
+    """The step engine of ``compile=True``: :class:`SingleEngine` with the step captured
+    (see the module docstring for what runs eagerly, and why).
 
     Attributes:
         compiling: True until the run's first captured step is done (the dashboard says
@@ -171,14 +226,18 @@ class CapturedEngine(SingleEngine):
         check_compilable(model.torch_device)
         self.compiling = config.accumulate_gradients == 1  # until the first captured step
         self.compile_seconds: float | None = None
+        self._whole = model.torch_device.type == "cuda"  # the update inside the graph
         self._ok: torch.Tensor | None | bool = False  # False: no captured step pending
+        self._grads: list[torch.Tensor] | None = None  # a CPU graph's, for step()
         self._fn: Callable | None = None
         self._run: int | None = None
         self._lr = torch.zeros((), device=model.torch_device)
+        self._weights: list[torch.Tensor] = []
 
     def start(self, seeds: Sequence[int] | None) -> None:
-        """As :class:`SingleEngine` does; then the optimizer state the graph updates
-        (created as ``torch.optim`` creates it) and the rate as a tensor."""
+        """As :class:`SingleEngine` does; then the optimizer state (created as
+        ``torch.optim`` creates it, so the first step is a fused one too) and the rate
+        as a tensor for the CUDA graph."""
         super().start(seeds)
         opt, device = self.model.torch_optimizer, self.model.torch_device
         kind = self.model.optimizer
@@ -190,9 +249,10 @@ class CapturedEngine(SingleEngine):
             if kind in _STEPS and "step" not in state:
                 state["step"] = torch.zeros((), dtype=torch.float32, device=device)
         self._lr.fill_(self.learning_rate(0))
-        if device.type == "cuda":  # CUDA graphs replay on fixed addresses: tell dynamo
+        if self._whole:  # CUDA graphs replay on fixed addresses: tell dynamo
             for t in (self._lr, *(v for p in self.params for v in opt.state[p].values())):
                 mark_static_address(t)
+        self._weights = [p.detach() for p in self.params]
         self._fn = None
         self._run = self.model.recorder.runs[-1]["run"] if self.model.recorder.runs else None
 
@@ -204,37 +264,53 @@ class CapturedEngine(SingleEngine):
                 and not self.model.frozen_layers)
 
     def _step_fn(self, xb: torch.Tensor, yb: torch.Tensor) -> Callable:
+        """The compiled step for this batch's shapes and the run's settings: from the
+        cache, or built. The key holds all a graph depends on (the network's layers by
+        identity and description; on CUDA the optimizer's settings, which the graph
+        holds)."""
         cfg, model = self.config, self.model
-        group = {k: v for k, v in model.torch_optimizer.param_groups[0].items()
-                 if k not in ("params", "lr", "initial_lr")}
-        key = (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, model.optimizer,
-               repr(sorted(group.items())), cfg.clip_norm, cfg.clip_value,
-               cfg.terminate_on_nan, cfg.accuracy, cfg.precision)
+        key = (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, id(model.module),
+               repr(model.module), cfg.clip_norm, cfg.clip_value, cfg.terminate_on_nan,
+               cfg.accuracy, cfg.precision)
+        group = {}
+        if self._whole:
+            group = {k: v for k, v in model.torch_optimizer.param_groups[0].items()
+                     if k not in ("params", "lr", "initial_lr")}
+            key += (model.optimizer, repr(sorted(group.items())))
         steps = _CACHE.setdefault(model, {})
         if key not in steps:
-            steps[key] = _build_step(model, cfg, group, model.torch_device.type)
+            steps[key] = (_build_step(model, cfg, group) if self._whole
+                          else _build_gradients(model, cfg, [xb, yb, *self._weights]))
+            _BUILT[0] += 1
         return steps[key]
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
                          active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A full batch: the whole captured step (the update is written, or withheld by
-        the guard, here; :meth:`step` reports it). Other batches: the eager pass."""
+        """A full batch: the captured step (on CUDA the update is written, or withheld
+        by the guard, here; on the CPU :meth:`step` writes it). Other batches: the eager
+        pass."""
         if not self._captures(xb):
             return super().forward_backward(xb, yb, scale, active)
-        opt, kind = self.model.torch_optimizer, self.model.optimizer
-        state = [[opt.state[p][key] for p in self.params] for key in _STATE[kind]]
-        steps = [opt.state[p]["step"] for p in self.params] if kind in _STEPS else []
         started = time.perf_counter() if self.compiling else None
         fn = self._fn if self._fn is not None else self._step_fn(xb, yb)
-        loss, correct, ok = fn(xb, yb, self.params, state, steps, self._lr)
-        if xb.device.type == "cuda":  # a CUDA graph's outputs are overwritten by its next
-            # replay, and the history reads the losses later
-            loss = loss.clone()
-            correct = correct.clone() if correct is not None else None
+        if self._whole:
+            loss, correct, ok = self._whole_step(fn, xb, yb)
+        else:
+            loss, correct, ok, *self._grads = fn(xb, yb, *self._weights)
+            correct = correct if self.config.accuracy else None
         if started is not None:
             self._compiled(time.perf_counter() - started)
         self._fn, self._ok = fn, ok
         return loss, correct
+
+    def _whole_step(self, fn: Callable, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
+        opt, kind = self.model.torch_optimizer, self.model.optimizer
+        state = [[opt.state[p][key] for p in self.params] for key in _STATE[kind]]
+        steps = [opt.state[p]["step"] for p in self.params] if kind in _STEPS else []
+        loss, correct, ok = fn(xb, yb, self.params, state, steps, self._lr)
+        # a CUDA graph's outputs are overwritten by its next replay, and the history
+        # reads the losses later
+        return loss.clone(), correct.clone() if correct is not None else None, ok
 
     def _compiled(self, seconds: float) -> None:
         self.compiling, self.compile_seconds = False, seconds
@@ -242,13 +318,20 @@ class CapturedEngine(SingleEngine):
             self.model.recorder.note_run(self._run, compile_seconds=round(seconds, 3))
 
     def step(self, active: Sequence[bool]) -> list[str | None]:
-        """The captured step's outcome, or the eager guarded step after an eager pass."""
+        """After a captured CPU pass, the eager update unless the graph found a
+        non-finite value; after the CUDA graph, its outcome; after an eager pass, the
+        eager guarded step."""
         ok, self._ok = self._ok, False
+        grads, self._grads = self._grads, None
         if ok is False:
             return super().step(active)
-        if ok is None or bool(ok):
-            return [None]
-        return ["the gradients are not finite"]
+        if ok is not None and not bool(ok):
+            return ["the gradients are not finite"]
+        if grads is not None:
+            for p, g in zip(self.params, grads, strict=True):
+                p.grad = g
+            return [guarded_step(self.model, self.params, None, None, guard=False)]
+        return [None]
 
     def set_learning_rate(self, member: int, lr: float) -> None:
         """Use ``lr`` from the next step on (captured and eager steps alike)."""
@@ -257,7 +340,7 @@ class CapturedEngine(SingleEngine):
 
     def finish(self) -> None:
         """As :class:`SingleEngine`; a captured step never ends with gradients held."""
-        self._ok = False
+        self._ok, self._grads = False, None
         super().finish()
 
 
