@@ -96,3 +96,38 @@ def test_a_click_message_reaches_the_traces_on_click_and_nothing_else_does():
                 {**payload, "points": None}):
         send(bad)
     assert seen == []
+
+
+def test_a_whole_figure_sent_while_a_trace_is_added_reaches_the_page_in_order():
+    """A page that loaded plotly late asks for the whole figure (save_state, on a subshell
+    thread) while the training thread may be adding a trace. The page applies what it gets
+    in order, so the copy must not overtake the change: replaying the messages as the page
+    does must give the figure's traces, none twice and none missing: the trace's own
+    message first, then the whole figure with it."""
+    import threading
+
+    sent, paused, resume = [], threading.Event(), threading.Event()
+
+    class Recording(FigureWidget):
+        def send_state(self, key=None):
+            keys = [key] if isinstance(key, str) else list(key or [])
+            if "_py2js_addTraces" in keys and self._py2js_addTraces and not resume.is_set():
+                paused.set()  # the trace is in the figure; its message not yet sent
+                resume.wait(10)
+            super().send_state(key)
+            sent.append((keys, len(self._widget_data)))
+
+    fig = Recording()
+    adding = threading.Thread(target=fig.add_scatter, kwargs={"y": [1, 2]})
+    adding.start()
+    assert paused.wait(10)
+    sending = threading.Thread(target=fig.save_state, args=(True,))
+    sending.start()
+    sending.join(1.0)  # unlocked, the copy would go out now, ahead of the trace's message
+    resume.set()
+    adding.join(10)
+    sending.join(10)
+    adds = [i for i, (k, _) in enumerate(sent) if k == ["_py2js_addTraces"]]
+    whole = [i for i, (k, _) in enumerate(sent) if "_xb_synced" in k]
+    assert len(whole) == 1 and adds and adds[0] < whole[0], sent  # else added twice
+    assert sent[whole[0]][1] == len(fig.data) == 1

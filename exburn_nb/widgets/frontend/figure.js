@@ -8,7 +8,7 @@ const PAGE = (globalThis.__exburn_nb_plotly ??= {}); // plotly version -> shared
 const ASK_AGAIN_MS = 2000; // a request unanswered this long is sent again (JupyterLab sends a
 // new comm's first messages on the busy main shell until the comm's subshell exists)
 const STATIC_AFTER_MS = 4000; // no kernel answer by then: draw the saved state statically
-const SYNC_MS = 3000; // longest wait for the current figure after plotly's late start
+const SYNC_MS = 3000; // the current figure asked for again after this long unanswered
 
 function loader(version) {
   if (!PAGE[version]) {
@@ -66,21 +66,27 @@ async function drawStatic(model, el) {
   }
 }
 
-// plotly's model missed the changes sent before it started: ask for the whole figure.
+// plotly's model missed the changes sent before it started: ask for the whole figure, and
+// again every SYNC_MS until the kernel answers (a busy kernel or page can take longer). A
+// figure drawn from the state it had before would lack traces that later changes refer to.
 function sync(model) {
   return new Promise((resolve) => {
+    let timer;
     const done = () => {
-      clearTimeout(timer);
+      clearInterval(timer);
       model.off("change:_xb_synced", done);
       resolve();
     };
-    const timer = setTimeout(done, SYNC_MS);
+    const ask = () => {
+      try {
+        model.send({ type: "xb-plotly-sync?" });
+      } catch (err) {
+        done(); // no comm (an export): its saved state is all there is
+      }
+    };
     model.on("change:_xb_synced", done);
-    try {
-      model.send({ type: "xb-plotly-sync?" });
-    } catch (err) {
-      done();
-    }
+    timer = setInterval(ask, SYNC_MS);
+    ask();
   });
 }
 

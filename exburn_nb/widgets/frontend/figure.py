@@ -68,6 +68,9 @@ class FigureWidget(go.FigureWidget):
     _xb_synced = Int(0).tag(sync=True)  # counts save_state(send=True): "the state is current"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # held while a change goes out and while save_state copies and sends the figure
+        # (see save_state); created first: plotly's __init__ already sends
+        self._state_lock = threading.RLock()
         super().__init__(*args, **kwargs)
         self._frames = threading.Condition()
         self._frame_sent = self._frame_drawn = 0
@@ -87,18 +90,46 @@ class FigureWidget(go.FigureWidget):
         Returns False, keeping the state saved before, when another thread kept changing
         the figure while it was copied (the next save brings it up to date).
 
+        A page applies the changes it receives after this state on top of it, so the copy
+        and its sending hold the lock every change holds while it goes out
+        (:meth:`send_state`), and adding, removing or reordering traces holds it from the
+        change to its message: a change that went out before the copy is in it, and one
+        made after is sent after it. A change of values made just before the copy and sent
+        just after it arrives twice, which sets the same values again; a trace added
+        or removed can never arrive twice or not at all.
+
         Example:
             >>> FigureWidget(layout={"height": 300}).save_state(send=False)
             True
         """
-        state = copy_figure_state(self)
-        if state is None:
-            return False
-        set_traits_silently(self, **{FIGURE_DATA_TRAIT: state[0], FIGURE_LAYOUT_TRAIT: state[1]})
-        if send:
-            set_traits_silently(self, _xb_synced=self._xb_synced + 1)
-            self.send_state([FIGURE_DATA_TRAIT, FIGURE_LAYOUT_TRAIT, "_xb_synced"])
+        with self._state_lock:
+            state = copy_figure_state(self)
+            if state is None:
+                return False
+            set_traits_silently(self, **{FIGURE_DATA_TRAIT: state[0],
+                                         FIGURE_LAYOUT_TRAIT: state[1]})
+            if send:
+                set_traits_silently(self, _xb_synced=self._xb_synced + 1)
+                self.send_state([FIGURE_DATA_TRAIT, FIGURE_LAYOUT_TRAIT, "_xb_synced"])
         return True
+
+    def send_state(self, key: Any = None) -> None:
+        """ipywidgets' ``send_state`` (every change plotly makes goes out through it),
+        holding the lock :meth:`save_state` holds."""
+        with self._state_lock:
+            super().send_state(key)
+
+    def add_traces(self, *args: Any, **kwargs: Any) -> Any:
+        """plotly's ``add_traces`` (``add_trace`` and ``add_scatter`` and the like call
+        it), holding the lock :meth:`save_state` holds from the change to its message."""
+        with self._state_lock:
+            return super().add_traces(*args, **kwargs)
+
+    def _set_data(self, value: Any) -> None:
+        with self._state_lock:  # removing and reordering traces: as add_traces
+            go.FigureWidget.data.fset(self, value)
+
+    data = property(go.FigureWidget.data.fget, _set_data, doc=go.FigureWidget.data.__doc__)
 
 
     def mark_frame(self) -> None:
