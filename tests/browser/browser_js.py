@@ -1,4 +1,10 @@
-"""JavaScript the browser tests evaluate in the page, and the figure's trace indices."""
+"""JavaScript the browser tests evaluate in the page, the figure's trace indices, and the
+steps every JupyterLab test starts with (open a notebook in its own workspace, Run All)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 FIGURE = "document.querySelector('.js-plotly-plot.xb-figure')"  # plotly 7 draws into the widget's own div
 TRAIN_LOSS, BATCH_LOSS, LR_MARKS = 0, 2, 5  # trace indices in exburn_nb.widgets.plot.make_figure
@@ -124,3 +130,29 @@ OUTPUT_LAYOUT_PROBLEMS = """() => {
     }
     return problems;
 }"""
+
+KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
+               "?.kernel?.status === 'idle'")
+
+
+def open_notebook(page, lab: dict, name: str, notebook: Path | None = None) -> None:
+    """Open ``<lab dir>/<name>.ipynb`` (a fresh copy of ``notebook`` when given) in its own
+    workspace, so no tab of an earlier test is restored and it gets its own kernel; wait
+    until the kernel is idle."""
+    if notebook is not None:
+        shutil.copy(notebook, lab["dir"] / f"{name}.ipynb")
+    page.goto(f"{lab['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={lab['token']}")
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+
+
+def run_all(page) -> None:
+    """Run → Run All Cells, from JupyterLab's menu bar."""
+    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+
+
+def open_and_run_all(page, lab: dict, name: str, notebook: Path | None = None) -> None:
+    """:func:`open_notebook`, then :func:`run_all`."""
+    open_notebook(page, lab, name, notebook)
+    run_all(page)

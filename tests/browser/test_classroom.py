@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from browser_js import FIGURE, KERNEL_STATUS, TRAIN_LOSS
+from browser_js import FIGURE, KERNEL_STATUS, TRAIN_LOSS, run_all
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_demo import (
     ANY_CELL_BUSY,
@@ -143,8 +143,7 @@ def test_make_demo_status_busy_while_dash_wait_blocks_and_offline(demo_server, p
         if select_kernel.count():
             select_kernel.click()
             wait_kernel_connected(page)
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        run_all(page)
         try:
             page.wait_for_function(ANY_CELL_BUSY, timeout=20_000)
             break

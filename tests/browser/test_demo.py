@@ -18,6 +18,7 @@ from browser_js import (
     LR_MARKS,
     TRAIN_LOSS,
     WIDGET_LOADING,
+    run_all,
 )
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -102,8 +103,7 @@ def test_make_demo_quickstart_blocking_cell_layout_reload(demo_server, page):
     assert not page.locator(".jp-mod-current.jp-mod-dirty").count(), "opened marked as changed"
 
     # 2. Run All: the dashboard trains visibly while `dash.start(); dash.wait()` blocks
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    run_all(page)
     page.wait_for_function(
         "(document.querySelector('.xb-status')?.textContent ?? '').startsWith('training')",
         timeout=180_000)

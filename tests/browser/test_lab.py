@@ -3,12 +3,18 @@ decimated, freezing and Reset weights show what they did (about 40 s)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from browser_js import BATCH_LOSS, CLICK_UNTIL_STATUS, FIGURE, LR_MARKS, TRAIN_LOSS
+from browser_js import (
+    BATCH_LOSS,
+    CLICK_UNTIL_STATUS,
+    FIGURE,
+    LR_MARKS,
+    TRAIN_LOSS,
+    open_and_run_all,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -17,24 +23,11 @@ NOTEBOOK = HERE / "dashboard.ipynb"
 ARTIFACTS = HERE.parent / "artifacts"  # git-ignored
 PRETRAINED = 1000  # epochs dashboard.ipynb trains before showing the dashboard
 POINT_BUDGET = 400  # exburn_nb.widgets.plot.POINT_BUDGET
-KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
-               "?.kernel?.status === 'idle'")
-
-
-def open_and_run_all(page, lab: dict, name: str, notebook: Path = NOTEBOOK) -> None:
-    """Open a fresh copy of the notebook in its own workspace (so no tab of an earlier test
-    is restored, and it gets its own kernel), wait for the kernel, Run → Run All Cells."""
-    shutil.copy(notebook, lab["dir"] / f"{name}.ipynb")
-    page.goto(f"{lab['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={lab['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
 
 
 def test_lab_long_run_stop_freeze_reset(lab_server, page, dashboard):
     t0 = time.monotonic()
-    open_and_run_all(page, lab_server, "lab_long_run")
+    open_and_run_all(page, lab_server, "lab_long_run", NOTEBOOK)
     dashboard.wait_rendered(timeout_ms=180_000)
     page.wait_for_function(f"({FIGURE}?.data?.[{TRAIN_LOSS}]?.x?.length ?? 0) > 0")
     # 1,000 epochs are drawn within the point budget, first point to last

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser_js import open_and_run_all  # beside this file
 
 pytestmark = pytest.mark.browser
 
@@ -17,8 +18,6 @@ HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parent / "artifacts"  # git-ignored
 DOCS = HERE.parent.parent / "docs"
 EPOCHS = 20_000  # many: Stop must interrupt the run, however busy the machine
-KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
-               "?.kernel?.status === 'idle'")
 SOURCE = f"""import exburn_nb as xb
 from exburn_nb.widgets import ModelBuilder
 
@@ -44,12 +43,7 @@ def test_lab_build_by_clicking_compile_train_stop(lab_server, page, dashboard):
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
                        "name": "python3"}})
     nbformat.write(nb, lab_server["dir"] / f"{name}.ipynb")
-    page.goto(f"{lab_server['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset"
-              f"&token={lab_server['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    open_and_run_all(page, lab_server, name)
     page.wait_for_selector("button.xb-builder-add", timeout=120_000)
 
     # only the output layer: 64 * 10 + 10 parameters

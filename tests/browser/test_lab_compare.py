@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from browser_js import OUTPUT_LAYOUT_PROBLEMS  # beside this file
+from browser_js import OUTPUT_LAYOUT_PROBLEMS, open_and_run_all  # beside this file
 from test_layout import watch
 
 from exburn_nb.widgets.compare import HIGHLIGHT, PANELS, SERIES
@@ -17,8 +17,6 @@ from exburn_nb.widgets.compare import HIGHLIGHT, PANELS, SERIES
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"  # git-ignored
-KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
-               "?.kernel?.status === 'idle'")
 CURVES = "document.querySelector('.js-plotly-plot.xb-compare-curves')"
 RUNS, EPOCHS = 4, 120  # long enough (seconds) for the curves to be seen growing
 SOURCE = f"""
@@ -55,12 +53,7 @@ def test_lab_compare_start_live_curves_train_best(lab_server, page):
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(SOURCE)]
     nbformat.write(nb, lab_server["dir"] / "compare.ipynb")
-    page.goto(f"{lab_server['base']}/lab/workspaces/compare/tree/compare.ipynb?reset"
-              f"&token={lab_server['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    open_and_run_all(page, lab_server, "compare")
     page.wait_for_selector("button.xb-compare-start", timeout=120_000)
     page.wait_for_selector(".js-plotly-plot.xb-compare-curves .main-svg", timeout=120_000)
     assert points(page) == 0

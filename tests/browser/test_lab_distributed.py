@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,15 +19,22 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from browser_js import BATCH_LOSS, CLICK_UNTIL_STATUS, FIGURE, TRAIN_LOSS, WIDGET_LOADING
+from browser_js import (
+    BATCH_LOSS,
+    CLICK_UNTIL_STATUS,
+    FIGURE,
+    KERNEL_IDLE,
+    TRAIN_LOSS,
+    WIDGET_LOADING,
+    open_notebook,
+    run_all,
+)
 
 pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 ARTIFACTS = HERE.parent / "artifacts"  # git-ignored
-KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
-               "?.kernel?.status === 'idle'")
 RUN_EPOCHS = 500  # far more than the test waits for: its Stop ends the run
 STOP_EXIT_S = 10  # the script exits this soon after Stop (it stops at the end of its batch)
 
@@ -107,19 +113,6 @@ class PageProblems:
         assert not page.errors, page.errors
         assert not self.console, self.console
         assert not self.failed, self.failed
-
-
-def open_notebook(page, lab: dict, name: str, notebook: Path) -> None:
-    """A fresh copy of ``notebook`` in its own workspace, its kernel idle."""
-    shutil.copy(notebook, lab["dir"] / f"{name}.ipynb")
-    page.goto(f"{lab['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={lab['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-
-
-def run_all(page) -> None:
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
 
 
 def wait_status(page, prefix: str, timeout_ms: int = 60_000) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from browser_js import open_and_run_all  # beside this file
 
 pytestmark = pytest.mark.browser
 
@@ -20,8 +21,6 @@ NOTEBOOK = HERE / "playground.ipynb"
 DOCS = HERE.parent.parent / "docs"
 ARTIFACTS = HERE.parent / "artifacts"  # git-ignored
 NETWORK = "document.querySelector('.js-plotly-plot.xb-network')"
-KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
-               "?.kernel?.status === 'idle'")
 TILES = f"JSON.stringify(Array.from({NETWORK}?.data?.[1]?.z ?? [], r => Array.from(r)))"
 
 # Where neuron `unit` of heatmap trace `column` is on the page: the tiles are stacked in
@@ -108,13 +107,7 @@ def test_lab_network_picture_updates_and_a_click_shows_a_neuron(lab_server, page
     console, failed = [], []
     page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
     page.on("requestfailed", lambda r: failed.append(f"{r.url} {r.failure}"))
-    shutil.copy(NOTEBOOK, lab_server["dir"] / "lab_network.ipynb")
-    page.goto(f"{lab_server['base']}/lab/workspaces/lab_network/tree/lab_network.ipynb"
-              f"?reset&token={lab_server['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    open_and_run_all(page, lab_server, "lab_network", NOTEBOOK)
     page.wait_for_selector(".js-plotly-plot.xb-network .main-svg", timeout=120_000)
     page.wait_for_selector("button.xb-start", timeout=120_000)
     page.evaluate("window.jupyterapp.commands.execute('application:toggle-left-area')")

@@ -7,12 +7,11 @@ request. Screenshots: ``tests/artifacts/layout-*.png``. About 3-5 minutes on 2 b
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
-from browser_js import OUTPUT_LAYOUT_PROBLEMS  # beside this file
+from browser_js import OUTPUT_LAYOUT_PROBLEMS, open_and_run_all  # beside this file
 
 pytestmark = pytest.mark.browser
 
@@ -20,8 +19,6 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
 WIDTHS = (1280, 1920)
 SCROLLER = ".jp-NotebookPanel .jp-WindowedPanel-outer"
-KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
-               "?.kernel?.status === 'idle'")
 # 'done' once the last cell printed "all checks passed"; the error when a cell failed
 NOTEBOOK_STATE = """() => {
     const model = window.jupyterapp.shell.currentWidget.content.model;
@@ -51,14 +48,8 @@ def watch(page) -> list[str]:
 def run_notebook(lab_server, page, name: str, timeout_s: float) -> None:
     """Open a copy of ``notebooks/<name>.ipynb`` in its own workspace, Run All, and wait
     for its last cell's "all checks passed"."""
-    shutil.copy(REPO / "notebooks" / f"{name}.ipynb", lab_server["dir"] / f"{name}.ipynb")
     page.set_viewport_size({"width": 1280, "height": 1000})
-    page.goto(f"{lab_server['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset"
-              f"&token={lab_server['token']}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
-    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
-    page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-    page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+    open_and_run_all(page, lab_server, name, REPO / "notebooks" / f"{name}.ipynb")
     state = page.wait_for_function(NOTEBOOK_STATE, timeout=timeout_s * 1000,
                                    polling=1000).json_value()
     assert state == "done", state
