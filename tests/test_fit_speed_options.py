@@ -35,3 +35,15 @@ def test_unknown_precision_is_refused_before_training(mlp):
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16; got 'fp16'"):
         xb.fit(model, _data(), precision="fp16", verbose=False)
     assert model.epochs_trained == 0
+
+
+def test_compile_with_bf16_follows_the_eager_bf16_run(mlp):
+    """The captured step traces the forward under the same bfloat16 autocast as eager."""
+    x, y = _data()
+    a = xb.fit(mlp(), (x, y), epochs=2, batch_size=64, shuffle=False, verbose=False,
+               precision="bf16")
+    b = xb.fit(mlp(), (x, y), epochs=2, batch_size=64, shuffle=False, verbose=False,
+               precision="bf16", compile=True)
+    assert "compile_seconds" in b.recorder.runs[-1]  # the captured step ran
+    assert b.history["loss"].tolist() == pytest.approx(a.history["loss"].tolist(), rel=0.02)
+    assert all(p.dtype == torch.float32 for p in b.parameters().values())
