@@ -36,6 +36,18 @@ def mlp():
     return make
 
 
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_reaches_python():
+    """The tests that press Ctrl-C (``os.kill(pid, SIGINT)``) need Python's own handler.
+    A process started in the background of a non-interactive shell (``nohup ... &``)
+    inherits SIGINT ignored, and Python then installs no handler: those tests would train
+    to their last epoch (100,000) instead of stopping. Give it the handler an interactive
+    start has (its children then get the default disposition too)."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_training_threads():
     """Every test must leave no training thread running."""
