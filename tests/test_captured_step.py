@@ -180,3 +180,36 @@ def test_frozen_layers_stay_put_under_compile():
         torch.testing.assert_close(fast.parameters()[name], p, **TOL)
         if name.startswith("dense_1."):
             torch.testing.assert_close(p, start[name], rtol=0, atol=0)
+
+
+class _Gate(torch.nn.Module):
+    def forward(self, h):
+        return h if float(h.detach().sum()) >= 0 else -h  # Python branching on a value
+
+
+def test_a_network_the_tracer_cannot_follow_trains_eagerly_with_a_warning(monkeypatch):
+    from exburn_nb.core.layers import REGISTRY, LayerKind
+
+    class Gate(LayerKind):
+        kind, type_name, help = "test_gate", "Gate", "Flips the batch when its sum is < 0."
+
+        def output_shape(self, layer, shape):
+            return shape
+
+        def build(self, layer, shape):
+            return _Gate()
+
+    monkeypatch.setitem(REGISTRY, "test_gate", Gate())
+    spec = xb.input("x", shape=(None, 8)).dense(16, activation="relu").test_gate().dense(3)
+
+    def fit(compile_):
+        return xb.fit(xb.compile(spec, seed=0), _data(), epochs=2, batch_size=16, seed=0,
+                      verbose=False, compile=compile_)
+
+    eager = fit(False)
+    with pytest.warns(RuntimeWarning, match="could not be captured .*; it trains eagerly"):
+        fast = fit(True)
+    assert "compile_seconds" not in fast.recorder.runs[-1]
+    assert fast.history["loss"].tolist() == eager.history["loss"].tolist()
+    for name, p in eager.parameters().items():
+        torch.testing.assert_close(fast.parameters()[name], p, rtol=0, atol=0)

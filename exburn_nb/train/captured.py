@@ -39,6 +39,8 @@ Either way:
   eager run draws. On CUDA (``mode="reduce-overhead"``) inductor draws them from its own
   generator, seeded from torch's: a seeded run repeats itself, with other masks than
   eager's.
+- **A network the tracer cannot follow** (a custom layer kind whose Python branches on
+  its values, say) trains eagerly, with a warning saying why; nothing is lost.
 - **Reuse.** The compiled step is kept per model and per (shape, settings): later epochs
   and later fits of the same shapes reuse it (:func:`graphs_built` counts the compiles).
   ``compile_seconds`` (also in the run's entry of ``model.runs``) is the first captured
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -233,6 +236,7 @@ class CapturedEngine(SingleEngine):
         self._run: int | None = None
         self._lr = torch.zeros((), device=model.torch_device)
         self._weights: list[torch.Tensor] = []
+        self._uncapturable = False  # the step could not be traced: eager from then on
 
     def start(self, seeds: Sequence[int] | None) -> None:
         """As :class:`SingleEngine` does; then the optimizer state (created as
@@ -259,7 +263,8 @@ class CapturedEngine(SingleEngine):
     def _captures(self, xb: torch.Tensor) -> bool:
         """Whether this batch takes the captured step (see the module docstring)."""
         cfg = self.config
-        return (cfg.accumulate_gradients == 1 and xb.shape[0] == cfg.batch_size
+        return (not self._uncapturable and cfg.accumulate_gradients == 1
+                and xb.shape[0] == cfg.batch_size
                 and (not cfg.terminate_on_nan or self.learning_rate(0) <= OVERFLOW_GUARD_LR)
                 and not self.model.frozen_layers)
 
@@ -292,7 +297,9 @@ class CapturedEngine(SingleEngine):
         if not self._captures(xb):
             return super().forward_backward(xb, yb, scale, active)
         started = time.perf_counter() if self.compiling else None
-        fn = self._fn if self._fn is not None else self._step_fn(xb, yb)
+        fn = self._fn if self._fn is not None else self._traced_step_fn(xb, yb)
+        if fn is None:
+            return super().forward_backward(xb, yb, scale, active)
         if self._whole:
             loss, correct, ok = self._whole_step(fn, xb, yb)
         else:
@@ -302,6 +309,18 @@ class CapturedEngine(SingleEngine):
             self._compiled(time.perf_counter() - started)
         self._fn, self._ok = fn, ok
         return loss, correct
+
+    def _traced_step_fn(self, xb: torch.Tensor, yb: torch.Tensor) -> Callable | None:
+        """:meth:`_step_fn`, or None (with a warning) where the step cannot be traced."""
+        try:
+            return self._step_fn(xb, yb)
+        except Exception as exc:  # noqa: BLE001 - any tracing failure: train eagerly
+            self._uncapturable, self.compiling = True, False
+            reason = (str(exc).strip().splitlines() or [""])[0][:300]
+            warnings.warn(f"compile=True: this network's training step could not be "
+                          f"captured ({type(exc).__name__}: {reason}); it trains eagerly",
+                          RuntimeWarning, stacklevel=2)
+            return None
 
     def _whole_step(self, fn: Callable, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
         opt, kind = self.model.torch_optimizer, self.model.optimizer
