@@ -131,7 +131,6 @@ class FigureWidget(go.FigureWidget):
 
     data = property(go.FigureWidget.data.fget, _set_data, doc=go.FigureWidget.data.__doc__)
 
-
     def mark_frame(self) -> None:
         """After a change, ask the page to say when it has drawn it (see :attr:`frame_drawn`);
         nothing where no view has ever acknowledged a frame."""
