@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..base.torch_internals import fused_adam_, fused_sgd_
 from ..core.layers import REGISTRY, LayerKind, StackedForward
 from ..core.model import Model
+from ..train.captured import OPTIMIZER_STATE
 from ..train.engine import all_finite
 
 FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the
@@ -209,8 +210,7 @@ class StackedOptimizer:
             idx = torch.tensor(frozen, device=self.device)
             kept = [(p.detach()[idx].clone(), {k: v[idx].clone() for k, v in s.items()})
                     for p, s in zip(self.params, self.state, strict=True)]
-        for m, a in enumerate(active):
-            self.steps[m] += bool(a)
+        self.count_steps(active)
         # the state is created eagerly (first step); the captured update only reads it
         (self._update if self.state[0] else self._update_all)(self.hyper(),
                                                               [p.grad for p in self.params])
@@ -221,23 +221,19 @@ class StackedOptimizer:
                     for k, v in old_s.items():
                         state[k][idx] = v
 
-    def _update_all(self, h: dict[str, torch.Tensor], grads: Sequence[torch.Tensor],
-                    params: Sequence[torch.Tensor] | None = None) -> None:
-        """Every parameter's update by the kind's vectorised rule, with this step's ``h``
-        (``params``: the stack's own by default)."""
+    def _update_all(self, h: dict[str, torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+        """Every parameter's update by the kind's vectorised rule, with this step's ``h``."""
         with torch.no_grad():
             update = getattr(self, f"_{self.kind.rstrip('w')}")
-            for p, g, state in zip(params or self.params, grads, self.state, strict=True):
+            for p, g, state in zip(self.params, grads, self.state, strict=True):
                 update(p, g, state, h)
 
     def init_state(self) -> None:
         """Create the state the first step would create, as zeros (the same numbers: each
         rule's first step from zeros is its first step), so a captured update only
         reads and writes it."""
-        keys = {"adam": ("exp_avg", "exp_avg_sq"), "sgd": ("momentum_buffer",),
-                "rmsprop": ("square_avg",)}[self.kind.rstrip("w")]
         for p, state in zip(self.params, self.state, strict=True):
-            for key in keys:
+            for key in OPTIMIZER_STATE[self.kind]:
                 state.setdefault(key, torch.zeros_like(p, requires_grad=False))
 
     def masked_update(self, grads: list[torch.Tensor], h: dict[str, torch.Tensor],

@@ -70,8 +70,8 @@ from ..core.config import FitConfig
 from ..core.model import Model
 from .engine import OVERFLOW_GUARD_LR, SingleEngine, guarded_step
 
-# the optimizer state each kind's functional update takes, in its argument order
-_STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
+# the optimizer state each kind keeps per parameter, in its functional update's argument order
+OPTIMIZER_STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
           "sgd": ("momentum_buffer",), "rmsprop": ("square_avg",)}
 _STEPS = ("adam", "adamw", "rmsprop")  # kinds that count steps in a 0-d tensor
 _CACHE: weakref.WeakKeyDictionary[Model, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
@@ -247,7 +247,7 @@ class CapturedEngine(SingleEngine):
         kind = self.model.optimizer
         for p in self.params:
             state = opt.state[p]
-            for key in _STATE[kind]:
+            for key in OPTIMIZER_STATE[kind]:
                 if key not in state:
                     state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
             if kind in _STEPS and "step" not in state:
@@ -324,7 +324,7 @@ class CapturedEngine(SingleEngine):
 
     def _whole_step(self, fn: Callable, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
         opt, kind = self.model.torch_optimizer, self.model.optimizer
-        state = [[opt.state[p][key] for p in self.params] for key in _STATE[kind]]
+        state = [[opt.state[p][key] for p in self.params] for key in OPTIMIZER_STATE[kind]]
         steps = [opt.state[p]["step"] for p in self.params] if kind in _STEPS else []
         loss, correct, ok = fn(xb, yb, self.params, state, steps, self._lr)
         # a CUDA graph's outputs are overwritten by its next replay, and the history

@@ -192,7 +192,7 @@ class ForwardRows(Callback):
 
     def on_train_begin(self, logs: dict) -> None:
         recorder = self.trainer.model.recorder
-        self.sent_batches, self.sent_epochs = recorder.batch_count, len(recorder.epoch_rows)
+        self.sent_batches, self.sent_epochs = recorder.batch_count, recorder.epoch_count
         self.outbox.put(("rows", {"begin": {"run": self.trainer.run_id,
                                             **{k: logs[k] for k in ("epochs", "batches",
                                                                     "first_epoch")}}}))
@@ -206,7 +206,7 @@ class ForwardRows(Callback):
         self.outbox.put(("rows", {"batches": rows, "logs": dict(logs)}))
 
     def on_epoch_end(self, epoch: int, metrics: dict) -> dict:
-        rows = self.trainer.model.recorder.epoch_rows[self.sent_epochs:]
+        rows = self.trainer.model.recorder.epoch_rows_since(self.sent_epochs)
         self.sent_epochs += len(rows)
         extras = {k: v for k, v in metrics.items() if isinstance(v, (int, float))
                   and not isinstance(v, bool)}
@@ -244,9 +244,9 @@ class DistributedEngine(SingleEngine):
         self.trainer, self.control = trainer, control
 
     def start(self, seeds: Sequence[int] | None) -> None:
-        """As :meth:`SingleEngine.start`, at the start of an epoch's batches."""
+        """As :meth:`SingleEngine.start`, at the start of the run; batches count from 0."""
         super().start(seeds)
-        self.forward, self._batch = self.ddp, 0
+        self._batch = 0
 
     def samples(self, yb: torch.Tensor) -> int:
         """The global batch's samples (every rank counts the same)."""

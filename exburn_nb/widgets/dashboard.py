@@ -528,5 +528,5 @@ class _CompileStatus(Callback):
             self.dashboard._sync_buttons()
 
     def on_batch_end(self, batch: int, logs: dict) -> None:
-        if self.dashboard.status.value == "compiling…" and not self.dashboard.compiling:
+        if self.dashboard.status.value.startswith("compiling…") and not self.dashboard.compiling:
             self.dashboard._sync_buttons()
