@@ -40,7 +40,11 @@ def _dynamo_graphs() -> int:
     ({}, {"clip_norm": 0.05, "clip_value": 0.02}),
     ({}, {"accumulate_gradients": 3}),
     ({"optimizer": "rmsprop"}, {"lr_schedule": ("exponential", 1e-3, 0.5)}),
-], ids=["adam-dropout", "sgd-nesterov", "clip-norm-and-value", "accumulation", "rmsprop"])
+    ({"optimizer": "adamw", "weight_decay": 0.1}, {}),
+    ({}, {"weight_decay": 0.05}),  # adam's L2 decay, added to the gradient
+    ({"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.01}, {}),
+], ids=["adam-dropout", "sgd-nesterov", "clip-norm-and-value", "accumulation", "rmsprop",
+        "adamw-decay", "adam-l2", "sgd-decay"])
 def test_the_captured_step_equals_the_eager_step(compile_options, options):
     eager = _fit(False, compile_options, **options)
     fast = _fit(True, compile_options, **options)

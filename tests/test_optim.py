@@ -20,7 +20,7 @@ from torch_reference import (
 )
 
 import exburn_nb as xb
-from exburn_nb.core.optim import make_schedule
+from exburn_nb.core.optim import OPTIMIZER_STATE, make_schedule, update_rule
 
 EPOCHS, BATCH = 3, 16
 
@@ -264,3 +264,31 @@ def test_fit_steps_fused_adam_without_the_optimizer_wrapper(monkeypatch):
         assert len(calls) == wrapped, optimizer
         assert not zero_grad_calls  # gradients are dropped directly (set_to_none's effect)
         assert all(p.grad is None for p in model.module.parameters())
+
+
+@settings(max_examples=40, deadline=None)
+@given(name=st.sampled_from(sorted(TORCH_OPTIMIZERS)), weight_decay=st.sampled_from([0.0, 0.05]),
+       nesterov=st.booleans(), lr=st.floats(1e-4, 0.3), seed=st.integers(0, 2**16))
+def test_the_captured_update_rule_follows_torch_optim(name, weight_decay, nesterov, lr, seed):
+    """update_rule (the captured step's optimizer) against torch.optim's own step, five
+    steps on the same weights and gradients: the same numbers within float32 round-off,
+    the state included."""
+    g = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(7, 5, generator=g), torch.randn(5, generator=g)]
+    grads = [[torch.randn(w.shape, generator=g) * 10 ** float(torch.randint(-4, 2, (), generator=g))
+              for w in weights] for _ in range(5)]
+    params = [torch.nn.Parameter(w.clone()) for w in weights]
+    opt = TORCH_OPTIMIZERS[name](params, lr, weight_decay, nesterov and name == "sgd")
+    rule, scalars = update_rule(name, opt.param_groups[0])
+    slots = OPTIMIZER_STATE[name]
+    ours = [(w.clone(), tuple(torch.zeros_like(w) for _ in slots)) for w in weights]
+    for step, step_grads in enumerate(grads, start=1):
+        for p, grad in zip(params, step_grads, strict=True):
+            p.grad = grad.clone()
+        opt.step()
+        h = torch.tensor(scalars(lr, step), dtype=torch.float32)
+        ours = [rule(w, grad, state, h) for (w, state), grad in zip(ours, step_grads, strict=True)]
+    for p, (w, state) in zip(params, ours, strict=True):
+        torch.testing.assert_close(w, p.detach(), rtol=1e-5, atol=1e-6)
+        for key, value in zip(slots, state, strict=True):
+            torch.testing.assert_close(value, opt.state[p][key], rtol=1e-5, atol=1e-7)

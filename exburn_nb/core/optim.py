@@ -23,6 +23,10 @@ SCHEDULES = {"step": ("base_lr", "step_size", "gamma"), "exponential": ("base_lr
 ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 SGD_MOMENTUM = 0.9
 RMSPROP_DECAY, RMSPROP_EPS = 0.9, 1e-8
+# the state each kind keeps per parameter besides its step count, in update_rule's order
+OPTIMIZER_STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
+                   "sgd": ("momentum_buffer",), "rmsprop": ("square_avg",)}
+COUNTS_STEPS = ("adam", "adamw", "rmsprop")  # kinds that count steps in a 0-d "step" tensor
 
 
 def fused_supported(device: torch.device) -> bool:
@@ -96,6 +100,85 @@ def optimizer_step(optimizer: torch.optim.Optimizer, params: list[torch.Tensor])
                 [s["exp_avg_sq"] for s in states], [], steps, amsgrad=False, lr=g["lr"],
                 beta1=beta1, beta2=beta2, weight_decay=g["weight_decay"], eps=g["eps"],
                 maximize=g["maximize"])
+
+
+def update_rule(kind: str, group: dict) -> tuple[Callable, Callable]:
+    """One optimizer's update as a pure function of tensors, for a captured step:
+    ``(rule, scalars)``.
+
+    - ``scalars(lr, step)``: this step's numbers as Python floats, computed in float64 as
+      torch's fused kernels compute them (Adam's bias corrections), for step number
+      ``step`` (1 for the first). A graph takes them as a 1-d tensor ``h``, so a new rate
+      or step count needs no new graph, and no scalar power is recomputed inside a
+      kernel's loop.
+    - ``rule(p, g, state, h) -> (p, state)``: the new weights and state (a tuple in
+      :data:`OPTIMIZER_STATE` order) from the gradients ``g``. The arithmetic is
+      ``torch.optim``'s, op for op, but for Adam's denominator: ``sqrt(v) * (1 /
+      sqrt(bias_correction2)) + eps`` multiplies where torch divides (one division an
+      element instead of two; the result differs in the last bit at most).
+
+    ``group`` holds the optimizer's constants (its param group: betas, eps, momentum,
+    alpha, weight decay, Nesterov). The state starts as zeros (the first step from zeros
+    is each kind's first step: SGD's buffer becomes the gradient, as torch's clone does).
+
+    Example:
+        >>> rule, scalars = update_rule("sgd", {"weight_decay": 0.0, "momentum": 0.0,
+        ...                                     "nesterov": False})
+        >>> h = torch.tensor(scalars(0.5, 1))
+        >>> rule(torch.ones(2), torch.ones(2), (torch.zeros(2),), h)[0]
+        tensor([0.5000, 0.5000])
+    """
+    if kind in ("adam", "adamw"):
+        return _adam_rule(kind == "adamw", group)
+    return (_sgd_rule if kind == "sgd" else _rmsprop_rule)(group), lambda lr, step: [lr]
+
+
+def _l2(p: torch.Tensor, g: torch.Tensor, weight_decay: float) -> torch.Tensor:
+    """The gradient with L2 weight decay added (torch's ``grad.add(param, alpha=wd)``)."""
+    return g + weight_decay * p if weight_decay else g
+
+
+def _adam_rule(decoupled: bool, group: dict) -> tuple[Callable, Callable]:
+    beta1, beta2 = group["betas"]
+    eps, wd = group["eps"], group["weight_decay"]
+
+    def scalars(lr: float, step: int) -> list[float]:
+        return [lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step), 1 - lr * wd]
+
+    def rule(p, g, state, h):
+        if decoupled:
+            p = p * h[2]
+        else:
+            g = _l2(p, g, wd)
+        m = state[0].lerp(g, 1 - beta1)
+        v = state[1] * beta2 + g * g * (1 - beta2)
+        return p - h[0] * m / (v.sqrt() * h[1] + eps), (m, v)
+
+    return rule, scalars
+
+
+def _sgd_rule(group: dict) -> Callable:
+    momentum, nesterov, wd = group["momentum"], group["nesterov"], group["weight_decay"]
+
+    def rule(p, g, state, h):
+        g = _l2(p, g, wd)
+        if momentum:
+            buf = state[0] * momentum + g
+            g, state = (g + momentum * buf if nesterov else buf), (buf,)
+        return p - h[0] * g, state
+
+    return rule
+
+
+def _rmsprop_rule(group: dict) -> Callable:
+    alpha, eps, wd = group["alpha"], group["eps"], group["weight_decay"]
+
+    def rule(p, g, state, h):
+        g = _l2(p, g, wd)
+        square_avg = state[0] * alpha + g * g * (1 - alpha)
+        return p - h[0] * (g / (square_avg.sqrt() + eps)), (square_avg,)
+
+    return rule
 
 
 def check_optimizer(name: str) -> str:

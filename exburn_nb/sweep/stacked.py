@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..base.torch_internals import fused_adam_, fused_sgd_
 from ..core.layers import REGISTRY, LayerKind, StackedForward
 from ..core.model import Model
-from ..train.captured import OPTIMIZER_STATE
+from ..core.optim import OPTIMIZER_STATE
 from ..train.engine import all_finite
 
 FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the

@@ -4,23 +4,26 @@ and reused.
 What one compiled graph does, :class:`~exburn_nb.train.engine.SingleEngine` does in a few
 hundred eager dispatches: the forward pass, the loss, the backward pass (``torch.func``'s
 ``grad_and_value``, so no autograd tape at run time), clipping (values, then the norm, as
-``torch.nn.utils`` does) and the non-finite check.
+``torch.nn.utils`` does), the non-finite check and the optimizer's update, in place on
+the model's weights and its optimizer's own state (so an eager step, a checkpoint or a
+later fit carry on from them). The guard writes the update only where the loss and the
+clipped gradients are finite (``torch.where``, fused into the update's kernels: no copy
+of the weights), so a refused step changes nothing.
 
 - **On the CPU** the graph is traced once (``make_fx``, on fake tensors: no real kernel
-  runs and no random number is drawn) and inductor compiles it to C++ kernels (it needs a
-  C++ compiler: without one the run is refused before any step). It is called directly,
-  without ``torch.compile``'s frame hook and guards, which cost about 130 µs a call on the
-  guide's MLP: the key under which a graph is kept (shapes, dtypes, the network, the
-  settings) is what those guards would check. The graph returns the gradients; the
-  update is the eager step's own (:func:`~exburn_nb.core.optim.optimizer_step`: torch's
-  fused Adam kernel, which runs at twice the speed of the update inductor writes), after
-  the graph's finite check (a host read that costs nothing on the CPU).
-- **On CUDA** the whole step, the update included, is one ``torch.compile`` graph run as
-  CUDA graphs (``mode="reduce-overhead"``); the optimizer update is torch's functional
-  optimizer (``torch.optim.adam.adam`` and friends) in place on the model's weights and
-  its optimizer's own state, and the guard writes the update only where the loss and the
-  clipped gradients are finite (``torch.where``, fused into the update's kernel), so no
-  batch waits for the host.
+  runs and no random number is drawn) and inductor compiles it to C++ kernels and a C++
+  wrapper that calls them (it needs a C++ compiler: without one the run is refused
+  before any step). It is called directly, without ``torch.compile``'s frame hook and
+  guards, which cost about 130 µs a call on the guide's MLP: the key under which a graph
+  is kept (shapes, dtypes, the network, the settings) is what those guards would check.
+  The update is :func:`~exburn_nb.core.optim.update_rule`'s, with its few scalars (the
+  rate, Adam's bias corrections) computed on the host in float64 for each step and
+  passed in: inductor would otherwise recompute a scalar power in every iteration of
+  the update's loop. The guard's outcome is read on the host (free on the CPU).
+- **On CUDA** the whole step is one ``torch.compile`` graph run as CUDA graphs
+  (``mode="reduce-overhead"``); the update is torch's functional optimizer
+  (``torch.optim.adam.adam`` and friends), its bias corrections computed on the device
+  from the step counts, so no batch waits for the host.
 
 Either way:
 
@@ -32,8 +35,8 @@ Either way:
   above the overflow guard's rate (:data:`~exburn_nb.train.engine.
   OVERFLOW_GUARD_LR`, whose undo needs a copy of the weights) take the eager step on the
   same weights and state. One compile per shape, no recompile per epoch.
-- **Learning rate.** Read by the eager update on the CPU; passed to the CUDA graph as a
-  0-d tensor. A schedule does not recompile.
+- **Learning rate.** Passed to the graph as a tensor (the CPU rule's scalars, the CUDA
+  graph's 0-d rate). A schedule does not recompile.
 - **Random draws.** On the CPU dropout draws from torch's global generator in eager
   order (inductor's ``fallback_random``), so a seeded captured run draws the masks its
   eager run draws. On CUDA (``mode="reduce-overhead"``) inductor draws them from its own
@@ -68,12 +71,9 @@ from torch.fx.experimental.proxy_tensor import make_fx
 from ..base.torch_internals import inductor_compile, mark_static_address
 from ..core.config import FitConfig
 from ..core.model import Model
-from .engine import OVERFLOW_GUARD_LR, SingleEngine, guarded_step
+from ..core.optim import COUNTS_STEPS, OPTIMIZER_STATE, update_rule
+from .engine import OVERFLOW_GUARD_LR, SingleEngine
 
-# the optimizer state each kind keeps per parameter, in its functional update's argument order
-OPTIMIZER_STATE = {"adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq"),
-          "sgd": ("momentum_buffer",), "rmsprop": ("square_avg",)}
-_STEPS = ("adam", "adamw", "rmsprop")  # kinds that count steps in a 0-d tensor
 _CACHE: weakref.WeakKeyDictionary[Model, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
 _BUILT = [0]  # graphs compiled in this process
 
@@ -158,25 +158,45 @@ def _finite(loss: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.isfinite(loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all()
 
 
-def _build_gradients(model: Model, config: FitConfig, example: list[torch.Tensor]
-                     ) -> Callable:
-    """The CPU graph ``(x, y, *weights) -> (loss, correct, finite, *gradients)``
-    (``correct`` and ``finite`` are 0-d zeros and ones when the run does not ask for
-    them), traced on fake tensors and compiled by inductor."""
-    loss_of, lossfn = _loss_function(model, config, "cpu"), model.loss
-    accuracy, clip = config.accuracy, (config.clip_norm, config.clip_value)
+def _build_cpu_step(model: Model, config: FitConfig, group: dict,
+                    example: list[torch.Tensor]) -> Callable:
+    """The CPU graph of the whole step ``(x, y, h, *weights, *state, *steps) -> (loss,
+    correct, ok)``, traced on fake tensors and compiled by inductor (its C++ wrapper: no
+    Python between the kernels).
 
-    def gradients(x: torch.Tensor, y: torch.Tensor, *weights: torch.Tensor):
+    ``state`` is the optimizer's, slot by slot (:data:`OPTIMIZER_STATE` order), ``steps``
+    its step counts (none for SGD), ``h`` the rule's scalars for this step
+    (:func:`~exburn_nb.core.optim.update_rule`); weights, state and step counts are
+    written in place, and with the guard only where the loss and every gradient are
+    finite (``ok``; ``correct`` and ``ok`` are 0-d zeros and ones when the run does not
+    ask for them)."""
+    loss_of, lossfn = _loss_function(model, config, "cpu"), model.loss
+    rule = update_rule(model.optimizer, group)[0]
+    n, slots = len(model.torch_optimizer.param_groups[0]["params"]), len(
+        OPTIMIZER_STATE[model.optimizer])
+    guard, accuracy, clip = config.terminate_on_nan, config.accuracy, (config.clip_norm,
+                                                                         config.clip_value)
+
+    def step(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, *tensors: torch.Tensor):
+        weights, steps = tensors[:n], tensors[n * (1 + slots):]
+        state = [tensors[n * (1 + i):n * (2 + i)] for i in range(slots)]
         grads, (loss, out) = grad_and_value(loss_of, has_aux=True)(list(weights), x, y)
         grads = _clip(grads, *clip)
         correct = lossfn.correct(out.detach(), y) if accuracy else loss.new_zeros(())
-        finite = _finite(loss, grads) if config.terminate_on_nan else loss.new_ones((),
-                                                                                    dtype=bool)
-        return (loss.detach(), correct, finite, *grads)
+        ok = _finite(loss, grads) if guard else loss.new_ones((), dtype=bool)
+        for i, (p, g) in enumerate(zip(weights, grads, strict=True)):
+            old = (p, *(slot[i] for slot in state))
+            new_p, new_state = rule(p, g, old[1:], h)
+            for t, new in zip(old, (new_p, *new_state), strict=True):
+                if new is not t:
+                    t.copy_(torch.where(ok, new, t) if guard else new)
+        for t in steps:
+            t.copy_(torch.where(ok, t + 1, t) if guard else t + 1)
+        return loss.detach(), correct, ok
 
-    graph = make_fx(gradients, tracing_mode="fake")(*example)
+    graph = make_fx(step, tracing_mode="fake")(*example)
     # dropout masks from torch's generator, in eager order
-    return inductor_compile(graph, example, fallback_random=True)
+    return inductor_compile(graph, example, fallback_random=True, cpp_wrapper=True)
 
 
 def _build_step(model: Model, config: FitConfig, group: dict) -> Callable:
@@ -231,7 +251,8 @@ class CapturedEngine(SingleEngine):
         self.compile_seconds: float | None = None
         self._whole = model.torch_device.type == "cuda"  # the update inside the graph
         self._ok: torch.Tensor | None | bool = False  # False: no captured step pending
-        self._grads: list[torch.Tensor] | None = None  # a CPU graph's, for step()
+        self._tensors: list[torch.Tensor] = []  # the CPU graph's weights, state, step counts
+        self._scalars: Callable | None = None  # the CPU update rule's scalars
         self._fn: Callable | None = None
         self._run: int | None = None
         self._lr = torch.zeros((), device=model.torch_device)
@@ -250,13 +271,15 @@ class CapturedEngine(SingleEngine):
             for key in OPTIMIZER_STATE[kind]:
                 if key not in state:
                     state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            if kind in _STEPS and "step" not in state:
+            if kind in COUNTS_STEPS and "step" not in state:
                 state["step"] = torch.zeros((), dtype=torch.float32, device=device)
         self._lr.fill_(self.learning_rate(0))
         if self._whole:  # CUDA graphs replay on fixed addresses: tell dynamo
             for t in (self._lr, *(v for p in self.params for v in opt.state[p].values())):
                 mark_static_address(t)
         self._weights = [p.detach() for p in self.params]
+        self._tensors = []  # gathered at the first captured step
+        self._scalars = update_rule(kind, opt.param_groups[0])[1]
         self._fn = None
         self._run = self.model.recorder.runs[-1]["run"] if self.model.recorder.runs else None
 
@@ -277,23 +300,20 @@ class CapturedEngine(SingleEngine):
         key = (tuple(xb.shape), xb.dtype, tuple(yb.shape), yb.dtype, id(model.module),
                repr(model.module), cfg.clip_norm, cfg.clip_value, cfg.terminate_on_nan,
                cfg.accuracy, cfg.precision)
-        group = {}
-        if self._whole:
-            group = {k: v for k, v in model.torch_optimizer.param_groups[0].items()
-                     if k not in ("params", "lr", "initial_lr")}
-            key += (model.optimizer, repr(sorted(group.items())))
+        group = {k: v for k, v in model.torch_optimizer.param_groups[0].items()
+                 if k not in ("params", "lr", "initial_lr")}
+        key += (model.optimizer, repr(sorted(group.items())))
         steps = _CACHE.setdefault(model, {})
         if key not in steps:
-            steps[key] = (_build_step(model, cfg, group) if self._whole
-                          else _build_gradients(model, cfg, [xb, yb, *self._weights]))
+            steps[key] = (_build_step(model, cfg, group) if self._whole else _build_cpu_step(
+                model, cfg, group, [xb, yb, self._h(), *self._gather()]))
             _BUILT[0] += 1
         return steps[key]
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
                          active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A full batch: the captured step (on CUDA the update is written, or withheld
-        by the guard, here; on the CPU :meth:`step` writes it). Other batches: the eager
-        pass."""
+        """A full batch: the captured step (the update is written, or withheld by the
+        guard, here). Other batches: the eager pass."""
         if not self._captures(xb):
             return super().forward_backward(xb, yb, scale, active)
         started = time.perf_counter() if self.compiling else None
@@ -303,7 +323,7 @@ class CapturedEngine(SingleEngine):
         if self._whole:
             loss, correct, ok = self._whole_step(fn, xb, yb)
         else:
-            loss, correct, ok, *self._grads = fn(xb, yb, *self._weights)
+            loss, correct, ok = fn(xb, yb, self._h(), *(self._tensors or self._gather()))
             correct = correct if self.config.accuracy else None
         if started is not None:
             self._compiled(time.perf_counter() - started)
@@ -322,10 +342,28 @@ class CapturedEngine(SingleEngine):
                           RuntimeWarning, stacklevel=2)
             return None
 
+    def _gather(self) -> list[torch.Tensor]:
+        """The CPU graph's tensors: weights, the optimizer's state slot by slot, its step
+        counts (kept until an eager step runs: an overflow guard's undo replaces them)."""
+        opt, kind = self.model.torch_optimizer, self.model.optimizer
+        state = [opt.state[p] for p in self.params]
+        self._tensors = [*self._weights, *(s[key] for key in OPTIMIZER_STATE[kind]
+                                           for s in state),
+                         *(s["step"] for s in state if kind in COUNTS_STEPS)]
+        return self._tensors
+
+    def _h(self) -> torch.Tensor:
+        """The CPU update rule's scalars for the coming step (its rate and step count)."""
+        opt = self.model.torch_optimizer
+        steps = opt.state[self.params[0]].get("step") if self.model.optimizer in COUNTS_STEPS \
+            else None
+        step = int(steps.item()) + 1 if steps is not None else 1
+        return torch.tensor(self._scalars(self.learning_rate(0), step), dtype=torch.float32)
+
     def _whole_step(self, fn: Callable, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
         opt, kind = self.model.torch_optimizer, self.model.optimizer
         state = [[opt.state[p][key] for p in self.params] for key in OPTIMIZER_STATE[kind]]
-        steps = [opt.state[p]["step"] for p in self.params] if kind in _STEPS else []
+        steps = [opt.state[p]["step"] for p in self.params] if kind in COUNTS_STEPS else []
         loss, correct, ok = fn(xb, yb, self.params, state, steps, self._lr)
         # a CUDA graph's outputs are overwritten by its next replay, and the history
         # reads the losses later
@@ -337,19 +375,13 @@ class CapturedEngine(SingleEngine):
             self.model.recorder.note_run(self._run, compile_seconds=round(seconds, 3))
 
     def step(self, active: Sequence[bool]) -> list[str | None]:
-        """After a captured CPU pass, the eager update unless the graph found a
-        non-finite value; after the CUDA graph, its outcome; after an eager pass, the
-        eager guarded step."""
+        """After a captured step, its outcome; after an eager pass, the eager guarded step."""
         ok, self._ok = self._ok, False
-        grads, self._grads = self._grads, None
         if ok is False:
+            self._tensors = []  # gathered again at the next captured step
             return super().step(active)
         if ok is not None and not bool(ok):
             return ["the gradients are not finite"]
-        if grads is not None:
-            for p, g in zip(self.params, grads, strict=True):
-                p.grad = g
-            return [guarded_step(self.model, self.params, None, None, guard=False)]
         return [None]
 
     def set_learning_rate(self, member: int, lr: float) -> None:
@@ -359,7 +391,7 @@ class CapturedEngine(SingleEngine):
 
     def finish(self) -> None:
         """As :class:`SingleEngine`; a captured step never ends with gradients held."""
-        self._ok, self._grads = False, None
+        self._ok, self._tensors = False, []
         super().finish()
 
 
