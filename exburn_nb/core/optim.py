@@ -112,14 +112,9 @@ def update_rule(kind: str, group: dict) -> tuple[Callable, Callable]:
       or step count needs no new graph, and no scalar power is recomputed inside a
       kernel's loop.
     - ``rule(p, g, state, h) -> (p, state)``: the new weights and state (a tuple in
-      :data:`OPTIMIZER_STATE` order) from the gradients ``g``. The arithmetic is
-      ``torch.optim``'s, op for op, but for Adam's denominator: ``sqrt(v) * (1 /
-      sqrt(bias_correction2)) + eps`` multiplies where torch divides (one division an
-      element instead of two; the result differs in the last bit at most).
-
-    ``group`` holds the optimizer's constants (its param group: betas, eps, momentum,
-    alpha, weight decay, Nesterov). The state starts as zeros (the first step from zeros
-    is each kind's first step: SGD's buffer becomes the gradient, as torch's clone does).
+      :data:`OPTIMIZER_STATE` order) from the gradients ``g``, by :func:`adam_update`,
+      :func:`sgd_update` or :func:`rmsprop_update` with ``group``'s constants (its betas,
+      eps, momentum, alpha, weight decay, Nesterov flag).
 
     Example:
         >>> rule, scalars = update_rule("sgd", {"weight_decay": 0.0, "momentum": 0.0,
@@ -128,57 +123,90 @@ def update_rule(kind: str, group: dict) -> tuple[Callable, Callable]:
         >>> rule(torch.ones(2), torch.ones(2), (torch.zeros(2),), h)[0]
         tensor([0.5000, 0.5000])
     """
+    wd = group["weight_decay"]
     if kind in ("adam", "adamw"):
-        return _adam_rule(kind == "adamw", group)
-    return (_sgd_rule if kind == "sgd" else _rmsprop_rule)(group), lambda lr, step: [lr]
+        beta1, beta2 = group["betas"]
+        constants = {"one_minus_beta1": 1 - beta1, "beta2": beta2, "one_minus_beta2": 1 - beta2,
+                     "eps": group["eps"]}
+        if kind == "adam":
+            constants["weight_decay"] = wd
+
+        def scalars(lr: float, step: int) -> list[float]:
+            return [lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step), 1 - lr * wd]
+
+        def rule(p, g, state, h):
+            c = {**constants, "step_size": h[0], "inv_bc2": h[1]}
+            p, m, v = adam_update(p, g, *state, c | ({"decay": h[2]} if kind == "adamw" else {}))
+            return p, (m, v)
+
+        return rule, scalars
+    if kind == "sgd":
+        constants = {"momentum": group["momentum"], "nesterov": group["nesterov"],
+                     "weight_decay": wd}
+        update = sgd_update
+    else:
+        constants = {"alpha": group["alpha"], "one_minus_alpha": 1 - group["alpha"],
+                     "eps": group["eps"], "weight_decay": wd}
+        update = rmsprop_update
+
+    def rule(p, g, state, h):  # noqa: F811 - SGD's and RMSprop's (one slot of state)
+        p, slot = update(p, g, state[0], {**constants, "lr": h[0]})
+        return p, (slot,)
+
+    return rule, lambda lr, step: [lr]
 
 
-def _l2(p: torch.Tensor, g: torch.Tensor, weight_decay: float) -> torch.Tensor:
-    """The gradient with L2 weight decay added (torch's ``grad.add(param, alpha=wd)``)."""
-    return g + weight_decay * p if weight_decay else g
+def _l2(p: torch.Tensor, g: torch.Tensor, c: dict) -> torch.Tensor:
+    """The gradient with L2 weight decay ``c["weight_decay"]`` added (torch's
+    ``grad.add(param, alpha=wd)``); none when it is absent or a Python zero."""
+    wd = c.get("weight_decay")
+    return g if wd is None or (isinstance(wd, float) and not wd) else g + wd * p
 
 
-def _adam_rule(decoupled: bool, group: dict) -> tuple[Callable, Callable]:
-    beta1, beta2 = group["betas"]
-    eps, wd = group["eps"], group["weight_decay"]
+def adam_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
+                c: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adam's (and AdamW's) step as values: ``(p, m, v)`` after it.
 
-    def scalars(lr: float, step: int) -> list[float]:
-        return [lr / (1 - beta1 ** step), 1 / math.sqrt(1 - beta2 ** step), 1 - lr * wd]
-
-    def rule(p, g, state, h):
-        if decoupled:
-            p = p * h[2]
-        else:
-            g = _l2(p, g, wd)
-        m = state[0].lerp(g, 1 - beta1)
-        v = state[1] * beta2 + g * g * (1 - beta2)
-        return p - h[0] * m / (v.sqrt() * h[1] + eps), (m, v)
-
-    return rule, scalars
-
-
-def _sgd_rule(group: dict) -> Callable:
-    momentum, nesterov, wd = group["momentum"], group["nesterov"], group["weight_decay"]
-
-    def rule(p, g, state, h):
-        g = _l2(p, g, wd)
-        if momentum:
-            buf = state[0] * momentum + g
-            g, state = (g + momentum * buf if nesterov else buf), (buf,)
-        return p - h[0] * g, state
-
-    return rule
+    ``c`` holds Python floats or tensors that broadcast over ``p`` (a stacked sweep's
+    per-member values): ``one_minus_beta1``, ``beta2``, ``one_minus_beta2``, ``eps``,
+    ``step_size`` (``lr / (1 - beta1 ** step)``), ``inv_bc2`` (``1 / sqrt(1 - beta2 **
+    step)``), and ``decay`` (AdamW: ``1 - lr * weight_decay``) or ``weight_decay``
+    (Adam's L2). The arithmetic is torch's fused kernel's, op for op, but for the
+    denominator: ``sqrt(v) * inv_bc2 + eps`` multiplies where torch divides (one
+    division an element instead of two; the result differs in the last bit at most).
+    """
+    if "decay" in c:
+        p = p * c["decay"]
+    else:
+        g = _l2(p, g, c)
+    m = m.lerp(g, c["one_minus_beta1"])
+    v = v * c["beta2"] + g * g * c["one_minus_beta2"]
+    return p - c["step_size"] * m / (v.sqrt() * c["inv_bc2"] + c["eps"]), m, v
 
 
-def _rmsprop_rule(group: dict) -> Callable:
-    alpha, eps, wd = group["alpha"], group["eps"], group["weight_decay"]
+def sgd_update(p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor,
+               c: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """SGD's step (dampening 0) as values: ``(p, buf)`` after it. ``c``: ``lr``,
+    ``momentum`` (a Python zero: no buffer, ``buf`` comes back as it was), ``nesterov``
+    (a bool, or a bool tensor that broadcasts over ``p``), ``weight_decay``. The buffer
+    starts as zeros: the first step makes it the gradient, as torch's clone does."""
+    g = _l2(p, g, c)
+    momentum, nesterov = c["momentum"], c["nesterov"]
+    if isinstance(momentum, torch.Tensor) or momentum:
+        buf = buf * momentum + g
+        nesterov_g = g + momentum * buf
+        g = (torch.where(nesterov, nesterov_g, buf) if isinstance(nesterov, torch.Tensor)
+             else nesterov_g if nesterov else buf)
+    return p - c["lr"] * g, buf
 
-    def rule(p, g, state, h):
-        g = _l2(p, g, wd)
-        square_avg = state[0] * alpha + g * g * (1 - alpha)
-        return p - h[0] * (g / (square_avg.sqrt() + eps)), (square_avg,)
 
-    return rule
+def rmsprop_update(p: torch.Tensor, g: torch.Tensor, square_avg: torch.Tensor,
+                   c: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """RMSprop's step (not centered, no momentum) as values: ``(p, square_avg)`` after it.
+    ``c``: ``lr``, ``alpha``, ``one_minus_alpha``, ``eps``, ``weight_decay``."""
+    g = _l2(p, g, c)
+    square_avg = square_avg * c["alpha"] + g * g * c["one_minus_alpha"]
+    return p - c["lr"] * (g / (square_avg.sqrt() + c["eps"])), square_avg
 
 
 def check_optimizer(name: str) -> str:

@@ -108,7 +108,7 @@ class StackedEngine:
             if self.guard:
                 for g in grads:
                     ok = ok & torch.isfinite(g.reshape(g.shape[0], -1)).all(dim=1)
-            opt.masked_update(grads, h, ok & active)
+            opt.update_all(h, grads, ok & active)
         correct = self.correct(out.detach(), yb).double() if self.accuracy else None
         return losses.detach(), correct, ok
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from ..base.torch_internals import fused_adam_, fused_sgd_
 from ..core.layers import REGISTRY, LayerKind, StackedForward
 from ..core.model import Model
-from ..core.optim import OPTIMIZER_STATE
+from ..core.optim import OPTIMIZER_STATE, adam_update, rmsprop_update, sgd_update
 from ..train.engine import all_finite
 
 FUSED_MIN_PARAMS = 20_000  # from here on, each member's own fused kernel beats the
@@ -193,12 +193,12 @@ class StackedOptimizer:
         per_member = sum(p[0].numel() for p in params)
         self.fused = (kind != "rmsprop" and per_member >= FUSED_MIN_PARAMS
                       and all(g.get("fused") for g in groups))
-        self._update = self._update_all
+        self._update = self.update_all
 
     def capture(self) -> None:
         """Run the vectorised update as one ``torch.compile`` graph (its dozen passes per
         parameter fused into one kernel); the fused path is left as it is."""
-        self._update = torch.compile(self._update_all, dynamic=False)
+        self._update = torch.compile(self.update_all, dynamic=False)
 
     def step(self, active: Sequence[bool]) -> None:
         """One update of the active members; the others' weights and state stay as they are."""
@@ -211,9 +211,8 @@ class StackedOptimizer:
             kept = [(p.detach()[idx].clone(), {k: v[idx].clone() for k, v in s.items()})
                     for p, s in zip(self.params, self.state, strict=True)]
         self.count_steps(active)
-        # the state is created eagerly (first step); the captured update only reads it
-        (self._update if self.state[0] else self._update_all)(self.hyper(),
-                                                              [p.grad for p in self.params])
+        self.init_state()
+        self._update(self.hyper(), [p.grad for p in self.params])
         with torch.no_grad():
             if frozen:
                 for p, state, (old_p, old_s) in zip(self.params, self.state, kept, strict=True):
@@ -221,12 +220,38 @@ class StackedOptimizer:
                     for k, v in old_s.items():
                         state[k][idx] = v
 
-    def _update_all(self, h: dict[str, torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
-        """Every parameter's update by the kind's vectorised rule, with this step's ``h``."""
+    def update_all(self, h: dict[str, torch.Tensor], grads: Sequence[torch.Tensor],
+                   mask: torch.Tensor | None = None) -> None:
+        """Every parameter's update by the kind's rule (:func:`~exburn_nb.core.optim.
+        adam_update` and friends) with this step's per-member values ``h``, written in
+        place; with ``mask`` (``(M,)`` bool) only for the members where it is True (one
+        ``torch.where`` per tensor, which a captured graph fuses into the update)."""
+        update = {"adam": adam_update, "adamw": adam_update, "sgd": sgd_update,
+                  "rmsprop": rmsprop_update}[self.kind]
         with torch.no_grad():
-            update = getattr(self, f"_{self.kind.rstrip('w')}")
             for p, g, state in zip(self.params, grads, self.state, strict=True):
-                update(p, g, state, h)
+                c = {"momentum": 0.0, "nesterov": False}  # SGD's, where no member has them
+                c.update((k, _per_member(h[k], p)) for k in self._values())
+                old = (p, *(state[key] for key in OPTIMIZER_STATE[self.kind]))
+                for t, new in zip(old, update(*old[:1], g, *old[1:], c), strict=True):
+                    if new is not t:
+                        t.copy_(new if mask is None else torch.where(_per_member(mask, t),
+                                                                     new, t))
+
+    def _values(self) -> list[str]:
+        """The keys of :meth:`hyper` the kind's rule reads (the others are left out: each
+        is a view per parameter and step)."""
+        keys = {"adam": ["one_minus_beta1", "beta2", "one_minus_beta2", "eps", "step_size",
+                         "inv_bc2"],
+                "sgd": ["lr"], "rmsprop": ["lr", "alpha", "one_minus_alpha", "eps"]}
+        keys["adamw"] = [*keys["adam"], "decay"]
+        out = keys[self.kind]
+        if any(self.weight_decay) and self.kind != "adamw":
+            out = [*out, "weight_decay"]
+        if self.kind == "sgd":
+            out += [k for k, values in (("momentum", self.momentum),
+                                        ("nesterov", self.nesterov)) if any(values)]
+        return out
 
     def init_state(self) -> None:
         """Create the state the first step would create, as zeros (the same numbers: each
@@ -235,18 +260,6 @@ class StackedOptimizer:
         for p, state in zip(self.params, self.state, strict=True):
             for key in OPTIMIZER_STATE[self.kind]:
                 state.setdefault(key, torch.zeros_like(p, requires_grad=False))
-
-    def masked_update(self, grads: list[torch.Tensor], h: dict[str, torch.Tensor],
-                      mask: torch.Tensor) -> None:
-        """:meth:`_update_all`, kept only for the members where ``mask`` (``(M,)`` bool) is
-        True: the others' weights and state are left exactly as they were (one
-        ``torch.where`` per tensor, which a captured graph fuses into the update)."""
-        with torch.no_grad():
-            tensors = [*self.params, *(v for s in self.state for v in s.values())]
-            kept = [t.clone() for t in tensors]
-            self._update_all(h, grads)
-            for t, old in zip(tensors, kept, strict=True):
-                t.copy_(torch.where(_per_member(mask, t), t, old))
 
     def count_steps(self, stepped: Sequence[bool]) -> None:
         """Count a step for each member that took one (outside :meth:`step`)."""
@@ -292,7 +305,7 @@ class StackedOptimizer:
                 return torch.tensor(values, dtype=torch.float64).to(self.device, torch.float32)
 
             self._key = key
-            self._h = {"lr": vec(self.lr), "wd": vec(self.weight_decay),
+            self._h = {"lr": vec(self.lr), "weight_decay": vec(self.weight_decay),
                        "eps": vec(self.eps), "momentum": vec(self.momentum),
                        "alpha": vec(self.alpha), "one_minus_alpha": vec(
                            [1 - a for a in self.alpha]),
@@ -300,8 +313,9 @@ class StackedOptimizer:
                        "decay": vec([1 - a * b for a, b in zip(self.lr, self.weight_decay,
                                                                 strict=True)])}
             if self.kind in ("adam", "adamw"):
-                self._h.update(b1=vec([1 - b for b in self.beta1]), b2=vec(self.beta2),
-                               one_minus_b2=vec([1 - b for b in self.beta2]))
+                self._h.update(one_minus_beta1=vec([1 - b for b in self.beta1]),
+                               beta2=vec(self.beta2),
+                               one_minus_beta2=vec([1 - b for b in self.beta2]))
         h = self._h
         if self.kind in ("adam", "adamw"):
             steps = self.steps if steps is None else steps
@@ -309,48 +323,10 @@ class StackedOptimizer:
                 [a / (1 - b ** t) if t else 0.0
                  for a, b, t in zip(self.lr, self.beta1, steps, strict=True)],
                 dtype=torch.float64).to(self.device, torch.float32),
-                "bc2": torch.tensor([(1 - b ** t) ** 0.5 if t else 1.0
-                                     for b, t in zip(self.beta2, steps, strict=True)],
-                                    dtype=torch.float64).to(self.device, torch.float32)}
+                "inv_bc2": torch.tensor([1 / (1 - b ** t) ** 0.5 if t else 1.0
+                                         for b, t in zip(self.beta2, steps, strict=True)],
+                                        dtype=torch.float64).to(self.device, torch.float32)}
         return h
-
-    def _adam(self, p: torch.Tensor, g: torch.Tensor, s: dict, h: dict) -> None:
-        if not s:
-            s["exp_avg"], s["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-        if self.kind == "adamw":
-            p.mul_(_per_member(h["decay"], p))
-        elif any(self.weight_decay):
-            g = g + _per_member(h["wd"], p) * p
-        s["exp_avg"].lerp_(g, _per_member(h["b1"], p))
-        s["exp_avg_sq"].mul_(_per_member(h["b2"], p)).add_(
-            g * g * _per_member(h["one_minus_b2"], p))
-        denom = (s["exp_avg_sq"].sqrt() / _per_member(h["bc2"], p)).add_(
-            _per_member(h["eps"], p))
-        p.sub_(s["exp_avg"] / denom * _per_member(h["step_size"], p))
-
-    def _sgd(self, p: torch.Tensor, g: torch.Tensor, s: dict, h: dict) -> None:
-        if any(self.weight_decay):
-            g = g + _per_member(h["wd"], p) * p
-        if any(self.momentum):
-            momentum = _per_member(h["momentum"], p)
-            if not s:
-                s["momentum_buffer"] = g.clone()
-            else:
-                s["momentum_buffer"].mul_(momentum).add_(g)
-            buf = s["momentum_buffer"]
-            g = (torch.where(_per_member(h["nesterov"], p), g + momentum * buf, buf)
-                 if any(self.nesterov) else buf)
-        p.sub_(g * _per_member(h["lr"], p))
-
-    def _rmsprop(self, p: torch.Tensor, g: torch.Tensor, s: dict, h: dict) -> None:
-        if not s:
-            s["square_avg"] = torch.zeros_like(p)
-        if any(self.weight_decay):
-            g = g + _per_member(h["wd"], p) * p
-        s["square_avg"].mul_(_per_member(h["alpha"], p)).add_(
-            g * g * _per_member(h["one_minus_alpha"], p))
-        avg = s["square_avg"].sqrt().add_(_per_member(h["eps"], p))
-        p.sub_(g / avg * _per_member(h["lr"], p))
 
     def write_back(self, net: StackedNet) -> None:
         """Each member's weights and optimizer state into its own model."""
