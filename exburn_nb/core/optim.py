@@ -141,15 +141,17 @@ def update_rule(kind: str, group: dict) -> tuple[Callable, Callable]:
 
         return rule, scalars
     if kind == "sgd":
-        constants = {"momentum": group["momentum"], "nesterov": group["nesterov"],
-                     "weight_decay": wd}
-        update = sgd_update
-    else:
-        constants = {"alpha": group["alpha"], "one_minus_alpha": 1 - group["alpha"],
-                     "eps": group["eps"], "weight_decay": wd}
-        update = rmsprop_update
+        return _rate_rule(sgd_update, {"momentum": group["momentum"],
+                                       "nesterov": group["nesterov"], "weight_decay": wd})
+    return _rate_rule(rmsprop_update, {"alpha": group["alpha"],
+                                       "one_minus_alpha": 1 - group["alpha"],
+                                       "eps": group["eps"], "weight_decay": wd})
 
-    def rule(p, g, state, h):  # noqa: F811 - SGD's and RMSprop's (one slot of state)
+
+def _rate_rule(update: Callable, constants: dict) -> tuple[Callable, Callable]:
+    """:func:`update_rule` for a kind with one slot of state whose only scalar is the rate."""
+
+    def rule(p, g, state, h):
         p, slot = update(p, g, state[0], {**constants, "lr": h[0]})
         return p, (slot,)
 

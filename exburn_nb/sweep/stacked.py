@@ -233,7 +233,7 @@ class StackedOptimizer:
                 c = {"momentum": 0.0, "nesterov": False}  # SGD's, where no member has them
                 c.update((k, _per_member(h[k], p)) for k in self._values())
                 old = (p, *(state[key] for key in OPTIMIZER_STATE[self.kind]))
-                for t, new in zip(old, update(*old[:1], g, *old[1:], c), strict=True):
+                for t, new in zip(old, update(p, g, *old[1:], c), strict=True):
                     if new is not t:
                         t.copy_(new if mask is None else torch.where(_per_member(mask, t),
                                                                      new, t))
