@@ -105,6 +105,16 @@ def test_foreach_add():
     assert [float(s) for s in steps] == [2.0, 5.0], moved(name)
 
 
+def test_foreach_copy():
+    name = "torch._foreach_copy_"
+    targets, values = [torch.zeros(3), torch.zeros(2, 2)], [torch.arange(3.0), torch.ones(2, 2)]
+    try:
+        ti.foreach_copy_(targets, values)
+    except (AttributeError, RuntimeError, TypeError) as exc:
+        pytest.fail(f"{moved(name)}: {exc}")
+    assert all(torch.equal(t, v) for t, v in zip(targets, values, strict=True)), moved(name)
+
+
 def test_inductor_compile():
     name = "torch._inductor"
     from torch.fx.experimental.proxy_tensor import make_fx

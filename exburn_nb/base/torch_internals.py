@@ -27,6 +27,8 @@ BORROWED = {
                           "a fused Adam model's step calls it as torch.optim does",
     "torch._foreach_add_": "counts every parameter's Adam step in one call, as torch.optim "
                            "does before its fused kernel",
+    "torch._foreach_copy_": "writes a stacked sweep's updated weights and state back in one "
+                            "call instead of one per tensor",
     "torch._fused_adamw_": "the same for AdamW",
     "torch._fused_sgd_": "the same for SGD",
     "torch._dynamo": "mark_static_address: a captured step's CUDA graphs replay on the "
@@ -59,6 +61,11 @@ def fused_adam_(adamw: bool, *args: Any, **kwargs: Any) -> None:
 def foreach_add_(tensors: list[torch.Tensor], value: float) -> None:
     """Add ``value`` to every tensor of ``tensors`` in place, in one call."""
     torch._foreach_add_(tensors, value)
+
+
+def foreach_copy_(targets: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+    """Copy each of ``values`` into the matching tensor of ``targets``, in one call."""
+    torch._foreach_copy_(targets, values)
 
 
 def fused_sgd_(*args: Any, **kwargs: Any) -> None:

@@ -166,8 +166,10 @@ def _l2(p: torch.Tensor, g: torch.Tensor, c: dict) -> torch.Tensor:
 
 
 def adam_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor,
-                c: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Adam's (and AdamW's) step as values: ``(p, m, v)`` after it.
+                c: dict, out: tuple | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Adam's (and AdamW's) step: ``(p, m, v)`` after it, as new tensors, or written into
+    ``out`` (``(p, m, v)`` themselves for an eager step in place).
 
     ``c`` holds Python floats or tensors that broadcast over ``p`` (a stacked sweep's
     per-member values): ``one_minus_beta1``, ``beta2``, ``one_minus_beta2``, ``eps``,
@@ -176,39 +178,54 @@ def adam_update(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tens
     (Adam's L2). The arithmetic is torch's fused kernel's, op for op, but for the
     denominator: ``sqrt(v) * inv_bc2 + eps`` multiplies where torch divides (one
     division an element instead of two; the result differs in the last bit at most).
+    Other in-place operations only touch tensors made here.
+
+    Example (the first step, rate 0.1: every weight moves by the rate):
+        >>> c = {"one_minus_beta1": 0.1, "beta2": 0.999, "one_minus_beta2": 0.001,
+        ...      "eps": 1e-8, "step_size": 0.1 / 0.1, "inv_bc2": 1 / 0.001 ** 0.5}
+        >>> adam_update(torch.ones(2), torch.ones(2), torch.zeros(2), torch.zeros(2), c)[0]
+        tensor([0.9000, 0.9000])
     """
+    o = out or (None, None, None)
     if "decay" in c:
-        p = p * c["decay"]
+        p_decayed = p * c["decay"]
     else:
-        g = _l2(p, g, c)
-    m = m.lerp(g, c["one_minus_beta1"])
-    v = v * c["beta2"] + g * g * c["one_minus_beta2"]
-    return p - c["step_size"] * m / (v.sqrt() * c["inv_bc2"] + c["eps"]), m, v
+        p_decayed, g = p, _l2(p, g, c)
+    m = torch.lerp(m, g, c["one_minus_beta1"], out=o[1])
+    v = torch.add(v * c["beta2"], (g * g).mul_(c["one_minus_beta2"]), out=o[2])
+    denom = v.sqrt().mul_(c["inv_bc2"]).add_(c["eps"])
+    return torch.sub(p_decayed, (c["step_size"] * m).div_(denom), out=o[0]), m, v
 
 
-def sgd_update(p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor,
-               c: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """SGD's step (dampening 0) as values: ``(p, buf)`` after it. ``c``: ``lr``,
-    ``momentum`` (a Python zero: no buffer, ``buf`` comes back as it was), ``nesterov``
-    (a bool, or a bool tensor that broadcasts over ``p``), ``weight_decay``. The buffer
-    starts as zeros: the first step makes it the gradient, as torch's clone does."""
+def sgd_update(p: torch.Tensor, g: torch.Tensor, buf: torch.Tensor, c: dict,
+               out: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """SGD's step (dampening 0): ``(p, buf)`` after it, new or written into ``out``.
+    ``c``: ``lr``, ``momentum`` (a Python zero: no buffer, ``buf`` comes back as it
+    was), ``nesterov`` (a bool, or a bool tensor that broadcasts over ``p``),
+    ``weight_decay``. The buffer starts as zeros: the first step makes it the gradient,
+    as torch's clone does."""
+    o = out or (None, None)
     g = _l2(p, g, c)
     momentum, nesterov = c["momentum"], c["nesterov"]
     if isinstance(momentum, torch.Tensor) or momentum:
-        buf = buf * momentum + g
+        buf = torch.add(buf * momentum, g, out=o[1])
         nesterov_g = g + momentum * buf
         g = (torch.where(nesterov, nesterov_g, buf) if isinstance(nesterov, torch.Tensor)
              else nesterov_g if nesterov else buf)
-    return p - c["lr"] * g, buf
+    return torch.sub(p, c["lr"] * g, out=o[0]), buf
 
 
-def rmsprop_update(p: torch.Tensor, g: torch.Tensor, square_avg: torch.Tensor,
-                   c: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """RMSprop's step (not centered, no momentum) as values: ``(p, square_avg)`` after it.
-    ``c``: ``lr``, ``alpha``, ``one_minus_alpha``, ``eps``, ``weight_decay``."""
+def rmsprop_update(p: torch.Tensor, g: torch.Tensor, square_avg: torch.Tensor, c: dict,
+                   out: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """RMSprop's step (not centered, no momentum): ``(p, square_avg)`` after it, new or
+    written into ``out``. ``c``: ``lr``, ``alpha``, ``one_minus_alpha``, ``eps``,
+    ``weight_decay``."""
+    o = out or (None, None)
     g = _l2(p, g, c)
-    square_avg = square_avg * c["alpha"] + g * g * c["one_minus_alpha"]
-    return p - c["lr"] * (g / (square_avg.sqrt() + c["eps"])), square_avg
+    square_avg = torch.add(square_avg * c["alpha"], (g * g).mul_(c["one_minus_alpha"]),
+                           out=o[1])
+    return torch.sub(p, (g / square_avg.sqrt().add_(c["eps"])).mul_(c["lr"]),
+                     out=o[0]), square_avg
 
 
 def check_optimizer(name: str) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..base.torch_internals import fused_adam_, fused_sgd_
+from ..base.torch_internals import foreach_copy_, fused_adam_, fused_sgd_
 from ..core.layers import REGISTRY, LayerKind, StackedForward
 from ..core.model import Model
 from ..core.optim import OPTIMIZER_STATE, adam_update, rmsprop_update, sgd_update
@@ -228,15 +228,24 @@ class StackedOptimizer:
         ``torch.where`` per tensor, which a captured graph fuses into the update)."""
         update = {"adam": adam_update, "adamw": adam_update, "sgd": sgd_update,
                   "rmsprop": rmsprop_update}[self.kind]
+        by_dim: dict[int, dict] = {}  # the values shaped for weights (M, in, out), biases (M, out)
+        targets, values = [], []
         with torch.no_grad():
             for p, g, state in zip(self.params, grads, self.state, strict=True):
-                c = {"momentum": 0.0, "nesterov": False}  # SGD's, where no member has them
-                c.update((k, _per_member(h[k], p)) for k in self._values())
+                c = by_dim.get(p.dim())
+                if c is None:  # SGD's momentum and Nesterov flag, where no member has them
+                    c = by_dim[p.dim()] = {"momentum": 0.0, "nesterov": False} | {
+                        k: _per_member(h[k], p) for k in self._values()}
                 old = (p, *(state[key] for key in OPTIMIZER_STATE[self.kind]))
+                if mask is None:  # in place
+                    update(p, g, *old[1:], c, out=old)
+                    continue
                 for t, new in zip(old, update(p, g, *old[1:], c), strict=True):
                     if new is not t:
-                        t.copy_(new if mask is None else torch.where(_per_member(mask, t),
-                                                                     new, t))
+                        targets.append(t)
+                        values.append(torch.where(_per_member(mask, t), new, t))
+            if targets:
+                foreach_copy_(targets, values)
 
     def _values(self) -> list[str]:
         """The keys of :meth:`hyper` the kind's rule reads (the others are left out: each
@@ -259,7 +268,8 @@ class StackedOptimizer:
         reads and writes it."""
         for p, state in zip(self.params, self.state, strict=True):
             for key in OPTIMIZER_STATE[self.kind]:
-                state.setdefault(key, torch.zeros_like(p, requires_grad=False))
+                if key not in state:
+                    state[key] = torch.zeros_like(p, requires_grad=False)
 
     def count_steps(self, stepped: Sequence[bool]) -> None:
         """Count a step for each member that took one (outside :meth:`step`)."""
