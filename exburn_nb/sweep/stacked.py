@@ -235,7 +235,7 @@ class StackedOptimizer:
                 c = by_dim.get(p.dim())
                 if c is None:  # SGD's momentum and Nesterov flag, where no member has them
                     c = by_dim[p.dim()] = {"momentum": 0.0, "nesterov": False} | {
-                        k: _per_member(h[k], p) for k in self._values()}
+                        k: _per_member(h[k], p) for k in self._value_keys}
                 old = (p, *(state[key] for key in OPTIMIZER_STATE[self.kind]))
                 if mask is None:  # in place
                     update(p, g, *old[1:], c, out=old)
@@ -247,9 +247,10 @@ class StackedOptimizer:
             if targets:
                 foreach_copy_(targets, values)
 
-    def _values(self) -> list[str]:
+    def _rule_keys(self) -> list[str]:
         """The keys of :meth:`hyper` the kind's rule reads (the others are left out: each
-        is a view per parameter and step)."""
+        is a view per parameter and step); :meth:`hyper` keeps them, with the settings
+        they depend on, as ``_value_keys``."""
         keys = {"adam": ["one_minus_beta1", "beta2", "one_minus_beta2", "eps", "step_size",
                          "inv_bc2"],
                 "sgd": ["lr"], "rmsprop": ["lr", "alpha", "one_minus_alpha", "eps"]}
@@ -314,7 +315,7 @@ class StackedOptimizer:
             def vec(values: Sequence[float]) -> torch.Tensor:
                 return torch.tensor(values, dtype=torch.float64).to(self.device, torch.float32)
 
-            self._key = key
+            self._key, self._value_keys = key, self._rule_keys()
             self._h = {"lr": vec(self.lr), "weight_decay": vec(self.weight_decay),
                        "eps": vec(self.eps), "momentum": vec(self.momentum),
                        "alpha": vec(self.alpha), "one_minus_alpha": vec(

@@ -153,6 +153,15 @@ def _loss_function(model: Model, config: FitConfig, device_type: str) -> Callabl
     return loss_of
 
 
+def _clipped_gradients(loss_of: Callable, config: FitConfig, weights: Sequence[torch.Tensor],
+                       x: torch.Tensor, y: torch.Tensor) -> tuple[list, torch.Tensor,
+                                                                  torch.Tensor]:
+    """``(gradients, loss, output)`` of :func:`_loss_function`'s ``loss_of`` at
+    ``weights``, the gradients clipped as the run asks (``torch.func``: no autograd tape)."""
+    grads, (loss, out) = grad_and_value(loss_of, has_aux=True)(list(weights), x, y)
+    return _clip(grads, config.clip_norm, config.clip_value), loss, out
+
+
 def _finite(loss: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
     """Whether the loss and every gradient are finite, as a 0-d bool tensor."""
     return torch.isfinite(loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all()
@@ -174,14 +183,12 @@ def _build_cpu_step(model: Model, config: FitConfig, group: dict,
     rule = update_rule(model.optimizer, group)[0]
     n, slots = len(model.torch_optimizer.param_groups[0]["params"]), len(
         OPTIMIZER_STATE[model.optimizer])
-    guard, accuracy, clip = config.terminate_on_nan, config.accuracy, (config.clip_norm,
-                                                                         config.clip_value)
+    guard, accuracy = config.terminate_on_nan, config.accuracy
 
     def step(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, *tensors: torch.Tensor):
         weights, steps = tensors[:n], tensors[n * (1 + slots):]
         state = [tensors[n * (1 + i):n * (2 + i)] for i in range(slots)]
-        grads, (loss, out) = grad_and_value(loss_of, has_aux=True)(list(weights), x, y)
-        grads = _clip(grads, *clip)
+        grads, loss, out = _clipped_gradients(loss_of, config, weights, x, y)
         correct = lossfn.correct(out.detach(), y) if accuracy else loss.new_zeros(())
         ok = _finite(loss, grads) if guard else loss.new_ones((), dtype=bool)
         for i, (p, g) in enumerate(zip(weights, grads, strict=True)):
@@ -204,14 +211,12 @@ def _build_step(model: Model, config: FitConfig, group: dict) -> Callable:
     ``(x, y, params, state, steps, lr) -> (loss, correct, ok)``."""
     loss_of, lossfn, kind = _loss_function(model, config, "cuda"), model.loss, model.optimizer
     update = _functional_update(kind, group)
-    guard, accuracy, clip = config.terminate_on_nan, config.accuracy, (config.clip_norm,
-                                                                         config.clip_value)
+    guard, accuracy = config.terminate_on_nan, config.accuracy
 
     def step(x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor],
              state: list[list[torch.Tensor]], steps: list[torch.Tensor], lr: torch.Tensor):
-        grads, (loss, out) = grad_and_value(loss_of, has_aux=True)(
-            [p.detach() for p in params], x, y)
-        grads = _clip(grads, *clip)
+        grads, loss, out = _clipped_gradients(loss_of, config, [p.detach() for p in params],
+                                              x, y)
         correct = lossfn.correct(out.detach(), y) if accuracy else None
         with torch.no_grad():
             if not guard:
