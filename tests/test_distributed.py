@@ -304,7 +304,10 @@ def test_an_unavailable_start_method_is_refused(monkeypatch):
 
 # ------------------------------------------------------------------ 10. torchrun
 TORCHRUN_SCRIPT = """
-import torch, exburn_nb as xb
+import atexit, os, torch, exburn_nb as xb
+# atexit runs last-in first-out: this runs after whatever fit registers
+atexit.register(lambda: open(f"rank{{os.environ['RANK']}}.exit", "w").write(
+    str(torch.distributed.is_initialized())))
 g = torch.Generator().manual_seed(0)
 x = torch.randn(64, 4, generator=g)
 y = (x[:, 0] > 0).long()
@@ -331,6 +334,9 @@ def test_fit_under_torchrun_joins_the_group_and_exits_zero(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     reports = [(tmp_path / f"rank{r}.done").read_text() for r in range(2)]
     assert reports[0] == reports[1] and reports[0].startswith("2 ")  # the same history
+    # the group fit made was still up after fit (the script read its rank and world size)
+    # and was ended at exit, before the interpreter's teardown (where gloo can abort)
+    assert [(tmp_path / f"rank{r}.exit").read_text() for r in range(2)] == ["False", "False"]
 
 
 def test_a_stale_torchelastic_variable_alone_does_not_join(monkeypatch):

@@ -20,7 +20,8 @@ A rank that raises sends its traceback; the caller ends the other ranks and rais
 ``RuntimeError`` holding it. Every child is reaped before the call returns or raises.
 
 Under ``torchrun`` (:func:`launched_by_torchrun`) ``fit`` joins the process group the
-launcher describes and starts nothing; every rank returns the trained model.
+launcher describes and starts nothing; every rank returns the trained model. A group that
+``fit`` made stays up for the rest of the script and is ended at exit.
 
 Example:
     >>> xb.fit(model, (x, y), epochs=5, batch_size=64, processes=2)  # doctest: +SKIP
@@ -28,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pickle
@@ -215,6 +217,7 @@ def _join_torchrun(trainer_class: Callable[..., Any], model: Model, data: Any,
     trainer = trainer_class(model, data, **arguments)
     if not dist.is_initialized():
         dist.init_process_group(backend_for(trainer.config, model), timeout=GROUP_TIMEOUT)
+        atexit.register(_destroy_group)
     distribute(trainer, sync_batchnorm=trainer.config.sync_batchnorm)
     trainer.run()
     dist.barrier()
@@ -222,6 +225,15 @@ def _join_torchrun(trainer_class: Callable[..., Any], model: Model, data: Any,
         for message in trainer.messages:
             warnings.warn(message, stacklevel=3)
     return model
+
+
+def _destroy_group() -> None:
+    """At exit, end the process group ``fit`` made under ``torchrun`` while Python is still
+    whole (the script may use it after ``fit``). Left to the interpreter's teardown, gloo's
+    worker threads can die holding tensors, and the rank aborts ("terminate called without
+    an active exception"; pytorch/pytorch#190489)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @contextlib.contextmanager
