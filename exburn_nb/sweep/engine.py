@@ -25,15 +25,19 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+from torch.fx.experimental.proxy_tensor import make_fx
 
+from ..base.torch_internals import inductor_compile
 from ..core.config import FitConfig
 from ..core.layers import REGISTRY
 from ..core.model import Model
-from ..train.captured import check_compilable
+from ..core.optim import OPTIMIZER_STATE
+from ..train.captured import check_compilable, count_built_graph, warn_uncapturable
 from ..train.engine import OVERFLOW_GUARD_LR
 from ..train.loop import Trainer
 from .planning import check_members, plan
@@ -44,7 +48,13 @@ from .stacked import (
     finite_members,
     member_correct,
     member_loss,
+    update_members,
 )
+
+# the captured stacked steps built in this process, by what they bake in (the latest kept:
+# a study's later sweeps of the same shapes reuse them)
+_GRAPHS: OrderedDict[tuple, Callable] = OrderedDict()
+GRAPHS_KEPT = 8
 
 
 class StackedEngine:
@@ -68,6 +78,12 @@ class StackedEngine:
         self.capture = configs[0].compile
         if self.capture:
             check_compilable(models[0].torch_device)
+        # what a captured step bakes in besides shapes: the members' layers, the layer
+        # kinds' code, the loss, the optimizer's kind, the guard, the counts, the clipping
+        self._structure = (repr([m.spec for m in models]), tuple(
+            id(REGISTRY[la.kind]) for la in models[0].spec.layers), repr(
+            models[0].loss_function), models[0].optimizer, str(models[0].torch_device),
+            self.guard, self.accuracy, tuple((c.clip_norm, c.clip_value) for c in configs))
 
     def start(self, seeds: Sequence[int] | None) -> None:
         """Stack the weights, and seed each member's dropout generator with its seed."""
@@ -79,28 +95,35 @@ class StackedEngine:
         opt.weight_decay = [c.weight_decay if c.weight_decay is not None else m.weight_decay
                             for m, c in zip(models, cfgs, strict=True)]
         opt.nesterov = [c.nesterov for c in cfgs]
-        self._whole: Any = None
         self._ok: torch.Tensor | None = None  # a captured step's outcome, for step()
+        self._whole: Callable | None = None  # the captured step, for self._whole_keys
+        self._whole_keys: list[str] | None = None
+        self._weights = [p.detach() for p in net.params]
+        self._active: tuple[tuple, torch.Tensor] | None = None  # the flags, as a tensor
+        self._traceable = self.capture and not any(
+            REGISTRY[la.kind].draws for la in models[0].spec.layers)
         if self.capture:
-            if any(REGISTRY[la.kind].draws for la in models[0].spec.layers):
-                opt.capture()  # the members' generators stay eager: the update is captured
-            else:
+            if self._traceable:
                 opt.init_state()
-                self._whole = torch.compile(self._whole_step, dynamic=False)
+            else:  # the members' generators stay eager: the update is captured
+                opt.capture()
 
-    def _whole_step(self, xb: torch.Tensor, yb: torch.Tensor, h: dict[str, torch.Tensor],
-                    active: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """The captured step of every member: forward, losses, gradients (``torch.func``),
-        clipping, the finite check and the masked update; ``(losses, correct, ok)``."""
+    def _whole_step(self, xb: torch.Tensor, yb: torch.Tensor, active: torch.Tensor,
+                    keys: Sequence[str], values: Sequence[torch.Tensor],
+                    params: Sequence[torch.Tensor], state: Sequence[dict[str, torch.Tensor]],
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step of every member as a function of its tensors: forward, losses,
+        gradients (``torch.func``), clipping, the finite check and the masked update, in
+        place on ``params`` and ``state``; ``(losses, correct, ok)`` (``correct`` zeros
+        when the run does not count them)."""
         net, opt = self.net, self.opt
 
-        def total(params: list[torch.Tensor]) -> tuple[torch.Tensor, tuple]:
-            out = net.forward_with(params, xb, None)
+        def total(weights: list[torch.Tensor]) -> tuple[torch.Tensor, tuple]:
+            out = net.forward_with(weights, xb, None)
             losses = self.loss(out, yb)
             return losses.sum(), (losses, out)
 
-        grads, (losses, out) = torch.func.grad(total, has_aux=True)(
-            [p.detach() for p in net.params])
+        grads, (losses, out) = torch.func.grad(total, has_aux=True)(list(params))
         clip_members(grads, [c.clip_norm for c in self.configs],
                      [c.clip_value for c in self.configs])
         with torch.no_grad():
@@ -108,9 +131,62 @@ class StackedEngine:
             if self.guard:
                 for g in grads:
                     ok = ok & torch.isfinite(g.reshape(g.shape[0], -1)).all(dim=1)
-            opt.update_all(h, grads, ok & active)
-        correct = self.correct(out.detach(), yb).double() if self.accuracy else None
+            update_members(opt.kind, keys, dict(zip(keys, values, strict=True)), params,
+                           grads, state, ok & active)
+        correct = (self.correct(out.detach(), yb).double() if self.accuracy
+                   else losses.new_zeros(losses.shape, dtype=torch.float64))
         return losses.detach(), correct, ok
+
+    def _build_whole(self, example: list[torch.Tensor], keys: list[str]) -> Callable:
+        """:meth:`_whole_step` as one graph ``(x, y, active, *values, *weights, *state)``,
+        traced on fake tensors and compiled by inductor (C++ kernels and a C++ wrapper:
+        no ``torch.compile`` guards, no Python between the kernels); from the cache when a
+        sweep of the same shapes and settings built it already."""
+        n, slots = len(self.net.params), OPTIMIZER_STATE[self.opt.kind]
+        key = (self._structure, tuple(keys), *(tuple(t.shape) for t in example[:2]),
+               example[0].dtype, example[1].dtype)
+        if key in _GRAPHS:
+            _GRAPHS.move_to_end(key)
+            return _GRAPHS[key]
+
+        def step(xb: torch.Tensor, yb: torch.Tensor, active: torch.Tensor,
+                 *tensors: torch.Tensor) -> tuple:
+            values, rest = tensors[:len(keys)], tensors[len(keys):]
+            state = [dict(zip(slots, rest[n + i * len(slots):n + (i + 1) * len(slots)],
+                              strict=True)) for i in range(n)]
+            return self._whole_step(xb, yb, active, keys, values, rest[:n], state)
+
+        graph = inductor_compile(make_fx(step, tracing_mode="fake")(*example), example,
+                                 cpp_wrapper=True)
+        _GRAPHS[key] = graph
+        count_built_graph()
+        if len(_GRAPHS) > GRAPHS_KEPT:
+            _GRAPHS.popitem(last=False)
+        return graph
+
+    def _captured_step(self, xb: torch.Tensor, yb: torch.Tensor, active: Sequence[bool],
+                       ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The whole captured step of every member (its update kept or withheld per
+        member; :meth:`step` reports it), or None (with a warning) where the step cannot
+        be traced: the run goes on eagerly."""
+        opt = self.opt
+        h = opt.hyper([s + bool(a) for s, a in zip(opt.steps, active, strict=True)])
+        keys = opt.value_keys
+        flags = tuple(active)
+        if self._active is None or self._active[0] != flags:
+            self._active = (flags, torch.tensor(flags, device=xb.device))
+        tensors = [xb, yb, self._active[1], *(h[k] for k in keys), *self._weights,
+                   *(s[k] for s in opt.state for k in OPTIMIZER_STATE[opt.kind])]
+        if self._whole_keys is not keys:  # the first step, or the settings changed
+            try:
+                self._whole = self._build_whole(tensors, keys)
+            except Exception as exc:  # noqa: BLE001 - any tracing failure: train eagerly
+                self._traceable = False
+                warn_uncapturable(exc)
+                return None
+            self._whole_keys = keys
+        losses, correct, self._ok = self._whole(*tensors)
+        return losses, correct if self.accuracy else None
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
                          active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -118,11 +194,9 @@ class StackedEngine:
         With ``compile=True`` (a network that draws nothing) a full batch takes the whole
         captured step here (its update kept or withheld per member; :meth:`step`
         reports it)."""
-        if self._captures(xb, scale):
-            steps = [s + bool(a) for s, a in zip(self.opt.steps, active, strict=True)]
-            losses, correct, self._ok = self._whole(
-                xb, yb, self.opt.hyper(steps), torch.tensor(active, device=xb.device))
-            return losses, correct
+        captured = self._captured_step(xb, yb, active) if self._captures(xb, scale) else None
+        if captured is not None:
+            return captured
         gens = [g if a else None for g, a in zip(self.dropout_gens, active, strict=True)]
         out = self.net.forward(xb, gens)
         loss = self.loss(out, yb)
@@ -174,7 +248,7 @@ class StackedEngine:
         """Whether this batch takes the whole captured step: a full batch, no
         accumulation, and no learning rate above the overflow guard's."""
         cfg = self.configs[0]
-        return (self._whole is not None and cfg.accumulate_gradients == 1
+        return (self._traceable and cfg.accumulate_gradients == 1
                 and xb.shape[1] == cfg.batch_size
                 and not (self.guard and any(lr > OVERFLOW_GUARD_LR for lr in self.opt.lr)))
 

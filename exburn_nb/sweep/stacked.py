@@ -194,6 +194,8 @@ class StackedOptimizer:
         self.fused = (kind != "rmsprop" and per_member >= FUSED_MIN_PARAMS
                       and all(g.get("fused") for g in groups))
         self._update = self.update_all
+        self._key: tuple | None = None  # the settings hyper()'s values were made for
+        self.value_keys: list[str] = []  # the names in hyper() the kind's rule reads
 
     def capture(self) -> None:
         """Run the vectorised update as one ``torch.compile`` graph (its dozen passes per
@@ -222,35 +224,14 @@ class StackedOptimizer:
 
     def update_all(self, h: dict[str, torch.Tensor], grads: Sequence[torch.Tensor],
                    mask: torch.Tensor | None = None) -> None:
-        """Every parameter's update by the kind's rule (:func:`~exburn_nb.core.optim.
-        adam_update` and friends) with this step's per-member values ``h``, written in
-        place; with ``mask`` (``(M,)`` bool) only for the members where it is True (one
-        ``torch.where`` per tensor, which a captured graph fuses into the update)."""
-        update = {"adam": adam_update, "adamw": adam_update, "sgd": sgd_update,
-                  "rmsprop": rmsprop_update}[self.kind]
-        by_dim: dict[int, dict] = {}  # the values shaped for weights (M, in, out), biases (M, out)
-        targets, values = [], []
-        with torch.no_grad():
-            for p, g, state in zip(self.params, grads, self.state, strict=True):
-                c = by_dim.get(p.dim())
-                if c is None:  # SGD's momentum and Nesterov flag, where no member has them
-                    c = by_dim[p.dim()] = {"momentum": 0.0, "nesterov": False} | {
-                        k: _per_member(h[k], p) for k in self._value_keys}
-                old = (p, *(state[key] for key in OPTIMIZER_STATE[self.kind]))
-                if mask is None:  # in place
-                    update(p, g, *old[1:], c, out=old)
-                    continue
-                for t, new in zip(old, update(p, g, *old[1:], c), strict=True):
-                    if new is not t:
-                        targets.append(t)
-                        values.append(torch.where(_per_member(mask, t), new, t))
-            if targets:
-                foreach_copy_(targets, values)
+        """Every parameter's update with this step's per-member values ``h``, written in
+        place (:func:`update_members` on the stack's weights and state)."""
+        update_members(self.kind, self.value_keys, h, self.params, grads, self.state, mask)
 
     def _rule_keys(self) -> list[str]:
         """The keys of :meth:`hyper` the kind's rule reads (the others are left out: each
         is a view per parameter and step); :meth:`hyper` keeps them, with the settings
-        they depend on, as ``_value_keys``."""
+        they depend on, as :attr:`value_keys`."""
         keys = {"adam": ["one_minus_beta1", "beta2", "one_minus_beta2", "eps", "step_size",
                          "inv_bc2"],
                 "sgd": ["lr"], "rmsprop": ["lr", "alpha", "one_minus_alpha", "eps"]}
@@ -309,13 +290,15 @@ class StackedOptimizer:
     def hyper(self, steps: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """This step's per-member values as float32 ``(M,)`` tensors (rebuilt when the
         learning rates or weight decays change; Adam's bias corrections every step, from
-        ``steps``, the members' step counts after it: :attr:`steps` by default)."""
+        ``steps``, the members' step counts after it: :attr:`steps` by default). The
+        names the kind's rule reads are kept as :attr:`value_keys` (the same list object
+        until the settings change)."""
         key = (tuple(self.lr), tuple(self.weight_decay), tuple(self.nesterov))
-        if getattr(self, "_key", None) != key:
+        if self._key != key:
             def vec(values: Sequence[float]) -> torch.Tensor:
                 return torch.tensor(values, dtype=torch.float64).to(self.device, torch.float32)
 
-            self._key, self._value_keys = key, self._rule_keys()
+            self._key, self.value_keys = key, self._rule_keys()
             self._h = {"lr": vec(self.lr), "weight_decay": vec(self.weight_decay),
                        "eps": vec(self.eps), "momentum": vec(self.momentum),
                        "alpha": vec(self.alpha), "one_minus_alpha": vec(
@@ -328,15 +311,15 @@ class StackedOptimizer:
                                beta2=vec(self.beta2),
                                one_minus_beta2=vec([1 - b for b in self.beta2]))
         h = self._h
-        if self.kind in ("adam", "adamw"):
+        if self.kind in ("adam", "adamw"):  # in float64, rounded once, as torch.optim does
             steps = self.steps if steps is None else steps
-            h = {**h, "step_size": torch.tensor(
-                [a / (1 - b ** t) if t else 0.0
-                 for a, b, t in zip(self.lr, self.beta1, steps, strict=True)],
-                dtype=torch.float64).to(self.device, torch.float32),
-                "inv_bc2": torch.tensor([1 / (1 - b ** t) ** 0.5 if t else 1.0
-                                         for b, t in zip(self.beta2, steps, strict=True)],
-                                        dtype=torch.float64).to(self.device, torch.float32)}
+            values = [a / (1 - b ** t) if t else 0.0  # a member that has not stepped: 0
+                      for a, b, t in zip(self.lr, self.beta1, steps, strict=True)]
+            values += [1 / (1 - b ** t) ** 0.5 if t else 1.0
+                       for b, t in zip(self.beta2, steps, strict=True)]
+            step_size, inv_bc2 = torch.tensor(values, dtype=torch.float64).to(
+                self.device, torch.float32).view(2, -1)
+            h = {**h, "step_size": step_size, "inv_bc2": inv_bc2}
         return h
 
     def write_back(self, net: StackedNet) -> None:
@@ -362,6 +345,46 @@ class StackedOptimizer:
     def nbytes(self) -> int:
         """Bytes held by the optimizer state."""
         return sum(v.numel() * v.element_size() for s in self.state for v in s.values())
+
+
+def update_members(kind: str, keys: Sequence[str], h: dict[str, torch.Tensor],
+                   params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
+                   state: Sequence[dict[str, torch.Tensor]],
+                   mask: torch.Tensor | None = None) -> None:
+    """Every stacked parameter's update by ``kind``'s rule (:func:`~exburn_nb.core.optim.
+    adam_update` and friends) with the per-member values ``h`` (``(M,)`` tensors; the rule
+    reads ``keys``), written in place on ``params`` and ``state`` (one dict of slots per
+    parameter); with ``mask`` (``(M,)`` bool) only for the members where it is True (one
+    ``torch.where`` per tensor, which a captured graph fuses into the update). A function
+    of its tensors alone, so the captured stacked step traces it.
+
+    Example (two members, plain SGD, the second with a rate of 0):
+        >>> w, g = torch.ones(2, 3), torch.ones(2, 3)
+        >>> update_members("sgd", ["lr"], {"lr": torch.tensor([0.1, 0.0])}, [w], [g],
+        ...                [{"momentum_buffer": torch.zeros(2, 3)}])
+        >>> w[:, 0].tolist()
+        [0.8999999761581421, 1.0]
+    """
+    update = {"adam": adam_update, "adamw": adam_update, "sgd": sgd_update,
+              "rmsprop": rmsprop_update}[kind]
+    by_dim: dict[int, dict] = {}  # the values shaped for weights (M, in, out), biases (M, out)
+    targets, values = [], []
+    with torch.no_grad():
+        for p, g, slots in zip(params, grads, state, strict=True):
+            c = by_dim.get(p.dim())
+            if c is None:  # SGD's momentum and Nesterov flag, where no member has them
+                c = by_dim[p.dim()] = {"momentum": 0.0, "nesterov": False} | {
+                    k: _per_member(h[k], p) for k in keys}
+            old = (p, *(slots[key] for key in OPTIMIZER_STATE[kind]))
+            if mask is None:  # in place
+                update(p, g, *old[1:], c, out=old)
+                continue
+            for t, new in zip(old, update(p, g, *old[1:], c), strict=True):
+                if new is not t:
+                    targets.append(t)
+                    values.append(torch.where(_per_member(mask, t), new, t))
+        if targets:
+            foreach_copy_(targets, values)
 
 
 def grad_norms(grads: list[torch.Tensor]) -> torch.Tensor:

@@ -79,7 +79,8 @@ _BUILT = [0]  # graphs compiled in this process
 
 
 def graphs_built() -> int:
-    """How many captured steps this process has compiled (a reused one counts once).
+    """How many captured steps this process has compiled (a reused one counts once; the
+    stacked sweep's count too, :func:`count_built_graph`).
 
     Example:
         >>> before = graphs_built()  # doctest: +SKIP
@@ -87,6 +88,11 @@ def graphs_built() -> int:
         1
     """
     return _BUILT[0]
+
+
+def count_built_graph() -> None:
+    """Count one more compiled step in :func:`graphs_built`."""
+    _BUILT[0] += 1
 
 
 def check_compilable(device: torch.device) -> None:
@@ -100,6 +106,20 @@ def check_compilable(device: torch.device) -> None:
         raise ValueError("compile=True needs a C++ compiler on the CPU (torch.compile's "
                          "inductor builds C++ kernels) and none was found (g++, c++, clang++); "
                          "install one (apt-get install g++) or train with compile=False")
+
+
+def warn_uncapturable(exc: Exception) -> None:
+    """Say that the training step could not be captured (why, in a line) and trains
+    eagerly; the caller goes on with the eager step.
+
+    Example:
+        >>> warn_uncapturable(TypeError("a branch on a value"))  # doctest: +SKIP
+        RuntimeWarning: compile=True: this network's training step could not be captured ...
+    """
+    reason = (str(exc).strip().splitlines() or [""])[0][:300]
+    warnings.warn(f"compile=True: this network's training step could not be captured "
+                  f"({type(exc).__name__}: {reason}); it trains eagerly", RuntimeWarning,
+                  stacklevel=4)
 
 
 def _functional_update(kind: str, group: dict) -> Callable:
@@ -312,7 +332,7 @@ class CapturedEngine(SingleEngine):
         if key not in steps:
             steps[key] = (_build_step(model, cfg, group) if self._whole else _build_cpu_step(
                 model, cfg, group, [xb, yb, self._h(), *self._gather()]))
-            _BUILT[0] += 1
+            count_built_graph()
         return steps[key]
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
@@ -341,10 +361,7 @@ class CapturedEngine(SingleEngine):
             return self._step_fn(xb, yb)
         except Exception as exc:  # noqa: BLE001 - any tracing failure: train eagerly
             self._uncapturable, self.compiling = True, False
-            reason = (str(exc).strip().splitlines() or [""])[0][:300]
-            warnings.warn(f"compile=True: this network's training step could not be "
-                          f"captured ({type(exc).__name__}: {reason}); it trains eagerly",
-                          RuntimeWarning, stacklevel=2)
+            warn_uncapturable(exc)
             return None
 
     def _gather(self) -> list[torch.Tensor]:
