@@ -225,3 +225,37 @@ def test_a_network_the_tracer_cannot_follow_trains_eagerly_with_a_warning(monkey
     assert fast.history["loss"].tolist() == eager.history["loss"].tolist()
     for name, p in eager.parameters().items():
         torch.testing.assert_close(fast.parameters()[name], p, rtol=0, atol=0)
+
+
+def test_a_stacked_sweep_the_tracer_cannot_follow_trains_eagerly_with_a_warning(monkeypatch):
+    from exburn_nb.core.layers import REGISTRY, LayerKind
+
+    class Gate(LayerKind):
+        kind, type_name, help = "test_gate", "Gate", "Flips the batch when its sum is < 0."
+
+        def output_shape(self, layer, shape):
+            return shape
+
+        def build(self, layer, shape):
+            return _Gate()
+
+        def stacked_forward(self, layers, params):
+            return lambda h, generators: h if float(h.detach().sum()) >= 0 else -h
+
+    monkeypatch.setitem(REGISTRY, "test_gate", Gate())
+    spec = xb.input("x", shape=(None, 8)).dense(16, activation="relu").test_gate().dense(3)
+
+    def sweep(compile_):
+        models = [xb.compile(spec, learning_rate=lr, seed=0) for lr in (1e-3, 3e-3)]
+        return xb.sweep.fit_stacked(models, xb.FitConfig(epochs=2, batch_size=16, seed=0,
+                                                         compile=compile_), _data())
+
+    eager = sweep(False)
+    built = captured.graphs_built()
+    with pytest.warns(RuntimeWarning, match="could not be captured .*; it trains eagerly"):
+        fast = sweep(True)
+    assert captured.graphs_built() == built
+    for one, two in zip(eager, fast, strict=True):
+        assert two.history["loss"].tolist() == one.history["loss"].tolist()
+        for name, p in one.parameters().items():
+            torch.testing.assert_close(two.parameters()[name], p, rtol=0, atol=0)

@@ -255,8 +255,7 @@ class StackedOptimizer:
 
     def count_steps(self, stepped: Sequence[bool]) -> None:
         """Count a step for each member that took one (outside :meth:`step`)."""
-        for m, s in enumerate(stepped):
-            self.steps[m] += bool(s)
+        self.steps[:] = [n + bool(s) for n, s in zip(self.steps, stepped, strict=True)]
 
     def _fused_step(self, active: Sequence[bool]) -> None:
         """Each active member through torch's own fused kernel, on views of the stack (the
