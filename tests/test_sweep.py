@@ -489,3 +489,24 @@ def test_unstackable_kinds_are_named_and_the_stackable_ones_listed(monkeypatch):
         "activation, flatten)")
     monkeypatch.setitem(REGISTRY, "scale", ScaleKind())
     assert stacked.unstackable_reason(conv).endswith("dense, dropout, activation, flatten, scale)")
+
+
+@settings(max_examples=40, deadline=None)
+@given(lrs=st.lists(st.floats(1e-5, 1.0), min_size=1, max_size=6),
+       step=st.integers(0, 10**6), lagging=st.integers(0, 6))
+def test_adams_bias_corrections_are_the_same_on_the_shortcut_as_member_by_member(
+        lrs, step, lagging):
+    """With every member at one step, the stacked Adam computes its two corrections once;
+    the values are bit for bit those computed member by member, in float64 then rounded."""
+    spec = xb.input("x", shape=(None, 2)).dense(2)
+    models = [xb.compile(spec, learning_rate=lr, seed=0) for lr in lrs]
+    opt = stacked.StackedOptimizer("adam", models, stacked.StackedNet(models).params)
+    steps = [step] * len(lrs)
+    if lagging < len(lrs):
+        steps[lagging] = step // 2  # one member behind (one that skipped steps)
+    h = opt.hyper(steps)
+    expected = (
+        [a / (1 - 0.9 ** t) if t else 0.0 for a, t in zip(opt.lr, steps, strict=True)],
+        [1 / (1 - 0.999 ** t) ** 0.5 if t else 1.0 for t in steps])
+    for key, values in zip(("step_size", "inv_bc2"), expected, strict=True):
+        assert torch.equal(h[key], torch.tensor(values, dtype=torch.float64).float()), key

@@ -186,6 +186,7 @@ class StackedOptimizer:
         if kind in ("adam", "adamw"):
             self.beta1 = [g["betas"][0] for g in groups]
             self.beta2 = [g["betas"][1] for g in groups]
+            self._same_betas = len(set(self.beta1)) == len(set(self.beta2)) == 1
         self.eps = [g.get("eps", 0.0) for g in groups]
         self.momentum = [g.get("momentum", 0.0) for g in groups]
         self.alpha = [g.get("alpha", 0.0) for g in groups]
@@ -309,17 +310,29 @@ class StackedOptimizer:
                 self._h.update(one_minus_beta1=vec([1 - b for b in self.beta1]),
                                beta2=vec(self.beta2),
                                one_minus_beta2=vec([1 - b for b in self.beta2]))
+                self._lr64 = torch.tensor(self.lr, dtype=torch.float64)
         h = self._h
-        if self.kind in ("adam", "adamw"):  # in float64, rounded once, as torch.optim does
-            steps = self.steps if steps is None else steps
-            values = [a / (1 - b ** t) if t else 0.0  # a member that has not stepped: 0
-                      for a, b, t in zip(self.lr, self.beta1, steps, strict=True)]
-            values += [1 / (1 - b ** t) ** 0.5 if t else 1.0
-                       for b, t in zip(self.beta2, steps, strict=True)]
-            step_size, inv_bc2 = torch.tensor(values, dtype=torch.float64).to(
-                self.device, torch.float32).view(2, -1)
+        if self.kind in ("adam", "adamw"):
+            step_size, inv_bc2 = self._bias_corrected(self.steps if steps is None else steps)
             h = {**h, "step_size": step_size, "inv_bc2": inv_bc2}
         return h
+
+    def _bias_corrected(self, steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Adam's step sizes ``lr / (1 - beta1^t)`` and ``1 / sqrt(1 - beta2^t)`` per member
+        (0 and 1 for a member that has not stepped), in float64 rounded once to float32,
+        as torch.optim computes them. When every member is at the same step with the same
+        betas (the usual case) the corrections are two numbers, not M."""
+        t = steps[0]
+        if t and self._same_betas and steps.count(t) == len(steps):
+            step_size = (self._lr64 / (1 - self.beta1[0] ** t)).to(self.device, torch.float32)
+            return step_size, torch.full_like(step_size, 1 / (1 - self.beta2[0] ** t) ** 0.5)
+        values = [a / (1 - b ** t) if t else 0.0
+                  for a, b, t in zip(self.lr, self.beta1, steps, strict=True)]
+        values += [1 / (1 - b ** t) ** 0.5 if t else 1.0
+                   for b, t in zip(self.beta2, steps, strict=True)]
+        step_size, inv_bc2 = torch.tensor(values, dtype=torch.float64).to(
+            self.device, torch.float32).view(2, -1)
+        return step_size, inv_bc2
 
     def write_back(self, net: StackedNet) -> None:
         """Each member's weights and optimizer state into its own model."""
