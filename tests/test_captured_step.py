@@ -10,6 +10,7 @@ import torch
 import torch._dynamo.utils
 
 import exburn_nb as xb
+from exburn_nb.core.layers import REGISTRY, LayerKind
 from exburn_nb.train import captured
 from exburn_nb.train.captured import CapturedEngine
 
@@ -199,20 +200,29 @@ class _Gate(torch.nn.Module):
         return h if float(h.detach().sum()) >= 0 else -h  # Python branching on a value
 
 
-def test_a_network_the_tracer_cannot_follow_trains_eagerly_with_a_warning(monkeypatch):
-    from exburn_nb.core.layers import REGISTRY, LayerKind
+class _GateKind(LayerKind):
+    """A layer kind the tracer cannot follow: it flips the batch when its sum is < 0."""
+    kind, type_name, help = "test_gate", "Gate", "Flips the batch when its sum is < 0."
 
-    class Gate(LayerKind):
-        kind, type_name, help = "test_gate", "Gate", "Flips the batch when its sum is < 0."
+    def output_shape(self, layer, shape):
+        return shape
 
-        def output_shape(self, layer, shape):
-            return shape
+    def build(self, layer, shape):
+        return _Gate()
 
-        def build(self, layer, shape):
-            return _Gate()
+    def stacked_forward(self, layers, params):
+        return lambda h, generators: h if float(h.detach().sum()) >= 0 else -h
 
-    monkeypatch.setitem(REGISTRY, "test_gate", Gate())
-    spec = xb.input("x", shape=(None, 8)).dense(16, activation="relu").test_gate().dense(3)
+
+@pytest.fixture
+def gate_spec(monkeypatch):
+    """A spec with :class:`_GateKind` between two dense layers (registered for the test)."""
+    monkeypatch.setitem(REGISTRY, "test_gate", _GateKind())
+    return xb.input("x", shape=(None, 8)).dense(16, activation="relu").test_gate().dense(3)
+
+
+def test_a_network_the_tracer_cannot_follow_trains_eagerly_with_a_warning(gate_spec):
+    spec = gate_spec
 
     def fit(compile_):
         return xb.fit(xb.compile(spec, seed=0), _data(), epochs=2, batch_size=16, seed=0,
@@ -227,23 +237,8 @@ def test_a_network_the_tracer_cannot_follow_trains_eagerly_with_a_warning(monkey
         torch.testing.assert_close(fast.parameters()[name], p, rtol=0, atol=0)
 
 
-def test_a_stacked_sweep_the_tracer_cannot_follow_trains_eagerly_with_a_warning(monkeypatch):
-    from exburn_nb.core.layers import REGISTRY, LayerKind
-
-    class Gate(LayerKind):
-        kind, type_name, help = "test_gate", "Gate", "Flips the batch when its sum is < 0."
-
-        def output_shape(self, layer, shape):
-            return shape
-
-        def build(self, layer, shape):
-            return _Gate()
-
-        def stacked_forward(self, layers, params):
-            return lambda h, generators: h if float(h.detach().sum()) >= 0 else -h
-
-    monkeypatch.setitem(REGISTRY, "test_gate", Gate())
-    spec = xb.input("x", shape=(None, 8)).dense(16, activation="relu").test_gate().dense(3)
+def test_a_stacked_sweep_the_tracer_cannot_follow_trains_eagerly_with_a_warning(gate_spec):
+    spec = gate_spec
 
     def sweep(compile_):
         models = [xb.compile(spec, learning_rate=lr, seed=0) for lr in (1e-3, 3e-3)]
