@@ -298,7 +298,9 @@ class StackedOptimizer:
             def vec(values: Sequence[float]) -> torch.Tensor:
                 return torch.tensor(values, dtype=torch.float64).to(self.device, torch.float32)
 
-            self._key, self.value_keys = key, self._rule_keys()
+            self._key, keys = key, self._rule_keys()
+            if keys != self.value_keys:  # a new rate keeps the list (a captured step's key)
+                self.value_keys = keys
             self._h = {"lr": vec(self.lr), "weight_decay": vec(self.weight_decay),
                        "eps": vec(self.eps), "momentum": vec(self.momentum),
                        "alpha": vec(self.alpha), "one_minus_alpha": vec(

@@ -228,10 +228,11 @@ def _join_torchrun(trainer_class: Callable[..., Any], model: Model, data: Any,
 
 
 def _destroy_group() -> None:
-    """At exit, end the process group ``fit`` made under ``torchrun`` while Python is still
-    whole (the script may use it after ``fit``). Left to the interpreter's teardown, gloo's
-    worker threads can die holding tensors, and the rank aborts ("terminate called without
-    an active exception"; pytorch/pytorch#190489)."""
+    """End this process's group, if it has one: as a forked rank ends, and at exit for a
+    group ``fit`` made under ``torchrun``, while Python is still whole (the script may use
+    it after ``fit``). Left to the interpreter's teardown, gloo's worker threads can die
+    holding tensors, and the rank aborts ("terminate called without an active
+    exception"; pytorch/pytorch#190489)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -282,8 +283,7 @@ def _rank_main(rank: int, world: int, backend: str, tmp: str,
     except BaseException as exc:  # noqa: BLE001 - sent to the caller, who raises it
         results.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc()))
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        _destroy_group()
         results.close()
         results.join_thread()
 
