@@ -341,3 +341,17 @@ def test_history_frames_survive_the_fuzz_fixtures():
     assert len(ref["history"]) == 2 and len(ref["batches"]) == 4
     assert ref["frozen"] == {"hidden"} and ref["optimizer"]["state"]
     assert isinstance(ref["history"], pd.DataFrame)
+
+
+@pytest.mark.parametrize("key", ["amsgrad", "maximize"])
+def test_an_optimizer_switch_the_kit_never_turns_is_refused(tmp_path, key):
+    """Found by the metadata fuzz: amsgrad turned on in a file loaded, then the first step
+    failed inside torch (its state has no max_exp_avg_sq); it is refused at load."""
+    tensors, meta, _ = good_contents()
+    meta = json.loads(json.dumps(meta))
+    meta["optimizer_groups"][0][key] = True
+    path = tmp_path / "switched.exburn"
+    write_signed(path, tensors, json.dumps({"format": persist.FORMAT, **meta}))
+    with pytest.raises(ValueError, match=rf"optimizer group 0 '{key}' must be False.*got True"):
+        xb.load(path)
+    assert not check_file(path, exact=False)

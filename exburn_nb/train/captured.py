@@ -64,6 +64,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.func import functional_call, grad_and_value
 from torch.fx.experimental.proxy_tensor import make_fx
@@ -76,6 +77,7 @@ from .engine import OVERFLOW_GUARD_LR, SingleEngine
 
 _CACHE: weakref.WeakKeyDictionary[Model, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
 _BUILT = [0]  # graphs compiled in this process
+_EAGER = object()  # no captured step is pending: the next step() is the eager one
 
 
 def graphs_built() -> int:
@@ -189,27 +191,29 @@ def _finite(loss: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
 
 def _build_cpu_step(model: Model, config: FitConfig, group: dict,
                     example: list[torch.Tensor]) -> Callable:
-    """The CPU graph of the whole step ``(x, y, h, *weights, *state, *steps) -> (loss,
-    correct, ok)``, traced on fake tensors and compiled by inductor (its C++ wrapper: no
+    """The CPU graph of the whole step ``(x, y, h, out, *weights, *state, *steps) ->
+    (correct,)``, traced on fake tensors and compiled by inductor (its C++ wrapper: no
     Python between the kernels).
 
     ``state`` is the optimizer's, slot by slot (:data:`OPTIMIZER_STATE` order), ``steps``
     its step counts (none for SGD), ``h`` the rule's scalars for this step
     (:func:`~exburn_nb.core.optim.update_rule`); weights, state and step counts are
     written in place, and with the guard only where the loss and every gradient are
-    finite (``ok``; ``correct`` and ``ok`` are 0-d zeros and ones when the run does not
-    ask for them)."""
+    finite. ``out`` (two floats) receives the loss and whether the step was kept (1.0;
+    always when the run has no guard), for the host to read without a torch call;
+    ``correct`` is a 0-d zero when the run does not ask for it."""
     loss_of, lossfn = _loss_function(model, config, "cpu"), model.loss
     rule = update_rule(model.optimizer, group)[0]
     n, slots = len(model.torch_optimizer.param_groups[0]["params"]), len(
         OPTIMIZER_STATE[model.optimizer])
     guard, accuracy = config.terminate_on_nan, config.accuracy
 
-    def step(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, *tensors: torch.Tensor):
+    def step(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, out: torch.Tensor,
+             *tensors: torch.Tensor):
         weights, steps = tensors[:n], tensors[n * (1 + slots):]
         state = [tensors[n * (1 + i):n * (2 + i)] for i in range(slots)]
-        grads, loss, out = _clipped_gradients(loss_of, config, weights, x, y)
-        correct = lossfn.correct(out.detach(), y) if accuracy else loss.new_zeros(())
+        grads, loss, output = _clipped_gradients(loss_of, config, weights, x, y)
+        correct = lossfn.correct(output.detach(), y) if accuracy else loss.new_zeros(())
         ok = _finite(loss, grads) if guard else loss.new_ones((), dtype=bool)
         for i, (p, g) in enumerate(zip(weights, grads, strict=True)):
             old = (p, *(slot[i] for slot in state))
@@ -219,7 +223,8 @@ def _build_cpu_step(model: Model, config: FitConfig, group: dict,
                     t.copy_(torch.where(ok, new, t) if guard else new)
         for t in steps:
             t.copy_(torch.where(ok, t + 1, t) if guard else t + 1)
-        return loss.detach(), correct, ok
+        out.copy_(torch.stack([loss.detach().float(), ok.float()]))
+        return (correct,)
 
     graph = make_fx(step, tracing_mode="fake")(*example)
     # dropout masks from torch's generator, in eager order
@@ -275,9 +280,14 @@ class CapturedEngine(SingleEngine):
         self.compiling = config.accumulate_gradients == 1  # until the first captured step
         self.compile_seconds: float | None = None
         self._whole = model.torch_device.type == "cuda"  # the update inside the graph
-        self._ok: torch.Tensor | None | bool = False  # False: no captured step pending
+        self._ok: Any = _EAGER  # the pending captured step's outcome, or _EAGER: none
         self._tensors: list[torch.Tensor] = []  # the CPU graph's weights, state, step counts
         self._scalars: Callable | None = None  # the CPU update rule's scalars
+        self._h_values = np.zeros(0, dtype=np.float32)  # their values, rewritten in place
+        self._h = torch.from_numpy(self._h_values)  # before each CPU step; the graph reads
+        self._out_values = np.zeros(2, dtype=np.float32)  # the CPU step writes its loss
+        self._out = torch.from_numpy(self._out_values)  # and its guard's outcome here
+        self._next_step = 1  # the CPU step's number (1 for the first), kept with _tensors
         self._fn: Callable | None = None
         self._run: int | None = None
         self._lr = torch.zeros((), device=model.torch_device)
@@ -305,6 +315,8 @@ class CapturedEngine(SingleEngine):
         self._weights = [p.detach() for p in self.params]
         self._tensors = []  # gathered at the first captured step
         self._scalars = update_rule(kind, opt.param_groups[0])[1]
+        self._h_values = np.array(self._scalars(self.learning_rate(0), 1), dtype=np.float32)
+        self._h = torch.from_numpy(self._h_values)
         self._fn = None
         self._run = self.model.recorder.runs[-1]["run"] if self.model.recorder.runs else None
 
@@ -331,14 +343,16 @@ class CapturedEngine(SingleEngine):
         steps = _CACHE.setdefault(model, {})
         if key not in steps:
             steps[key] = (_build_step(model, cfg, group) if self._whole else _build_cpu_step(
-                model, cfg, group, [xb, yb, self._h(), *self._gather()]))
+                model, cfg, group, [xb, yb, self._scalars_now(), self._out, *self._tensors]))
             count_built_graph()
         return steps[key]
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
-                         active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
+                         active: Sequence[bool]) -> tuple[torch.Tensor | list[float],
+                                                          torch.Tensor | None]:
         """A full batch: the captured step (the update is written, or withheld by the
-        guard, here). Other batches: the eager pass."""
+        guard, here; on the CPU its loss comes back as ``[float]``, read with its guard's
+        outcome in one numpy read). Other batches: the eager pass."""
         if not self._captures(xb):
             return super().forward_backward(xb, yb, scale, active)
         started = time.perf_counter() if self.compiling else None
@@ -348,8 +362,10 @@ class CapturedEngine(SingleEngine):
         if self._whole:
             loss, correct, ok = self._whole_step(fn, xb, yb)
         else:
-            loss, correct, ok = fn(xb, yb, self._h(), *(self._tensors or self._gather()))
-            correct = correct if self.config.accuracy else None
+            h = self._scalars_now()  # gathers the tensors again after an eager step
+            correct = fn(xb, yb, h, self._out, *self._tensors)[0]
+            value, kept = self._out_values.tolist()
+            loss, correct, ok = [value], correct if self.config.accuracy else None, kept == 1.0
         if started is not None:
             self._compiled(time.perf_counter() - started)
         self._fn, self._ok = fn, ok
@@ -372,15 +388,17 @@ class CapturedEngine(SingleEngine):
         self._tensors = [*self._weights, *(s[key] for key in OPTIMIZER_STATE[kind]
                                            for s in state),
                          *(s["step"] for s in state if kind in COUNTS_STEPS)]
+        self._next_step = int(state[0]["step"].item()) + 1 if kind in COUNTS_STEPS else 1
         return self._tensors
 
-    def _h(self) -> torch.Tensor:
-        """The CPU update rule's scalars for the coming step (its rate and step count)."""
-        opt = self.model.torch_optimizer
-        steps = opt.state[self.params[0]].get("step") if self.model.optimizer in COUNTS_STEPS \
-            else None
-        step = int(steps.item()) + 1 if steps is not None else 1
-        return torch.tensor(self._scalars(self.learning_rate(0), step), dtype=torch.float32)
+    def _scalars_now(self) -> torch.Tensor:
+        """The CPU update rule's scalars for the coming step (its rate and step count),
+        written into the one tensor the graph reads (through numpy: no torch call, and
+        the step count is not read back, in a step)."""
+        if not self._tensors:
+            self._gather()
+        self._h_values[:] = self._scalars(self.learning_rate(0), self._next_step)
+        return self._h
 
     def _whole_step(self, fn: Callable, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
         opt, kind = self.model.torch_optimizer, self.model.optimizer
@@ -398,12 +416,13 @@ class CapturedEngine(SingleEngine):
 
     def step(self, active: Sequence[bool]) -> list[str | None]:
         """After a captured step, its outcome; after an eager pass, the eager guarded step."""
-        ok, self._ok = self._ok, False
-        if ok is False:
+        ok, self._ok = self._ok, _EAGER
+        if ok is _EAGER:
             self._tensors = []  # gathered again at the next captured step
             return super().step(active)
         if ok is not None and not bool(ok):
             return ["the gradients are not finite"]
+        self._next_step += 1
         return [None]
 
     def set_learning_rate(self, member: int, lr: float) -> None:
@@ -413,7 +432,7 @@ class CapturedEngine(SingleEngine):
 
     def finish(self) -> None:
         """As :class:`SingleEngine`; a captured step never ends with gradients held."""
-        self._ok, self._tensors = False, []
+        self._ok, self._tensors = _EAGER, []
         super().finish()
 
 

@@ -8,8 +8,9 @@ members (one model here; a stacked group of models in :mod:`exburn_nb.sweep.engi
 - ``size``: the number of members; ``lock``: held by the loop around each batch.
 - ``start(seeds)``: the run begins (per-member seeds for the engine's random draws).
 - ``forward_backward(xb, yb, scale, active)``: one batch's losses ``(M,)`` (a 0-d loss
-  for one model, which the loop reads or detaches), and correct counts ``(M,)`` when
-  accuracy is on (else None); gradients accumulate.
+  for one model, which the loop reads or detaches; or a list of floats, where the engine
+  has them on the host already, as the captured CPU step does), and correct counts
+  ``(M,)`` when accuracy is on (else None); gradients accumulate.
 - ``samples(yb)``: the samples a batch counts for in the epoch's sums.
 - ``step(active)``: clip, check and update the members; per member None, or why its
   step was refused (its weights and optimizer state are then unchanged).
@@ -59,7 +60,8 @@ class StepEngine(Protocol):
         """The run begins (None: a resumed run, whose RNG states are restored)."""
 
     def forward_backward(self, xb: torch.Tensor, yb: torch.Tensor, scale: float,
-                         active: Sequence[bool]) -> tuple[torch.Tensor, torch.Tensor | None]:
+                         active: Sequence[bool]) -> tuple[torch.Tensor | list[float],
+                                                          torch.Tensor | None]:
         """One batch's losses and correct counts; gradients accumulate (times ``scale``)."""
 
     def samples(self, yb: torch.Tensor) -> int:

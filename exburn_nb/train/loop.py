@@ -496,7 +496,9 @@ class Trainer(Steering):
                     local = yb.shape[dim]  # this process's share of the group
                     losses, correct = engine.forward_backward(
                         xb, yb, local / total if local != total else 1.0, active)
-                    if read_loss:  # one host sync; a single model's loss is 0-d
+                    if isinstance(losses, list):  # the engine read them on the host
+                        values = losses
+                    elif read_loss:  # one host sync; a single model's loss is 0-d
                         values = losses.tolist() if dim else [losses.item()]
                     else:
                         values, losses = None, losses.detach()
