@@ -112,19 +112,34 @@ GATHER_BYTES = 2**20
 def _in_batches(t: torch.Tensor, order: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
     """The rows of ``t`` in ``order``, in batches of ``size``, gathered a chunk of about
     :data:`GATHER_BYTES` at a time (whole batches; the whole epoch for labels and small
-    data sets) and handed out as views: one ``index_select`` per batch costs more than
-    its copy, as it runs with the caches cold from the training step, and a chunk keeps
-    no second copy of a large data set.
+    data sets) and handed out as contiguous views: one ``index_select`` per batch costs
+    more than its copy, as it runs with the caches cold from the training step, and a
+    chunk keeps no second copy of a large data set.
+
+    ``order`` is ``(n,)``, or ``(M, n)`` with one order per member of a stacked run:
+    batches are then ``(M, size, ...)``, member ``m``'s rows from ``order[m]``.
 
     Example:
         >>> order = torch.tensor([4, 0, 3, 1, 2])
         >>> [b.tolist() for b in _in_batches(torch.arange(5) * 10, order, 2)]
         [[40, 0], [30, 10], [20]]
+        >>> [b.tolist() for b in _in_batches(torch.arange(5) * 10, order.expand(2, 5), 2)][-1]
+        [[20], [20]]
     """
+    members = order.shape[:-1]  # () or (M,)
+    order = order.reshape(-1, order.shape[-1])
     row = t.nbytes // max(1, t.shape[0])
-    chunk = max(1, GATHER_BYTES // max(1, row * size)) * size
-    for rows in order.split(chunk):
-        yield from t.index_select(0, rows).split(size)
+    chunk = max(1, GATHER_BYTES // max(1, row * size * order.shape[0])) * size
+    for lo in range(0, order.shape[1], chunk):
+        cols = order[:, lo:lo + chunk]
+        full, rest = divmod(cols.shape[1], size)
+        if full:  # batch-major, so that each batch is one contiguous block
+            idx = cols[:, :full * size].reshape(-1, full, size).transpose(0, 1).reshape(-1)
+            yield from t.index_select(0, idx).view(full, *members, size,
+                                                   *t.shape[1:]).unbind(0)
+        if rest:
+            yield t.index_select(0, cols[:, full * size:].reshape(-1)).view(
+                *members, rest, *t.shape[1:])
 
 
 class TensorBatches:
@@ -155,13 +170,8 @@ class TensorBatches:
             return
         if order is None:
             yield from zip(x.split(bs), y.split(bs), strict=True)
-        elif order.dim() == 1:
-            yield from zip(_in_batches(x, order, bs), _in_batches(y, order, bs), strict=True)
         else:
-            for idx in order.split(bs, dim=1):
-                flat = idx.reshape(-1)
-                yield (x.index_select(0, flat).view(*idx.shape, *x.shape[1:]),
-                       y.index_select(0, flat).view(*idx.shape, *y.shape[1:]))
+            yield from zip(_in_batches(x, order, bs), _in_batches(y, order, bs), strict=True)
 
 
 class LoaderBatches:
