@@ -140,7 +140,7 @@ def test_inductor_compile_calls_the_graph_directly_where_aot_autograd_adds_nothi
 
     def step(x, w, m):
         loss = (x @ w).square().mean()
-        m.copy_(0.9 * m + x.sum(0, keepdim=True).T)
+        m.mul_(0.9).add_(x.sum(0, keepdim=True).T)  # in place: aot_autograd makes it a copy_
         w.copy_(w - 0.1 * m)
         return (loss,)
 
@@ -155,9 +155,10 @@ def test_inductor_compile_calls_the_graph_directly_where_aot_autograd_adds_nothi
     assert compiled.direct, moved(name)
     versions = (x._version, w._version, m._version)
     seen = []
-    with torch.enable_grad():
-        loss = compiled(x, w, m)[0]
+    with torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = compiled(x, w, m)[0]  # autocast does not reach inductor's kernels
         seen.append(torch.is_grad_enabled())
+    assert loss.dtype == torch.float32
     torch.testing.assert_close(loss, want_loss)
     torch.testing.assert_close(w, want_w)
     torch.testing.assert_close(m, want_m)
@@ -172,3 +173,8 @@ def test_inductor_compile_calls_the_graph_directly_where_aot_autograd_adds_nothi
     same = torch.ones(2)
     wrapped = ti.inductor_compile(make_fx(twice)(same, same), [same, same])
     assert not wrapped.direct
+
+    def view_of_input(a):
+        return (a.t(),)
+
+    assert not ti.inductor_compile(make_fx(view_of_input)(b := torch.ones(2, 3)), [b]).direct

@@ -87,6 +87,33 @@ def test_the_captured_cpu_step_goes_around_dynamo():
     assert _dynamo_graphs() == before
 
 
+def test_without_the_guard_an_epoch_of_captured_and_eager_batches_sums_its_loss():
+    """With terminate_on_nan off and no batch callbacks the loop reads no loss: the
+    captured step's come as floats, the eager last batch's as a tensor, in one epoch."""
+    eager, fast = _fit(False, terminate_on_nan=False), _fit(True, terminate_on_nan=False)
+    assert fast.history["loss"].tolist() == pytest.approx(eager.history["loss"].tolist(),
+                                                          rel=1e-5)
+
+
+def test_a_step_taken_between_captured_steps_counts_in_their_bias_correction():
+    """An optimizer step outside the engine (train_step from a callback) moves Adam's step
+    count; the captured step reads it, as the eager step does."""
+
+    class Extra(xb.Callback):
+        def on_batch_begin(self, batch, logs):
+            if batch % 3 == 0:
+                xb.train_step(self.model, _data(8))
+
+    runs = []
+    for compile_ in (False, True):
+        model = xb.compile(SPEC, seed=0)
+        extra = Extra()
+        extra.model = model
+        runs.append(_fit(compile_, model=model, callbacks=[extra]))
+    for name, p in runs[0].parameters().items():
+        torch.testing.assert_close(runs[1].parameters()[name], p, **TOL)
+
+
 def test_a_refused_captured_step_leaves_weights_and_state_unchanged():
     model = xb.compile(SPEC, seed=0)
     _fit(True, epochs=1, model=model)

@@ -344,7 +344,7 @@ def test_history_frames_survive_the_fuzz_fixtures():
 
 
 @pytest.mark.parametrize("key", ["amsgrad", "maximize"])
-def test_an_optimizer_switch_the_kit_never_turns_is_refused(tmp_path, key):
+def test_an_optimizer_setting_the_kit_fixes_is_refused(tmp_path, key):
     """Found by the metadata fuzz: amsgrad turned on in a file loaded, then the first step
     failed inside torch (its state has no max_exp_avg_sq); it is refused at load."""
     tensors, meta, _ = good_contents()

@@ -89,10 +89,13 @@ def inductor_compile(graph: torch.fx.GraphModule, example: list[torch.Tensor],
     - ``True``: inductor's code is called directly. aot_autograd's run-time wrapper
       around it costs about 20 µs a call on a small step (more with cold caches), and for
       a graph like a captured training step it only bumps the version counters of the
-      inputs written in place and turns gradients off; the callable does both itself.
-      That holds when the graph inductor compiled takes the same inputs and gives the
-      same outputs as ``graph`` (aot_autograd kept every in-place write in the graph and
-      found no aliased inputs to untangle), which is checked here.
+      inputs written in place and turns gradients off (and turns autocast off, which
+      does not reach inductor's kernels: the test calls a step under autocast); the
+      callable does the first two itself. That holds when the graph aot_autograd hands
+      to inductor takes the same inputs and gives the same outputs as ``graph`` (it kept
+      every in-place write in the graph and found no aliased inputs to untangle) and
+      returns no input or view of one (whose aliasing the wrapper would rebuild), which
+      is checked here.
     - ``False``: anything else; the callable is aot_autograd's own, wrapper included.
 
     Example:
@@ -107,19 +110,21 @@ def inductor_compile(graph: torch.fx.GraphModule, example: list[torch.Tensor],
     compiled: list = []
 
     def inner(gm: torch.fx.GraphModule, inputs: Any, **kwargs: Any) -> Any:
-        code = compile_fx_inner(gm, inputs, **kwargs)
-        compiled.append((gm, code))
-        return code
+        # read before inductor's passes rewrite it: aot_autograd's graph writes every
+        # input it mutates with one copy_ (foreach and in-place ops included)
+        direct = _signature(gm) == _signature(graph) and not _returns_an_input(gm)
+        compiled.append((direct and _written_inputs(gm), compile_fx_inner(gm, inputs,
+                                                                           **kwargs)))
+        return compiled[-1][1]
 
     # autograd's cache would hand back a compiled graph without calling ``inner``;
     # inductor's own cache (of the compiled code) still serves a repeat compile
     with functorch_config.patch(enable_autograd_cache=False):
         wrapped = compile_fx(graph, example, inner_compile=inner, config_patches=config)
-    if len(compiled) != 1 or _signature(compiled[0][0]) != _signature(graph):
+    if len(compiled) != 1 or compiled[0][0] is False:
         wrapped.direct = False
         return wrapped
-    code = compiled[0][1].current_callable
-    written = _written_inputs(graph)
+    written, code = compiled[0][0], compiled[0][1].current_callable
     versions = operator.itemgetter(*written) if written else None
     bump = torch.autograd.graph.increment_version
     grad_enabled, set_grad_enabled = torch.is_grad_enabled, torch._C._set_grad_enabled
@@ -142,8 +147,23 @@ def _signature(graph: torch.fx.GraphModule) -> tuple[int, int]:
     """How many inputs ``graph`` takes and how many outputs it gives."""
     nodes = list(graph.graph.nodes)
     inputs = sum(n.op == "placeholder" for n in nodes)
-    out = next(n for n in reversed(nodes) if n.op == "output").args[0]
-    return inputs, len(out) if isinstance(out, (tuple, list)) else 1
+    return inputs, len(_outputs(graph))
+
+
+def _outputs(graph: torch.fx.GraphModule) -> list:
+    out = next(n for n in reversed(graph.graph.nodes) if n.op == "output").args[0]
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _returns_an_input(graph: torch.fx.GraphModule) -> bool:
+    """Whether an output of ``graph`` is one of its inputs, or a view of one."""
+    for node in _outputs(graph):
+        while isinstance(node, torch.fx.Node) and node.op == "call_function" and getattr(
+                node.target, "is_view", False):
+            node = node.args[0]
+        if isinstance(node, torch.fx.Node) and node.op == "placeholder":
+            return True
+    return False
 
 
 def _written_inputs(graph: torch.fx.GraphModule) -> list[int]:

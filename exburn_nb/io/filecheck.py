@@ -36,8 +36,11 @@ OPTIMIZER_STATE = {
 }
 # settings that describe this machine's kernels, not the training: always the model's own
 DEVICE_SETTINGS = ("fused", "foreach", "capturable", "differentiable")
-# switches exburn_nb's optimizers never turn (amsgrad needs state the kit does not keep)
-FIXED_SETTINGS = ("amsgrad", "maximize", "centered", "decoupled_weight_decay")
+# settings a file must hold as the model has them: the kit's update rules are written
+# for its own values (amsgrad, centered and RMSprop's momentum would need state it does
+# not keep; maximize and dampening arithmetic its captured step does not do), and
+# decoupled_weight_decay is what tells AdamW from Adam
+FIXED_SETTINGS = ("amsgrad", "maximize", "centered", "dampening", "decoupled_weight_decay")
 UNIT_SETTINGS = ("momentum", "alpha", "dampening")  # numbers in [0, 1]
 EPOCH_RANGES = {"loss": None, "val_loss": None, "accuracy": (0.0, 1.0),
                 "val_accuracy": (0.0, 1.0), "lr": (0.0, math.inf), "seconds": (0.0, math.inf),
@@ -174,7 +177,8 @@ def check_optimizer_groups(saved: Any, current: list[dict]) -> list[dict]:
         for key, value in group.items():
             if key == "params" or key not in own or key in DEVICE_SETTINGS:
                 continue
-            if key in FIXED_SETTINGS and value != own[key]:
+            if (key in FIXED_SETTINGS or key == "momentum" and "alpha" in own) and (
+                    value != own[key]):
                 raise ValueError(f"optimizer group {i} {key!r} must be {own[key]!r}, as the "
                                  f"model's optimizer has it; got {value!r:.100}")
             out[key] = _group_value(f"optimizer group {i} {key!r}", key, value, own[key])

@@ -14,12 +14,17 @@ of the weights), so a refused step changes nothing.
   runs and no random number is drawn) and inductor compiles it to C++ kernels and a C++
   wrapper that calls them (it needs a C++ compiler: without one the run is refused
   before any step). It is called directly, without ``torch.compile``'s frame hook and
-  guards, which cost about 130 µs a call on the guide's MLP: the key under which a graph
-  is kept (shapes, dtypes, the network, the settings) is what those guards would check.
+  guards, which cost about 130 µs a call on the guide's MLP (the key under which a graph
+  is kept, shapes, dtypes, the network and the settings, is what those guards would
+  check), and without aot_autograd's run-time wrapper
+  (:func:`~exburn_nb.base.torch_internals.inductor_compile`).
   The update is :func:`~exburn_nb.core.optim.update_rule`'s, with its few scalars (the
   rate, Adam's bias corrections) computed on the host in float64 for each step and
   passed in: inductor would otherwise recompute a scalar power in every iteration of
-  the update's loop. The guard's outcome is read on the host (free on the CPU).
+  the update's loop. They are written into one numpy-backed tensor, and the graph
+  writes the loss and the guard's outcome into another, read back through numpy: a
+  step runs no torch operator besides the graph (each costs 5-20 µs with the caches
+  cold from the update).
 - **On CUDA** the whole step is one ``torch.compile`` graph run as CUDA graphs
   (``mode="reduce-overhead"``); the update is torch's functional optimizer
   (``torch.optim.adam.adam`` and friends), its bias corrections computed on the device
@@ -287,7 +292,8 @@ class CapturedEngine(SingleEngine):
         self._h = torch.from_numpy(self._h_values)  # before each CPU step; the graph reads
         self._out_values = np.zeros(2, dtype=np.float32)  # the CPU step writes its loss
         self._out = torch.from_numpy(self._out_values)  # and its guard's outcome here
-        self._next_step = 1  # the CPU step's number (1 for the first), kept with _tensors
+        self._steps_seen: Any = None  # a numpy view of the step count, kept with _tensors
+        self._state0: dict | None = None  # the first weight's optimizer state, when gathered
         self._fn: Callable | None = None
         self._run: int | None = None
         self._lr = torch.zeros((), device=model.torch_device)
@@ -380,24 +386,28 @@ class CapturedEngine(SingleEngine):
             warn_uncapturable(exc)
             return None
 
-    def _gather(self) -> list[torch.Tensor]:
+    def _gather(self) -> None:
         """The CPU graph's tensors: weights, the optimizer's state slot by slot, its step
-        counts (kept until an eager step runs: an overflow guard's undo replaces them)."""
+        counts (kept until an eager step runs: an overflow guard's undo replaces them, or
+        until the optimizer's state is replaced), and a numpy view of the first step
+        count (read without a torch call; a step taken outside the engine shows in it)."""
         opt, kind = self.model.torch_optimizer, self.model.optimizer
         state = [opt.state[p] for p in self.params]
         self._tensors = [*self._weights, *(s[key] for key in OPTIMIZER_STATE[kind]
                                            for s in state),
                          *(s["step"] for s in state if kind in COUNTS_STEPS)]
-        self._next_step = int(state[0]["step"].item()) + 1 if kind in COUNTS_STEPS else 1
-        return self._tensors
+        self._steps_seen = state[0]["step"].numpy() if kind in COUNTS_STEPS else None
+        self._state0 = state[0]
 
     def _scalars_now(self) -> torch.Tensor:
         """The CPU update rule's scalars for the coming step (its rate and step count),
-        written into the one tensor the graph reads (through numpy: no torch call, and
-        the step count is not read back, in a step)."""
-        if not self._tensors:
+        written into the one tensor the graph reads (through numpy: no torch operator
+        runs for them)."""
+        if not self._tensors or self.model.torch_optimizer.state.get(
+                self.params[0]) is not self._state0:
             self._gather()
-        self._h_values[:] = self._scalars(self.learning_rate(0), self._next_step)
+        step = int(self._steps_seen) + 1 if self._steps_seen is not None else 1
+        self._h_values[:] = self._scalars(self.learning_rate(0), step)
         return self._h
 
     def _whole_step(self, fn: Callable, xb: torch.Tensor, yb: torch.Tensor) -> tuple:
@@ -422,7 +432,6 @@ class CapturedEngine(SingleEngine):
             return super().step(active)
         if ok is not None and not bool(ok):
             return ["the gradients are not finite"]
-        self._next_step += 1
         return [None]
 
     def set_learning_rate(self, member: int, lr: float) -> None:

@@ -41,7 +41,10 @@ class Member:
 class EpochTally:
     """An epoch's running sums per member: samples done, losses, correct counts.
 
-    Losses stay tensors (read in one go at the epoch's end) unless the loop read them."""
+    A batch's losses are floats (read on the host already, by the loop or the engine) or
+    a tensor of them, which stays on the device until :meth:`loss_sum` reads all the
+    epoch's in one go; an epoch may hold both (a captured step's floats, an eager last
+    batch's tensor)."""
 
     def __init__(self, size: int):
         self.start = time.perf_counter()
@@ -67,9 +70,11 @@ class EpochTally:
 
     def loss_sum(self, member: int) -> float:
         """Member ``member``'s loss summed over its samples (one host sync for all)."""
-        if self.losses and isinstance(self.losses[0], torch.Tensor):
-            stacked = torch.stack(self.losses)
-            self.losses = (stacked if stacked.dim() == 2 else stacked.view(-1, 1)).tolist()
+        held = [i for i, v in enumerate(self.losses) if isinstance(v, torch.Tensor)]
+        if held:
+            read = torch.stack([self.losses[i].reshape(-1) for i in held]).tolist()
+            for i, values in zip(held, read, strict=True):
+                self.losses[i] = values
         return sum(v[member] * s for v, (s, a) in zip(self.losses, self.steps, strict=True)
                    if a[member])
 
