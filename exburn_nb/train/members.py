@@ -72,7 +72,7 @@ class EpochTally:
         """Member ``member``'s loss summed over its samples (one host sync for all)."""
         held = [i for i, v in enumerate(self.losses) if isinstance(v, torch.Tensor)]
         if held:
-            read = torch.stack([self.losses[i].reshape(-1) for i in held]).tolist()
+            read = torch.stack([self.losses[i] for i in held]).reshape(len(held), -1).tolist()
             for i, values in zip(held, read, strict=True):
                 self.losses[i] = values
         return sum(v[member] * s for v, (s, a) in zip(self.losses, self.steps, strict=True)
