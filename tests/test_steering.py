@@ -384,8 +384,8 @@ def test_ctrl_c_between_an_epochs_last_batch_and_its_row_still_records_the_row(
 
     if where == "building the epoch row":
         calls = []
-        monkeypatch.setattr(EpochTally, "loss_sum", ctrl_c_once(
-            EpochTally.loss_sum, lambda tally, member: calls.append(1) or len(calls) == 2))
+        monkeypatch.setattr(EpochTally, "loss_sums", ctrl_c_once(
+            EpochTally.loss_sums, lambda tally: calls.append(1) or len(calls) == 2))
     else:
         monkeypatch.setattr(History, "record_epoch", ctrl_c_once(
             History.record_epoch, lambda history, row: row["epoch"] == 2))

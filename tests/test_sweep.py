@@ -510,3 +510,24 @@ def test_adams_bias_corrections_are_the_same_on_the_shortcut_as_member_by_member
         [1 / (1 - 0.999 ** t) ** 0.5 if t else 1.0 for t in steps])
     for key, values in zip(("step_size", "inv_bc2"), expected, strict=True):
         assert torch.equal(h[key], torch.tensor(values, dtype=torch.float64).float()), key
+
+
+_FINITE_ROWS = torch.compile(stacked.finite_rows, backend="inductor", fullgraph=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(spots=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 4), st.integers(0, 40),
+                                st.sampled_from([math.nan, math.inf, -math.inf, 3e38])),
+                      max_size=4))
+def test_the_captured_finite_check_finds_each_members_non_finite_values(spots):
+    """The captured stacked step's per-member gradient check, compiled by inductor as the
+    step compiles it, flags exactly the members holding a NaN or an infinity (a large
+    finite value is not one), in any tensor, at any position."""
+    tensors = [torch.randn(5, 41), torch.randn(5, 7, 6), torch.randn(5, 3)]
+    for which, member, at, value in spots:
+        t = tensors[which % 3]
+        t.view(5, -1)[member, at % t[0].numel()] = value
+    expected = torch.stack([torch.isfinite(t.reshape(5, -1)).all(dim=1)
+                            for t in tensors]).all(dim=0)
+    assert _FINITE_ROWS(tensors).tolist() == expected.tolist()
+    assert stacked.finite_members(tensors) == expected.tolist()

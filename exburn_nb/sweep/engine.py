@@ -55,6 +55,7 @@ from .stacked import (
     StackedOptimizer,
     clip_members,
     finite_members,
+    finite_rows,
     member_correct,
     member_loss,
     update_members,
@@ -139,8 +140,7 @@ class StackedEngine:
         with torch.no_grad():
             ok = torch.isfinite(losses)
             if self.guard:
-                for g in grads:
-                    ok = ok & torch.isfinite(g.reshape(g.shape[0], -1)).all(dim=1)
+                ok = ok & finite_rows(grads)
             update_members(opt.kind, keys, dict(zip(keys, values, strict=True)), params,
                            grads, state, ok & active)
         correct = (self.correct(out.detach(), yb).double() if self.accuracy
@@ -264,7 +264,7 @@ class StackedEngine:
         cfg = self.configs[0]
         return (self._traceable and cfg.accumulate_gradients == 1
                 and xb.shape[1] == cfg.batch_size
-                and not (self.guard and any(lr > OVERFLOW_GUARD_LR for lr in self.opt.lr)))
+                and not (self.guard and max(self.opt.lr) > OVERFLOW_GUARD_LR))
 
     def evaluate(self, batches: Iterable, accuracy: bool) -> list[tuple[float, float | None]]:
         """Mean loss (and accuracy) per member, in inference mode."""

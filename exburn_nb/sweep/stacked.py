@@ -21,8 +21,10 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -312,7 +314,10 @@ class StackedOptimizer:
                 self._h.update(one_minus_beta1=vec([1 - b for b in self.beta1]),
                                beta2=vec(self.beta2),
                                one_minus_beta2=vec([1 - b for b in self.beta2]))
-                self._lr64 = torch.tensor(self.lr, dtype=torch.float64)
+                self._lr64 = np.array(self.lr, dtype=np.float64)
+                self._corrections = (np.zeros(self.size, np.float32),
+                                     np.zeros(self.size, np.float32))
+                self._corrected = tuple(torch.from_numpy(c) for c in self._corrections)
         h = self._h
         if self.kind in ("adam", "adamw"):
             step_size, inv_bc2 = self._bias_corrected(self.steps if steps is None else steps)
@@ -323,18 +328,23 @@ class StackedOptimizer:
         """Adam's step sizes ``lr / (1 - beta1^t)`` and ``1 / sqrt(1 - beta2^t)`` per member
         (0 and 1 for a member that has not stepped), in float64 rounded once to float32,
         as torch.optim computes them. When every member is at the same step with the same
-        betas (the usual case) the corrections are two numbers, not M."""
-        t = steps[0]
+        betas (the usual case) the corrections are two numbers, not M. They are computed
+        with numpy into two float32 arrays rewritten each step: on the CPU the tensors
+        returned share their memory (no torch operator per step: each costs more than
+        the arithmetic, with the caches cold from the update); elsewhere they are copied
+        to the device."""
+        t, (step_size, inv_bc2) = steps[0], self._corrections
         if t and self._same_betas and steps.count(t) == len(steps):
-            step_size = (self._lr64 / (1 - self.beta1[0] ** t)).to(self.device, torch.float32)
-            return step_size, torch.full_like(step_size, 1 / (1 - self.beta2[0] ** t) ** 0.5)
-        values = [a / (1 - b ** t) if t else 0.0
-                  for a, b, t in zip(self.lr, self.beta1, steps, strict=True)]
-        values += [1 / (1 - b ** t) ** 0.5 if t else 1.0
-                   for b, t in zip(self.beta2, steps, strict=True)]
-        step_size, inv_bc2 = torch.tensor(values, dtype=torch.float64).to(
-            self.device, torch.float32).view(2, -1)
-        return step_size, inv_bc2
+            step_size[:] = self._lr64 / (1 - self.beta1[0] ** t)
+            inv_bc2[:] = 1 / (1 - self.beta2[0] ** t) ** 0.5
+        else:
+            step_size[:] = [a / (1 - b ** t) if t else 0.0
+                            for a, b, t in zip(self.lr, self.beta1, steps, strict=True)]
+            inv_bc2[:] = [1 / (1 - b ** t) ** 0.5 if t else 1.0
+                          for b, t in zip(self.beta2, steps, strict=True)]
+        if self.device.type == "cpu":
+            return self._corrected
+        return tuple(c.to(self.device) for c in self._corrected)
 
     def write_back(self, net: StackedNet) -> None:
         """Each member's weights and optimizer state into its own model."""
@@ -432,8 +442,25 @@ def finite_members(tensors: list[torch.Tensor]) -> list[bool]:
     (one fused check first, as ``guarded_step`` does; per member only when it fails)."""
     if all_finite(tensors):
         return [True] * tensors[0].shape[0]
-    ok = torch.stack([torch.isfinite(t.reshape(t.shape[0], -1)).all(dim=1) for t in tensors])
-    return ok.all(dim=0).tolist()
+    return finite_rows(tensors).tolist()
+
+
+def finite_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """For each member (dimension 0), whether all its elements of ``tensors`` are finite,
+    as an ``(M,)`` bool tensor, for a captured graph: the largest ``|t|`` is below
+    infinity exactly where every element is finite (a NaN propagates through the max).
+    Inductor vectorises this max; ``isfinite(t).all(dim=1)`` compiles to mask conversions
+    at 4x its cost (measured: half the captured update's time for 64 digits MLPs).
+
+    Example:
+        >>> finite_rows([torch.tensor([[1.0, 2.0], [float("nan"), 0.0], [-float("inf"), 1.0]])])
+        tensor([ True, False, False])
+    """
+    ok = None
+    for t in tensors:
+        row = t.reshape(t.shape[0], -1).abs().amax(dim=1) < math.inf
+        ok = row if ok is None else ok & row
+    return ok
 
 
 def member_loss(model: Model) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

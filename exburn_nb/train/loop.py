@@ -398,12 +398,14 @@ class Trainer(Steering):
         cfg, engine = self.config, self.engine
         train_seconds = time.perf_counter() - tally.start
         rows: list[dict | None] = []
+        losses = tally.loss_sums()
+        correct = tally.correct_counts() if cfg.accuracy else None
         for i, done in enumerate(tally.done):
             metrics = None
             if done and self.members[i].model.recorder.last_epoch < epoch:
-                metrics = {"epoch": epoch, "loss": tally.loss_sum(i) / done}
-                if cfg.accuracy:
-                    metrics["accuracy"] = tally.correct_count(i) / done
+                metrics = {"epoch": epoch, "loss": losses[i] / done}
+                if correct is not None:
+                    metrics["accuracy"] = correct[i] / done
                 metrics["lr"] = engine.learning_rate(i)
             rows.append(metrics)
         try:
@@ -522,11 +524,10 @@ class Trainer(Steering):
                             member.step += 1
                     tally.add(values if values is not None else losses, correct, size, active)
                     logged = self._batch_logged
+                    rows = values if values is not None else losses.unbind() if dim else (losses,)
                     for m, member in running:
-                        member.model.recorder.record_batch(
-                            member.run_id, epoch, b, member.step,
-                            values[m] if values is not None else losses[m] if dim else losses,
-                            engine.learning_rate(m), logged)
+                        member.model.recorder.record_batch(member.run_id, epoch, b, member.step,
+                                                           rows[m], engine.learning_rate(m), logged)
                     if logged:
                         self._batch_logged = {}
                 if batch_cbs:

@@ -7,8 +7,8 @@ stop reason.
 Example:
     >>> tally = EpochTally(2)
     >>> tally.add([0.5, 1.0], None, 4, [True, True]); tally.add([0.25, 2.0], None, 2, [True, False])
-    >>> tally.done, tally.loss_sum(0), tally.loss_sum(1)
-    ([6, 4], 2.5, 4.0)
+    >>> tally.done, tally.loss_sums()
+    ([6, 4], [2.5, 4.0])
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..base.vocabulary import StopReason
@@ -42,16 +43,17 @@ class EpochTally:
     """An epoch's running sums per member: samples done, losses, correct counts.
 
     A batch's losses are floats (read on the host already, by the loop or the engine) or
-    a tensor of them, which stays on the device until :meth:`loss_sum` reads all the
+    a tensor of them, which stays on the device until :meth:`loss_sums` reads all the
     epoch's in one go; an epoch may hold both (a captured step's floats, an eager last
-    batch's tensor)."""
+    batch's tensor). Correct counts stay on the device too, summed by
+    :meth:`correct_counts` (a torch operator per batch costs more than its sum)."""
 
     def __init__(self, size: int):
         self.start = time.perf_counter()
         self.done = [0] * size
         self.losses: list = []  # per batch: floats per member, or a tensor of them
         self.steps: list[tuple[int, list[bool]]] = []  # per batch: size, who stepped
-        self.correct: torch.Tensor | None = None
+        self.correct: list[torch.Tensor] = []  # per batch: correct counts, summed at the end
 
     def add(self, losses: list[float] | torch.Tensor, correct: torch.Tensor | None,
             size: int, active: list[bool]) -> None:
@@ -66,19 +68,33 @@ class EpochTally:
             if not all(active):
                 correct = correct * torch.tensor(active, dtype=correct.dtype,
                                                  device=correct.device)
-            self.correct = correct if self.correct is None else self.correct + correct
+            self.correct.append(correct)
 
-    def loss_sum(self, member: int) -> float:
-        """Member ``member``'s loss summed over its samples (one host sync for all)."""
+    def loss_sums(self) -> list[float]:
+        """Each member's loss summed over its samples (one host sync for all; the batches
+        added in order, as ``sum`` would).
+
+        Example:
+            >>> tally = EpochTally(2)
+            >>> tally.add(torch.tensor([1.0, float("nan")]), None, 3, [True, False])
+            >>> tally.loss_sums()
+            [3.0, 0.0]
+        """
         held = [i for i, v in enumerate(self.losses) if isinstance(v, torch.Tensor)]
         if held:
             read = torch.stack([self.losses[i] for i in held]).reshape(len(held), -1).tolist()
             for i, values in zip(held, read, strict=True):
                 self.losses[i] = values
-        return sum(v[member] * s for v, (s, a) in zip(self.losses, self.steps, strict=True)
-                   if a[member])
+        if not self.losses:
+            return [0.0] * len(self.done)
+        sizes = np.array([s for s, _ in self.steps], dtype=np.float64)[:, None]
+        active = np.array([a for _, a in self.steps], dtype=bool)
+        # a member's batches only where it stepped (a refused member's loss may be NaN)
+        return np.where(active, np.array(self.losses, dtype=np.float64) * sizes, 0.0
+                        ).sum(axis=0).tolist()
 
-    def correct_count(self, member: int) -> float:
-        """Member ``member``'s correct predictions."""
-        correct = self.correct
-        return float(correct.reshape(-1)[member]) if correct is not None else 0.0
+    def correct_counts(self) -> list[float]:
+        """Each member's correct predictions (one host sync for all)."""
+        if not self.correct:
+            return [0.0] * len(self.done)
+        return torch.stack(self.correct).sum(0).reshape(-1).tolist()
