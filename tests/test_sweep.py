@@ -27,6 +27,7 @@ from exburn_nb.core.layers import (
 )
 from exburn_nb.sweep import stacked
 from exburn_nb.sweep.stacked import member_bytes, member_loss
+from exburn_nb.train.engine import finite_rows
 
 torch.set_num_threads(1)
 
@@ -512,7 +513,7 @@ def test_adams_bias_corrections_are_the_same_on_the_shortcut_as_member_by_member
         assert torch.equal(h[key], torch.tensor(values, dtype=torch.float64).float()), key
 
 
-_FINITE_ROWS = torch.compile(stacked.finite_rows, backend="inductor", fullgraph=True)
+_FINITE_ROWS = torch.compile(finite_rows, backend="inductor", fullgraph=True)
 
 
 @settings(max_examples=25, deadline=None)
@@ -520,9 +521,10 @@ _FINITE_ROWS = torch.compile(stacked.finite_rows, backend="inductor", fullgraph=
                                 st.sampled_from([math.nan, math.inf, -math.inf, 3e38])),
                       max_size=4))
 def test_the_captured_finite_check_finds_each_members_non_finite_values(spots):
-    """The captured stacked step's per-member gradient check, compiled by inductor as the
-    step compiles it, flags exactly the members holding a NaN or an infinity (a large
-    finite value is not one), in any tensor, at any position."""
+    """The captured steps' gradient check (per member of a stacked step; one row for a
+    single model's), compiled by inductor as the steps compile it, flags exactly the
+    rows holding a NaN or an infinity (a large finite value is not one), in any tensor,
+    at any position."""
     tensors = [torch.randn(5, 41), torch.randn(5, 7, 6), torch.randn(5, 3)]
     for which, member, at, value in spots:
         t = tensors[which % 3]

@@ -47,7 +47,7 @@ from ..core.layers import REGISTRY
 from ..core.model import Model
 from ..core.optim import OPTIMIZER_STATE
 from ..train.captured import check_compilable, count_built_graph, warn_uncapturable
-from ..train.engine import OVERFLOW_GUARD_LR
+from ..train.engine import OVERFLOW_GUARD_LR, finite_rows
 from ..train.loop import Trainer
 from .planning import check_members, plan
 from .stacked import (
@@ -55,7 +55,6 @@ from .stacked import (
     StackedOptimizer,
     clip_members,
     finite_members,
-    finite_rows,
     member_correct,
     member_loss,
     update_members,

@@ -78,7 +78,7 @@ from ..base.torch_internals import inductor_compile, mark_static_address
 from ..core.config import FitConfig
 from ..core.model import Model
 from ..core.optim import COUNTS_STEPS, OPTIMIZER_STATE, update_rule
-from .engine import OVERFLOW_GUARD_LR, SingleEngine
+from .engine import OVERFLOW_GUARD_LR, SingleEngine, finite_rows
 
 _CACHE: weakref.WeakKeyDictionary[Model, dict[tuple, Callable]] = weakref.WeakKeyDictionary()
 _BUILT = [0]  # graphs compiled in this process
@@ -190,8 +190,9 @@ def _clipped_gradients(loss_of: Callable, config: FitConfig, weights: Sequence[t
 
 
 def _finite(loss: torch.Tensor, grads: list[torch.Tensor]) -> torch.Tensor:
-    """Whether the loss and every gradient are finite, as a 0-d bool tensor."""
-    return torch.isfinite(loss) & torch.stack([torch.isfinite(g).all() for g in grads]).all()
+    """Whether the loss and every gradient are finite, as a 0-d bool tensor
+    (:func:`~exburn_nb.train.engine.finite_rows` on one row)."""
+    return finite_rows([loss.reshape(1), *(g.reshape(1, -1) for g in grads)]).reshape(())
 
 
 def _build_cpu_step(model: Model, config: FitConfig, group: dict,

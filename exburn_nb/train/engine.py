@@ -37,6 +37,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
@@ -120,6 +121,25 @@ def all_finite(tensors: list[torch.Tensor],
     else:  # gradients: no grad-mode switch (2-3 µs a call)
         non_finite_check(tensors, *scratch)
     return not bool(scratch[0])
+
+
+def finite_rows(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """For each row (dimension 0: a stacked run's member), whether all its elements of
+    ``tensors`` are finite, as a bool tensor, for a captured graph: the largest ``|t|``
+    is below infinity exactly where every element is finite (a NaN propagates through
+    the max). Inductor vectorises this max; ``isfinite(t).all(dim=1)`` compiles to mask
+    conversions at 4x its cost (measured: half the captured update's time for 64 digits
+    MLPs; 1-3% of a guide-MLP step for one model).
+
+    Example:
+        >>> finite_rows([torch.tensor([[1.0, 2.0], [float("nan"), 0.0], [-float("inf"), 1.0]])])
+        tensor([ True, False, False])
+    """
+    ok = None
+    for t in tensors:
+        row = t.reshape(t.shape[0], -1).abs().amax(dim=1) < math.inf
+        ok = row if ok is None else ok & row
+    return ok
 
 
 def clear_gradients(params: list[torch.Tensor]) -> None:
