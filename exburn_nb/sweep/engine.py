@@ -237,7 +237,7 @@ class StackedEngine:
         clip_members(grads, [c.clip_norm for c in cfgs], [c.clip_value for c in cfgs])
         reasons: list[str | None] = [None] * self.size
         stepping = list(active)
-        overflow = self.guard and any(lr > OVERFLOW_GUARD_LR for lr in opt.lr)
+        overflow = self.guard and max(opt.lr) > OVERFLOW_GUARD_LR
         if self.guard:
             for m, ok in enumerate(finite_members(grads)):
                 if stepping[m] and not ok:

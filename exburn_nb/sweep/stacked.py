@@ -291,9 +291,9 @@ class StackedOptimizer:
     def hyper(self, steps: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
         """This step's per-member values as float32 ``(M,)`` tensors (rebuilt when the
         learning rates or weight decays change; Adam's bias corrections every step, from
-        ``steps``, the members' step counts after it: :attr:`steps` by default). The
-        names the kind's rule reads are kept as :attr:`value_keys` (the same list object
-        until the settings change)."""
+        ``steps``, the members' step counts after it: :attr:`steps` by default; on the
+        CPU the next call rewrites those two in place). The names the kind's rule reads
+        are kept as :attr:`value_keys` (the same list object until the settings change)."""
         key = (tuple(self.lr), tuple(self.weight_decay), tuple(self.nesterov))
         if self._key != key:
             def vec(values: Sequence[float]) -> torch.Tensor:
@@ -330,8 +330,8 @@ class StackedOptimizer:
         betas (the usual case) the corrections are two numbers, not M. They are computed
         with numpy into two float32 arrays rewritten each step: on the CPU the tensors
         returned share their memory (no torch operator per step: each costs more than
-        the arithmetic, with the caches cold from the update); elsewhere they are copied
-        to the device."""
+        the arithmetic, with the caches cold from the update), so the next call
+        overwrites them; elsewhere they are copied to the device."""
         t, (step_size, inv_bc2) = steps[0], self._corrections
         if t and self._same_betas and steps.count(t) == len(steps):
             step_size[:] = self._lr64 / (1 - self.beta1[0] ** t)
@@ -343,7 +343,10 @@ class StackedOptimizer:
                           for b, t in zip(self.beta2, steps, strict=True)]
         if self.device.type == "cpu":
             return self._corrected
-        return tuple(c.to(self.device) for c in self._corrected)
+        # a blocking copy from pageable memory: reading it is over when .to returns, so
+        # the arrays may be rewritten next step (pinned memory copied non_blocking may not)
+        both = torch.from_numpy(np.stack(self._corrections)).to(self.device)
+        return both[0], both[1]
 
     def write_back(self, net: StackedNet) -> None:
         """Each member's weights and optimizer state into its own model."""

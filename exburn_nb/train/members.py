@@ -72,7 +72,7 @@ class EpochTally:
 
     def loss_sums(self) -> list[float]:
         """Each member's loss summed over its samples (one host sync for all; the batches
-        added in order, as ``sum`` would).
+        added left to right, for one member as for several).
 
         Example:
             >>> tally = EpochTally(2)
@@ -89,12 +89,15 @@ class EpochTally:
             return [0.0] * len(self.done)
         sizes = np.array([s for s, _ in self.steps], dtype=np.float64)[:, None]
         active = np.array([a for _, a in self.steps], dtype=bool)
-        # a member's batches only where it stepped (a refused member's loss may be NaN)
-        return np.where(active, np.array(self.losses, dtype=np.float64) * sizes, 0.0
-                        ).sum(axis=0).tolist()
+        # a member's batches only where it stepped (a refused member's loss may be NaN);
+        # cumsum adds left to right where sum would go pairwise along one member's column
+        return np.cumsum(np.where(active, np.array(self.losses, dtype=np.float64) * sizes,
+                                  0.0), axis=0)[-1].tolist()
 
     def correct_counts(self) -> list[float]:
-        """Each member's correct predictions (one host sync for all)."""
+        """Each member's correct predictions (one host sync for all; summed in float64,
+        exact for whole counts, and a multi-label model's fractional ones lose nothing
+        to float32 round-off)."""
         if not self.correct:
             return [0.0] * len(self.done)
-        return torch.stack(self.correct).sum(0).reshape(-1).tolist()
+        return torch.stack(self.correct).double().sum(0).reshape(-1).tolist()
