@@ -126,19 +126,23 @@ def _in_batches(t: torch.Tensor, order: torch.Tensor, size: int) -> Iterator[tor
         >>> [b.tolist() for b in _in_batches(torch.arange(5) * 10, order.expand(2, 5), 2)][-1]
         [[20], [20]]
     """
-    members = order.shape[:-1]  # () or (M,)
-    order = order.reshape(-1, order.shape[-1])
+    members, n = order.shape[:-1], order.shape[-1]  # members: () or (M,)
     row = t.nbytes // max(1, t.shape[0])
-    chunk = max(1, GATHER_BYTES // max(1, row * size * order.shape[0])) * size
-    for lo in range(0, order.shape[1], chunk):
-        cols = order[:, lo:lo + chunk]
-        full, rest = divmod(cols.shape[1], size)
-        if full:  # batch-major, so that each batch is one contiguous block
-            idx = cols[:, :full * size].reshape(-1, full, size).transpose(0, 1).reshape(-1)
-            yield from t.index_select(0, idx).view(full, *members, size,
-                                                   *t.shape[1:]).unbind(0)
+    chunk = max(1, GATHER_BYTES // max(1, row * size * members.numel())) * size
+    for lo in range(0, n, chunk):
+        cols = order[..., lo:lo + chunk]
+        full, rest = divmod(cols.shape[-1], size)
+        if full:
+            idx = cols[..., :full * size] if rest else cols
+            if members:  # batch-major, so that each batch is one contiguous block
+                idx = idx.reshape(-1, full, size).transpose(0, 1).reshape(-1)
+            gathered = t.index_select(0, idx)
+            if full == 1 and not members:  # a chunk of one batch (large rows): as it is
+                yield gathered
+            else:
+                yield from gathered.view(full, *members, size, *t.shape[1:]).unbind(0)
         if rest:
-            yield t.index_select(0, cols[:, full * size:].reshape(-1)).view(
+            yield t.index_select(0, cols[..., full * size:].reshape(-1)).view(
                 *members, rest, *t.shape[1:])
 
 
