@@ -7,12 +7,14 @@ in every loss; the float sums differ only in their order (the gradient all-reduc
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import weakref
 
 import pytest
 import torch
@@ -20,7 +22,8 @@ import torch.distributed as dist
 
 import exburn_nb as xb
 from exburn_nb.core.inputs import batch_source
-from exburn_nb.train.distributed import ShardedBatches, ShardedLoader, rank_slice
+from exburn_nb.train.distributed import ShardedBatches, ShardedLoader, distribute, rank_slice
+from exburn_nb.train.loop import Trainer
 
 TOL = 1e-5
 pytestmark = pytest.mark.usefixtures("ranks_timeout")
@@ -323,7 +326,8 @@ def run_torchrun(tmp_path, extra=""):
     """Run the tiny script under ``torchrun --standalone --nproc-per-node=2``."""
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(TORCHRUN_SCRIPT.format(extra=extra)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1",
+           "PYTHONFAULTHANDLER": "1"}  # a rank that aborts prints its threads' stacks
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
                            "--nproc-per-node=2", str(script)], capture_output=True, text=True,
                           timeout=100, env=env, cwd=tmp_path)
@@ -337,6 +341,30 @@ def test_fit_under_torchrun_joins_the_group_and_exits_zero(tmp_path):
     # the group fit made was still up after fit (the script read its rank and world size)
     # and was ended at exit, before the interpreter's teardown (where gloo can abort)
     assert [(tmp_path / f"rank{r}.exit").read_text() for r in range(2)] == ["False", "False"]
+
+
+def test_a_rank_lets_go_of_its_ddp_wrapper_when_its_run_ends(tmp_path):
+    """The wrapper's reducer holds the process group and sits in a reference cycle: left to
+    a later collection, after ``destroy_process_group`` (a ``torchrun`` script's exit), it
+    freed the group holding the GIL while gloo's workers waited for it, and the rank hung
+    or aborted (CI, stop 31). The run's end lets go of it, with the group still up."""
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1),
+                            rank=0, world_size=1)
+    gc.disable()  # only the run's end may collect the wrapper
+    try:
+        model = make()
+        trainer = Trainer(model, data(), epochs=1, batch_size=16, verbose=False)
+        distribute(trainer)
+        wrapper = weakref.ref(trainer.engine.ddp)
+        trainer.run()
+        assert wrapper() is None and dist.is_initialized()
+        # nothing of the reducer is left on the parameters: a plain fit trains after it
+        before = model.parameters()["dense_1.weight"].clone()
+        xb.fit(model, data(), epochs=1, batch_size=16, verbose=False)
+        assert not torch.equal(model.parameters()["dense_1.weight"], before)
+    finally:
+        gc.enable()
+        dist.destroy_process_group()
 
 
 def test_a_stale_torchelastic_variable_alone_does_not_join(monkeypatch):

@@ -40,6 +40,7 @@ Example (run on every rank, after ``torch.distributed.init_process_group``):
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -247,6 +248,18 @@ class DistributedEngine(SingleEngine):
         """As :meth:`SingleEngine.start`, at the start of the run; batches count from 0."""
         super().start(seeds)
         self._batch = 0
+
+    def finish(self) -> None:
+        """As :meth:`SingleEngine.finish`; then the ``DistributedDataParallel`` wrapper goes,
+        now, while the process group is still registered. Its reducer holds the group and
+        sits in a reference cycle, so left alone it goes at some later collection: if that
+        comes after ``destroy_process_group`` (the exit of a ``torchrun`` script), the
+        reducer frees the group holding the GIL while gloo's worker threads wait for it,
+        and the rank hangs or aborts ("terminate called without an active exception")."""
+        super().finish()
+        self.ddp = None
+        self.forward = self.model.module
+        gc.collect()  # the wrapper's cycle; this also drops its hooks on the parameters
 
     def samples(self, yb: torch.Tensor) -> int:
         """The global batch's samples (every rank counts the same)."""

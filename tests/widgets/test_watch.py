@@ -130,7 +130,8 @@ def test_a_torchrun_script_writes_its_run_dir_and_watch_shows_every_epoch(tmp_pa
                                                         "torchrun")
     done = subprocess.run([torchrun, "--standalone",
                            f"--nproc-per-node={TORCHRUN_PROCESSES}", str(script)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # stacks on an abort
     assert done.returncode == 0, done.stderr[-3000:]
     run = xb.read_run(run_dir)
     assert run.status == "finished" and run.history["epoch"].tolist() == [1, 2, 3]
