@@ -347,7 +347,8 @@ def test_a_rank_lets_go_of_its_ddp_wrapper_when_its_run_ends(tmp_path):
     """The wrapper's reducer holds the process group and sits in a reference cycle: left to
     a later collection, after ``destroy_process_group`` (a ``torchrun`` script's exit), it
     freed the group holding the GIL while gloo's workers waited for it, and the rank hung
-    or aborted (CI, stop 31). The run's end lets go of it, with the group still up."""
+    or aborted (CI, stop 31). The run's end lets go of it, with the group still up, even
+    when a reference cycle holds it."""
     dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1),
                             rank=0, world_size=1)
     gc.disable()  # only the run's end may collect the wrapper
@@ -356,6 +357,9 @@ def test_a_rank_lets_go_of_its_ddp_wrapper_when_its_run_ends(tmp_path):
         trainer = Trainer(model, data(), epochs=1, batch_size=16, verbose=False)
         distribute(trainer)
         wrapper = weakref.ref(trainer.engine.ddp)
+        cycle = [trainer.engine.ddp]  # as the first wrapper of a process is held
+        cycle.append(cycle)
+        del cycle
         trainer.run()
         assert wrapper() is None and dist.is_initialized()
         # nothing of the reducer is left on the parameters: a plain fit trains after it

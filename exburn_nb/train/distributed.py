@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -251,15 +252,18 @@ class DistributedEngine(SingleEngine):
 
     def finish(self) -> None:
         """As :meth:`SingleEngine.finish`; then the ``DistributedDataParallel`` wrapper goes,
-        now, while the process group is still registered. Its reducer holds the group and
-        sits in a reference cycle, so left alone it goes at some later collection: if that
-        comes after ``destroy_process_group`` (the exit of a ``torchrun`` script), the
-        reducer frees the group holding the GIL while gloo's worker threads wait for it,
-        and the rank hangs or aborts ("terminate called without an active exception")."""
+        now, while the process group is still registered. Its reducer holds the group, and
+        the wrapper can sit in a reference cycle (the first one of a process does: its
+        ``__init__`` imports ``torch._dynamo``, whose import keeps the frames): left to a
+        later collection that comes after ``destroy_process_group`` (a ``torchrun``
+        script's exit), the reducer frees the group holding the GIL while gloo's worker
+        threads wait for it, and the rank hangs or aborts ("terminate called without an
+        active exception"). A collection runs only when a cycle holds the wrapper."""
         super().finish()
-        self.ddp = None
-        self.forward = self.model.module
-        gc.collect()  # the wrapper's cycle; this also drops its hooks on the parameters
+        wrapper = weakref.ref(self.ddp)
+        self.ddp, self.forward = None, self.model.module
+        if wrapper() is not None:
+            gc.collect()
 
     def samples(self, yb: torch.Tensor) -> int:
         """The global batch's samples (every rank counts the same)."""
