@@ -255,9 +255,9 @@ class DistributedEngine(SingleEngine):
         now, while the process group is still registered.
 
         Its reducer holds the group, and the wrapper can sit in a reference cycle: the
-        first one of a process does (its ``__init__`` imports ``torch._dynamo``, where
-        ``torch.fx.wrap`` keeps its own frame in a local, a cycle that holds every frame
-        of the import, ``__init__``'s among them). Left to a later collection that comes
+        first one of a process does (its ``__init__`` imports torch's compiler, dynamo,
+        where ``torch.fx.wrap`` keeps its own frame in a local, a cycle that holds every
+        frame of the import, ``__init__``'s among them). Left to a later collection that comes
         after ``destroy_process_group`` (a ``torchrun`` script's exit), the reducer frees
         the group holding the GIL while gloo's worker threads wait for it, and the rank
         hangs or aborts ("terminate called without an active exception"). A collection
