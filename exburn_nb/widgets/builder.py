@@ -39,9 +39,10 @@ from .controls import error_html
 from .dashboard import TrainingDashboard
 
 NONE_LABEL = "none"
-# The most layers from_spec takes: every edit redraws each row, the summary and the diagram,
-# so an edit's time grows with the rows (measured, one add on a busy 2-core machine: 0.34 s
-# at 64 layers, 0.72 s at 100, 1.3 s at 200, 2.5 s at 400).
+# The most layers from_spec takes: each layer is a row of about thirty widgets for the page to
+# draw, and every edit re-checks the stack and refreshes each row's shape, the summary and the
+# diagram (one add on a busy 2-core machine: 8 ms at 64 layers, 10 ms at 100, 21-28 ms at
+# 200, 50 ms at 400; 0.24, 0.37, 0.7-1.1 and 2.0-2.3 s when an edit drew every row anew).
 MAX_BUILDER_LAYERS = 64
 RUN_METRICS = ("loss", "val_loss", "accuracy", "val_accuracy")
 
@@ -55,6 +56,18 @@ def _callback(method: Callable) -> Callable:
         except Exception as exc:  # noqa: BLE001 - shown to the user, never raised into ipywidgets
             self.status.value = error_html(str(exc))
     return run
+
+
+class _Place:
+    """Where a row's widgets sit in the stack now; their handlers read it when they fire."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _drawn(row: Row) -> tuple:
+    """What a row's widgets show: a row whose layer still reads the same keeps them."""
+    return row.kind, row.name, repr(sorted(row.options.items()))
 
 
 class ModelBuilder(W.VBox):
@@ -113,8 +126,8 @@ class ModelBuilder(W.VBox):
         """
         if isinstance(spec, Spec) and len(spec.layers) > MAX_BUILDER_LAYERS:
             raise ValueError(f"spec has {len(spec.layers)} layers; the builder takes at most "
-                             f"{MAX_BUILDER_LAYERS} (MAX_BUILDER_LAYERS: an edit redraws every "
-                             "row)")
+                             f"{MAX_BUILDER_LAYERS} (MAX_BUILDER_LAYERS: a row of widgets per "
+                             "layer)")
         builder = cls.__new__(cls)
         builder._init(Draft.from_spec(spec, data, loss=loss), data, validation_data, fit_options)
         return builder
@@ -345,7 +358,7 @@ class ModelBuilder(W.VBox):
         b.on_click(lambda _b: handler())
         return b
 
-    def _option_widget(self, i: int, option: Option, value: Any) -> W.Widget:
+    def _option_widget(self, place: _Place, option: Option, value: Any) -> W.Widget:
         """The control for one option, generated from its schema."""
         common = {"description": option.name, "tooltip": option.help,
                   "style": {"description_width": "initial"}}
@@ -363,51 +376,81 @@ class ModelBuilder(W.VBox):
         else:
             w = W.FloatText(value=value, step=0.05, layout=W.Layout(width="120px"), **common)
         w.add_class(f"xb-builder-option-{option.name}")
-        w.observe(lambda change: self._on_option(i, option, change["new"]), "value")
+        w.observe(lambda change: self._on_option(place.index, option, change["new"]), "value")
         return w
 
-    def _row_widget(self, i: int, row: Row) -> W.VBox:
+    def _row_widget(self, row: Row, i: int) -> W.VBox:
+        """The widgets of one row, at position ``i``; they act on the row wherever edits
+        move it (each handler reads the row's position when it fires)."""
         fixed = row is self.draft.output
+        place = _Place(i)
         kind = W.Dropdown(options=list(REGISTRY), value=row.kind, disabled=fixed,
                           layout=W.Layout(width="120px"))
         kind.add_class("xb-builder-kind")
-        kind.observe(lambda change: self._on_kind(i, change["new"]), "value")
+        kind.observe(lambda change: self._on_kind(place.index, change["new"]), "value")
         name = W.Text(value=row.name, layout=W.Layout(width="120px"), continuous_update=False)
         name.add_class("xb-builder-name")
-        name.observe(lambda change: self._on_name(i, change["new"]), "value")
-        options = [self._option_widget(i, o, row.options.get(o.name, o.default))
+        name.observe(lambda change: self._on_name(place.index, change["new"]), "value")
+        options = [self._option_widget(place, o, row.options.get(o.name, o.default))
                    for o in REGISTRY[row.kind].options
                    if not (fixed and o.name == "units")]
         if fixed:
             options.insert(0, W.HTML(f"units <b>{row.options['units']}</b> (sized to the data)"))
-        last = len(self.rows) - 1
-        buttons = [self._button(label, css, functools.partial(handler, i), tooltip=tip)
+        buttons = [self._button(label, css, lambda handler=handler: handler(place.index),
+                                tooltip=tip)
                    for label, css, handler, tip in (
                        ("↑", "xb-builder-up", self._on_up, "move layer up"),
                        ("↓", "xb-builder-down", self._on_down, "move layer down"),
                        ("✕", "xb-builder-delete", self._on_delete, "remove layer"))]
-        buttons[0].disabled = fixed or i == 0
-        buttons[1].disabled = fixed or i == last
         buttons[2].disabled = fixed
         shape, error = W.HTML(), W.HTML()
         shape.add_class("xb-builder-shape")
         error.add_class("xb-builder-error")
         shape.layout.width = "140px"
-        controls = W.HBox([W.HTML(f"<b>{i}</b>", layout=W.Layout(width="20px")), kind, name,
-                           *buttons, shape, *options],
+        number = W.HTML(layout=W.Layout(width="20px"))
+        controls = W.HBox([number, kind, name, *buttons, shape, *options],
                           layout=W.Layout(flex_flow="row wrap", align_items="center"))
         box = W.VBox([controls, error])
         box.add_class("xb-builder-row")
         box.controls, box.shape, box.error = controls, shape, error
+        box.number, box.arrows, box.place = number, buttons[:2], place
+        box.row, box.drawn = row, _drawn(row)
+        self._place_row(box, i)
         return box
 
+    def _place_row(self, box: W.VBox, i: int) -> None:
+        """Put a row's widgets at position ``i``: its number, its arrows, its handlers."""
+        fixed = box.row is self.draft.output
+        box.place.index = i
+        box.number.value = f"<b>{i}</b>"
+        up, down = box.arrows
+        up.disabled = fixed or i == 0
+        down.disabled = fixed or i == len(self.rows) - 1
+
+    def _keep_typed(self, i: int) -> None:
+        """Row ``i`` took a value typed into its widgets: they show it already and stay."""
+        box = self.rows_box.children[i]
+        box.drawn = _drawn(box.row)
+
     def _redraw_rows(self) -> None:
-        """Rebuild the row widgets (after a structural edit), then refresh the views; the old
-        ones are closed, so a long session does not pile up widgets in the kernel."""
-        old = self.rows_box.children
-        self.rows_box.children = [self._row_widget(i, r)
-                                  for i, r in enumerate(self.draft.stack())]
-        for box in old:
+        """Show the draft's rows (after a structural edit), then refresh the views.
+
+        A row whose layer is as it was drawn keeps its widgets (only its number and arrows
+        follow it): an edit sends the rows it adds or changes, not the whole stack. The
+        widgets of the rows that went or changed are closed, so a long session does not pile
+        up widgets in the kernel."""
+        drawn = {id(box.row): box for box in self.rows_box.children}
+        rows, gone = [], []
+        for i, row in enumerate(self.draft.stack()):
+            box = drawn.pop(id(row), None)
+            if box is not None and box.drawn == _drawn(row):
+                self._place_row(box, i)
+            else:
+                gone += [box] if box is not None else []
+                box = self._row_widget(row, i)
+            rows.append(box)
+        self.rows_box.children = rows
+        for box in [*gone, *drawn.values()]:
             for widget in (*box.controls.children, box.controls, box.error, box):
                 widget.close()
         choices = [(f"{i}: {r.name}", i) for i, r in enumerate(self.rows)]
@@ -482,12 +525,14 @@ class ModelBuilder(W.VBox):
         elif option.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)  # the field is a FloatText; 12.7 stays 12.7 (and is refused)
         self.draft.set_option(i, option.name, value)
+        self._keep_typed(i)
         self._refresh()
 
     @_callback
     def _on_name(self, i: int, name: str) -> None:
         self.draft.rename(i, name)
-        self._redraw_rows()
+        self._keep_typed(i)
+        self._redraw_rows()  # the "after" choices show the names
 
     @_callback
     def _on_kind(self, i: int, kind: str) -> None:

@@ -3,6 +3,7 @@ steps every JupyterLab test starts with (open a notebook in its own workspace, R
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -133,6 +134,25 @@ OUTPUT_LAYOUT_PROBLEMS = """() => {
 
 KERNEL_IDLE = ("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session"
                "?.kernel?.status === 'idle'")
+# Record, per comm id, every comm_open and comm_close the page sends or receives on its
+# notebook's kernel connection (a message is recorded as it arrives, before JupyterLab
+# handles it): a "Comm not found for comm id ..." console error is then explained by what
+# the page got for that id (nothing, two closes, another session, ...). True once installed.
+COMM_RECORDER = """() => {
+    const kernel = window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel;
+    if (!kernel) return false;
+    if (window.__xbComms) return true;
+    const comms = window.__xbComms = new Map();
+    kernel.anyMessage.connect((_, {msg, direction}) => {
+        const id = msg.content?.comm_id, type = msg.header.msg_type;
+        if (!id || (type !== 'comm_open' && type !== 'comm_close')) return;
+        const seen = comms.get(id) ?? [];
+        seen.push(`${direction} ${type} on ${msg.channel} in session ` +
+                  `${msg.header.session.slice(0, 8)} at ${(performance.now() / 1000).toFixed(3)} s`);
+        comms.set(id, seen);
+    });
+    return true;
+}"""
 
 
 def open_notebook(page, lab: dict, name: str, notebook: Path | None = None) -> None:
@@ -143,7 +163,19 @@ def open_notebook(page, lab: dict, name: str, notebook: Path | None = None) -> N
         shutil.copy(notebook, lab["dir"] / f"{name}.ipynb")
     page.goto(f"{lab['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={lab['token']}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    page.wait_for_function(COMM_RECORDER, timeout=120_000, polling=50)
     page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+
+
+def comm_history(page, problems: list[str]) -> list[str]:
+    """For each "Comm not found for comm id X" among ``problems`` (console messages), what
+    the page sent and received about comm X (see :data:`COMM_RECORDER`)."""
+    ids = sorted(set(re.findall(r"Comm not found for comm id (\w+)", "\n".join(problems))))
+    if not ids:
+        return []
+    got = page.evaluate("ids => ids.map(id => [id, window.__xbComms?.get(id) ?? []])", ids)
+    return [f"comm {comm}: {'; '.join(seen) or 'nothing sent or received'}"
+            for comm, seen in got]
 
 
 def run_all(page) -> None:

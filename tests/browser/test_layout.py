@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from browser_js import OUTPUT_LAYOUT_PROBLEMS, open_and_run_all  # beside this file
+from browser_js import OUTPUT_LAYOUT_PROBLEMS, comm_history, open_and_run_all  # beside this file
 
 pytestmark = pytest.mark.browser
 
@@ -43,6 +43,14 @@ def watch(page) -> list[str]:
     page.on("response", lambda r: seen.append(f"HTTP {r.status}: {r.request.method} {r.url}")
             if r.status >= 400 else None)
     return seen
+
+
+def assert_clean(page, seen: list[str]) -> None:
+    """No uncaught page error, console error or failed request; for a "Comm not found"
+    console error, what the page sent and received about that comm is printed first."""
+    for line in comm_history(page, seen):
+        print(f"[layout] {line}")
+    assert not page.errors and not seen, (page.errors, seen)
 
 
 def run_notebook(lab_server, page, name: str, timeout_s: float) -> None:
@@ -108,7 +116,7 @@ def test_07_build_a_model_layout(lab_server, page):
     found = check_widths(page, "07", {"builder": ".xb-dashboard",
                                       "accuracy": ".jp-OutputArea-output:has-text('Validation accuracy per epoch')"})
     assert found == {w: [] for w in WIDTHS}, found
-    assert not page.errors and not seen, (page.errors, seen)
+    assert_clean(page, seen)
     print(f"\n[layout] 07 checked in {time.monotonic() - t0:.0f}s")
 
 
@@ -123,7 +131,7 @@ def test_08_playground_layout_with_the_network_panels_open(lab_server, page):
     found = check_widths(page, "08", {"panels": ".xb-network-panels .js-plotly-plot",
                                       "circles": ".widget-hbox:has(.js-plotly-plot):has-text('circles with a hidden layer')"})
     assert found == {w: [] for w in WIDTHS}, found
-    assert not page.errors and not seen, (page.errors, seen)
+    assert_clean(page, seen)
     print(f"\n[layout] 08 checked in {time.monotonic() - t0:.0f}s")
 
 
@@ -133,5 +141,5 @@ def test_05_hyperparameters_layout(lab_server, page):
     run_notebook(lab_server, page, "05_hyperparameters", 900)
     found = check_widths(page, "05", {"comparison": ".xb-run-comparison .xb-runs-table"})
     assert found == {w: [] for w in WIDTHS}, found
-    assert not page.errors and not seen, (page.errors, seen)
+    assert_clean(page, seen)
     print(f"\n[layout] 05 checked in {time.monotonic() - t0:.0f}s")

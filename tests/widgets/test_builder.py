@@ -147,14 +147,34 @@ def test_clicks_and_calls_keep_every_view_equal_to_the_compiled_model():
     assert b.errors and "needs (None, features)" in b.errors[0][1]  # dense before flatten
 
 
-def test_rows_replaced_by_an_edit_are_closed():
+def widgets_of(box) -> list:
+    return [*box.controls.children, box.controls, box.error, box]
+
+
+def test_an_edit_keeps_the_rows_it_leaves_alone_and_closes_the_rows_it_replaces():
     b = ModelBuilder(input_shape=(None, 4), output_units=2)
     b.add("dense", units=3)
-    old = row(b, 0)
-    widgets = [*old.controls.children, old.controls, old.error, old]
-    b.add("dropout")
-    assert all(w.comm is None for w in widgets)
-    assert all(w.comm is not None for w in row(b, 0).controls.children)
+    dense, output = row(b, 0), row(b, 1)
+    b.add("dropout", index=0)  # the dense row moves down, as it was
+    assert row(b, 1) is dense and row(b, 2) is output
+    assert [row(b, i).number.value for i in range(3)] == ["<b>0</b>", "<b>1</b>", "<b>2</b>"]
+    assert [button(b, i, "xb-builder-up").disabled for i in range(3)] == [True, False, True]
+    assert [button(b, i, "xb-builder-down").disabled for i in range(3)] == [False, True, True]
+    assert all(w.comm is not None for box in (dense, output) for w in widgets_of(box))
+    button(b, 1, "xb-builder-up").click()  # the moved row's buttons act where it is now
+    assert [r.kind for r in b.rows] == ["dense", "dropout"] and row(b, 0) is dense
+    option(b, 0, "units").value = 5  # typed: the row keeps its widgets
+    row(b, 0).controls.children[2].value = "wide"  # the name field
+    assert row(b, 0) is dense and b.spec.layers[0].options["units"] == 5
+    assert b.spec.layers[0].name == "wide" and b.add_after.options[1] == ("0: wide", 0)
+    b.set(0, units=6)  # set from code: the row is drawn again, its old widgets closed
+    assert row(b, 0) is not dense and option(b, 0, "units").value == 6
+    assert all(w.comm is None for w in widgets_of(dense))
+    dropout = row(b, 1)
+    button(b, 1, "xb-builder-delete").click()
+    assert [r.kind for r in b.rows] == ["dense"] and row(b, 1) is output
+    assert all(w.comm is None for w in widgets_of(dropout))
+    assert all(w.comm is not None for w in widgets_of(row(b, 0)))
 
 
 def test_show_code_toggles_the_code_and_its_copy_button():
