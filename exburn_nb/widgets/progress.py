@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -42,6 +43,9 @@ class RunProgress(Callback):
         self.until_stop_epochs = until_stop_epochs
         self.throttle = Throttle(PROGRESS_UPDATES_PER_S)
         self.table_throttle = Throttle(1 / TABLE_REFRESH_S)
+        # Pause is clicked in another thread than the batches end in: the label it writes
+        # must not be overwritten by the label of a batch that was ending meanwhile
+        self._label_lock = threading.Lock()
 
     def on_train_begin(self, logs: dict) -> None:
         self.batches, self.first = logs["batches"], logs["first_epoch"]
@@ -58,14 +62,18 @@ class RunProgress(Callback):
 
     def pause(self) -> None:
         """The run holds: freeze the clock and say where it stands, without an ETA."""
-        self._paused_at = time.perf_counter()
-        self.label.value = (
-            f"paused at epoch {self.epoch}/{self.last} · batch {self.batch}/{self.batches}")
+        with self._label_lock:
+            self._paused_at = time.perf_counter()
+            self.label.value = self._paused_label()
 
     def resume(self) -> None:
-        if self._paused_at is not None:
-            self.paused_s += time.perf_counter() - self._paused_at
-            self._paused_at = None
+        with self._label_lock:
+            if self._paused_at is not None:
+                self.paused_s += time.perf_counter() - self._paused_at
+                self._paused_at = None
+
+    def _paused_label(self) -> str:
+        return f"paused at epoch {self.epoch}/{self.last} · batch {self.batch}/{self.batches}"
 
     def elapsed(self) -> float:
         """Seconds of training so far, paused time excluded."""
@@ -76,12 +84,18 @@ class RunProgress(Callback):
         self.samples += logs["size"]
         self.done += 1
         self.epoch, self.batch = logs["epoch"], batch
-        if self.throttle.ready(force=self.done == self.total):
+        # the batch that ends after Pause was clicked is where the run holds: always shown
+        if self._paused_at is not None or self.throttle.ready(force=self.done == self.total):
             self.show(logs["epoch"], batch)
 
     def show(self, epoch: int, batch: int) -> None:
-        if self._paused_at is not None:
-            return
+        with self._label_lock:
+            if self._paused_at is not None:
+                self.label.value = self._paused_label()
+            else:
+                self._show_running(epoch, batch)
+
+    def _show_running(self, epoch: int, batch: int) -> None:
         elapsed = self.elapsed()
         rate = self.samples / elapsed
         eta = elapsed / self.done * (self.total - self.done) if self.done else 0.0

@@ -3,6 +3,7 @@
 import math
 import threading
 
+import ipywidgets as W
 import pandas as pd
 import pytest
 import torch
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 import exburn_nb as xb
 from exburn_nb.widgets import TrainingDashboard
 from exburn_nb.widgets.controls import learning_rate_slider, show_rate
+from exburn_nb.widgets.progress import RunProgress
 
 
 @pytest.fixture
@@ -231,6 +233,41 @@ def test_pause_shows_where_the_run_holds_and_stops_the_clock(dash):
     dash.pause_button.click()
     assert dash.wait(60)
     assert "ETA" not in dash.progress_label.value and "samples/s" in dash.progress_label.value
+
+
+def started_progress() -> RunProgress:
+    progress = RunProgress(W.IntProgress(), W.Label(), lambda: None)
+    progress.on_train_begin({"batches": 10, "first_epoch": 1, "epochs": 2})
+    progress.on_batch_end(1, {"size": 8, "epoch": 1})
+    return progress
+
+
+def test_the_batch_ending_after_a_pause_is_where_the_label_says_the_run_holds():
+    progress = started_progress()
+    progress.pause()  # clicked while batch 2 was running
+    assert progress.label.value == "paused at epoch 1/2 · batch 1/10"
+    progress.on_batch_end(2, {"size": 8, "epoch": 1})  # within the label's throttle
+    assert progress.label.value == "paused at epoch 1/2 · batch 2/10"
+
+
+def test_a_pause_clicked_while_a_batch_label_is_written_is_not_overwritten():
+    progress = started_progress()
+    writing, clicked = threading.Event(), threading.Event()
+
+    def slow_elapsed() -> float:  # the training thread, inside its label: Pause comes now
+        writing.set()
+        clicked.wait(5)
+        threading.Event().wait(0.2)  # a pause that does not wait would write its label here
+        return 1.0
+
+    progress.elapsed = slow_elapsed
+    batch = threading.Thread(target=progress.show, args=(1, 2))
+    batch.start()
+    assert writing.wait(5)
+    clicked.set()
+    progress.pause()
+    batch.join(5)
+    assert progress.label.value.startswith("paused at epoch 1/2"), progress.label.value
 
 
 def test_freezing_shows_in_the_toggle_and_the_status(dash):
