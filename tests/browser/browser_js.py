@@ -157,8 +157,8 @@ COMM_RECORDER = """() => {
 
 def open_notebook(page, lab: dict, name: str, notebook: Path | None = None) -> None:
     """Open ``<lab dir>/<name>.ipynb`` (a fresh copy of ``notebook`` when given) in its own
-    workspace, so no tab of an earlier test is restored and it gets its own kernel; wait
-    until the kernel is idle."""
+    workspace, so no tab of an earlier test is restored and it gets its own kernel; install
+    :data:`COMM_RECORDER` on its kernel connection and wait until the kernel is idle."""
     if notebook is not None:
         shutil.copy(notebook, lab["dir"] / f"{name}.ipynb")
     page.goto(f"{lab['base']}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={lab['token']}")
